@@ -1,0 +1,99 @@
+// Type-checked (tsc --noEmit) consumer: uses every export the old module had
+// and the new ones, the way the gateway does.
+import {
+  acquireSessionWriteLock,
+  release,
+  releaseAll,
+  releaseAllSync,
+  SessionWriteLockTimeoutError,
+  SessionWriteLockError,
+  SessionWriteLockLostError,
+  isSessionWriteLockTimeoutError,
+  cleanStaleLockFiles,
+  resolveSessionLockMaxHoldFromTimeout,
+  onSessionEnd,
+  trackActiveSession,
+  listActiveSessions,
+  drainActiveSessions,
+  recoverOrphanedSessions,
+  __testing,
+  drainSessionWriteLockStateForTest,
+  resetSessionWriteLockStateForTest,
+  type SessionWriteLockLease,
+  type SessionLockInspection,
+  type SessionEndEvent,
+  type SessionContext,
+  type ActiveSession,
+} from '../../index.js'
+
+export async function gatewayTurn(sessionFile: string, signal: AbortSignal): Promise<number> {
+  const maxHoldMs: number = resolveSessionLockMaxHoldFromTimeout({ timeoutMs: 600_000 })
+  let lease: SessionWriteLockLease
+  try {
+    lease = await acquireSessionWriteLock({ sessionFile, timeoutMs: 10_000, maxHoldMs, signal })
+  } catch (err) {
+    if (isSessionWriteLockTimeoutError(err) && err instanceof SessionWriteLockTimeoutError) {
+      const owner: string = err.owner
+      const why: 'session_busy' = err.reason
+      return owner.length + why.length + err.timeoutMs
+    }
+    if (err instanceof SessionWriteLockError || err instanceof SessionWriteLockLostError) return -1
+    throw err
+  }
+  lease.assertOwned()
+  await lease.assertCurrent()
+  const token: string = lease.fencingToken
+  const path: string = lease.lockPath
+  lease.signal.addEventListener('abort', () => {})
+  await lease.release()
+  await lease[Symbol.asyncDispose]()
+  const dropped: boolean = await release(sessionFile)
+  const all: number = await releaseAll()
+  const allSync: number = releaseAllSync()
+  return token.length + path.length + Number(dropped) + all + allSync
+}
+
+export async function sweep(dir: string): Promise<SessionLockInspection[]> {
+  const { locks, cleaned } = await cleanStaleLockFiles({
+    sessionsDir: dir,
+    staleMs: 1000,
+    removeStale: false,
+    nowMs: Date.now(),
+    log: { warn: (m: string) => void m, info: (m: string) => void m },
+  })
+  const held: boolean[] = locks.map((l) => l.held)
+  return cleaned.concat(locks.filter((_, i) => held[i]))
+}
+
+export async function sessions(dir: string): Promise<void> {
+  const off: () => void = onSessionEnd(async (e: SessionEndEvent, c: SessionContext) => {
+    void e.sessionId
+    void e.messageCount
+    void e.recovered?.pid
+    void c.agentId
+  })
+  const s: ActiveSession = trackActiveSession({ sessionId: 'a', sessionFile: `${dir}/a.jsonl` })
+  s.update({ messageCount: 3 })
+  listActiveSessions().forEach((x) => void x.startedAt)
+  await s.end('reset')
+  s.forget()
+  const r = await drainActiveSessions({ reason: 'restart', totalTimeoutMs: 100 })
+  const ids: string[] = r.emittedSessionIds
+  const rec = await recoverOrphanedSessions({ sessionsDir: dir })
+  void rec.recovered.length
+  void ids
+  off()
+}
+
+export async function testing(): Promise<void> {
+  const sigs: string[] = __testing.cleanupSignals
+  __testing.handleTerminationSignal(sigs[0])
+  __testing.releaseAllLocksSync()
+  const n: number = await __testing.runLockWatchdogCheck(Date.now())
+  void n
+  await drainSessionWriteLockStateForTest()
+  resetSessionWriteLockStateForTest()
+}
+
+// @ts-expect-error sessionFile is required
+void acquireSessionWriteLock({ timeoutMs: 5 })

@@ -1,0 +1,203 @@
+// Types of session-write-lock. The API is CONTRACT §2 and §6: a drop-in for
+// OpenClaw's src/agents/session-write-lock.ts, plus a few extras marked below.
+
+export interface AcquireSessionWriteLockParams {
+  /** The session transcript (`.jsonl`); the lock is `<realpath(dir)>/<basename>.lock`. */
+  sessionFile: string
+  /** Default 10_000; `Infinity` waits forever; 0, negative, NaN, non-numbers take the default. */
+  timeoutMs?: number
+  /** Default 1_800_000. Only judges lock files written by the old TypeScript module. */
+  staleMs?: number
+  /** Default 300_000: the watchdog force-releases a lock held longer. `Infinity` disables it. */
+  maxHoldMs?: number
+  /** Reenter a lock this Node environment holds when the holder has no `reentrantOwner`. */
+  allowReentrant?: boolean
+  /** Logical owner: reentry only for the same owner (within this Node environment). */
+  reentrantOwner?: string
+  /** Abort a pending acquire: rejects with `signal.reason` (or an AbortError), leaves nothing behind. */
+  signal?: AbortSignal
+}
+
+export interface SessionWriteLockLease {
+  /** Never rejects; idempotent. */
+  release(): Promise<void>
+  /** Normalized, ends in ".lock". */
+  readonly lockPath: string
+  /** Unique per OS-level acquisition; a reentrant lease shares the holder's token. */
+  readonly fencingToken: string
+  /** Throws SessionWriteLockLostError if this lease no longer holds the lock. */
+  assertOwned(): void
+  /** Like assertOwned, and also checks the file on disk (deleted, replaced, token changed). */
+  assertCurrent(): Promise<void>
+  /** Aborted when the lease is lost (watchdog, release). */
+  readonly signal: AbortSignal
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+export declare function acquireSessionWriteLock(
+  params: AcquireSessionWriteLockParams,
+): Promise<SessionWriteLockLease>
+
+/** Drop this environment's hold (every reentrant level); true if this call dropped a hold. */
+export declare function release(target: string | SessionWriteLockLease): Promise<boolean>
+/** Release every lock held by this Node environment (thread); resolves to the number of lock files. */
+export declare function releaseAll(): Promise<number>
+export declare function releaseAllSync(): number
+
+/** Extra: the locks this process holds (all threads). */
+export interface HeldLockInfo {
+  lockPath: string
+  acquiredAt: string
+  maxHoldMs: number
+  reentrantCount: number
+  owner: string | null
+  fencingToken: string
+  sameThread: boolean
+}
+export declare function listHeldLocks(): HeldLockInfo[]
+
+export interface SessionWriteLockHolder {
+  pid: number
+  inProcess: boolean
+  acquiredAt: string | null
+  lockPath: string
+}
+
+export declare class SessionWriteLockTimeoutError extends Error {
+  constructor(params: {
+    timeoutMs: number
+    lockPath: string
+    owner: string
+    holder?: SessionWriteLockHolder | null
+  })
+  readonly name: 'SessionWriteLockTimeoutError' | string
+  readonly reason: 'session_busy'
+  readonly code: 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT'
+  readonly timeoutMs: number
+  readonly lockPath: string
+  /** "pid=<n>" or "unknown". */
+  readonly owner: string
+  /** Extra diagnostics (not in the message). */
+  readonly holder: SessionWriteLockHolder | null
+}
+export { SessionWriteLockTimeoutError as SessionWriteLockError }
+
+export declare class SessionWriteLockLostError extends Error {
+  constructor(lockPath: string, why: string)
+  readonly code: 'OPENCLAW_SESSION_WRITE_LOCK_LOST'
+  readonly lockPath: string
+  readonly why: string
+}
+
+export declare function isSessionWriteLockTimeoutError(err: unknown): boolean
+
+export type SessionLockInspection = {
+  lockPath: string
+  pid: number | null
+  pidAlive: boolean
+  createdAt: string | null
+  ageMs: number | null
+  stale: boolean
+  staleReasons: string[]
+  removed: boolean
+  /** An OS lock is held on it right now. */
+  held: boolean
+}
+
+export declare function cleanStaleLockFiles(params: {
+  sessionsDir: string
+  staleMs?: number
+  removeStale?: boolean
+  nowMs?: number
+  log?: { warn?: (message: string) => void; info?: (message: string) => void }
+}): Promise<{ locks: SessionLockInspection[]; cleaned: SessionLockInspection[] }>
+
+/** Extra: inspect one lock file (removal only when `remove`). */
+export declare function inspectLockFile(
+  lockPath: string,
+  options?: { nowMs?: number; staleMs?: number; remove?: boolean },
+): SessionLockInspection & {
+  kind: 'os' | 'legacy'
+  hostname: string | null
+  maxHoldMs: number | null
+  error: { code: string; errno: number; syscall: string; path: string; message: string } | null
+}
+
+export declare function resolveSessionLockMaxHoldFromTimeout(params: {
+  timeoutMs: number
+  graceMs?: number
+  minMs?: number
+}): number
+
+export type SessionEndReason =
+  | 'new'
+  | 'reset'
+  | 'idle'
+  | 'daily'
+  | 'compaction'
+  | 'deleted'
+  | 'shutdown'
+  | 'restart'
+  | 'unknown'
+
+export type SessionEndEvent = {
+  sessionId: string
+  sessionKey?: string
+  messageCount: number
+  durationMs?: number
+  reason?: SessionEndReason
+  sessionFile?: string
+  recovered?: { pid: number; hostname: string; startedAt: string }
+}
+
+export type SessionContext = { agentId?: string; sessionId: string; sessionKey?: string }
+
+export declare function onSessionEnd(
+  handler: (event: SessionEndEvent, ctx: SessionContext) => void | Promise<void>,
+): () => void
+
+export interface ActiveSession {
+  readonly sessionId: string
+  update(p: { messageCount?: number }): void
+  /** Emits session_end once, then forgets the session. */
+  end(reason?: SessionEndReason): Promise<void>
+  /** Forgets the session without an event. */
+  forget(): void
+}
+
+export declare function trackActiveSession(s: {
+  sessionId: string
+  sessionKey?: string
+  agentId?: string
+  sessionFile?: string
+  messageCount?: number
+}): ActiveSession
+
+export declare function listActiveSessions(): Array<
+  SessionContext & { sessionFile?: string; startedAt: string }
+>
+
+export declare function drainActiveSessions(o?: {
+  reason?: 'shutdown' | 'restart'
+  totalTimeoutMs?: number
+}): Promise<{ emittedSessionIds: string[]; timedOut: boolean }>
+
+export declare function recoverOrphanedSessions(o: {
+  sessionsDir: string
+}): Promise<{ recovered: SessionEndEvent[] }>
+
+export declare const __testing: {
+  readonly cleanupSignals: string[]
+  handleTerminationSignal(signal: string): void
+  releaseAllLocksSync(): void
+  runLockWatchdogCheck(nowMs?: number): Promise<number>
+  /** PID-reuse seam: report `startTime` (null = unknown) as the start time of `pid`. */
+  setStartTimeOverride(pid: number, startTime: number | null): void
+  clearStartTimeOverrides(): void
+  registryCounts(): { keys: number; holders: number; waiters: number }
+  identity(): { pid: number; starttime?: number | null; bootId?: string | null; hostname: string }
+  panicForTest(): void
+}
+
+export declare function drainSessionWriteLockStateForTest(): Promise<void>
+export declare function resetSessionWriteLockStateForTest(): void

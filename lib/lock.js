@@ -1,0 +1,536 @@
+'use strict'
+// The drop-in lock API (CONTRACT §2, §3, §5): acquireSessionWriteLock, leases,
+// release/releaseAll, errors, the maxHoldMs watchdog and leaked-lease reports.
+// Exclusion, FIFO queues and cross-process waiting live in the native engine;
+// this file validates input, shapes errors like the old module's, and keeps
+// the per-context bookkeeping (pending promises, lease signals, timers).
+
+const path = require('node:path')
+const native = require('../loader')
+
+const DEFAULT_TIMEOUT_MS = 10_000
+const DEFAULT_STALE_MS = 1_800_000
+const DEFAULT_MAX_HOLD_MS = 300_000
+const WATCHDOG_MAX_INTERVAL_MS = 60_000
+const MAX_TIMER_MS = 2_147_000_000
+const ENV_TIMEOUT = 'OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS'
+const ENV_STALE = 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS'
+const ENV_MAX_HOLD = 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS'
+const LOG_PREFIX = '[session-write-lock]'
+
+const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+
+// ---------------------------------------------------------------- errors
+
+class SessionWriteLockTimeoutError extends Error {
+  constructor(params) {
+    const { timeoutMs, lockPath, owner } = params
+    super(`session file locked (timeout ${timeoutMs}ms): ${owner} ${lockPath}`)
+    this.name = 'SessionWriteLockTimeoutError'
+    this.reason = 'session_busy'
+    this.code = 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT'
+    this.timeoutMs = timeoutMs
+    this.lockPath = lockPath
+    this.owner = owner
+    // Richer diagnostics stay out of the message (the old text is parsed).
+    this.holder = params.holder ?? null
+  }
+}
+
+class SessionWriteLockLostError extends Error {
+  constructor(lockPath, why) {
+    super(`session write lock lost (${why}): ${lockPath}`)
+    this.name = 'SessionWriteLockLostError'
+    this.code = 'OPENCLAW_SESSION_WRITE_LOCK_LOST'
+    this.lockPath = lockPath
+    this.why = why
+  }
+}
+
+function isSessionWriteLockTimeoutError(err) {
+  return (
+    err instanceof SessionWriteLockTimeoutError ||
+    (err != null && typeof err === 'object' && err.code === 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT')
+  )
+}
+
+/** An OS error from the native side, shaped like Node's fs errors. */
+function osError(e) {
+  const err = new Error(e.message)
+  err.errno = e.errno
+  err.code = e.code
+  err.syscall = e.syscall
+  err.path = e.path
+  return err
+}
+
+function abortReason(signal) {
+  if (signal.reason !== undefined) return signal.reason
+  const err = new Error('The operation was aborted')
+  err.name = 'AbortError'
+  err.code = 'ABORT_ERR'
+  return err
+}
+
+// ---------------------------------------------------------------- options
+
+function envNumber(name, allowInfinity) {
+  const raw = process.env[name]
+  if (raw === undefined) return undefined
+  const v = raw.trim()
+  if (allowInfinity && v === 'Infinity') return Infinity
+  if (!/^\d+$/.test(v)) return undefined
+  const n = Number(v)
+  return n > 0 ? n : undefined
+}
+
+function positive(v) {
+  return typeof v === 'number' && v > 0 && !Number.isNaN(v)
+}
+
+function resolveTimeoutMs(v) {
+  if (v === Infinity) return Infinity
+  if (positive(v) && Number.isFinite(v)) return v
+  return envNumber(ENV_TIMEOUT, true) ?? DEFAULT_TIMEOUT_MS
+}
+
+function resolveStaleMs(v) {
+  if (positive(v)) return v
+  return envNumber(ENV_STALE, false) ?? DEFAULT_STALE_MS
+}
+
+/** maxHoldMs: +Infinity disables the watchdog for that lock. */
+function resolveMaxHoldMs(v) {
+  if (positive(v)) return v
+  return envNumber(ENV_MAX_HOLD, false) ?? DEFAULT_MAX_HOLD_MS
+}
+
+function resolveSessionLockMaxHoldFromTimeout(params) {
+  const p = params ?? {}
+  const minMs = positive(p.minMs) && Number.isFinite(p.minMs) ? p.minMs : DEFAULT_MAX_HOLD_MS
+  const graceMs = positive(p.graceMs) && Number.isFinite(p.graceMs) ? p.graceMs : 120_000
+  const t = p.timeoutMs
+  if (t === Infinity) return MAX_TIMER_MS
+  const timeoutMs = positive(t) && Number.isFinite(t) ? t : minMs
+  return Math.min(MAX_TIMER_MS, Math.max(minMs, timeoutMs + graceMs))
+}
+
+function validateSessionFile(sessionFile) {
+  if (typeof sessionFile !== 'string' || sessionFile.length === 0) {
+    throw new TypeError('sessionFile must be a non-empty string')
+  }
+  if (sessionFile.includes('\0')) {
+    throw new TypeError('sessionFile must not contain NUL characters')
+  }
+}
+
+// ---------------------------------------------------------------- context
+
+const pending = new Map() // requestId -> { settle(delivery) }
+const signals = new Map() // leaseId -> AbortController (only once asked for)
+let ctx = 0
+let keepAlive = null
+let onFirstUse = null
+
+function pump() {
+  const deliveries = native.takeDeliveries(ctx)
+  for (let i = 0; i < deliveries.length; i++) {
+    const d = deliveries[i]
+    const p = pending.get(d.requestId)
+    if (p === undefined) {
+      // Granted to a request this context no longer waits for: never leak.
+      if (d.leaseId != null) native.releaseLease(ctx, d.leaseId)
+      continue
+    }
+    pending.delete(d.requestId)
+    p.settle(d)
+  }
+  if (pending.size === 0 && keepAlive !== null) {
+    clearInterval(keepAlive)
+    keepAlive = null
+  }
+}
+
+ctx = native.registerContext(() => {
+  try {
+    pump()
+  } catch (err) {
+    process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
+  }
+})
+
+// ---------------------------------------------------------------- leases
+
+const debugStacks = process.env.SESSION_WRITE_LOCK_DEBUG === '1'
+
+const leaked = new FinalizationRegistry((held) => {
+  if (!native.leaseHeld(held.id)) return
+  native.releaseLease(ctx, held.id)
+  pumpSoon()
+  let line = `${LOG_PREFIX} lock lease garbage-collected without release(); released: ${held.lockPath}`
+  if (held.stack) line += `\n${held.stack}`
+  process.stderr.write(`${line}\n`)
+})
+
+let pumpQueued = false
+function pumpSoon() {
+  if (pumpQueued) return
+  pumpQueued = true
+  queueMicrotask(() => {
+    pumpQueued = false
+    pump()
+  })
+}
+
+class SessionWriteLockLease {
+  #id
+  #released = false
+  constructor(id, lockPath, fencingToken, key, acquiredAt) {
+    this.#id = id
+    this.lockPath = lockPath
+    this.fencingToken = fencingToken
+    this.sessionKey = key
+    this.acquiredAt = acquiredAt
+    Object.freeze(this)
+  }
+
+  /** Release this lease. Never rejects; a second call does nothing. */
+  release() {
+    try {
+      this.#releaseSync()
+    } catch (err) {
+      process.stderr.write(`${LOG_PREFIX} release failed: ${err && err.message}\n`)
+    }
+    return Promise.resolve()
+  }
+
+  /** @returns {boolean} whether this call dropped a hold */
+  #releaseSync() {
+    if (this.#released) return false
+    this.#released = true
+    leaked.unregister(this)
+    const dropped = native.releaseLease(ctx, this.#id)
+    abortLease(this.#id, this.lockPath, 'released')
+    pump()
+    return dropped
+  }
+
+  static releaseWithResult(lease) {
+    return lease.#releaseSync()
+  }
+
+  assertOwned() {
+    if (this.#released) throw new SessionWriteLockLostError(this.lockPath, 'released')
+    if (!native.leaseHeld(this.#id)) {
+      throw new SessionWriteLockLostError(this.lockPath, 'no longer held')
+    }
+  }
+
+  assertCurrent() {
+    try {
+      this.assertOwned()
+      const why = native.leaseCurrent(this.#id)
+      if (why !== null) return Promise.reject(new SessionWriteLockLostError(this.lockPath, why))
+      return Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  get signal() {
+    let c = signals.get(this.#id)
+    if (c === undefined) {
+      c = new AbortController()
+      if (this.#released || !native.leaseHeld(this.#id)) {
+        c.abort(new SessionWriteLockLostError(this.lockPath, 'no longer held'))
+      } else {
+        signals.set(this.#id, c)
+      }
+    }
+    return c.signal
+  }
+
+  [asyncDispose]() {
+    return this.release()
+  }
+
+  static idOf(lease) {
+    return lease.#id
+  }
+}
+
+function abortLease(id, lockPath, why) {
+  const c = signals.get(id)
+  if (c !== undefined) {
+    signals.delete(id)
+    c.abort(new SessionWriteLockLostError(lockPath, why))
+  }
+}
+
+function makeLease(id, lockPath, token, key, acquiredAt, maxHoldMs) {
+  const lease = new SessionWriteLockLease(id, lockPath, token, key, acquiredAt)
+  leaked.register(lease, { id, lockPath, stack: debugStacks ? new Error('acquired here').stack : undefined }, lease)
+  if (maxHoldMs !== Infinity) scheduleWatchdog(acquiredAt + maxHoldMs)
+  return lease
+}
+
+// ---------------------------------------------------------------- watchdog
+
+let watchdogTimer = null
+let watchdogAt = Infinity
+
+function scheduleWatchdog(deadline) {
+  const now = Date.now()
+  const at = Math.min(deadline, now + WATCHDOG_MAX_INTERVAL_MS)
+  if (watchdogTimer !== null && at >= watchdogAt) return
+  if (watchdogTimer !== null) clearTimeout(watchdogTimer)
+  watchdogAt = at
+  watchdogTimer = setTimeout(onWatchdogTimer, Math.max(0, at - now))
+  watchdogTimer.unref()
+}
+
+function onWatchdogTimer() {
+  watchdogTimer = null
+  watchdogAt = Infinity
+  try {
+    runWatchdog(Date.now())
+  } catch (err) {
+    process.stderr.write(`${LOG_PREFIX} watchdog error: ${err && err.stack}\n`)
+  }
+}
+
+function runWatchdog(nowMs) {
+  const r = native.expire(ctx, nowMs)
+  for (const d of r.dropped) {
+    process.stderr.write(
+      `${LOG_PREFIX} releasing lock held for ${Math.max(0, Math.round(d.heldMs))}ms (max=${d.maxHoldMs}ms): ${d.lockPath}\n`,
+    )
+    for (const id of d.leaseIds) abortLease(id, d.lockPath, `held past maxHoldMs=${d.maxHoldMs}`)
+  }
+  if (r.nextDeadline != null) scheduleWatchdog(r.nextDeadline)
+  if (r.dropped.length > 0) pump()
+  return r.dropped.length
+}
+
+// ---------------------------------------------------------------- acquire
+
+function timeoutError(timeoutMs, key, lockPath) {
+  const h = native.holderOf(key)
+  if (h !== null) {
+    const pid = process.pid
+    return new SessionWriteLockTimeoutError({
+      timeoutMs,
+      lockPath,
+      owner: `pid=${pid}`,
+      holder: { pid, inProcess: true, acquiredAt: new Date(h.acquiredAt).toISOString(), lockPath },
+    })
+  }
+  const pid = native.peekPid(lockPath)
+  return new SessionWriteLockTimeoutError({
+    timeoutMs,
+    lockPath,
+    owner: pid != null ? `pid=${pid}` : 'unknown',
+    holder: pid != null ? { pid, inProcess: false, acquiredAt: null, lockPath } : null,
+  })
+}
+
+function acquireSessionWriteLock(params) {
+  try {
+    if (params === null || typeof params !== 'object') {
+      throw new TypeError('acquireSessionWriteLock expects a params object with sessionFile')
+    }
+    const sessionFile = params.sessionFile
+    validateSessionFile(sessionFile)
+    const signal = params.signal
+    if (signal != null && signal.aborted) return Promise.reject(abortReason(signal))
+    const owner = params.reentrantOwner
+    if (owner !== undefined && owner !== null && typeof owner !== 'string') {
+      throw new TypeError('reentrantOwner must be a string')
+    }
+    if (onFirstUse !== null) onFirstUse()
+    const timeoutMs = resolveTimeoutMs(params.timeoutMs)
+    const maxHoldMs = resolveMaxHoldMs(params.maxHoldMs)
+    const r = native.acquire(
+      ctx,
+      path.resolve(sessionFile),
+      owner ?? null,
+      params.allowReentrant === true,
+      maxHoldMs === Infinity ? -1 : maxHoldMs,
+      resolveStaleMs(params.staleMs),
+    )
+    if (r.status === 0) {
+      return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.key, r.acquiredAt, maxHoldMs))
+    }
+    if (r.status === 2) return Promise.reject(osError(r.error))
+    return waitFor(r.id, r.key, r.lockPath, timeoutMs, maxHoldMs, signal)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
+  return new Promise((resolve, reject) => {
+    let timer = null
+    let onAbort = null
+    const cleanup = () => {
+      if (timer !== null) clearTimeout(timer)
+      if (onAbort !== null) signal.removeEventListener('abort', onAbort)
+    }
+    const giveUp = (err) => {
+      if (native.cancel(requestId)) {
+        pending.delete(requestId)
+        cleanup()
+        reject(err)
+        if (pending.size === 0 && keepAlive !== null) {
+          clearInterval(keepAlive)
+          keepAlive = null
+        }
+      } else {
+        // Granted (or failed) already: the delivery wins.
+        pump()
+      }
+    }
+    pending.set(requestId, {
+      settle(d) {
+        cleanup()
+        if (d.error != null) reject(osError(d.error))
+        else resolve(makeLease(d.leaseId, d.lockPath, d.token, key, d.acquiredAt, maxHoldMs))
+      },
+    })
+    if (timeoutMs !== Infinity) {
+      timer = setTimeout(() => {
+        timer = null
+        giveUp(timeoutError(timeoutMs, key, lockPath))
+      }, Math.min(timeoutMs, MAX_TIMER_MS))
+    } else if (keepAlive === null) {
+      // A pending acquire keeps the process alive, as the old module's polling
+      // timers did; the native side never does.
+      keepAlive = setInterval(() => {}, MAX_TIMER_MS)
+    }
+    if (signal != null) {
+      onAbort = () => {
+        onAbort = null
+        giveUp(abortReason(signal))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+  })
+}
+
+// ---------------------------------------------------------------- release
+
+function releaseDropped(dropped, why) {
+  for (const id of dropped.leaseIds) {
+    abortLease(id, dropped.lockPath, why)
+  }
+}
+
+function releaseSync(target) {
+  if (target instanceof SessionWriteLockLease) {
+    return SessionWriteLockLease.releaseWithResult(target)
+  }
+  if (target !== null && typeof target === 'object' && typeof target.release === 'function') {
+    // A lease from another copy of the package: its own release.
+    target.release()
+    return true
+  }
+  validateSessionFile(target)
+  const n = native.normalize(path.resolve(target))
+  if (n.error) return false
+  const d = native.releaseKey(ctx, n.key)
+  if (d === null) return false
+  releaseDropped(d, 'released')
+  pump()
+  return true
+}
+
+function release(target) {
+  try {
+    return Promise.resolve(releaseSync(target))
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+function releaseAllSync() {
+  const dropped = native.releaseThread(ctx)
+  for (const d of dropped) releaseDropped(d, 'released')
+  pump()
+  return dropped.length
+}
+
+function releaseAll() {
+  try {
+    return Promise.resolve(releaseAllSync())
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/** Every lock held in this process (all threads). */
+function listHeldLocks() {
+  const me = native.threadId()
+  return native.listHeld().map((h) => ({
+    lockPath: h.lockPath,
+    acquiredAt: new Date(h.acquiredAt).toISOString(),
+    maxHoldMs: h.maxHoldMs ?? Infinity,
+    reentrantCount: h.reentrantCount,
+    owner: h.owner ?? null,
+    fencingToken: h.fencingToken,
+    sameThread: h.threadId === me,
+  }))
+}
+
+// ---------------------------------------------------------------- test hooks
+
+/** Cancel this context's pending acquisitions (they reject) and reset timers. */
+function resetLockStateForTest() {
+  for (const [requestId, p] of pending) {
+    if (native.cancel(requestId)) {
+      pending.delete(requestId)
+      const err = new Error('session write lock state reset')
+      err.code = 'OPENCLAW_SESSION_WRITE_LOCK_RESET'
+      p.settle({ error: { message: err.message, code: err.code, errno: 0, syscall: 'reset', path: '' } })
+    }
+  }
+  releaseAllSync()
+  if (keepAlive !== null) {
+    clearInterval(keepAlive)
+    keepAlive = null
+  }
+  if (watchdogTimer !== null) {
+    clearTimeout(watchdogTimer)
+    watchdogTimer = null
+    watchdogAt = Infinity
+  }
+  signals.clear()
+  native.clearPathCache()
+  native.setStartTimeOverride(0, null, true)
+}
+
+function setFirstUseHook(fn) {
+  onFirstUse = fn
+}
+
+module.exports = {
+  acquireSessionWriteLock,
+  release,
+  releaseSync,
+  releaseAll,
+  releaseAllSync,
+  listHeldLocks,
+  SessionWriteLockTimeoutError,
+  SessionWriteLockLostError,
+  SessionWriteLockLease,
+  isSessionWriteLockTimeoutError,
+  resolveSessionLockMaxHoldFromTimeout,
+  resolveStaleMs,
+  resolveTimeoutMs,
+  resolveMaxHoldMs,
+  runWatchdog,
+  resetLockStateForTest,
+  setFirstUseHook,
+  osError,
+  native,
+  constants: { DEFAULT_TIMEOUT_MS, DEFAULT_STALE_MS, DEFAULT_MAX_HOLD_MS, LOG_PREFIX },
+}

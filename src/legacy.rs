@@ -1,0 +1,177 @@
+//! The staleness rules for lock files that carry no OS lock: those written by
+//! the old TypeScript module (no `"lock": "os"`), and, for reporting, ours
+//! whose OS lock is free (see `cleanStaleLockFiles`).
+//!
+//! Reasons, in order: one of `missing-pid` / `dead-pid` / `recycled-pid`, then
+//! one of `invalid-createdAt` / `too-old`, then `orphan-self-pid`. A file whose
+//! only reasons are `missing-pid` and/or `invalid-createdAt` (empty, `{}`,
+//! garbage, a create interrupted before its payload) is stale only once its
+//! mtime is older than `min(staleMs, 5 s)`: the old module creates the file
+//! first and writes the payload a moment later.
+//!
+//! Liveness: zombies are dead, `EPERM` is alive, a pid recorded on another
+//! host is never judged locally (only `too-old` applies), and a pid recorded
+//! under another boot id of this host is dead.
+
+use crate::identity::{self, Liveness};
+use crate::payload::ParsedPayload;
+
+/// The longest grace a payload-less file gets.
+pub const PAYLOADLESS_GRACE_MS: i64 = 5_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub reasons: Vec<&'static str>,
+    pub pid_alive: bool,
+    pub age_ms: Option<i64>,
+    /// Would be removed / reclaimed now.
+    pub stale: bool,
+}
+
+/// Judge a payload by the old module's rules.
+///
+/// `we_hold_it`: this process holds the lock in its registry (then
+/// `orphan-self-pid` never applies).
+pub fn judge(
+    p: &ParsedPayload,
+    mtime_ms: i64,
+    now_ms: i64,
+    stale_ms: u64,
+    we_hold_it: bool,
+) -> Verdict {
+    let me = identity::self_identity();
+    let mut reasons: Vec<&'static str> = Vec::with_capacity(3);
+    let other_host = matches!(&p.hostname, Some(h) if *h != me.hostname);
+    let other_boot = !other_host
+        && matches!((&p.boot_id, &me.boot_id), (Some(theirs), Some(ours)) if theirs != ours);
+    let mut pid_alive = false;
+    match p.pid {
+        None => reasons.push("missing-pid"),
+        Some(_) if other_host => pid_alive = true,
+        Some(_) if other_boot => reasons.push("dead-pid"),
+        Some(pid) => {
+            if identity::liveness(pid) == Liveness::Dead {
+                reasons.push("dead-pid");
+            } else {
+                pid_alive = true;
+                if let (Some(recorded), Some(current)) =
+                    (p.start_time, identity::proc_start_time(pid))
+                {
+                    if recorded != current {
+                        reasons.push("recycled-pid");
+                    }
+                }
+            }
+        }
+    }
+    let age_ms = p.created_at_ms.map(|c| now_ms - c);
+    match age_ms {
+        None => reasons.push("invalid-createdAt"),
+        Some(age) if age > stale_ms.min(i64::MAX as u64) as i64 => reasons.push("too-old"),
+        Some(_) => {}
+    }
+    if !other_host && !we_hold_it && p.pid == Some(me.pid) {
+        let own = identity::own_start_time();
+        if p.start_time.is_none() || p.start_time == own {
+            reasons.push("orphan-self-pid");
+        }
+    }
+    let payloadless = !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| *r == "missing-pid" || *r == "invalid-createdAt");
+    let stale = if payloadless {
+        let grace = (stale_ms.min(i64::MAX as u64) as i64).min(PAYLOADLESS_GRACE_MS);
+        now_ms - mtime_ms > grace
+    } else {
+        !reasons.is_empty()
+    };
+    Verdict {
+        reasons,
+        pid_alive,
+        age_ms,
+        stale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::parse;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn old(pid: u32, created: i64, start: Option<u64>) -> ParsedPayload {
+        let mut s = format!(
+            "{{\"pid\": {pid}, \"createdAt\": \"{}\"",
+            crate::payload::iso8601(created)
+        );
+        if let Some(st) = start {
+            s.push_str(&format!(", \"starttime\": {st}"));
+        }
+        s.push('}');
+        parse(s.as_bytes())
+    }
+
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn live_parent_is_not_stale() {
+        let ppid = unsafe { libc::getppid() } as u32;
+        let v = judge(&old(ppid, NOW - 1000, None), NOW, NOW, 1_800_000, false);
+        assert_eq!(v.reasons, Vec::<&str>::new());
+        assert!(v.pid_alive && !v.stale);
+    }
+
+    #[test]
+    fn dead_and_too_old() {
+        let v = judge(&old(dead_pid(), NOW - 10_000, None), NOW, NOW, 5_000, false);
+        assert_eq!(v.reasons, vec!["dead-pid", "too-old"]);
+        assert!(v.stale && !v.pid_alive);
+    }
+
+    #[test]
+    fn recycled_pid() {
+        let ppid = unsafe { libc::getppid() } as u32;
+        let real = identity::proc_start_time(ppid).unwrap();
+        let v = judge(&old(ppid, NOW, Some(real + 1)), NOW, NOW, 1_800_000, false);
+        assert_eq!(v.reasons, vec!["recycled-pid"]);
+        assert!(v.stale);
+    }
+
+    #[test]
+    fn orphan_self() {
+        let me = identity::self_identity();
+        let v = judge(&old(me.pid, NOW, None), NOW, NOW, 1_800_000, false);
+        assert_eq!(v.reasons, vec!["orphan-self-pid"]);
+        let held = judge(&old(me.pid, NOW, None), NOW, NOW, 1_800_000, true);
+        assert!(held.reasons.is_empty());
+    }
+
+    #[test]
+    fn payloadless_grace() {
+        let empty = parse(b"");
+        let fresh = judge(&empty, NOW - 1_000, NOW, 1_800_000, false);
+        assert_eq!(fresh.reasons, vec!["missing-pid", "invalid-createdAt"]);
+        assert!(!fresh.stale);
+        let aged = judge(&empty, NOW - 6_000, NOW, 1_800_000, false);
+        assert!(aged.stale);
+        let short = judge(&empty, NOW - 1_500, NOW, 1_000, false);
+        assert!(short.stale, "grace is min(staleMs, 5s)");
+    }
+
+    #[test]
+    fn other_host_only_too_old() {
+        let mut p = old(dead_pid(), NOW - 1000, None);
+        p.hostname = Some("elsewhere.example".into());
+        let v = judge(&p, NOW, NOW, 1_800_000, false);
+        assert!(v.reasons.is_empty() && !v.stale);
+        let v = judge(&p, NOW, NOW, 10, false);
+        assert_eq!(v.reasons, vec!["too-old"]);
+    }
+}

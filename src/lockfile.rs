@@ -1,0 +1,524 @@
+//! The lock file: one OS advisory lock (`flock`) held on an open descriptor of
+//! `<session>.lock` for the whole hold.
+//!
+//! What this module guarantees:
+//! - **Exclusion** between every descriptor that locks through it, in any
+//!   process: `flock` locks belong to the open file description, so two opens
+//!   conflict even inside one process, and the kernel drops the lock the moment
+//!   the holder's last descriptor closes, however the holder dies. POSIX
+//!   `fcntl` record locks are never used (they are per process and vanish when
+//!   any descriptor of the file closes).
+//! - **No following, no blocking, no damage**: the lock path is opened with
+//!   `O_NOFOLLOW | O_NONBLOCK`; a symlink, directory, FIFO, socket or device
+//!   there is refused with `ELOOP` / `EISDIR` / `EINVAL` and never followed,
+//!   truncated or removed. We only ever *write* into a file we created
+//!   ourselves with `O_CREAT | O_EXCL`; a file found in place (a dead holder's,
+//!   the old module's, a hostile hard link) is only read (at most
+//!   [`MAX_PAYLOAD_BYTES`]) and, if it is judged stale, its *name* is unlinked
+//!   while we hold its lock and a fresh file is created in its place. The
+//!   exclusive create is also what the old TypeScript module linearizes on, so
+//!   a reclaim race between old and new code has one winner.
+//! - **Unlink races**: after locking, the descriptor's inode must still be the
+//!   one the path names; otherwise we retry. Release unlinks only while still
+//!   holding the lock and only if the path still names our inode, then closes.
+//!
+//! What it does not guarantee: exclusion against code that ignores `flock`
+//! (the old module is handled by the payload rules of `legacy`), nor on network
+//! file systems whose `flock` is emulated or local-only (NFS, SMB).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use crate::oserror::OsError;
+use crate::payload::{self, ParsedPayload, MAX_PAYLOAD_BYTES};
+
+#[cfg(unix)]
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+#[cfg(unix)]
+use std::os::unix::io::AsRawFd;
+
+/// How a payload-bearing file found in place (not created by us) should be
+/// treated once we hold its OS lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    /// Nobody valid holds it: unlink the name and create a fresh file.
+    Reclaim,
+    /// The old module (which holds no OS lock) holds it: wait and look again.
+    Wait,
+}
+
+/// Identity of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A lock file we hold. Dropping it without [`LockFile::release`] closes the
+/// descriptor (which frees the OS lock) but leaves the file.
+#[derive(Debug)]
+pub struct LockFile {
+    file: File,
+    id: FileId,
+    len: u64,
+}
+
+/// An open descriptor on a lock file someone else holds, kept while waiting
+/// so that our own retries neither create nor close descriptors (which would
+/// wake every watcher of the file).
+#[derive(Debug)]
+pub struct WaitFile {
+    file: File,
+    id: FileId,
+    /// True when the holder is the old module (no OS lock to wait on).
+    pub legacy: bool,
+}
+
+impl WaitFile {
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+}
+
+/// The outcome of one non-blocking attempt.
+#[derive(Debug)]
+pub enum Attempt {
+    Acquired(LockFile),
+    Busy(WaitFile),
+}
+
+fn meta_id(m: &std::fs::Metadata) -> FileId {
+    #[cfg(unix)]
+    {
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        FileId { dev: 0, ino: 0 }
+    }
+}
+
+fn mtime_ms(m: &std::fs::Metadata) -> i64 {
+    #[cfg(unix)]
+    {
+        m.mtime() * 1000 + m.mtime_nsec() / 1_000_000
+    }
+    #[cfg(not(unix))]
+    {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// Open flags shared by every open of a lock path: never follow a symlink in
+/// the last component, never block (FIFOs, devices), close on exec (std adds
+/// `O_CLOEXEC` itself).
+#[cfg(unix)]
+const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// Open the lock path, creating it exclusively if absent. Returns the file,
+/// whether we created it, and its metadata.
+fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::Metadata), OsError> {
+    let mut created = true;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(OPEN_FLAGS)
+        .mode(0o644)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            created = false;
+            // Read-only is enough to lock and to read; we never write into a
+            // file we did not create.
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(OPEN_FLAGS)
+                .open(path)
+            {
+                Ok(f) => f,
+                Err(e) => return Err(classify_open_error(&e, path, path_str)),
+            }
+        }
+        Err(e) => return Err(classify_open_error(&e, path, path_str)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+    if !meta.file_type().is_file() {
+        // Not created by us (O_EXCL never makes anything but a regular file).
+        return Err(non_regular_error(&meta, path_str));
+    }
+    Ok((file, created, meta))
+}
+
+fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
+    let ft = meta.file_type();
+    let code = if ft.is_dir() {
+        "EISDIR"
+    } else if ft.is_symlink() {
+        "ELOOP"
+    } else {
+        "EINVAL"
+    };
+    OsError::synthetic(code, "open", path_str)
+}
+
+fn classify_open_error(e: &io::Error, path: &Path, path_str: &str) -> OsError {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EISDIR) => OsError::from_io(e, "open", path_str),
+        // A socket (ENXIO), or anything else odd: say what is there if we can.
+        Some(libc::ENXIO) | Some(libc::EOPNOTSUPP) | Some(libc::ETXTBSY) => {
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if !m.file_type().is_file() => non_regular_error(&m, path_str),
+                _ => OsError::from_io(e, "open", path_str),
+            }
+        }
+        _ => OsError::from_io(e, "open", path_str),
+    }
+}
+
+#[cfg(unix)]
+fn flock(file: &File, op: i32) -> io::Result<bool> {
+    loop {
+        // SAFETY: the descriptor is owned by `file` and open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+fn try_lock_exclusive(file: &File, path_str: &str) -> Result<bool, OsError> {
+    flock(file, libc::LOCK_EX | libc::LOCK_NB).map_err(|e| OsError::from_io(&e, "flock", path_str))
+}
+
+fn unlock(file: &File) {
+    let _ = flock(file, libc::LOCK_UN);
+}
+
+/// Does `path` (not following a final symlink) name the inode `id`?
+pub fn path_names(path: &Path, id: FileId) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => meta_id(&m) == id,
+        Err(_) => false,
+    }
+}
+
+/// Read at most `MAX_PAYLOAD_BYTES + 1` bytes from the start of `file`.
+pub fn read_bounded(file: &File) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; MAX_PAYLOAD_BYTES + 1];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    buf.truncate(n);
+    buf
+}
+
+/// Read and parse the payload at `path` without locking or creating anything
+/// (for diagnostics: the owner named in a timeout error, inspections).
+pub fn peek(path: &Path) -> Option<(ParsedPayload, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OPEN_FLAGS)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    Some((payload::parse(&read_bounded(&file)), meta))
+}
+
+/// Make one non-blocking attempt to take the lock at `path`.
+///
+/// `wait` is the descriptor kept from an earlier busy attempt (reused so that
+/// waiting creates no open/close churn). `judge` decides about a file found in
+/// place whose OS lock we obtained. `render` writes our payload.
+pub fn attempt(
+    path: &Path,
+    path_str: &str,
+    mut wait: Option<WaitFile>,
+    judge: &mut dyn FnMut(&ParsedPayload, i64) -> Judgement,
+    render: &mut dyn FnMut(&mut String),
+) -> Result<Attempt, OsError> {
+    // Each round either succeeds, reports busy, or observed a change made by
+    // another party (unlink, replace, reclaim); bound the rounds anyway.
+    for _round in 0..64 {
+        let (file, created, meta) = match wait.take() {
+            Some(w) => {
+                // Reuse only while the path still names the same inode.
+                if !path_names(path, w.id) {
+                    continue;
+                }
+                let meta = w
+                    .file
+                    .metadata()
+                    .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+                (w.file, false, meta)
+            }
+            None => open_lock_path(path, path_str)?,
+        };
+        let id = meta_id(&meta);
+        let mut locked = try_lock_exclusive(&file, path_str)?;
+        if !locked && created {
+            // Another process may be inspecting the file we just created; it
+            // lets go within microseconds.
+            for _ in 0..200 {
+                std::thread::yield_now();
+                locked = try_lock_exclusive(&file, path_str)?;
+                if locked {
+                    break;
+                }
+            }
+        }
+        if !locked {
+            return Ok(Attempt::Busy(WaitFile {
+                file,
+                id,
+                legacy: false,
+            }));
+        }
+        if !path_names(path, id) {
+            // Unlinked or replaced between our open and our lock.
+            continue;
+        }
+        if created {
+            let mut buf = String::with_capacity(320);
+            render(&mut buf);
+            let mut lf = LockFile { file, id, len: 0 };
+            if let Err(e) = lf.write_payload(buf.as_bytes()) {
+                let err = OsError::from_io(&e, "write", path_str);
+                lf.release(path);
+                return Err(err);
+            }
+            return Ok(Attempt::Acquired(lf));
+        }
+        let parsed = payload::parse(&read_bounded(&file));
+        match judge(&parsed, mtime_ms(&meta)) {
+            Judgement::Reclaim => {
+                // We hold its lock and the path names it: remove the name, then
+                // race for a fresh exclusive create.
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(OsError::from_io(&e, "unlink", path_str)),
+                }
+                drop(file);
+            }
+            Judgement::Wait => {
+                unlock(&file);
+                return Ok(Attempt::Busy(WaitFile {
+                    file,
+                    id,
+                    legacy: true,
+                }));
+            }
+        }
+    }
+    // Pathological churn: report busy on nothing in particular; the caller
+    // waits and tries again.
+    let (file, _, meta) = open_lock_path(path, path_str)?;
+    Ok(Attempt::Busy(WaitFile {
+        file,
+        id: meta_id(&meta),
+        legacy: true,
+    }))
+}
+
+impl LockFile {
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
+    /// Replace the payload (in-process hand-off to the next holder). Writes in
+    /// place, then trims if the new payload is shorter.
+    pub fn write_payload(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(bytes, 0)?;
+        let new_len = bytes.len() as u64;
+        if new_len < self.len {
+            self.file.set_len(new_len)?;
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Re-read our own file: is the path still ours, and what does it say?
+    pub fn still_named_by(&self, path: &Path) -> bool {
+        path_names(path, self.id)
+    }
+
+    pub fn read_payload(&self) -> ParsedPayload {
+        payload::parse(&read_bounded(&self.file))
+    }
+
+    /// Release: unlink the name while still holding the lock, if the name is
+    /// still ours, then close (which drops the OS lock).
+    pub fn release(self, path: &Path) {
+        if path_names(path, self.id) {
+            let _ = std::fs::remove_file(path);
+        }
+        drop(self.file);
+    }
+
+    /// Close without unlinking (the file stays, its OS lock is freed).
+    pub fn abandon(self) {
+        drop(self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("swl-lf-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn render(s: &mut String) {
+        s.push_str("{\"pid\": 1, \"lock\": \"os\"}");
+    }
+
+    fn go(path: &Path, wait: Option<WaitFile>) -> Result<Attempt, OsError> {
+        attempt(
+            path,
+            path.to_str().unwrap(),
+            wait,
+            &mut |p, _| {
+                if p.os_lock {
+                    Judgement::Reclaim
+                } else {
+                    Judgement::Wait
+                }
+            },
+            &mut render,
+        )
+    }
+
+    #[test]
+    fn excludes_second_descriptor_and_releases() {
+        let d = tmpdir("excl");
+        let p = d.join("a.jsonl.lock");
+        let Attempt::Acquired(a) = go(&p, None).unwrap() else {
+            panic!("first must acquire")
+        };
+        let Attempt::Busy(w) = go(&p, None).unwrap() else {
+            panic!("second must be busy")
+        };
+        assert!(!w.legacy);
+        a.release(&p);
+        assert!(!p.exists());
+        // The kept descriptor names an unlinked inode: the retry re-opens.
+        let Attempt::Acquired(b) = go(&p, Some(w)).unwrap() else {
+            panic!("must acquire after release")
+        };
+        b.release(&p);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn abandoned_os_file_is_reclaimed() {
+        let d = tmpdir("abandon");
+        let p = d.join("a.jsonl.lock");
+        let Attempt::Acquired(a) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        a.abandon();
+        std::fs::write(&p, "{\"pid\": 1, \"lock\": \"os\", \"x\": 1}").unwrap();
+        let Attempt::Acquired(b) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"{\"pid\": 1, \"lock\": \"os\"}"
+        );
+        b.release(&p);
+    }
+
+    #[test]
+    fn refuses_non_regular_files() {
+        let d = tmpdir("hostile");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let l = d.join("s.jsonl.lock");
+        symlink(&victim, &l).unwrap();
+        assert_eq!(go(&l, None).unwrap_err().code, "ELOOP");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_file(&l).unwrap();
+        std::fs::create_dir(&l).unwrap();
+        assert_eq!(go(&l, None).unwrap_err().code, "EISDIR");
+        std::fs::remove_dir(&l).unwrap();
+        let c = std::ffi::CString::new(l.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = go(&l, None).unwrap_err();
+        assert_eq!((e.code, e.syscall), ("EINVAL", "open"));
+        assert!(std::fs::symlink_metadata(&l).unwrap().file_type().is_fifo());
+    }
+
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn legacy_file_is_waited_and_never_written() {
+        let d = tmpdir("legacy");
+        let p = d.join("a.jsonl.lock");
+        std::fs::write(&p, "{\"pid\": 1, \"createdAt\": \"x\"}").unwrap();
+        let Attempt::Busy(w) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        assert!(w.legacy);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"pid\": 1, \"createdAt\": \"x\"}"
+        );
+    }
+
+    #[test]
+    fn payload_rewrite_trims() {
+        let d = tmpdir("rewrite");
+        let p = d.join("a.jsonl.lock");
+        let Attempt::Acquired(mut a) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        a.write_payload(b"0123456789").unwrap();
+        a.write_payload(b"abc").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+        a.release(&p);
+    }
+}

@@ -1,0 +1,169 @@
+//! Session path normalization: `<realpath(dir)>/<basename>`, with the
+//! directory created first (`mkdir -p`), exactly as the old module keyed its
+//! locks. Two paths through a symlinked directory give one key.
+//!
+//! The directory's realpath is cached, but every use re-validates the entry
+//! with two `stat`s: the directory as given must still resolve to the same
+//! inode, and the cached real path must still name that inode. A directory
+//! replaced, re-pointed (symlink swapped) or renamed therefore never serves a
+//! stale answer; it costs ~1 us instead of a `mkdir` and a full `realpath`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::lockfile::FileId;
+use crate::oserror::OsError;
+
+#[cfg(unix)]
+use std::os::unix::fs::MetadataExt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPaths {
+    /// `<realdir>/<basename>`: the registry key.
+    pub key: String,
+    /// `<key>.lock`.
+    pub lock_path: String,
+}
+
+struct CacheEntry {
+    real: String,
+    id: FileId,
+}
+
+static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
+const CACHE_LIMIT: usize = 4096;
+
+fn stat_id(p: &str) -> Option<FileId> {
+    let m = std::fs::metadata(p).ok()?;
+    if !m.is_dir() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Some(FileId { dev: 0, ino: 0 })
+    }
+}
+
+/// Split an absolute, already `path.resolve`d path into (dir, base).
+fn split(resolved: &str) -> (&str, &str) {
+    match resolved.rfind('/') {
+        Some(0) => ("/", &resolved[1..]),
+        Some(i) => (&resolved[..i], &resolved[i + 1..]),
+        None => (".", resolved),
+    }
+}
+
+fn join(dir: &str, base: &str) -> String {
+    let mut s = String::with_capacity(dir.len() + base.len() + 1);
+    s.push_str(dir);
+    if !dir.ends_with('/') {
+        s.push('/');
+    }
+    s.push_str(base);
+    s
+}
+
+/// Resolve the directory of a session file to its real path, creating it.
+pub fn real_dir(dir: &str) -> Result<String, OsError> {
+    if let Some(id) = stat_id(dir) {
+        let guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = guard.as_ref().and_then(|c| c.get(dir)) {
+            if entry.id == id && stat_id(&entry.real) == Some(id) {
+                return Ok(entry.real.clone());
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| OsError::from_io(&e, "mkdir", dir))?;
+    let real = match std::fs::canonicalize(dir) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(_) => dir.to_string(),
+    };
+    if let Some(id) = stat_id(&real) {
+        let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = guard.get_or_insert_with(HashMap::new);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(
+            dir.to_string(),
+            CacheEntry {
+                real: real.clone(),
+                id,
+            },
+        );
+    }
+    Ok(real)
+}
+
+/// Normalize an absolute session path (the JS side has applied
+/// `path.resolve`).
+pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {
+    let (dir, base) = split(resolved);
+    let real = real_dir(dir)?;
+    let key = join(&real, base);
+    let mut lock_path = String::with_capacity(key.len() + 5);
+    lock_path.push_str(&key);
+    lock_path.push_str(".lock");
+    Ok(SessionPaths { key, lock_path })
+}
+
+/// Forget every cached directory (tests, and `reset...ForTest`).
+pub fn clear_cache() {
+    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// `true` when `p` is a directory path known to the cache (tests).
+pub fn is_cached(p: &Path) -> bool {
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|c| c.contains_key(p.to_string_lossy().as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinked_dirs_share_a_key_and_cache_revalidates() {
+        let root = std::env::temp_dir().join(format!("swl-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let a = root.join("a");
+        let b = root.join("b");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let link = root.join("link");
+        symlink(&a, &link).unwrap();
+        let via_link = normalize(link.join("s.jsonl").to_str().unwrap()).unwrap();
+        let direct = normalize(a.join("s.jsonl").to_str().unwrap()).unwrap();
+        assert_eq!(via_link.key, direct.key);
+        assert!(is_cached(&link));
+        // Re-point the symlink: the cache must not answer with `a`.
+        std::fs::remove_file(&link).unwrap();
+        symlink(&b, &link).unwrap();
+        let again = normalize(link.join("s.jsonl").to_str().unwrap()).unwrap();
+        assert_eq!(
+            again.key,
+            std::fs::canonicalize(&b)
+                .unwrap()
+                .join("s.jsonl")
+                .to_str()
+                .unwrap()
+        );
+        // Creates missing directories.
+        let deep = root.join("x/y/z/s.jsonl");
+        let n = normalize(deep.to_str().unwrap()).unwrap();
+        assert!(n.lock_path.ends_with("/x/y/z/s.jsonl.lock"));
+        assert!(root.join("x/y/z").is_dir());
+    }
+}

@@ -1,0 +1,850 @@
+//! The in-process registry: one per process, shared by every Node
+//! environment (main thread, worker threads, jest contexts) that loads this
+//! copy of the addon.
+//!
+//! Per lock key it keeps the in-process holder (the OS lock, its token, the
+//! leases sharing it) and a FIFO queue of waiters. Only the head of a queue
+//! contends at the OS level, and only while no in-process holder exists; when a
+//! holder releases with waiters queued, the OS lock is handed straight to the
+//! next waiter (new fencing token, payload rewritten in place), so in-process
+//! hand-off costs one `pwrite`, not an unlink/create/lock cycle.
+//!
+//! Guarantees: grants within one process are strictly in request order per
+//! key (reentrant acquisitions, which never wait, aside); a lease id is never
+//! reused, so a lost lease's `release` cannot touch a later holder.
+//! Not guaranteed: fairness between processes. While waiters of this process
+//! are queued the OS lock stays here; other processes get it when the queue
+//! drains (the old module gave no cross-process fairness either).
+//!
+//! Delivery: a grant or failure for a pending request is pushed to the
+//! requesting context's outbox; the context is woken through its waker (a
+//! thread-safe function in the binding) unless the caller is that context,
+//! which then drains its outbox itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::identity;
+use crate::legacy;
+use crate::lockfile::{self, Attempt, Judgement, LockFile, WaitFile};
+use crate::oserror::OsError;
+use crate::payload::{LockPayload, ParsedPayload};
+use crate::waiter;
+
+/// A module instance (one `napi_env`: a thread, or a jest context in it).
+pub type CtxId = u64;
+/// A Node environment: the JS thread's OS thread id.
+pub type ThreadId = u64;
+
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct AcquireRequest {
+    pub key: String,
+    pub lock_path: String,
+    pub ctx: CtxId,
+    pub thread: ThreadId,
+    pub owner: Option<String>,
+    pub allow_reentrant: bool,
+    /// `None`: never force-released.
+    pub max_hold_ms: Option<u64>,
+    pub stale_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub lease_id: u64,
+    pub lock_path: Arc<str>,
+    pub token: Arc<str>,
+    pub acquired_at_ms: i64,
+}
+
+#[derive(Debug)]
+pub enum AcquireOutcome {
+    Granted(Grant),
+    Pending(u64),
+}
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub request_id: u64,
+    pub result: Result<Grant, OsError>,
+}
+
+/// One lock force-released or dropped.
+#[derive(Debug, Clone)]
+pub struct Dropped {
+    pub lock_path: Arc<str>,
+    pub lease_ids: Vec<u64>,
+    pub held_ms: i64,
+    pub max_hold_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HolderInfo {
+    pub lock_path: String,
+    pub acquired_at_ms: i64,
+    pub max_hold_ms: Option<u64>,
+    pub reentrant_count: u32,
+    pub owner: Option<String>,
+    pub thread: ThreadId,
+    pub token: String,
+}
+
+struct Holder {
+    file: LockFile,
+    token: Arc<str>,
+    ctx: CtxId,
+    thread: ThreadId,
+    owner: Option<String>,
+    leases: Vec<u64>,
+    acquired_at_ms: i64,
+    max_hold_ms: Option<u64>,
+}
+
+struct Waiter {
+    request_id: u64,
+    ctx: CtxId,
+    thread: ThreadId,
+    owner: Option<String>,
+    max_hold_ms: Option<u64>,
+    stale_ms: u64,
+}
+
+struct KeyState {
+    lock_path: Arc<str>,
+    holder: Option<Holder>,
+    waiters: VecDeque<Waiter>,
+    /// The waiter thread is trying to take the OS lock for this key.
+    contending: bool,
+}
+
+#[derive(Default)]
+struct CtxState {
+    outbox: Vec<Delivery>,
+    waker: Option<Waker>,
+    wake_pending: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    keys: HashMap<Arc<str>, KeyState>,
+    leases: HashMap<u64, Arc<str>>,
+    requests: HashMap<u64, Arc<str>>,
+    ctxs: HashMap<CtxId, CtxState>,
+}
+
+pub struct Registry {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The process-wide registry.
+pub fn global() -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry {
+        inner: Mutex::new(Inner::default()),
+        next_id: AtomicU64::new(1),
+    })
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Fencing tokens: 64 random bits fixed per process, then a counter, as 24
+/// hex digits (fixed length, so in-place payload rewrites never shrink).
+fn new_token() -> Arc<str> {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_i64(now_ms());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{seed:016x}{:08x}", n as u32).into()
+}
+
+/// Render our payload for a new OS-level holder.
+pub fn render_payload(out: &mut String, created_at_ms: i64, max_hold_ms: Option<u64>, token: &str) {
+    let me = identity::self_identity();
+    LockPayload {
+        pid: me.pid,
+        created_at_ms,
+        start_time: identity::own_start_time(),
+        max_hold_ms,
+        fencing_token: token,
+        hostname: &me.hostname,
+        boot_id: me.boot_id.as_deref(),
+    }
+    .render(out);
+}
+
+/// What to do with a file found in place whose OS lock we obtained.
+pub fn judge_found(p: &ParsedPayload, mtime_ms: i64, stale_ms: u64) -> Judgement {
+    if p.os_lock {
+        // Its writer held it by the OS lock, which is now ours: gone.
+        return Judgement::Reclaim;
+    }
+    if legacy::judge(p, mtime_ms, now_ms(), stale_ms, false).stale {
+        Judgement::Reclaim
+    } else {
+        Judgement::Wait
+    }
+}
+
+/// Attempt the OS lock once for a new holder: returns the attempt and the
+/// token/time written when acquired.
+pub fn os_attempt(
+    lock_path: &str,
+    wait: Option<WaitFile>,
+    stale_ms: u64,
+    max_hold_ms: Option<u64>,
+) -> Result<(Attempt, Arc<str>, i64), OsError> {
+    let token = new_token();
+    let at = now_ms();
+    let attempt = lockfile::attempt(
+        Path::new(lock_path),
+        lock_path,
+        wait,
+        &mut |p, mtime| judge_found(p, mtime, stale_ms),
+        &mut |buf| render_payload(buf, at, max_hold_ms, &token),
+    )?;
+    Ok((attempt, token, at))
+}
+
+fn reentry_allowed(h: &Holder, thread: ThreadId, owner: &Option<String>, allow: bool) -> bool {
+    if h.thread != thread {
+        return false;
+    }
+    match (owner, &h.owner) {
+        (Some(o), Some(ho)) => o == ho,
+        (_, None) => allow,
+        (None, Some(_)) => false,
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Register a context (module instance) and the waker that makes it drain
+    /// its outbox.
+    pub fn register_ctx(&self, waker: Option<Waker>) -> CtxId {
+        let id = self.id();
+        self.lock().ctxs.insert(
+            id,
+            CtxState {
+                waker,
+                ..Default::default()
+            },
+        );
+        id
+    }
+
+    /// A context is going away (env teardown): cancel its waiters, release its
+    /// holds, forget it. Returns the number of lock files released.
+    pub fn unregister_ctx(&self, ctx: CtxId) -> usize {
+        let mut inner = self.lock();
+        inner.ctxs.remove(&ctx);
+        let n = self.drop_where(&mut inner, ctx, |h| h.ctx == ctx, |w| w.ctx == ctx);
+        n.len()
+    }
+
+    /// Take everything delivered to `ctx`.
+    pub fn take_deliveries(&self, ctx: CtxId) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        match inner.ctxs.get_mut(&ctx) {
+            Some(c) => {
+                c.wake_pending = false;
+                std::mem::take(&mut c.outbox)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn deliver(inner: &mut Inner, caller: CtxId, to: CtxId, d: Delivery) {
+        let Some(c) = inner.ctxs.get_mut(&to) else {
+            // The context is gone: a grant must not leak the lock.
+            return;
+        };
+        c.outbox.push(d);
+        if to != caller && !c.wake_pending {
+            if let Some(w) = &c.waker {
+                c.wake_pending = true;
+                w();
+            }
+        }
+    }
+
+    /// Acquire, or queue. `caller` is the context making the call.
+    pub fn acquire(&self, req: AcquireRequest) -> Result<AcquireOutcome, OsError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(ks) = inner.keys.get_mut(req.key.as_str()) {
+            if let Some(h) = ks.holder.as_mut() {
+                if reentry_allowed(h, req.thread, &req.owner, req.allow_reentrant) {
+                    let lease_id = self.id();
+                    h.leases.push(lease_id);
+                    let g = Grant {
+                        lease_id,
+                        lock_path: ks.lock_path.clone(),
+                        token: h.token.clone(),
+                        acquired_at_ms: h.acquired_at_ms,
+                    };
+                    let key = inner
+                        .keys
+                        .get_key_value(req.key.as_str())
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_else(|| req.key.as_str().into());
+                    inner.leases.insert(lease_id, key);
+                    return Ok(AcquireOutcome::Granted(g));
+                }
+            }
+            // Busy in process (held or queued): join the queue.
+            let request_id = self.id();
+            ks.waiters.push_back(Waiter {
+                request_id,
+                ctx: req.ctx,
+                thread: req.thread,
+                owner: req.owner,
+                max_hold_ms: req.max_hold_ms,
+                stale_ms: req.stale_ms,
+            });
+            let key = inner
+                .keys
+                .get_key_value(req.key.as_str())
+                .map(|(k, _)| k.clone())
+                .unwrap_or_else(|| req.key.as_str().into());
+            inner.requests.insert(request_id, key);
+            return Ok(AcquireOutcome::Pending(request_id));
+        }
+        // Nobody here holds or waits: try the OS lock now.
+        let (attempt, token, at) = os_attempt(&req.lock_path, None, req.stale_ms, req.max_hold_ms)?;
+        let key: Arc<str> = req.key.as_str().into();
+        let lock_path: Arc<str> = req.lock_path.as_str().into();
+        match attempt {
+            Attempt::Acquired(file) => {
+                let lease_id = self.id();
+                inner.keys.insert(
+                    key.clone(),
+                    KeyState {
+                        lock_path: lock_path.clone(),
+                        holder: Some(Holder {
+                            file,
+                            token: token.clone(),
+                            ctx: req.ctx,
+                            thread: req.thread,
+                            owner: req.owner,
+                            leases: vec![lease_id],
+                            acquired_at_ms: at,
+                            max_hold_ms: req.max_hold_ms,
+                        }),
+                        waiters: VecDeque::new(),
+                        contending: false,
+                    },
+                );
+                inner.leases.insert(lease_id, key);
+                Ok(AcquireOutcome::Granted(Grant {
+                    lease_id,
+                    lock_path,
+                    token,
+                    acquired_at_ms: at,
+                }))
+            }
+            Attempt::Busy(wait) => {
+                let request_id = self.id();
+                let mut waiters = VecDeque::new();
+                waiters.push_back(Waiter {
+                    request_id,
+                    ctx: req.ctx,
+                    thread: req.thread,
+                    owner: req.owner,
+                    max_hold_ms: req.max_hold_ms,
+                    stale_ms: req.stale_ms,
+                });
+                inner.keys.insert(
+                    key.clone(),
+                    KeyState {
+                        lock_path: lock_path.clone(),
+                        holder: None,
+                        waiters,
+                        contending: true,
+                    },
+                );
+                inner.requests.insert(request_id, key.clone());
+                waiter::contend(key, lock_path, Some(wait));
+                Ok(AcquireOutcome::Pending(request_id))
+            }
+        }
+    }
+
+    /// Cancel a pending request. `false` if it is no longer pending (granted
+    /// or failed already: its delivery is in the outbox).
+    pub fn cancel(&self, request_id: u64) -> bool {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(key) = inner.requests.remove(&request_id) else {
+            return false;
+        };
+        if let Some(ks) = inner.keys.get_mut(&key) {
+            ks.waiters.retain(|w| w.request_id != request_id);
+        }
+        Self::settle(inner, &key);
+        true
+    }
+
+    /// After waiters left: stop contending for an empty queue, drop idle keys.
+    fn settle(inner: &mut Inner, key: &Arc<str>) {
+        let Some(ks) = inner.keys.get_mut(key) else {
+            return;
+        };
+        if ks.holder.is_none() && ks.waiters.is_empty() {
+            if ks.contending {
+                waiter::stop(key.clone());
+            }
+            inner.keys.remove(key);
+        }
+    }
+
+    /// Release one lease. `true` if it dropped a hold.
+    pub fn release_lease(&self, caller: CtxId, lease_id: u64) -> bool {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(key) = inner.leases.remove(&lease_id) else {
+            return false;
+        };
+        let Some(ks) = inner.keys.get_mut(&key) else {
+            return true;
+        };
+        let Some(h) = ks.holder.as_mut() else {
+            return true;
+        };
+        h.leases.retain(|&l| l != lease_id);
+        if h.leases.is_empty() {
+            self.pass_on(inner, caller, &key);
+        }
+        true
+    }
+
+    /// The holder of `key` is done (all levels gone, or forced): hand the OS
+    /// lock to the next waiter in line, or release it.
+    fn pass_on(&self, inner: &mut Inner, caller: CtxId, key: &Arc<str>) {
+        let Some(ks) = inner.keys.get_mut(key) else {
+            return;
+        };
+        let Some(mut h) = ks.holder.take() else {
+            return;
+        };
+        for l in h.leases.drain(..) {
+            inner.leases.remove(&l);
+        }
+        let ks = inner.keys.get_mut(key).expect("key present");
+        let lock_path = ks.lock_path.clone();
+        if let Some(w) = ks.waiters.pop_front() {
+            inner.requests.remove(&w.request_id);
+            let token = new_token();
+            let at = now_ms();
+            let mut buf = String::with_capacity(320);
+            render_payload(&mut buf, at, w.max_hold_ms, &token);
+            match h.file.write_payload(buf.as_bytes()) {
+                Ok(()) => {
+                    let lease_id = self.id();
+                    let ks = inner.keys.get_mut(key).expect("key present");
+                    ks.holder = Some(Holder {
+                        file: h.file,
+                        token: token.clone(),
+                        ctx: w.ctx,
+                        thread: w.thread,
+                        owner: w.owner,
+                        leases: vec![lease_id],
+                        acquired_at_ms: at,
+                        max_hold_ms: w.max_hold_ms,
+                    });
+                    inner.leases.insert(lease_id, key.clone());
+                    Self::deliver(
+                        inner,
+                        caller,
+                        w.ctx,
+                        Delivery {
+                            request_id: w.request_id,
+                            result: Ok(Grant {
+                                lease_id,
+                                lock_path,
+                                token,
+                                acquired_at_ms: at,
+                            }),
+                        },
+                    );
+                    return;
+                }
+                Err(e) => {
+                    let err = OsError::from_io(&e, "write", &lock_path);
+                    h.file.release(Path::new(&*lock_path));
+                    Self::deliver(
+                        inner,
+                        caller,
+                        w.ctx,
+                        Delivery {
+                            request_id: w.request_id,
+                            result: Err(err),
+                        },
+                    );
+                    self.advance(inner, caller, key);
+                    return;
+                }
+            }
+        }
+        h.file.release(Path::new(&*lock_path));
+        inner.keys.remove(key);
+    }
+
+    /// No in-process holder: let the head waiter take the OS lock now, or
+    /// start contending for it.
+    fn advance(&self, inner: &mut Inner, caller: CtxId, key: &Arc<str>) {
+        loop {
+            let Some(ks) = inner.keys.get_mut(key) else {
+                return;
+            };
+            if ks.holder.is_some() || ks.contending {
+                return;
+            }
+            let Some(w) = ks.waiters.front() else {
+                inner.keys.remove(key);
+                return;
+            };
+            let lock_path = ks.lock_path.clone();
+            let max_hold = w.max_hold_ms;
+            match os_attempt(&lock_path, None, w.stale_ms, max_hold) {
+                Ok((Attempt::Acquired(file), token, at)) => {
+                    self.install(inner, caller, key, file, token, at, max_hold);
+                    return;
+                }
+                Ok((Attempt::Busy(wait), _, _)) => {
+                    ks.contending = true;
+                    waiter::contend(key.clone(), lock_path, Some(wait));
+                    return;
+                }
+                Err(err) => {
+                    let w = ks.waiters.pop_front().expect("head");
+                    inner.requests.remove(&w.request_id);
+                    Self::deliver(
+                        inner,
+                        caller,
+                        w.ctx,
+                        Delivery {
+                            request_id: w.request_id,
+                            result: Err(err),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Install a freshly OS-acquired file as the holder for the head waiter.
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &self,
+        inner: &mut Inner,
+        caller: CtxId,
+        key: &Arc<str>,
+        mut file: LockFile,
+        token: Arc<str>,
+        at: i64,
+        rendered_max_hold: Option<u64>,
+    ) {
+        let Some(ks) = inner.keys.get_mut(key) else {
+            file.release(Path::new(&format!("{key}.lock")));
+            return;
+        };
+        let lock_path = ks.lock_path.clone();
+        let Some(w) = ks.waiters.pop_front() else {
+            file.release(Path::new(&*lock_path));
+            inner.keys.remove(key);
+            return;
+        };
+        inner.requests.remove(&w.request_id);
+        // The payload was rendered with the head's max hold at the time; a
+        // different head (the first cancelled) gets its own.
+        if rendered_max_hold != w.max_hold_ms {
+            let mut buf = String::with_capacity(320);
+            render_payload(&mut buf, at, w.max_hold_ms, &token);
+            let _ = file.write_payload(buf.as_bytes());
+        }
+        let lease_id = self.id();
+        let ks = inner.keys.get_mut(key).expect("key present");
+        ks.holder = Some(Holder {
+            file,
+            token: token.clone(),
+            ctx: w.ctx,
+            thread: w.thread,
+            owner: w.owner,
+            leases: vec![lease_id],
+            acquired_at_ms: at,
+            max_hold_ms: w.max_hold_ms,
+        });
+        inner.leases.insert(lease_id, key.clone());
+        Self::deliver(
+            inner,
+            caller,
+            w.ctx,
+            Delivery {
+                request_id: w.request_id,
+                result: Ok(Grant {
+                    lease_id,
+                    lock_path,
+                    token,
+                    acquired_at_ms: at,
+                }),
+            },
+        );
+    }
+
+    /// The waiter thread's view of the head waiter of `key`: its stale and
+    /// max-hold settings, or `None` when nobody waits any more.
+    pub fn head_settings(&self, key: &str) -> Option<(u64, Option<u64>)> {
+        let inner = self.lock();
+        let ks = inner.keys.get(key)?;
+        if ks.holder.is_some() {
+            return None;
+        }
+        ks.waiters.front().map(|w| (w.stale_ms, w.max_hold_ms))
+    }
+
+    /// The waiter thread obtained the OS lock for `key`.
+    pub fn os_acquired(
+        &self,
+        key: &Arc<str>,
+        file: LockFile,
+        token: Arc<str>,
+        at: i64,
+        rendered_max_hold: Option<u64>,
+    ) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        match inner.keys.get_mut(key) {
+            Some(ks) if ks.contending && ks.holder.is_none() => {
+                ks.contending = false;
+                self.install(inner, 0, key, file, token, at, rendered_max_hold);
+            }
+            Some(ks) => {
+                let p = ks.lock_path.clone();
+                file.release(Path::new(&*p));
+            }
+            None => {
+                // Every waiter left meanwhile.
+                let mut p = key.to_string();
+                p.push_str(".lock");
+                file.release(Path::new(&p));
+            }
+        }
+    }
+
+    /// The waiter thread failed for `key` with an OS error: fail the head.
+    pub fn os_failed(&self, key: &Arc<str>, err: OsError) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(ks) = inner.keys.get_mut(key) else {
+            return;
+        };
+        ks.contending = false;
+        if let Some(w) = ks.waiters.pop_front() {
+            inner.requests.remove(&w.request_id);
+            Self::deliver(
+                inner,
+                0,
+                w.ctx,
+                Delivery {
+                    request_id: w.request_id,
+                    result: Err(err),
+                },
+            );
+        }
+        self.advance(inner, 0, key);
+    }
+
+    /// Drop holds and waiters matching the predicates (teardown, releaseAll).
+    fn drop_where(
+        &self,
+        inner: &mut Inner,
+        caller: CtxId,
+        hold: impl Fn(&Holder) -> bool,
+        wait: impl Fn(&Waiter) -> bool,
+    ) -> Vec<Dropped> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        let keys: Vec<Arc<str>> = inner.keys.keys().cloned().collect();
+        for key in keys {
+            let Some(ks) = inner.keys.get_mut(&key) else {
+                continue;
+            };
+            let before = ks.waiters.len();
+            let mut gone = Vec::new();
+            ks.waiters.retain(|w| {
+                let keep = !wait(w);
+                if !keep {
+                    gone.push(w.request_id);
+                }
+                keep
+            });
+            for r in gone {
+                inner.requests.remove(&r);
+            }
+            let ks = inner.keys.get_mut(&key).expect("key");
+            if let Some(h) = ks.holder.as_ref().filter(|h| hold(h)) {
+                out.push(Dropped {
+                    lock_path: ks.lock_path.clone(),
+                    lease_ids: h.leases.clone(),
+                    held_ms: now - h.acquired_at_ms,
+                    max_hold_ms: h.max_hold_ms,
+                });
+                self.pass_on(inner, caller, &key);
+            } else if before != ks.waiters.len() {
+                Self::settle(inner, &key);
+            }
+        }
+        out
+    }
+
+    /// Release every hold of a Node environment (thread), cancelling nothing
+    /// that waits. Returns what was dropped.
+    pub fn release_thread(&self, caller: CtxId, thread: ThreadId) -> Vec<Dropped> {
+        let mut inner = self.lock();
+        self.drop_where(&mut inner, caller, |h| h.thread == thread, |_| false)
+    }
+
+    /// Release a thread's hold on one key, every reentrant level.
+    pub fn release_key(&self, caller: CtxId, thread: ThreadId, key: &str) -> Option<Dropped> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let (k, ks) = inner.keys.get_key_value(key)?;
+        let k = k.clone();
+        let h = ks.holder.as_ref().filter(|h| h.thread == thread)?;
+        let d = Dropped {
+            lock_path: ks.lock_path.clone(),
+            lease_ids: h.leases.clone(),
+            held_ms: now_ms() - h.acquired_at_ms,
+            max_hold_ms: h.max_hold_ms,
+        };
+        self.pass_on(inner, caller, &k);
+        Some(d)
+    }
+
+    /// Force-release holds of `thread` held past their max hold at `now`.
+    /// Returns them and the next deadline among the thread's remaining holds.
+    pub fn expire(&self, caller: CtxId, thread: ThreadId, now: i64) -> (Vec<Dropped>, Option<i64>) {
+        let mut inner = self.lock();
+        let dropped = self.drop_where(
+            &mut inner,
+            caller,
+            |h| {
+                h.thread == thread
+                    && h.max_hold_ms
+                        .is_some_and(|m| now - h.acquired_at_ms >= m.min(i64::MAX as u64) as i64)
+            },
+            |_| false,
+        );
+        let next = Self::next_deadline_locked(&inner, thread);
+        (dropped, next)
+    }
+
+    fn next_deadline_locked(inner: &Inner, thread: ThreadId) -> Option<i64> {
+        inner
+            .keys
+            .values()
+            .filter_map(|ks| ks.holder.as_ref())
+            .filter(|h| h.thread == thread)
+            .filter_map(|h| {
+                h.max_hold_ms.map(|m| {
+                    h.acquired_at_ms
+                        .saturating_add(m.min(i64::MAX as u64) as i64)
+                })
+            })
+            .min()
+    }
+
+    /// Is the lease still held (in this process's view)?
+    pub fn lease_held(&self, lease_id: u64) -> bool {
+        self.lock().leases.contains_key(&lease_id)
+    }
+
+    /// Check a lease against the disk: `Ok` if held and the path still names
+    /// our file with our token; otherwise the reason.
+    pub fn lease_current(&self, lease_id: u64) -> Result<(), &'static str> {
+        let inner = self.lock();
+        let key = inner.leases.get(&lease_id).ok_or("released")?;
+        let ks = inner.keys.get(key).ok_or("released")?;
+        let h = ks.holder.as_ref().ok_or("released")?;
+        if !h.file.still_named_by(Path::new(&*ks.lock_path)) {
+            return Err("lock file deleted or replaced");
+        }
+        let p = h.file.read_payload();
+        if p.fencing_token.as_deref() != Some(&*h.token) {
+            return Err("fencing token changed");
+        }
+        Ok(())
+    }
+
+    /// The in-process holder of `key`, if any.
+    pub fn holder_of(&self, key: &str) -> Option<HolderInfo> {
+        let inner = self.lock();
+        let ks = inner.keys.get(key)?;
+        ks.holder.as_ref().map(|h| info(ks, h))
+    }
+
+    /// Every lock held in this process.
+    pub fn list(&self) -> Vec<HolderInfo> {
+        let inner = self.lock();
+        let mut v: Vec<HolderInfo> = inner
+            .keys
+            .values()
+            .filter_map(|ks| ks.holder.as_ref().map(|h| info(ks, h)))
+            .collect();
+        v.sort_by(|a, b| a.lock_path.cmp(&b.lock_path));
+        v
+    }
+
+    /// Is `lock_path` held by this process (any thread)?
+    pub fn holds_lock_path(&self, lock_path: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .keys
+            .values()
+            .any(|ks| &*ks.lock_path == lock_path && ks.holder.is_some())
+    }
+
+    /// Counts for diagnostics and tests: (keys, holders, waiters).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let inner = self.lock();
+        let holders = inner.keys.values().filter(|k| k.holder.is_some()).count();
+        let waiters = inner.keys.values().map(|k| k.waiters.len()).sum();
+        (inner.keys.len(), holders, waiters)
+    }
+}
+
+fn info(ks: &KeyState, h: &Holder) -> HolderInfo {
+    HolderInfo {
+        lock_path: ks.lock_path.to_string(),
+        acquired_at_ms: h.acquired_at_ms,
+        max_hold_ms: h.max_hold_ms,
+        reentrant_count: h.leases.len() as u32,
+        owner: h.owner.clone(),
+        thread: h.thread,
+        token: h.token.to_string(),
+    }
+}

@@ -1,0 +1,375 @@
+//! The waiting thread: takes OS locks held by other processes as soon as they
+//! are freed, for the head waiter of each contended key.
+//!
+//! Design: one thread for the whole process (started on first contention),
+//! never one of Node's libuv pool threads, so blocked acquisitions cannot
+//! starve `fs`, `dns` or `zlib`. For each contended key it keeps one open,
+//! unlocked descriptor of the lock file and an inotify watch on its inode. A
+//! holder that releases (unlink, close) or dies (the kernel closes its
+//! descriptors) produces `IN_ATTRIB` / `IN_CLOSE_WRITE` on that inode, which
+//! wakes the thread to retry `flock(LOCK_NB)` within microseconds. A blocking
+//! `flock` per key would be as fast but cannot be cancelled without signals;
+//! this design cancels by dropping a descriptor.
+//!
+//! Our retries reuse the kept descriptor (no open/close churn, so waiters do
+//! not wake each other), and a fallback poll (every [`FALLBACK_POLL`], or
+//! [`LEGACY_POLL`] for a file held by the old module, which offers no OS lock
+//! and no close event) covers file systems where inotify stays silent.
+//! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
+//!
+//! Guarantees: at most one attempt in flight per key; a key nobody waits for
+//! any more is dropped with its descriptor and watch; every OS lock obtained
+//! is handed to the registry, which gives it to the current head of the queue
+//! or releases it. Not guaranteed: wake-ups on network file systems faster
+//! than the fallback poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::lockfile::{Attempt, WaitFile};
+use crate::registry;
+
+/// Fallback poll for a lock held through the OS lock elsewhere.
+pub const FALLBACK_POLL: Duration = Duration::from_millis(50);
+/// Poll for a file held by the old module (no OS lock, no close event).
+pub const LEGACY_POLL: Duration = Duration::from_millis(25);
+/// Poll where no change notification is available.
+pub const PORTABLE_POLL: Duration = Duration::from_millis(5);
+
+enum Cmd {
+    Contend {
+        key: Arc<str>,
+        lock_path: Arc<str>,
+        wait: Option<WaitFile>,
+    },
+    Stop {
+        key: Arc<str>,
+    },
+}
+
+struct Shared {
+    cmds: Mutex<Vec<Cmd>>,
+    wake_w: i32,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+        if rc != 0 {
+            // Without a wake pipe the thread still polls on its timer.
+            fds = [-1, -1];
+        } else {
+            for fd in fds {
+                // SAFETY: plain fcntl flag updates on descriptors we own.
+                unsafe {
+                    libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+        }
+        let read_fd = fds[0];
+        std::thread::Builder::new()
+            .name("session-write-lock-waiter".into())
+            .stack_size(256 * 1024)
+            .spawn(move || run(read_fd))
+            .expect("spawn the waiting thread");
+        Shared {
+            cmds: Mutex::new(Vec::new()),
+            wake_w: fds[1],
+        }
+    })
+}
+
+fn send(cmd: Cmd) {
+    let s = shared();
+    s.cmds.lock().unwrap_or_else(|e| e.into_inner()).push(cmd);
+    if s.wake_w >= 0 {
+        let b = 1u8;
+        // SAFETY: writing one byte from a valid buffer; a full pipe (EAGAIN)
+        // already guarantees a pending wake-up.
+        unsafe { libc::write(s.wake_w, (&b as *const u8).cast(), 1) };
+    }
+}
+
+/// Start contending for `key` on behalf of its queue head. `wait` is the
+/// descriptor of the busy attempt that led here.
+pub fn contend(key: Arc<str>, lock_path: Arc<str>, wait: Option<WaitFile>) {
+    send(Cmd::Contend {
+        key,
+        lock_path,
+        wait,
+    });
+}
+
+/// Stop contending for `key` (its queue emptied).
+pub fn stop(key: Arc<str>) {
+    send(Cmd::Stop { key });
+}
+
+struct Entry {
+    lock_path: Arc<str>,
+    wait: Option<WaitFile>,
+    wd: Option<i32>,
+    due: Instant,
+}
+
+struct Watches {
+    #[cfg(target_os = "linux")]
+    fd: i32,
+    by_wd: HashMap<i32, Vec<Arc<str>>>,
+}
+
+#[cfg(target_os = "linux")]
+const WATCH_MASK: u32 = libc::IN_CLOSE_WRITE
+    | libc::IN_ATTRIB
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_DONT_FOLLOW;
+
+impl Watches {
+    fn new() -> Self {
+        Watches {
+            #[cfg(target_os = "linux")]
+            // SAFETY: no pointers involved.
+            fd: unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) },
+            by_wd: HashMap::new(),
+        }
+    }
+
+    fn available(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            self.fd >= 0
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    }
+
+    /// Watch the inode currently at `path` for `key`; returns the wd.
+    fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<i32>) -> Option<i32> {
+        #[cfg(target_os = "linux")]
+        {
+            if self.fd < 0 {
+                return None;
+            }
+            let c = std::ffi::CString::new(path).ok()?;
+            // SAFETY: valid NUL-terminated path and our inotify descriptor.
+            let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
+            let new = (wd >= 0).then_some(wd);
+            if new != old {
+                if let Some(o) = old {
+                    self.unwatch(key, o);
+                }
+                if let Some(n) = new {
+                    let v = self.by_wd.entry(n).or_default();
+                    if !v.iter().any(|k| k == key) {
+                        v.push(key.clone());
+                    }
+                }
+            }
+            new
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (key, path, old);
+            None
+        }
+    }
+
+    fn unwatch(&mut self, key: &Arc<str>, wd: i32) {
+        if let Some(v) = self.by_wd.get_mut(&wd) {
+            v.retain(|k| k != key);
+            if v.is_empty() {
+                self.by_wd.remove(&wd);
+                #[cfg(target_os = "linux")]
+                // SAFETY: removing a watch we added; failure is harmless.
+                unsafe {
+                    libc::inotify_rm_watch(self.fd, wd);
+                }
+            }
+        }
+    }
+
+    /// Read pending events; returns the keys to retry now.
+    fn drain(&mut self) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        #[cfg(target_os = "linux")]
+        {
+            if self.fd < 0 {
+                return due;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                // SAFETY: reading into a valid buffer of its length.
+                let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+                let n = n as usize;
+                let mut off = 0;
+                let hdr = std::mem::size_of::<libc::inotify_event>();
+                while off + hdr <= n {
+                    // SAFETY: the kernel wrote whole events; read_unaligned
+                    // copes with the byte buffer's alignment.
+                    let ev: libc::inotify_event =
+                        unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+                    if let Some(keys) = self.by_wd.get(&ev.wd) {
+                        due.extend(keys.iter().cloned());
+                    }
+                    if ev.mask & libc::IN_IGNORED != 0 {
+                        // The kernel dropped the watch (inode gone); the wd
+                        // may be reused, so forget it.
+                        self.by_wd.remove(&ev.wd);
+                    }
+                    off += hdr + ev.len as usize;
+                }
+            }
+        }
+        due
+    }
+}
+
+fn run(wake_r: i32) {
+    let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
+    let mut watches = Watches::new();
+    loop {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tick(wake_r, &mut entries, &mut watches)
+        }));
+        if step.is_err() {
+            // A bug must not kill waiting for good: forget the entries (their
+            // waiters stay queued and are retried on the next contend).
+            entries.clear();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+    let now = Instant::now();
+    let timeout_ms: i32 = entries
+        .values()
+        .map(|e| e.due.saturating_duration_since(now))
+        .min()
+        .map(|d| d.as_millis().min(60_000) as i32 + i32::from(d.subsec_micros() % 1000 != 0))
+        .unwrap_or(-1);
+    let mut fds = [
+        libc::pollfd {
+            fd: wake_r,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            #[cfg(target_os = "linux")]
+            fd: watches.fd,
+            #[cfg(not(target_os = "linux"))]
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfd structs.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+    if fds[0].revents != 0 {
+        let mut b = [0u8; 256];
+        // SAFETY: draining the non-blocking wake pipe into a valid buffer.
+        while unsafe { libc::read(wake_r, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+    }
+    let cmds = std::mem::take(&mut *shared().cmds.lock().unwrap_or_else(|e| e.into_inner()));
+    let now = Instant::now();
+    for cmd in cmds {
+        match cmd {
+            Cmd::Contend {
+                key,
+                lock_path,
+                wait,
+            } => {
+                let old_wd = entries.get(&key).and_then(|e| e.wd);
+                entries.insert(
+                    key,
+                    Entry {
+                        lock_path,
+                        wait,
+                        wd: old_wd,
+                        due: now,
+                    },
+                );
+            }
+            Cmd::Stop { key } => {
+                if let Some(e) = entries.remove(&key) {
+                    if let Some(wd) = e.wd {
+                        watches.unwatch(&key, wd);
+                    }
+                }
+            }
+        }
+    }
+    for key in watches.drain() {
+        if let Some(e) = entries.get_mut(&key) {
+            e.due = now;
+        }
+    }
+    let due: Vec<Arc<str>> = entries
+        .iter()
+        .filter(|(_, e)| e.due <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in due {
+        try_key(&key, entries, watches);
+    }
+}
+
+fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+    let Some(settings) = registry::global().head_settings(key) else {
+        if let Some(e) = entries.remove(key) {
+            if let Some(wd) = e.wd {
+                watches.unwatch(key, wd);
+            }
+        }
+        return;
+    };
+    let (stale_ms, max_hold_ms) = settings;
+    let entry = entries.get_mut(key).expect("due entry");
+    // Watch before trying, so a release between the try and the wait is seen.
+    entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
+    let lock_path = entry.lock_path.clone();
+    match registry::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms) {
+        Ok((Attempt::Acquired(file), token, at)) => {
+            if let Some(e) = entries.remove(key) {
+                if let Some(wd) = e.wd {
+                    watches.unwatch(key, wd);
+                }
+            }
+            registry::global().os_acquired(key, file, token, at, max_hold_ms);
+        }
+        Ok((Attempt::Busy(wait), _, _)) => {
+            let legacy = wait.legacy;
+            entry.wait = Some(wait);
+            // The path may name a new inode now: watch that one.
+            entry.wd = watches.watch(key, &lock_path, entry.wd);
+            let every = if !watches.available() {
+                PORTABLE_POLL
+            } else if legacy {
+                LEGACY_POLL
+            } else {
+                FALLBACK_POLL
+            };
+            entry.due = Instant::now() + every;
+        }
+        Err(err) => {
+            if let Some(e) = entries.remove(key) {
+                if let Some(wd) = e.wd {
+                    watches.unwatch(key, wd);
+                }
+            }
+            registry::global().os_failed(key, err);
+        }
+    }
+}
