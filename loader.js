@@ -7,6 +7,16 @@ const { existsSync } = require('node:fs')
 const { join } = require('node:path')
 
 const MIN_NODE = [18, 17, 0]
+// Internal interface version between this JS and the addon (see abi_version).
+const ABI = 1
+// One registry per process, even with two copies of the package installed:
+// the first copy records which addon file it loaded (with our pid, so child
+// processes that inherit the environment ignore it), and later copies load
+// that same file (dlopen returns the already-loaded library, so its statics,
+// the registry included, are shared). A copy with another ABI keeps its own
+// addon; OS locks still exclude between the two, only in-process queueing and
+// reentrancy are then per copy.
+const ANCHOR = '__SESSION_WRITE_LOCK_NATIVE'
 
 function checkNode(version) {
   const parts = String(version).replace(/^v/, '').split('.').map(Number)
@@ -41,20 +51,48 @@ function platformTag() {
   return `${platform}-${arch}`
 }
 
+function fromAnchor() {
+  const v = process.env[ANCHOR]
+  if (typeof v !== 'string') return null
+  const m = /^(\d+):(\d+):(.+)$/.exec(v)
+  if (m === null || Number(m[1]) !== process.pid || Number(m[2]) !== ABI || !existsSync(m[3])) return null
+  try {
+    const binding = require(m[3])
+    return binding.abiVersion() === ABI ? { binding, file: m[3] } : null
+  } catch {
+    return null
+  }
+}
+
+function anchor(binding, file) {
+  try {
+    if (binding.abiVersion() === ABI && !process.env[ANCHOR]) {
+      process.env[ANCHOR] = `${process.pid}:${ABI}:${file}`
+    }
+  } catch {
+    // An addon without abiVersion: no sharing.
+  }
+  return binding
+}
+
 function load() {
   checkNode(process.versions.node)
+  const shared = fromAnchor()
+  if (shared !== null) return shared.binding
   const tag = platformTag()
   const local = join(__dirname, `session-write-lock.${tag}.node`)
   const errors = []
   if (process.env.SESSION_WRITE_LOCK_NATIVE_PATH) {
-    return require(process.env.SESSION_WRITE_LOCK_NATIVE_PATH)
+    const file = process.env.SESSION_WRITE_LOCK_NATIVE_PATH
+    return anchor(require(file), file)
   }
   if (existsSync(local)) {
-    return require(local)
+    return anchor(require(local), local)
   }
   const pkg = `session-write-lock-${tag}`
   try {
-    return require(pkg)
+    const file = require.resolve(pkg)
+    return anchor(require(file), file)
   } catch (e) {
     errors.push(e)
   }

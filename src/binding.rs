@@ -659,3 +659,11 @@ pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
         },
     }
 }
+
+/// Version of the internal JS <-> native interface. A second copy of the
+/// package in one process reuses the first copy's addon (and so its registry)
+/// only when this matches its own.
+#[napi(catch_unwind)]
+pub fn abi_version() -> u32 {
+    1
+}

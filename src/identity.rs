@@ -12,6 +12,7 @@
 //! ([`proc_start_time`]), which is what the `recycled-pid` rule does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// This process, read once.
@@ -27,8 +28,8 @@ pub struct SelfIdentity {
 
 static SELF: OnceLock<SelfIdentity> = OnceLock::new();
 
-/// The identity of this process. Computed on first use, then cached; the pid of
-/// a forked child is re-read (a cached identity is only returned for our pid).
+/// The identity of this process, computed on first use and then cached
+/// (Node never forks a running process, so the cache cannot go stale).
 pub fn self_identity() -> &'static SelfIdentity {
     SELF.get_or_init(|| {
         let pid = std::process::id();
@@ -83,6 +84,8 @@ pub fn hostname() -> String {
 /// `__testing.setStartTimeOverride`; never consulted for anything but the
 /// legacy staleness rules and the payload we write.
 static START_TIME_OVERRIDES: Mutex<Option<HashMap<u32, Option<u64>>>> = Mutex::new(None);
+/// Fast check that no override is set (the common case never takes the mutex).
+static OVERRIDES_SET: AtomicBool = AtomicBool::new(false);
 
 /// Set (or with `clear`, remove) the start time reported for `pid`.
 pub fn set_start_time_override(pid: u32, value: Option<u64>, clear: bool) {
@@ -95,6 +98,7 @@ pub fn set_start_time_override(pid: u32, value: Option<u64>, clear: bool) {
     } else {
         map.insert(pid, value);
     }
+    OVERRIDES_SET.store(!map.is_empty(), Ordering::SeqCst);
 }
 
 /// Drop every override.
@@ -102,17 +106,28 @@ pub fn clear_start_time_overrides() {
     *START_TIME_OVERRIDES
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
+    OVERRIDES_SET.store(false, Ordering::SeqCst);
+}
+
+fn overridden(pid: u32) -> Option<Option<u64>> {
+    if !OVERRIDES_SET.load(Ordering::Acquire) {
+        return None;
+    }
+    let guard = START_TIME_OVERRIDES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().and_then(|m| m.get(&pid)).copied()
 }
 
 /// The start time of `pid` (`/proc/<pid>/stat` field 22), honouring the seam.
 pub fn proc_start_time(pid: u32) -> Option<u64> {
-    {
-        let guard = START_TIME_OVERRIDES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = guard.as_ref().and_then(|m| m.get(&pid)) {
-            return *v;
-        }
+    if let Some(v) = overridden(pid) {
+        return v;
+    }
+    let me = self_identity();
+    if pid == me.pid {
+        // Our own start time never changes: no /proc read on the hot path.
+        return me.start_time;
     }
     real_start_time(pid)
 }
