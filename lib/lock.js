@@ -164,6 +164,7 @@ ctx = native.registerContext(() => {
 const debugStacks = process.env.SESSION_WRITE_LOCK_DEBUG === '1'
 
 const leaked = new FinalizationRegistry((held) => {
+  signals.delete(held.id)
   if (!native.leaseHeld(held.id)) return
   native.releaseLease(ctx, held.id)
   pumpSoon()
