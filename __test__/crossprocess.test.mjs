@@ -1,0 +1,154 @@
+// Cross-process exclusion with real child processes (CONTRACT §3): a shared
+// counter never loses an update, a SIGKILLed holder frees the lock for a
+// waiting child or parent, and hand-over between processes works both ways.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import * as swl from '../index.mjs'
+import helpers from './fixtures/core-helpers.js'
+
+const { tmpDir, spawnNode, holderPath, parseLine } = helpers
+const children = []
+const spawnHolder = (args, opts) => {
+  const h = spawnNode([holderPath, ...args], opts)
+  children.push(h)
+  return h
+}
+
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill()
+  swl.resetSessionWriteLockStateForTest()
+})
+
+describe('mutual exclusion between processes', () => {
+  it('3 processes x 150 read-modify-write iterations: the counter is exact', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const counter = path.join(dir, 'counter')
+    const N = 150
+    const hs = [0, 1, 2].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)]))
+    const exits = await Promise.all(hs.map((h) => h.exited))
+    for (const [i, e] of exits.entries()) {
+      expect(e, hs[i].stderr()).toEqual({ code: 0, signal: null })
+      expect(hs[i].lines).toContain(`done ${N}`)
+    }
+    expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
+    expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
+  }, 120_000)
+
+  it('the parent joins the counter loop with two children: still exact', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const counter = path.join(dir, 'counter')
+    const N = 100
+    const hs = [0, 1].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)]))
+    for (let i = 0; i < N; i++) {
+      const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
+      let n = 0
+      try {
+        n = Number(fs.readFileSync(counter, 'utf8')) || 0
+      } catch {}
+      await new Promise((r) => setImmediate(r))
+      fs.writeFileSync(counter, String(n + 1))
+      await lease.release()
+    }
+    const exits = await Promise.all(hs.map((h) => h.exited))
+    for (const e of exits) expect(e).toEqual({ code: 0, signal: null })
+    expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
+  }, 120_000)
+
+  it('a child waits for the parent and gets the lock when the parent releases', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const mine = await swl.acquireSessionWriteLock({ sessionFile })
+    const h = spawnHolder([sessionFile, '--timeout-ms', '60000'])
+    await new Promise((r) => setTimeout(r, 300))
+    expect(h.lines.some((l) => l.startsWith('acquired'))).toBe(false)
+    expect(JSON.parse(fs.readFileSync(mine.lockPath, 'utf8')).pid).toBe(process.pid)
+    await mine.release()
+    const info = parseLine(await h.waitLine('acquired'))
+    expect(info.pid).toBe(h.child.pid)
+    expect(info.lockPath).toBe(mine.lockPath)
+    expect(JSON.parse(fs.readFileSync(mine.lockPath, 'utf8'))).toMatchObject({ pid: h.child.pid, fencingToken: info.fencingToken })
+    h.send('release')
+    await h.waitLine('released')
+    expect((await h.exited).code).toBe(0)
+    expect(fs.existsSync(mine.lockPath)).toBe(false)
+  })
+})
+
+describe('a SIGKILLed holder', () => {
+  it('frees the lock for a waiting parent', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    const info = parseLine(await h.waitLine('acquired'))
+    let got = null
+    const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 }).then((l) => {
+      got = l
+      return l
+    })
+    await new Promise((r) => setTimeout(r, 200))
+    expect(got).toBeNull()
+    h.kill('SIGKILL')
+    expect((await h.exited).signal).toBe('SIGKILL')
+    const lease = await p
+    const payload = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+    expect(lease.lockPath).toBe(info.lockPath)
+    expect(payload.pid).toBe(process.pid)
+    expect(payload.fencingToken).toBe(lease.fencingToken)
+    expect(payload.fencingToken).not.toBe(info.fencingToken)
+    await lease.release()
+  })
+
+  it('frees the lock for a waiting child', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const a = spawnHolder([sessionFile])
+    await a.waitLine('acquired')
+    const b = spawnHolder([sessionFile, '--timeout-ms', '60000'])
+    await new Promise((r) => setTimeout(r, 300))
+    expect(b.lines.some((l) => l.startsWith('acquired'))).toBe(false)
+    a.kill('SIGKILL')
+    const info = parseLine(await b.waitLine('acquired', 60_000))
+    expect(info.pid).toBe(b.child.pid)
+    expect(JSON.parse(fs.readFileSync(info.lockPath, 'utf8')).pid).toBe(b.child.pid)
+    b.send('release')
+    await b.waitLine('released')
+  })
+
+  it('leaves a file with a dead pid that the next acquire takes over at once', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    const info = parseLine(await h.waitLine('acquired'))
+    h.kill('SIGKILL')
+    await h.exited
+    // the kernel dropped the flock but the file is still there, naming the dead pid
+    expect(JSON.parse(fs.readFileSync(info.lockPath, 'utf8')).pid).toBe(h.child.pid)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).pid).toBe(process.pid)
+    await lease.release()
+    expect(fs.existsSync(info.lockPath)).toBe(false)
+  })
+
+  it('hands over along a chain of waiting children, one holder at a time', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const first = spawnHolder([sessionFile])
+    await first.waitLine('acquired')
+    const waiters = [0, 1, 2].map(() => spawnHolder([sessionFile, '--timeout-ms', '60000']))
+    await new Promise((r) => setTimeout(r, 300))
+    let current = first
+    const seen = new Set()
+    for (let round = 0; round < 3; round++) {
+      current.kill('SIGKILL')
+      await current.exited
+      // exactly one of the remaining waiters gets it
+      const remaining = waiters.filter((w) => !seen.has(w))
+      const next = await Promise.any(remaining.map((w) => w.waitLine('acquired', 60_000).then(() => w)))
+      seen.add(next)
+      await new Promise((r) => setTimeout(r, 100))
+      const holders = remaining.filter((w) => w.lines.some((l) => l.startsWith('acquired')))
+      expect(holders).toEqual([next])
+      current = next
+    }
+    current.send('release')
+    await current.waitLine('released')
+  })
+})
