@@ -1,0 +1,513 @@
+// cleanStaleLockFiles (CONTRACT §4): reports every *.jsonl.lock of a sessions
+// directory, judges old-module files by the old rules and ours by the OS lock,
+// removes the stale ones and logs each removal.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawn, spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import * as swl from '../index.mjs'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const INDEX = path.join(here, '..', 'index.js')
+
+const children = new Set()
+const dirs = []
+
+afterEach(async () => {
+  swl.__testing.clearStartTimeOverrides()
+  swl.resetSessionWriteLockStateForTest()
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  }
+  children.clear()
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+function tmp() {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-clean-'))
+  dirs.push(d)
+  return fs.realpathSync(d)
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const HOUR = 3_600_000
+const YEAR = 365 * 24 * HOUR
+
+function startTime(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
+}
+
+function procState(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+  } catch {
+    return null
+  }
+}
+
+function deadPid() {
+  const r = spawnSync('true')
+  expect(r.pid).toBeGreaterThan(0)
+  return r.pid
+}
+
+function track(child) {
+  children.add(child)
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  return child
+}
+
+function sleeper() {
+  return track(spawn('sleep', ['120'], { stdio: 'ignore' }))
+}
+
+function waitLine(child, prefix) {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    const onData = (d) => {
+      buf += d
+      for (const line of buf.split('\n').slice(0, -1)) {
+        if (line.startsWith(prefix)) {
+          child.stdout.off('data', onData)
+          resolve(line.slice(prefix.length).trim())
+          return
+        }
+      }
+    }
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', onData)
+    child.exited.then(({ code, signal }) =>
+      reject(new Error(`child exited (${code ?? signal}) before "${prefix}"; stdout: ${buf}`)),
+    )
+  })
+}
+
+/** A child process holding our (OS) lock on `sessionFile` until its stdin closes. */
+async function ourHolderChild(sessionFile) {
+  const script = `
+    const swl = require(${JSON.stringify(INDEX)})
+    swl.acquireSessionWriteLock({ sessionFile: process.env.SWL_SESSION_FILE, maxHoldMs: Infinity }).then((l) => {
+      process.stdout.write('acquired ' + l.lockPath + '\\n')
+      process.stdin.on('end', () => l.release().then(() => process.exit(0)))
+      process.stdin.resume()
+    })`
+  const child = track(
+    spawn(process.execPath, ['-e', script], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, SWL_SESSION_FILE: sessionFile },
+    }),
+  )
+  const lockPath = await waitLine(child, 'acquired ')
+  return { child, lockPath }
+}
+
+function oldPayload(fields) {
+  return JSON.stringify(fields, null, 2)
+}
+
+function write(p, content, mtimeAgoMs = 0) {
+  fs.writeFileSync(p, content)
+  if (mtimeAgoMs > 0) {
+    const t = (Date.now() - mtimeAgoMs) / 1000
+    fs.utimesSync(p, t, t)
+  }
+}
+
+function logger() {
+  const warns = []
+  const infos = []
+  return { warns, infos, log: { warn: (m) => warns.push(m), info: (m) => infos.push(m) } }
+}
+
+/** Inspect exactly one lock file (removeStale false unless told). */
+async function inspectOne(dir, name, opts = {}) {
+  const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, ...opts })
+  const found = r.locks.filter((l) => l.lockPath === path.join(dir, name))
+  expect(found).toHaveLength(1)
+  return { ...r, lock: found[0] }
+}
+
+describe('cleanStaleLockFiles: listing', () => {
+  it('a missing directory gives an empty result', async () => {
+    const dir = path.join(tmp(), 'does', 'not', 'exist')
+    expect(await swl.cleanStaleLockFiles({ sessionsDir: dir })).toEqual({ locks: [], cleaned: [] })
+    expect(fs.existsSync(dir)).toBe(false)
+  })
+
+  it('reports only *.jsonl.lock files, sorted with localeCompare, with the full inspection shape', async () => {
+    const dir = tmp()
+    const gone = deadPid()
+    const stale = oldPayload({ pid: gone, createdAt: new Date().toISOString() })
+    const names = ['b.jsonl.lock', 'B.jsonl.lock', 'a.jsonl.lock', '10.jsonl.lock', '9.jsonl.lock', 'é.jsonl.lock', 'Z.jsonl.lock']
+    for (const n of names) write(path.join(dir, n), stale)
+    for (const n of ['x.lock', 'x.jsonl', 'x.jsonl.lock.tmp', 'x.json.lock', '.jsonl.lock.bak']) write(path.join(dir, n), stale)
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: path.relative(process.cwd(), dir), removeStale: false })
+    const expected = [...names].sort((a, b) => a.localeCompare(b))
+    // Guard: localeCompare order differs from code-unit order here.
+    expect(expected).not.toEqual([...names].sort())
+    expect(r.locks.map((l) => path.basename(l.lockPath))).toEqual(expected)
+    expect(r.locks.every((l) => path.dirname(l.lockPath) === dir)).toBe(true)
+    expect(r.cleaned).toEqual([])
+    for (const l of r.locks) {
+      expect(Object.keys(l).sort()).toEqual(
+        ['ageMs', 'createdAt', 'held', 'lockPath', 'pid', 'pidAlive', 'removed', 'stale', 'staleReasons'].sort(),
+      )
+      expect(l).toMatchObject({ pid: gone, pidAlive: false, stale: true, staleReasons: ['dead-pid'], removed: false, held: false })
+    }
+    // removeStale: false removed nothing, the other files were never touched.
+    expect(fs.readdirSync(dir).length).toBe(names.length + 5)
+  })
+
+  it('removes stale files by default, reports them in cleaned, and logs each as the old module did', async () => {
+    const dir = tmp()
+    const gone = deadPid()
+    const s = sleeper()
+    write(path.join(dir, 'dead.jsonl.lock'), oldPayload({ pid: gone, createdAt: new Date().toISOString() }))
+    write(
+      path.join(dir, 'old.jsonl.lock'),
+      oldPayload({ pid: gone, createdAt: new Date(Date.now() - 2 * HOUR).toISOString() }),
+    )
+    write(
+      path.join(dir, 'live.jsonl.lock'),
+      oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }),
+    )
+    const { warns, log } = logger()
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(r.locks.map((l) => path.basename(l.lockPath))).toEqual(['dead.jsonl.lock', 'live.jsonl.lock', 'old.jsonl.lock'])
+    expect(r.cleaned.map((l) => path.basename(l.lockPath))).toEqual(['dead.jsonl.lock', 'old.jsonl.lock'])
+    expect(r.cleaned.every((l) => l.removed && l.stale)).toBe(true)
+    expect(warns).toEqual([
+      `removed stale session lock: ${path.join(dir, 'dead.jsonl.lock')} (dead-pid)`,
+      `removed stale session lock: ${path.join(dir, 'old.jsonl.lock')} (dead-pid, too-old)`,
+    ])
+    expect(fs.readdirSync(dir)).toEqual(['live.jsonl.lock'])
+    const live = r.locks[1]
+    expect(live).toMatchObject({ pid: s.pid, pidAlive: true, stale: false, staleReasons: [], removed: false, held: false })
+    expect(live.createdAt).toBe(JSON.parse(fs.readFileSync(live.lockPath, 'utf8')).createdAt)
+  })
+
+  it('removeStale: false removes nothing and logs nothing', async () => {
+    const dir = tmp()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
+    write(path.join(dir, 'b.jsonl.lock'), '', 60_000)
+    const { warns, log } = logger()
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, log })
+    expect(r.locks.map((l) => [l.stale, l.removed])).toEqual([
+      [true, false],
+      [true, false],
+    ])
+    expect(r.cleaned).toEqual([])
+    expect(warns).toEqual([])
+    expect(fs.readdirSync(dir).sort()).toEqual(['a.jsonl.lock', 'b.jsonl.lock'])
+  })
+  it('non-regular entries named *.jsonl.lock (directory, symlink, FIFO) are reported, never followed or removed', async () => {
+    const dir = tmp()
+    const target = path.join(dir, 'target.txt')
+    write(target, oldPayload({ pid: deadPid(), createdAt: new Date(0).toISOString() }))
+    fs.mkdirSync(path.join(dir, 'a-dir.jsonl.lock'))
+    fs.symlinkSync(target, path.join(dir, 'b-link.jsonl.lock'))
+    const fifo = spawnSync('mkfifo', [path.join(dir, 'c-fifo.jsonl.lock')])
+    expect(fifo.status).toBe(0)
+    const { warns, log } = logger()
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + YEAR, log })
+    expect(r.locks.map((l) => path.basename(l.lockPath))).toEqual(['a-dir.jsonl.lock', 'b-link.jsonl.lock', 'c-fifo.jsonl.lock'])
+    for (const l of r.locks) expect(l).toMatchObject({ stale: false, removed: false, held: false })
+    expect(r.cleaned).toEqual([])
+    expect(warns).toEqual([])
+    expect(fs.readdirSync(dir).sort()).toEqual(['a-dir.jsonl.lock', 'b-link.jsonl.lock', 'c-fifo.jsonl.lock', 'target.txt'])
+  })
+})
+
+describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
+  it('nowMs is the clock for ages: too-old with a live pid, ageMs from nowMs, staleMs honoured', async () => {
+    const dir = tmp()
+    const s = sleeper()
+    const createdMs = Date.now() - 1000
+    write(
+      path.join(dir, 'a.jsonl.lock'),
+      oldPayload({ pid: s.pid, createdAt: new Date(createdMs).toISOString(), starttime: startTime(s.pid) }),
+    )
+    let { lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: createdMs + 1_000 })
+    expect(lock).toMatchObject({ pid: s.pid, pidAlive: true, ageMs: 1_000, stale: false, staleReasons: [] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: createdMs + 1_800_001 }))
+    expect(lock).toMatchObject({ pidAlive: true, ageMs: 1_800_001, stale: true, staleReasons: ['too-old'] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: createdMs + 1_800_001, staleMs: 2 * HOUR }))
+    expect(lock).toMatchObject({ stale: false, staleReasons: [] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: createdMs + 600, staleMs: 500 }))
+    expect(lock).toMatchObject({ stale: true, staleReasons: ['too-old'] })
+    // Removed when asked, live holder or not (as the old module did).
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
+    expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['too-old']])
+    expect(fs.existsSync(path.join(dir, 'a.jsonl.lock'))).toBe(false)
+  })
+
+  it('dead-pid, and invalid-createdAt after it', async () => {
+    const dir = tmp()
+    const gone = deadPid()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: gone, createdAt: 'not a date' }))
+    const { lock } = await inspectOne(dir, 'a.jsonl.lock')
+    expect(lock).toMatchObject({ pid: gone, pidAlive: false, createdAt: 'not a date', ageMs: null, stale: true })
+    expect(lock.staleReasons).toEqual(['dead-pid', 'invalid-createdAt'])
+  })
+
+  it('recycled-pid: a live pid whose start time differs from the recorded one', async () => {
+    const dir = tmp()
+    const s = sleeper()
+    const real = startTime(s.pid)
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real + 7 }))
+    write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real }))
+    write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString() }))
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(r.locks.map((l) => [l.pidAlive, l.stale, l.staleReasons])).toEqual([
+      [true, true, ['recycled-pid']],
+      [true, false, []],
+      [true, false, []], // no start time recorded: nothing to compare
+    ])
+  })
+
+  it('recycled-pid through the start-time seam; off by default and once cleared', async () => {
+    const dir = tmp()
+    const s = sleeper()
+    const real = startTime(s.pid)
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real }))
+    expect((await inspectOne(dir, 'a.jsonl.lock')).lock.staleReasons).toEqual([])
+    swl.__testing.setStartTimeOverride(s.pid, real + 100)
+    expect((await inspectOne(dir, 'a.jsonl.lock')).lock).toMatchObject({ stale: true, staleReasons: ['recycled-pid'] })
+    swl.__testing.setStartTimeOverride(s.pid, null) // "unknown" proves nothing
+    expect((await inspectOne(dir, 'a.jsonl.lock')).lock.staleReasons).toEqual([])
+    swl.__testing.setStartTimeOverride(s.pid, real + 100)
+    swl.__testing.clearStartTimeOverrides()
+    expect((await inspectOne(dir, 'a.jsonl.lock')).lock.staleReasons).toEqual([])
+  })
+
+  it('orphan-self-pid: our pid, not held by us, start time ours or absent', async () => {
+    const dir = tmp()
+    const me = swl.__testing.identity()
+    expect(me.pid).toBe(process.pid)
+    const now = new Date().toISOString()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now }))
+    write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now, starttime: me.starttime }))
+    write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now, starttime: me.starttime + 1 }))
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(r.locks.map((l) => [l.pidAlive, l.stale, l.staleReasons])).toEqual([
+      [true, true, ['orphan-self-pid']],
+      [true, true, ['orphan-self-pid']],
+      [true, true, ['recycled-pid']], // an earlier process that had our pid
+    ])
+  })
+
+  it('payload-less files: reasons listed with stale:false inside the grace, stale and removed after min(staleMs, 5 s)', async () => {
+    const dir = tmp()
+    const p = path.join(dir, 'a.jsonl.lock')
+    write(p, '')
+    const mtime = fs.statSync(p).mtimeMs
+    let { lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 4_000 })
+    expect(lock).toMatchObject({ pid: null, pidAlive: false, createdAt: null, ageMs: null, stale: false, removed: false })
+    expect(lock.staleReasons).toEqual(['missing-pid', 'invalid-createdAt'])
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 6_000 }))
+    expect(lock).toMatchObject({ stale: true, staleReasons: ['missing-pid', 'invalid-createdAt'] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 1_500, staleMs: 1_000 }))
+    expect(lock.stale).toBe(true)
+    // Default removal keeps it while in grace...
+    const { warns, log } = logger()
+    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(r.cleaned).toEqual([])
+    expect(fs.existsSync(p)).toBe(true)
+    // ...and removes it once its mtime is old.
+    write(p, '{}', 60_000)
+    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['missing-pid', 'invalid-createdAt']])
+    expect(warns).toEqual([`removed stale session lock: ${p} (missing-pid, invalid-createdAt)`])
+    expect(fs.existsSync(p)).toBe(false)
+  })
+
+  it('a live pid with an invalid createdAt gets the payload-less grace too', async () => {
+    const dir = tmp()
+    const s = sleeper()
+    const p = path.join(dir, 'a.jsonl.lock')
+    write(p, oldPayload({ pid: s.pid, createdAt: null, starttime: startTime(s.pid) }))
+    const mtime = fs.statSync(p).mtimeMs
+    let { lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 1_000 })
+    expect(lock).toMatchObject({ pidAlive: true, stale: false, staleReasons: ['invalid-createdAt'] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 10_000 }))
+    expect(lock).toMatchObject({ stale: true, staleReasons: ['invalid-createdAt'] })
+  })
+
+  it("another host's pid is never judged by local liveness, only by too-old", async () => {
+    const dir = tmp()
+    const gone = deadPid()
+    const createdMs = Date.now()
+    const base = { createdAt: new Date(createdMs).toISOString(), starttime: 1, hostname: 'other-host.invalid' }
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: gone, ...base }))
+    write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: process.pid, ...base })) // not our orphan
+    write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: process.ppid, ...base })) // live here, different start
+    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, nowMs: createdMs + 1000 })
+    expect(r.locks.map((l) => [l.stale, l.staleReasons])).toEqual([
+      [false, []],
+      [false, []],
+      [false, []],
+    ])
+    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
+    expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['too-old'], ['too-old'], ['too-old']])
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('a zombie pid is dead', async () => {
+    const dir = tmp()
+    const parent = track(spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] }))
+    const zombie = Number(await waitLine(parent, ''))
+    const st = startTime(zombie)
+    for (let i = 0; i < 200 && procState(zombie) !== 'Z'; i++) await sleep(25)
+    expect(procState(zombie)).toBe('Z')
+    expect(() => process.kill(zombie, 0)).not.toThrow()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }))
+    const { lock } = await inspectOne(dir, 'a.jsonl.lock')
+    expect(lock).toMatchObject({ pid: zombie, pidAlive: false, stale: true, staleReasons: ['dead-pid'] })
+  })
+
+  it('EPERM is alive: checked as uid 65534 against a root process', async () => {
+    const dir = tmp()
+    fs.chmodSync(dir, 0o777)
+    const s = sleeper()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }))
+    const script = `
+      const swl = require(${JSON.stringify(INDEX)})
+      let kill = 'ok'
+      try { process.kill(${s.pid}, 0) } catch (e) { kill = e.code }
+      swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)} }).then((r) => console.log(JSON.stringify({ kill, r })))`
+    const res = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 })
+    expect(res.stderr).toBe('')
+    const { kill, r } = JSON.parse(res.stdout.trim())
+    expect(kill).toBe('EPERM')
+    expect(r.locks).toHaveLength(1)
+    expect(r.locks[0]).toMatchObject({ pid: s.pid, pidAlive: true, stale: false, staleReasons: [], removed: false })
+    expect(r.cleaned).toEqual([])
+    expect(fs.existsSync(path.join(dir, 'a.jsonl.lock'))).toBe(true)
+  })
+
+  it('a pid recorded under another boot of this host is dead', async () => {
+    const dir = tmp()
+    const me = swl.__testing.identity()
+    if (!me.bootId) return // only where a boot id exists (Linux)
+    write(
+      path.join(dir, 'a.jsonl.lock'),
+      oldPayload({ pid: process.ppid, createdAt: new Date().toISOString(), hostname: me.hostname, bootId: 'another-boot' }),
+    )
+    write(
+      path.join(dir, 'b.jsonl.lock'),
+      oldPayload({ pid: process.ppid, createdAt: new Date().toISOString(), hostname: me.hostname, bootId: me.bootId }),
+    )
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(r.locks.map((l) => [l.stale, l.staleReasons])).toEqual([
+      [true, ['dead-pid']],
+      [false, []],
+    ])
+  })
+})
+
+describe('cleanStaleLockFiles: malformed payloads never throw and follow the payload-less rules', () => {
+  const cases = {
+    empty: () => '',
+    truncated: () => '{\n  "pid": 12',
+    binary: () => Buffer.from([0x00, 0xff, 0xfe, 0x7b, 0x22, 0x80, 0x00, 0x0a, 0xc3, 0x28]),
+    '10 MB': () => {
+      const head = `{"pid": ${process.ppid}, "createdAt": "${new Date().toISOString()}", "pad": "`
+      return Buffer.concat([Buffer.from(head), Buffer.alloc(10 * 1024 * 1024, 0x61), Buffer.from('"}')])
+    },
+    'JSON array': () => JSON.stringify([process.ppid, new Date().toISOString()]),
+    'JSON string': () => JSON.stringify('pid'),
+    'negative / fractional pid': () => JSON.stringify({ pid: -1.5, createdAt: 17 }),
+    'deep nesting': () => '['.repeat(100_000),
+  }
+  it('fresh: reasons listed, not stale; old: stale and removed', async () => {
+    const dir = tmp()
+    const names = Object.keys(cases).map((n, i) => `m${i}.jsonl.lock`)
+    Object.values(cases).forEach((make, i) => write(path.join(dir, names[i]), make()))
+    const nowMs = Date.now()
+    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs })
+    expect(r.locks).toHaveLength(names.length)
+    for (const l of r.locks) {
+      expect(l).toMatchObject({ pid: null, pidAlive: false, createdAt: null, ageMs: null, stale: false, removed: false, held: false })
+      expect(l.staleReasons).toEqual(['missing-pid', 'invalid-createdAt'])
+    }
+    expect(r.cleaned).toEqual([])
+    const { warns, log } = logger()
+    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: nowMs + 60_000, log })
+    expect(r.cleaned).toHaveLength(names.length)
+    expect(warns).toHaveLength(names.length)
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+})
+
+describe('cleanStaleLockFiles: our OS-locked files', () => {
+  it('a live lock held by another process is kept, held and never stale, even far in the future', async () => {
+    const dir = tmp()
+    const holder = await ourHolderChild(path.join(dir, 'a.jsonl'))
+    const before = fs.readFileSync(holder.lockPath, 'utf8')
+    const { warns, log } = logger()
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1, log })
+    expect(r.locks).toHaveLength(1)
+    expect(r.locks[0]).toMatchObject({
+      lockPath: holder.lockPath,
+      pid: holder.child.pid,
+      pidAlive: true,
+      held: true,
+      stale: false,
+      removed: false,
+    })
+    expect(r.cleaned).toEqual([])
+    expect(warns).toEqual([])
+    expect(fs.readFileSync(holder.lockPath, 'utf8')).toBe(before)
+    holder.child.stdin.end()
+    expect((await holder.child.exited).code).toBe(0)
+  })
+
+  it('a live lock held by this process is kept, held and never stale', async () => {
+    const dir = tmp()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'a.jsonl') })
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1 })
+    expect(r.locks).toHaveLength(1)
+    expect(r.locks[0]).toMatchObject({ lockPath: lease.lockPath, pid: process.pid, held: true, stale: false, removed: false })
+    expect(r.cleaned).toEqual([])
+    await lease.assertCurrent()
+    await lease.release()
+  })
+
+  it('a "lock":"os" file whose holder was SIGKILLed is stale, reasons ending in not-held, and removed', async () => {
+    const dir = tmp()
+    const holder = await ourHolderChild(path.join(dir, 'a.jsonl'))
+    holder.child.kill('SIGKILL')
+    await holder.child.exited
+    expect(JSON.parse(fs.readFileSync(holder.lockPath, 'utf8')).lock).toBe('os')
+    const { warns, log } = logger()
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(r.locks).toHaveLength(1)
+    const l = r.locks[0]
+    expect(l).toMatchObject({ pid: holder.child.pid, pidAlive: false, held: false, stale: true, removed: true })
+    expect(l.staleReasons).toEqual(['dead-pid', 'not-held'])
+    expect(r.cleaned).toEqual([l])
+    expect(warns).toEqual([`removed stale session lock: ${holder.lockPath} (dead-pid, not-held)`])
+    expect(fs.existsSync(holder.lockPath)).toBe(false)
+  })
+
+  it('a "lock":"os" file naming a live process that no longer holds it is stale with only not-held', async () => {
+    const dir = tmp()
+    const p = path.join(dir, 'a.jsonl.lock')
+    const me = swl.__testing.identity()
+    // As if this process had written it and lost it (e.g. a copy closed its descriptor).
+    write(
+      p,
+      JSON.stringify(
+        { pid: process.ppid, createdAt: new Date().toISOString(), starttime: startTime(process.ppid), maxHoldMs: 300000, fencingToken: 't', hostname: me.hostname, bootId: me.bootId, lock: 'os' },
+        null,
+        2,
+      ),
+    )
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(r.locks[0]).toMatchObject({ pidAlive: true, held: false, stale: true, staleReasons: ['not-held'], removed: false })
+  })
+})

@@ -1,0 +1,490 @@
+// CONTRACT §4 through acquireSessionWriteLock: lock files written by the old
+// TypeScript module (no "lock": "os", no OS lock) and mixed fleets where an
+// old gateway (the fixture __test__/fixtures/legacy-lock.js, run as a real
+// child process) and ours contend for the same session.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawn, spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import * as swl from '../index.mjs'
+
+const require = createRequire(import.meta.url)
+const here = path.dirname(fileURLToPath(import.meta.url))
+const LEGACY = path.join(here, 'fixtures', 'legacy-lock.js')
+const INDEX = path.join(here, '..', 'index.js')
+const legacy = require(LEGACY)
+
+const children = new Set()
+const dirs = []
+
+afterEach(async () => {
+  swl.__testing.clearStartTimeOverrides()
+  swl.resetSessionWriteLockStateForTest()
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  }
+  children.clear()
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+function tmp() {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-legacy-'))
+  dirs.push(d)
+  return fs.realpathSync(d)
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** /proc/<pid>/stat field 22. */
+function startTime(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
+}
+
+function procState(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
+  } catch {
+    return null
+  }
+}
+
+/** A pid that certainly named a process and no longer does (spawned and reaped). */
+function deadPid() {
+  const r = spawnSync('true')
+  expect(r.pid).toBeGreaterThan(0)
+  return r.pid
+}
+
+function track(child) {
+  children.add(child)
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  return child
+}
+
+/** A live process that is not us. */
+function sleeper() {
+  return track(spawn('sleep', ['120'], { stdio: 'ignore' }))
+}
+
+/** Resolve with the first stdout line starting with `prefix`; reject if the child exits first. */
+function waitLine(child, prefix) {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    const onData = (d) => {
+      buf += d
+      // complete lines only
+      for (const line of buf.split('\n').slice(0, -1)) {
+        if (line.startsWith(prefix)) {
+          child.stdout.off('data', onData)
+          resolve(line.slice(prefix.length).trim())
+          return
+        }
+      }
+    }
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', onData)
+    child.exited.then(({ code, signal }) =>
+      reject(new Error(`child exited (${code ?? signal}) before "${prefix}"; stdout: ${buf}`)),
+    )
+  })
+}
+
+function collect(child) {
+  const out = { stdout: '', stderr: '' }
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stdout.on('data', (d) => (out.stdout += d))
+  child.stderr.on('data', (d) => (out.stderr += d))
+  return out
+}
+
+/** The old gateway holding `sessionFile` (until stdin closes / SIGTERM). */
+async function legacyHolder(sessionFile) {
+  const child = track(spawn(process.execPath, [LEGACY, 'hold', sessionFile], { stdio: ['pipe', 'pipe', 'pipe'] }))
+  const lockPath = await waitLine(child, 'acquired ')
+  return { child, lockPath, pid: child.pid }
+}
+
+/** The old gateway trying to take `sessionFile` (holds it once acquired until stdin closes). */
+function legacyContender(sessionFile, timeoutMs) {
+  const child = track(
+    spawn(process.execPath, [LEGACY, 'hold', sessionFile, '--timeout-ms', String(timeoutMs)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  )
+  const out = collect(child)
+  return { child, out }
+}
+
+/** The old module's payload, as it wrote it. */
+function oldPayload(fields) {
+  return JSON.stringify(fields, null, 2)
+}
+
+function writeOld(lockPath, content, mtimeAgoMs = 0) {
+  fs.writeFileSync(lockPath, content)
+  if (mtimeAgoMs > 0) {
+    const t = (Date.now() - mtimeAgoMs) / 1000
+    fs.utimesSync(lockPath, t, t)
+  }
+}
+
+/** Settles to "acquired" or the rejection; never throws. */
+async function outcome(promise) {
+  try {
+    const lease = await promise
+    return { lease }
+  } catch (err) {
+    return { err }
+  }
+}
+
+async function expectReclaimed(sessionFile, lockPath) {
+  const { lease, err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 10_000 }))
+  expect(err).toBeUndefined()
+  expect(lease.lockPath).toBe(lockPath)
+  const payload = JSON.parse(fs.readFileSync(lockPath, 'utf8'))
+  expect(payload.pid).toBe(process.pid)
+  expect(payload.lock).toBe('os')
+  await lease.release()
+  expect(fs.existsSync(lockPath)).toBe(false)
+}
+
+async function expectWaitsAndTimesOut(sessionFile, lockPath, owner, timeoutMs = 400) {
+  const before = fs.readFileSync(lockPath)
+  const { lease, err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs }))
+  if (lease) await lease.release()
+  expect(lease).toBeUndefined()
+  expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+  expect(err.message).toBe(`session file locked (timeout ${timeoutMs}ms): ${owner} ${lockPath}`)
+  // The old file is left exactly as it was.
+  expect(fs.readFileSync(lockPath).equals(before)).toBe(true)
+}
+
+describe('mixed fleet: an old gateway holds, ours waits', () => {
+  it('waits for a live old holder, names it in the timeout, and acquires once it releases', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const holder = await legacyHolder(sessionFile)
+    expect(holder.lockPath).toBe(path.join(dir, 's.jsonl.lock'))
+    const onDisk = JSON.parse(fs.readFileSync(holder.lockPath, 'utf8'))
+    expect(onDisk.pid).toBe(holder.pid)
+    expect(onDisk.lock).toBeUndefined()
+
+    const { err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 500 }))
+    expect(err).toBeInstanceOf(swl.SessionWriteLockTimeoutError)
+    expect(err.message).toBe(`session file locked (timeout 500ms): pid=${holder.pid} ${holder.lockPath}`)
+    expect(err.owner).toBe(`pid=${holder.pid}`)
+    expect(err.lockPath).toBe(holder.lockPath)
+
+    let settled = false
+    const pending = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 }).finally(() => (settled = true))
+    await sleep(300)
+    expect(settled).toBe(false)
+    expect(JSON.parse(fs.readFileSync(holder.lockPath, 'utf8')).pid).toBe(holder.pid)
+
+    holder.child.stdin.end() // the old gateway releases (unlinks its file) and exits
+    const exit = await holder.child.exited
+    expect(exit.code).toBe(0)
+    const lease = await pending
+    expect(lease.lockPath).toBe(holder.lockPath)
+    const mine = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+    expect(mine.pid).toBe(process.pid)
+    expect(mine.lock).toBe('os')
+    await lease.release()
+    expect(fs.existsSync(lease.lockPath)).toBe(false)
+  })
+
+  it('a SIGKILLed old holder (its pid dead) is reclaimed by a waiting acquire', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const holder = await legacyHolder(sessionFile)
+    const pending = outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 }))
+    await sleep(200)
+    holder.child.kill('SIGKILL')
+    await holder.child.exited
+    // The old holder never unlinked its file: only the dead-pid rule frees it.
+    const { lease, err } = await pending
+    expect(err).toBeUndefined()
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).lock).toBe('os')
+    await lease.release()
+  })
+})
+
+describe('mixed fleet: ours holds, an old gateway contends', () => {
+  it('the old module sees our file as held by a live process, times out naming us, and acquires after we release', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lease = await swl.acquireSessionWriteLock({ sessionFile })
+    const ours = fs.readFileSync(lease.lockPath, 'utf8')
+
+    const first = legacyContender(sessionFile, 600)
+    const exit = await first.child.exited
+    expect(exit.code).toBe(3)
+    expect(first.out.stdout).toContain('timeout')
+    expect(first.out.stderr).toContain(`session file locked (timeout 600ms): pid=${process.pid} ${lease.lockPath}`)
+    // It neither removed nor rewrote our file.
+    expect(fs.readFileSync(lease.lockPath, 'utf8')).toBe(ours)
+    await lease.assertCurrent()
+
+    // A contender already waiting when we release gets it.
+    const second = legacyContender(sessionFile, 30_000)
+    const acquired = waitLine(second.child, 'acquired ')
+    await sleep(300)
+    expect(second.out.stdout).not.toContain('acquired')
+    await lease.release()
+    expect(await acquired).toBe(lease.lockPath)
+    const theirs = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+    expect(theirs.pid).toBe(second.child.pid)
+    expect(theirs.lock).toBeUndefined()
+    second.child.stdin.end()
+    expect((await second.child.exited).code).toBe(0)
+    expect(fs.existsSync(lease.lockPath)).toBe(false)
+  })
+
+  it('the fixture follows the old rules (sanity: it reclaims what the old module reclaimed)', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = path.join(dir, 's.jsonl.lock')
+    // dead pid: reclaimed at once
+    writeOld(lockPath, oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
+    const a = await legacy.acquireLegacy({ sessionFile, timeoutMs: 2000 })
+    expect(a.lockPath).toBe(lockPath)
+    expect(JSON.parse(fs.readFileSync(lockPath, 'utf8')).pid).toBe(process.pid)
+    await a.release()
+    // live holder: times out with its pid
+    const s = sleeper()
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }))
+    await expect(legacy.acquireLegacy({ sessionFile, timeoutMs: 300 })).rejects.toThrow(
+      `session file locked (timeout 300ms): pid=${s.pid} ${lockPath}`,
+    )
+  })
+})
+
+describe('old lock files judged by acquire (§4)', () => {
+  it('dead-pid: a file naming a reaped process is reclaimed at once', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    writeOld(lockPath, oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
+    await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('a live old holder with matching start time is waited for', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }))
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
+  })
+
+  it('recycled-pid: same live pid, recorded start time differs, is reclaimed', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) + 1 }))
+    await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('recycled-pid through the start-time seam (and the seam is off once cleared)', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    const real = startTime(s.pid)
+    const content = oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real })
+    writeOld(lockPath, content)
+    // Pretend the pid now belongs to a process started later.
+    swl.__testing.setStartTimeOverride(s.pid, real + 1000)
+    await expectReclaimed(sessionFile, lockPath)
+    swl.__testing.clearStartTimeOverrides()
+    writeOld(lockPath, content)
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
+    // An override of "unknown" start time cannot prove reuse either.
+    swl.__testing.setStartTimeOverride(s.pid, null)
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
+  })
+
+  it('orphan-self-pid: a file naming this process that it does not hold is reclaimed', async () => {
+    const dir = tmp()
+    const me = swl.__testing.identity()
+    for (const [i, fields] of [
+      { pid: process.pid, createdAt: new Date().toISOString() },
+      { pid: process.pid, createdAt: new Date().toISOString(), starttime: me.starttime },
+    ].entries()) {
+      const sessionFile = path.join(dir, `self-${i}.jsonl`)
+      const lockPath = `${sessionFile}.lock`
+      writeOld(lockPath, oldPayload(fields))
+      await expectReclaimed(sessionFile, lockPath)
+    }
+  })
+
+  it('too-old: a live holder older than staleMs is reclaimed at once (as the old module did)', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    const fields = { pid: s.pid, createdAt: new Date(Date.now() - 31 * 60_000).toISOString(), starttime: startTime(s.pid) }
+    writeOld(lockPath, oldPayload(fields))
+    await expectReclaimed(sessionFile, lockPath)
+    // The same age under a larger staleMs is respected.
+    writeOld(lockPath, oldPayload(fields))
+    const { err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 400, staleMs: 3_600_000 }))
+    expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+    expect(err.owner).toBe(`pid=${s.pid}`)
+    // And a small staleMs makes a young file too old.
+    writeOld(lockPath, oldPayload({ ...fields, createdAt: new Date(Date.now() - 2000).toISOString() }))
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, staleMs: 1000 })
+    await lease.release()
+  })
+
+  it('invalid createdAt with a live pid is treated as payload-less: waited for while fresh', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: 'yesterday-ish', starttime: startTime(s.pid) }))
+    // Only reason: invalid-createdAt, inside its mtime grace.
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: 'yesterday-ish', starttime: startTime(s.pid) }), 60_000)
+    await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('payload-less file: waited for while its mtime is fresh, reclaimed once older than min(staleMs, 5 s)', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    writeOld(lockPath, '')
+    await expectWaitsAndTimesOut(sessionFile, lockPath, 'unknown')
+    writeOld(lockPath, '', 10_000)
+    await expectReclaimed(sessionFile, lockPath)
+    // grace = min(staleMs, 5 s): with staleMs 1 s, a 2 s old empty file is reclaimable.
+    writeOld(lockPath, '', 2_000)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, staleMs: 1_000 })
+    await lease.release()
+    writeOld(lockPath, '', 2_000)
+    const { err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 300 }))
+    expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+  })
+
+  it('a payload-less file being written by the old module is reclaimed only after its grace: acquire waits, then takes it', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    // mtime 4.5 s ago: the 5 s grace ends while we wait (we poll old files).
+    writeOld(lockPath, '{', 4_500)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 20_000 })
+    expect(JSON.parse(fs.readFileSync(lockPath, 'utf8')).pid).toBe(process.pid)
+    await lease.release()
+  })
+
+  it("another host's pid is judged only by too-old, never by local liveness", async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const gone = deadPid()
+    const fresh = { pid: gone, createdAt: new Date().toISOString(), starttime: 1, hostname: 'other-host.invalid' }
+    writeOld(lockPath, oldPayload(fresh))
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${gone}`)
+    // Our own pid recorded by another host is not an orphan of ours either.
+    writeOld(lockPath, oldPayload({ ...fresh, pid: process.pid }))
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${process.pid}`)
+    writeOld(lockPath, oldPayload({ ...fresh, createdAt: new Date(Date.now() - 31 * 60_000).toISOString() }))
+    await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('a zombie holder counts as dead', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    // sh starts a short-lived grandchild, then becomes `sleep`, which never reaps it.
+    const parent = track(spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] }))
+    const zombie = Number(await waitLine(parent, ''))
+    expect(zombie).toBeGreaterThan(0)
+    const st = startTime(zombie)
+    for (let i = 0; i < 200 && procState(zombie) !== 'Z'; i++) await sleep(25)
+    expect(procState(zombie)).toBe('Z')
+    // kill(pid, 0) still succeeds on a zombie: the old module thought it alive.
+    expect(() => process.kill(zombie, 0)).not.toThrow()
+    expect(legacy.staleReasons({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }, 1_800_000)).toEqual([])
+    writeOld(lockPath, oldPayload({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }))
+    await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('EPERM counts as alive: a process of another user is waited for (run as uid 65534)', async () => {
+    const dir = tmp()
+    fs.chmodSync(dir, 0o777)
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper() // runs as root
+    writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }))
+    fs.chmodSync(lockPath, 0o666)
+    const script = `
+      const swl = require(${JSON.stringify(INDEX)})
+      const legacy = require(${JSON.stringify(LEGACY)})
+      const pid = ${s.pid}
+      let kill = 'ok'
+      try { process.kill(pid, 0) } catch (e) { kill = e.code }
+      const oldReasons = legacy.staleReasons(JSON.parse(require('fs').readFileSync(${JSON.stringify(lockPath)}, 'utf8')), 1800000)
+      swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(sessionFile)}, timeoutMs: 400 }).then(
+        (l) => { console.log(JSON.stringify({ kill, oldReasons, acquired: true })); return l.release() },
+        (e) => console.log(JSON.stringify({ kill, oldReasons, acquired: false, message: e.message })),
+      )`
+    const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 })
+    expect(r.stderr).toBe('')
+    const res = JSON.parse(r.stdout.trim())
+    expect(res.kill).toBe('EPERM') // the check really ran against another user's process
+    expect(res.oldReasons).toEqual(['dead-pid']) // what the old module got wrong
+    expect(res.acquired).toBe(false)
+    expect(res.message).toBe(`session file locked (timeout 400ms): pid=${s.pid} ${lockPath}`)
+    expect(JSON.parse(fs.readFileSync(lockPath, 'utf8')).pid).toBe(s.pid)
+  })
+
+  it('our own held file is not an orphan-self lock: a second in-process acquire waits', async () => {
+    // Our own live lock file (pid = ours, "lock": "os") must never be judged
+    // orphan-self by a second in-process acquire: it waits (FIFO) instead.
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lease = await swl.acquireSessionWriteLock({ sessionFile })
+    const { err } = await outcome(swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 300 }))
+    expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+    expect(err.owner).toBe(`pid=${process.pid}`)
+    await lease.assertCurrent()
+    await lease.release()
+  })
+})
+
+describe('malformed old lock files (acquire never throws, follows the payload-less rules)', () => {
+  const big = () => {
+    // A would-be payload padded to 10 MB: past the read cap, so it is not a payload.
+    const head = `{"pid": ${process.ppid}, "createdAt": "${new Date().toISOString()}", "pad": "`
+    return Buffer.concat([Buffer.from(head), Buffer.alloc(10 * 1024 * 1024, 0x61), Buffer.from('"}')])
+  }
+  const cases = {
+    empty: () => '',
+    truncated: () => '{\n  "pid": 12',
+    binary: () => Buffer.from([0x00, 0xff, 0xfe, 0x7b, 0x22, 0x80, 0x00, 0x0a, 0xc3, 0x28]),
+    '10 MB': big,
+    'JSON array': () => JSON.stringify([process.ppid, new Date().toISOString()]),
+    'JSON null': () => 'null',
+    'wrong types': () => JSON.stringify({ pid: String(process.ppid), createdAt: 12 }),
+  }
+  for (const [name, make] of Object.entries(cases)) {
+    it(`${name}: waited for while fresh, reclaimed once old`, async () => {
+      const dir = tmp()
+      const sessionFile = path.join(dir, 's.jsonl')
+      const lockPath = `${sessionFile}.lock`
+      writeOld(lockPath, make())
+      await expectWaitsAndTimesOut(sessionFile, lockPath, 'unknown', 250)
+      writeOld(lockPath, make(), 60_000)
+      await expectReclaimed(sessionFile, lockPath)
+    })
+  }
+})
