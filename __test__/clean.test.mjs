@@ -65,6 +65,23 @@ function sleeper() {
   return track(spawn('sleep', ['120'], { stdio: 'ignore' }))
 }
 
+/**
+ * A live process of another user and how to spawn a checker that gets EPERM
+ * from kill(pid, 0): as root, a root-owned sleeper checked from a child
+ * running as uid 65534; otherwise pid 1 when it belongs to someone else.
+ */
+function otherUserTarget() {
+  if (typeof process.getuid === 'function' && process.getuid() === 0) {
+    return { pid: sleeper().pid, spawnOpts: { uid: 65534, gid: 65534 } }
+  }
+  try {
+    process.kill(1, 0)
+    return null
+  } catch (e) {
+    return e.code === 'EPERM' ? { pid: 1, spawnOpts: {} } : null
+  }
+}
+
 function waitLine(child, prefix) {
   return new Promise((resolve, reject) => {
     let buf = ''
@@ -369,17 +386,19 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     expect(lock).toMatchObject({ pid: zombie, pidAlive: false, stale: true, staleReasons: ['dead-pid'] })
   })
 
-  it('EPERM is alive: checked as uid 65534 against a root process', async () => {
+  it('EPERM is alive: a live process of another user', async (ctx) => {
+    const t = otherUserTarget()
+    if (t === null) return ctx.skip() // no process of another user to check against
     const dir = tmp()
     fs.chmodSync(dir, 0o777)
-    const s = sleeper()
+    const s = { pid: t.pid }
     write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }))
     const script = `
       const swl = require(${JSON.stringify(INDEX)})
       let kill = 'ok'
       try { process.kill(${s.pid}, 0) } catch (e) { kill = e.code }
       swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)} }).then((r) => console.log(JSON.stringify({ kill, r })))`
-    const res = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 })
+    const res = spawnSync(process.execPath, ['-e', script], { ...t.spawnOpts, encoding: 'utf8', timeout: 30_000 })
     expect(res.stderr).toBe('')
     const { kill, r } = JSON.parse(res.stdout.trim())
     expect(kill).toBe('EPERM')
