@@ -302,9 +302,12 @@ function onWatchdogTimer() {
 
 function runWatchdog(nowMs) {
   const r = native.expire(ctx, nowMs)
+  // The native heldMs is measured on the real clock; report it on the clock the
+  // check used (nowMs - acquiredAt), as the old module did.
+  const skew = nowMs - Date.now()
   for (const d of r.dropped) {
     process.stderr.write(
-      `${LOG_PREFIX} releasing lock held for ${Math.max(0, Math.round(d.heldMs))}ms (max=${d.maxHoldMs}ms): ${d.lockPath}\n`,
+      `${LOG_PREFIX} releasing lock held for ${Math.max(0, Math.round(d.heldMs + skew))}ms (max=${d.maxHoldMs}ms): ${d.lockPath}\n`,
     )
     for (const id of d.leaseIds) abortLease(id, d.lockPath, `held past maxHoldMs=${d.maxHoldMs}`)
   }
