@@ -64,7 +64,7 @@ pub fn judge(
             }
         }
     }
-    let age_ms = p.created_at_ms.map(|c| now_ms - c);
+    let age_ms = p.created_at_ms.map(|c| now_ms.saturating_sub(c));
     match age_ms {
         None => reasons.push("invalid-createdAt"),
         Some(age) if age > stale_ms.min(i64::MAX as u64) as i64 => reasons.push("too-old"),
@@ -82,7 +82,7 @@ pub fn judge(
             .all(|r| *r == "missing-pid" || *r == "invalid-createdAt");
     let stale = if payloadless {
         let grace = (stale_ms.min(i64::MAX as u64) as i64).min(PAYLOADLESS_GRACE_MS);
-        now_ms - mtime_ms > grace
+        now_ms.saturating_sub(mtime_ms) > grace
     } else {
         !reasons.is_empty()
     };

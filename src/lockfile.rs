@@ -132,29 +132,40 @@ const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 /// whether we created it, and its metadata.
 fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::Metadata), OsError> {
     let mut created = true;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(OPEN_FLAGS)
-        .mode(0o644)
-        .open(path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-            created = false;
-            // Read-only is enough to lock and to read; we never write into a
-            // file we did not create.
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(OPEN_FLAGS)
-                .open(path)
-            {
-                Ok(f) => f,
-                Err(e) => return Err(classify_open_error(&e, path, path_str)),
+    let mut rounds = 0u32;
+    let file = loop {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(OPEN_FLAGS)
+            .mode(0o644)
+            .open(path);
+        match opened {
+            Ok(f) => break f,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                created = false;
+                // Read-only is enough to lock and to read; we never write into a
+                // file we did not create.
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(OPEN_FLAGS)
+                    .open(path)
+                {
+                    Ok(f) => break f,
+                    // The holder released (unlinked) between our create and
+                    // this open: create again (bounded; a name that keeps
+                    // flapping is reported as it is).
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rounds < 1000 => {
+                        rounds += 1;
+                        created = true;
+                        continue;
+                    }
+                    Err(e) => return Err(classify_open_error(&e, path, path_str)),
+                }
             }
+            Err(e) => return Err(classify_open_error(&e, path, path_str)),
         }
-        Err(e) => return Err(classify_open_error(&e, path, path_str)),
     };
     let meta = file
         .metadata()
