@@ -3,7 +3,7 @@
 // file), then the prebuilt per-platform package from optionalDependencies.
 // Fails with one clear message naming the missing package and how to build.
 
-const { existsSync } = require('node:fs')
+const { existsSync, readFileSync } = require('node:fs')
 const { join } = require('node:path')
 
 const MIN_NODE = [18, 17, 0]
@@ -18,21 +18,50 @@ const ABI = 1
 // reentrancy are then per copy.
 const ANCHOR = '__SESSION_WRITE_LOCK_NATIVE'
 
-function checkNode(version) {
-  const parts = String(version).replace(/^v/, '').split('.').map(Number)
+const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'darwin-x64', 'darwin-arm64', 'win32-x64-msvc']
+const BUILD_HINT =
+  'To build from source: install Rust >= 1.89 (https://rustup.rs), then in ' +
+  `${__dirname} run "npx --yes @napi-rs/cli@3 build --platform --release --no-js --dts native.d.ts" ` +
+  '(in a clone of the repository: "npm run build"); the loader picks up the ' +
+  'session-write-lock.<platform>.node it writes there.'
+
+// Throws when this Node.js is older than MIN_NODE or lacks N-API 8.
+// `version` as in process.versions.node (a leading "v" is accepted); `napi` as in
+// process.versions.napi (not checked when undefined).
+function checkNode(version, napi) {
+  const parts = String(version).replace(/^v/, '').split('.').map((p) => parseInt(p, 10))
+  let tooOld = false
   for (let i = 0; i < 3; i++) {
-    if ((parts[i] || 0) > MIN_NODE[i]) return
-    if ((parts[i] || 0) < MIN_NODE[i]) {
-      throw new Error(
-        `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} (N-API 8); this is ${version}. ` +
-          'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
-      )
+    const part = Number.isFinite(parts[i]) ? parts[i] : 0
+    if (part > MIN_NODE[i]) break
+    if (part < MIN_NODE[i]) {
+      tooOld = true
+      break
     }
+  }
+  const napiTooOld = napi !== undefined && !(parseInt(napi, 10) >= 8)
+  if (tooOld || napiTooOld) {
+    const err = new Error(
+      `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} with N-API 8; this is Node.js ` +
+        `${String(version).replace(/^v?/, 'v')}${napi !== undefined ? ` (N-API ${napi})` : ''}. ` +
+        'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
+    )
+    err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
+    throw err
   }
 }
 
+// glibc or musl. Reading ldd is cheap (a shell script naming glibc, or the musl
+// loader itself); process.report costs milliseconds, so it is the fallback.
 function isMusl() {
   if (process.platform !== 'linux') return false
+  try {
+    const ldd = readFileSync('/usr/bin/ldd', 'latin1')
+    if (ldd.includes('musl')) return true
+    if (ldd.includes('GNU C Library') || ldd.includes('glibc')) return false
+  } catch {
+    // No ldd: ask the report.
+  }
   try {
     const report = process.report && process.report.getReport()
     const header = report && (typeof report === 'string' ? JSON.parse(report) : report).header
@@ -76,7 +105,7 @@ function anchor(binding, file) {
 }
 
 function load() {
-  checkNode(process.versions.node)
+  checkNode(process.versions.node, process.versions.napi)
   const shared = fromAnchor()
   if (shared !== null) return shared.binding
   const tag = platformTag()
@@ -90,18 +119,33 @@ function load() {
     return anchor(require(local), local)
   }
   const pkg = `session-write-lock-${tag}`
+  let file = null
   try {
-    const file = require.resolve(pkg)
-    return anchor(require(file), file)
+    file = require.resolve(pkg)
   } catch (e) {
     errors.push(e)
   }
+  if (file !== null) {
+    try {
+      return anchor(require(file), file)
+    } catch (e) {
+      // Installed but unusable: wrong architecture, a glibc too old, a damaged file.
+      const err = new Error(
+        `session-write-lock: the prebuilt package "${pkg}" is installed but its addon failed to load ` +
+          `(${file}): ${e && e.message}. ${BUILD_HINT}`,
+      )
+      err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
+      err.cause = e
+      throw err
+    }
+  }
+  const why = SUPPORTED.includes(tag)
+    ? `The prebuilt package "${pkg}" is not installed: npm installs it through optionalDependencies, ` +
+      'so check that optional dependencies were not omitted (--omit=optional, --no-optional) and, ' +
+      'if package-lock.json was made on another platform, reinstall after removing node_modules and the lockfile.'
+    : `No prebuilt package exists for ${tag} (prebuilt: ${SUPPORTED.join(', ')}).`
   const err = new Error(
-    `session-write-lock: no native addon for ${tag}. ` +
-      `The prebuilt package "${pkg}" is not installed (npm installs it from optionalDependencies; ` +
-      'check that optional dependencies were not omitted), and no local build was found at ' +
-      `${local}. To build from source: install Rust (>= 1.89), then run "npm run build" in ` +
-      `${__dirname}.`,
+    `session-write-lock: no native addon for ${tag}. ${why} No local build was found at ${local}. ${BUILD_HINT}`,
   )
   err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
   err.cause = errors[0]

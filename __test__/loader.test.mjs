@@ -1,0 +1,170 @@
+// The loader (loader.js): Node version gate, platform package resolution and
+// its error messages. Child processes load copies of loader.js from temporary
+// directories, so what they find is exactly what a consumer's node_modules has.
+import { describe, it, expect } from 'vitest'
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const require = createRequire(import.meta.url)
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
+const loader = require('../loader.js')
+const tag = loader.__platformTag()
+const builtAddon = path.join(root, `session-write-lock.${tag}.node`)
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'swl-loader-'))
+
+function childEnv() {
+  const env = { ...process.env }
+  for (const k of ['SESSION_WRITE_LOCK_NATIVE_PATH', '__SESSION_WRITE_LOCK_NATIVE', 'NODE_PATH', 'NODE_OPTIONS']) delete env[k]
+  return env
+}
+
+function node(args, cwd = root) {
+  const r = spawnSync(process.execPath, args, { cwd, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+// A directory laid out like node_modules/session-write-lock holding only loader.js.
+function packageCopy() {
+  const dir = tmp()
+  const pkg = path.join(dir, 'node_modules', 'session-write-lock')
+  fs.mkdirSync(pkg, { recursive: true })
+  fs.copyFileSync(path.join(root, 'loader.js'), path.join(pkg, 'loader.js'))
+  return { dir, pkg }
+}
+
+function platformPackage(dir, nodeFile) {
+  const p = path.join(dir, 'node_modules', `session-write-lock-${tag}`)
+  fs.mkdirSync(p, { recursive: true })
+  const main = `session-write-lock.${tag}.node`
+  fs.writeFileSync(path.join(p, 'package.json'), JSON.stringify({ name: `session-write-lock-${tag}`, version: '0.1.0', main }))
+  if (nodeFile !== null) fs.copyFileSync(nodeFile, path.join(p, main))
+  return path.join(p, main)
+}
+
+// Prints the error code and message of requiring the loader copy, or the .node it loaded.
+const probe = (loaderPath) => `
+  try {
+    require(${JSON.stringify(loaderPath)})
+    const loaded = Object.keys(require.cache).filter((k) => k.endsWith('.node'))
+    console.log(JSON.stringify({ ok: true, loaded }))
+  } catch (e) {
+    console.log(JSON.stringify({ ok: false, code: e.code, message: e.message }))
+  }`
+
+function runProbe(loaderPath) {
+  const r = node(['-e', probe(loaderPath)])
+  expect(r.status, r.stderr).toBe(0)
+  return JSON.parse(r.stdout.trim().split('\n').pop())
+}
+
+describe('Node.js version gate', () => {
+  it('refuses Node < 18.17 with a message naming both versions', () => {
+    let err
+    try {
+      loader.__checkNode('16.20.0')
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(Error)
+    expect(err.code).toBe('SESSION_WRITE_LOCK_UNSUPPORTED_NODE')
+    expect(err.message).toBe(
+      'session-write-lock needs Node.js >= 18.17.0 with N-API 8; this is Node.js v16.20.0. ' +
+        'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
+    )
+  })
+
+  it.each(['16.20.0', 'v16.20.0', '18.16.1', '18.0.0', '17.99.99', '14.21.3', '0.12.0', 'garbage'])(
+    'refuses %s',
+    (v) => {
+      expect(() => loader.__checkNode(v)).toThrow(/needs Node\.js >= 18\.17\.0/)
+    },
+  )
+
+  it.each(['18.17.0', 'v18.17.0', '18.17.1', '18.20.8', '19.0.0', '20.0.0', '22.12.0', '24.0.0', '25.1.0', '100.0.0'])(
+    'accepts %s',
+    (v) => {
+      expect(() => loader.__checkNode(v)).not.toThrow()
+    },
+  )
+
+  it('refuses an N-API below 8 even on a new enough version number', () => {
+    expect(() => loader.__checkNode('20.0.0', '7')).toThrow(/\(N-API 7\)/)
+    expect(() => loader.__checkNode('20.0.0', '8')).not.toThrow()
+    expect(() => loader.__checkNode('22.0.0', '10')).not.toThrow()
+  })
+
+  it('this Node passes the gate', () => {
+    expect(() => loader.__checkNode(process.versions.node, process.versions.napi)).not.toThrow()
+  })
+
+  // The whole package refuses to load, for require and import, on an old Node
+  // (faked by a preload that replaces process.versions), and loads on a new one.
+  it.each([
+    ['require', (p) => `require(${JSON.stringify(p)})`, 'index.js'],
+    ['import', (p) => `import(${JSON.stringify(new URL(`file://${p}`).href)}).catch((e) => { console.error(e.message); process.exit(3) })`, 'index.mjs'],
+  ])('the package refuses to load on Node 16.20.0 (%s)', (_kind, load, entry) => {
+    const dir = tmp()
+    const preload = (v) => {
+      const f = path.join(dir, `fake-${v}.cjs`)
+      fs.writeFileSync(f, `Object.defineProperty(process, 'versions', { value: { ...process.versions, node: ${JSON.stringify(v)} } })\n`)
+      return f
+    }
+    const old = node(['-r', preload('16.20.0'), '-e', load(path.join(root, entry))])
+    expect(old.status).not.toBe(0)
+    expect(old.stderr).toContain('session-write-lock needs Node.js >= 18.17.0 with N-API 8; this is Node.js v16.20.0')
+    const ok = node(['-r', preload('22.0.0'), '-e', load(path.join(root, entry))])
+    expect(ok.stderr).toBe('')
+    expect(ok.status).toBe(0)
+  })
+})
+
+describe('platform packages', () => {
+  it.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('this glibc Linux x64 machine is linux-x64-gnu', () => {
+    expect(tag).toBe('linux-x64-gnu')
+  })
+
+  it('without a local build or a platform package, the error names the package and the way to build', () => {
+    const { pkg } = packageCopy()
+    const r = runProbe(path.join(pkg, 'loader.js'))
+    expect(r.ok).toBe(false)
+    expect(r.code).toBe('SESSION_WRITE_LOCK_NO_NATIVE')
+    expect(r.message).toContain(`no native addon for ${tag}`)
+    expect(r.message).toContain(`"session-write-lock-${tag}" is not installed`)
+    expect(r.message).toContain('--omit=optional')
+    expect(r.message).toContain(path.join(pkg, `session-write-lock.${tag}.node`))
+    expect(r.message).toContain('npx --yes @napi-rs/cli@3 build --platform --release --no-js --dts native.d.ts')
+    expect(r.message).toContain('Rust >= 1.89')
+  })
+
+  it.skipIf(!fs.existsSync(builtAddon))('loads the addon from the installed platform package', () => {
+    const { dir, pkg } = packageCopy()
+    const installed = platformPackage(dir, builtAddon)
+    const r = runProbe(path.join(pkg, 'loader.js'))
+    expect(r).toEqual({ ok: true, loaded: [installed] })
+  })
+
+  it.skipIf(!fs.existsSync(builtAddon))('a local build next to loader.js wins over the platform package', () => {
+    const { dir, pkg } = packageCopy()
+    platformPackage(dir, builtAddon)
+    const local = path.join(pkg, `session-write-lock.${tag}.node`)
+    fs.copyFileSync(builtAddon, local)
+    expect(runProbe(path.join(pkg, 'loader.js'))).toEqual({ ok: true, loaded: [local] })
+  })
+
+  it('an installed but unloadable platform package is reported with the cause', () => {
+    const { dir, pkg } = packageCopy()
+    const broken = platformPackage(dir, null)
+    fs.writeFileSync(broken, 'this is not a shared library\n'.repeat(200))
+    const r = runProbe(path.join(pkg, 'loader.js'))
+    expect(r.ok).toBe(false)
+    expect(r.code).toBe('SESSION_WRITE_LOCK_NO_NATIVE')
+    expect(r.message).toContain(`"session-write-lock-${tag}" is installed but its addon failed to load (${broken})`)
+    expect(r.message).toMatch(/invalid ELF header|file too short|not a valid Win32|not a mach-o|slice is not valid/i)
+    expect(r.message).toContain('npx --yes @napi-rs/cli@3 build')
+  })
+})
