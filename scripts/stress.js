@@ -1,0 +1,388 @@
+#!/usr/bin/env node
+'use strict'
+// `npm run stress`: N processes x M critical sections on a handful of session
+// files while a chaos loop SIGKILLs random processes (holders or waiters) and
+// restarts them. Every critical section, under the lock:
+//   1. appends an ENTER record to the session's journal (who, token, the
+//      counter state it read),
+//   2. read-modify-writes the counter file (one fixed-width pwrite that also
+//      names the writer, so a holder killed between its write and its exit
+//      record is still accounted for exactly),
+//   3. appends an EXIT record.
+// At the end the journals are replayed per session:
+//   - no overlap: an ENTER may follow an ENTER without EXIT only if that holder
+//     was SIGKILLed by the chaos loop before the new ENTER (monotonic clock);
+//     an EXIT must belong to the current holder;
+//   - no lost update: every ENTER reads exactly the state the previous holder
+//     left (its write, or, for a killed holder, either its write or nothing);
+//   - the counter equals the number of completed critical sections (EXITs)
+//     plus the killed holders whose write landed;
+//   - fencing tokens are unique and match the lock file on disk;
+//   - no lock file survives a holder that exited normally, and none at all
+//     once the final sweep has acquired and released every session.
+// Prints one summary line ending in "0 violations" or the count, exits 1 on any.
+//
+//   node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4]
+//        [--loops 2] [--kill-ms 150] [--no-chaos] [--quick] [--keep]
+//        [--sabotage K]   (every K-th section skips the lock: must report violations)
+//
+// --quick (run by `npm test`): 4 processes, 1,500 sections, faster kills.
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+
+const COUNTER_WIDTH = 64
+
+function counterLine(v, wid, seq) {
+  const s = `${String(v).padStart(12)} ${String(wid).padEnd(24)} ${String(seq).padStart(12)}`
+  return (s + ' '.repeat(COUNTER_WIDTH - 1 - s.length) + '\n').slice(0, COUNTER_WIDTH)
+}
+
+function parseCounter(text) {
+  const parts = text.trim().split(/\s+/)
+  if (parts.length !== 3) return { v: NaN, wid: '?', seq: -1, raw: text }
+  return { v: Number(parts[0]), wid: parts[1], seq: Number(parts[2]) }
+}
+
+// ---------------------------------------------------------------- worker
+
+async function worker() {
+  const swl = require(path.join(__dirname, '..', 'index.js'))
+  const dir = process.env.SWL_STRESS_DIR
+  const sessions = Number(process.env.SWL_STRESS_SESSIONS)
+  const remaining = Number(process.env.SWL_STRESS_REMAINING)
+  const loops = Number(process.env.SWL_STRESS_LOOPS)
+  const wid = process.env.SWL_STRESS_WID
+  const counterFds = []
+  const journalFds = []
+  for (let s = 0; s < sessions; s++) {
+    counterFds.push(fs.openSync(path.join(dir, `s${s}.counter`), 'r+'))
+    journalFds.push(fs.openSync(path.join(dir, `s${s}.journal`), 'a'))
+  }
+  const buf = Buffer.alloc(COUNTER_WIDTH)
+  let claimed = 0
+  let seq = 0
+  const now = () => process.hrtime.bigint().toString()
+  // --sabotage K: every K-th section runs without the lock (proves the checker
+  // catches overlaps and lost updates).
+  const sabotage = Number(process.env.SWL_STRESS_SABOTAGE || 0)
+  let fakes = 0
+  const fakeLease = (sessionFile) => ({
+    lockPath: `${fs.realpathSync(path.dirname(sessionFile))}/${path.basename(sessionFile)}.lock`,
+    fencingToken: `fake-${wid}-${++fakes}`,
+    release: async () => {},
+  })
+
+  async function loop() {
+    while (claimed < remaining) {
+      claimed++
+      const s = Math.floor(Math.random() * sessions)
+      const sessionFile = path.join(dir, `s${s}.jsonl`)
+      const lease =
+        sabotage > 0 && claimed % sabotage === 0
+          ? fakeLease(sessionFile)
+          : await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
+      const my = ++seq
+      // The lock file on disk must name this acquisition.
+      let disk = null
+      try {
+        disk = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+      } catch (err) {
+        disk = { error: String(err && err.code) }
+      }
+      fs.readSync(counterFds[s], buf, 0, COUNTER_WIDTH, 0)
+      const read = parseCounter(buf.toString('latin1'))
+      const enter = {
+        t: 'E',
+        wid,
+        seq: my,
+        tok: lease.fencingToken,
+        mono: now(),
+        read,
+        diskTok: disk.fencingToken ?? null,
+        diskPid: disk.pid ?? null,
+        pid: process.pid,
+      }
+      fs.writeSync(journalFds[s], JSON.stringify(enter) + '\n')
+      // Give the chaos loop (and the other processes) a chance to land inside.
+      await new Promise((r) => setImmediate(r))
+      const next = read.v + 1
+      fs.writeSync(counterFds[s], counterLine(next, wid, my), 0, 'latin1')
+      if (my % 2 === 0) await new Promise((r) => setImmediate(r))
+      fs.writeSync(journalFds[s], JSON.stringify({ t: 'X', wid, seq: my, tok: lease.fencingToken, mono: now(), wrote: next }) + '\n')
+      await lease.release()
+      fs.writeSync(1, '.')
+    }
+  }
+  const all = []
+  for (let i = 0; i < loops; i++) all.push(loop())
+  await Promise.all(all)
+}
+
+// ---------------------------------------------------------------- orchestrator
+
+function parseArgs(argv) {
+  const o = { procs: 8, target: 20_000, sessions: 4, loops: 2, killMs: 150, chaos: true, keep: false, quick: false, stallMs: 90_000, sabotage: 0 }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const num = () => Number(argv[++i])
+    if (a === '--procs') o.procs = num()
+    else if (a === '--target') o.target = num()
+    else if (a === '--sessions') o.sessions = num()
+    else if (a === '--loops') o.loops = num()
+    else if (a === '--kill-ms') o.killMs = num()
+    else if (a === '--no-chaos') o.chaos = false
+    else if (a === '--sabotage') o.sabotage = num()
+    else if (a === '--keep') o.keep = true
+    else if (a === '--quick') {
+      o.quick = true
+      o.procs = 4
+      o.target = 4_000
+      o.killMs = 60
+      o.stallMs = 25_000
+    } else throw new Error(`unknown argument ${a}`)
+  }
+  return o
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-stress-'))
+  for (let s = 0; s < opts.sessions; s++) {
+    fs.writeFileSync(path.join(dir, `s${s}.counter`), counterLine(0, '-', 0))
+    fs.writeFileSync(path.join(dir, `s${s}.journal`), '')
+  }
+  const t0 = Date.now()
+  const perSlot = Math.ceil(opts.target / opts.procs)
+  const slots = []
+  const violations = []
+  const kills = new Map() // wid -> { mono, pid }
+  const pidsOf = new Map() // wid -> pid
+  const crashed = new Set() // wids that failed on their own (already a violation)
+  let restarts = 0
+  let lastProgress = Date.now()
+  let finished = false
+
+  const violation = (msg) => {
+    if (violations.length < 50) violations.push(msg)
+    else violations.length++
+  }
+
+  await new Promise((resolveAll) => {
+    let live = 0
+    function start(slot) {
+      const gen = slot.gen++
+      const wid = `w${slot.id}.${gen}`
+      const child = spawn(process.execPath, [__filename, '--worker'], {
+        env: {
+          ...process.env,
+          SWL_STRESS_DIR: dir,
+          SWL_STRESS_SESSIONS: String(opts.sessions),
+          SWL_STRESS_REMAINING: String(slot.remaining),
+          SWL_STRESS_LOOPS: String(opts.loops),
+          SWL_STRESS_WID: wid,
+          SWL_STRESS_SABOTAGE: String(opts.sabotage),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      live++
+      slot.child = child
+      slot.wid = wid
+      pidsOf.set(wid, child.pid)
+      let stderr = ''
+      child.stdout.on('data', (d) => {
+        slot.remaining -= d.length
+        lastProgress = Date.now()
+      })
+      child.stderr.on('data', (d) => {
+        if (stderr.length < 4000) stderr += d
+      })
+      child.on('exit', (code, signal) => {
+        live--
+        slot.child = null
+        if (signal === 'SIGKILL' && kills.has(wid)) {
+          if (slot.remaining > 0 && !finished) {
+            restarts++
+            start(slot)
+          }
+        } else if (code !== 0) {
+          crashed.add(wid)
+          violation(`worker ${wid} (pid ${child.pid}) failed: code=${code} signal=${signal} ${stderr.trim().slice(0, 800)}`)
+        } else if (slot.remaining > 0) {
+          violation(`worker ${wid} exited with ${slot.remaining} sections not done`)
+        }
+        if (live === 0) resolveAll()
+      })
+    }
+    for (let i = 0; i < opts.procs; i++) {
+      const slot = { id: i, gen: 0, remaining: perSlot, child: null, wid: null }
+      slots.push(slot)
+      start(slot)
+    }
+
+    let chaosTimer = null
+    const chaos = () => {
+      chaosTimer = null
+      if (finished) return
+      if (Date.now() - lastProgress > opts.stallMs) {
+        violation(`no progress for ${opts.stallMs}ms: stalled (killing everything)`)
+        finished = true
+        for (const s of slots) if (s.child) s.child.kill('SIGKILL')
+        return
+      }
+      if (opts.chaos) {
+        const alive = slots.filter((s) => s.child !== null && s.remaining > 0 && s.child.exitCode === null)
+        if (alive.length > 0) {
+          const victim = alive[Math.floor(Math.random() * alive.length)]
+          kills.set(victim.wid, { mono: process.hrtime.bigint(), pid: victim.child.pid })
+          victim.child.kill('SIGKILL')
+        }
+      }
+      chaosTimer = setTimeout(chaos, opts.chaos ? Math.random() * 2 * opts.killMs : 1000)
+    }
+    chaosTimer = setTimeout(chaos, opts.killMs)
+    const stop = () => {
+      finished = true
+      if (chaosTimer) clearTimeout(chaosTimer)
+    }
+    // Stop the chaos once every slot is done (the exit handler resolves).
+    const check = setInterval(() => {
+      if (slots.every((s) => s.remaining <= 0) || finished) {
+        stop()
+        clearInterval(check)
+      }
+    }, 50)
+  })
+  finished = true
+  const runMs = Date.now() - t0
+
+  // ------------------------------------------------------------ verification
+  const killedPids = new Set([...kills.values()].map((k) => k.pid))
+  const tokens = new Set()
+  let completed = 0
+  let enters = 0
+  let killedInside = 0
+  let killedAfterWrite = 0
+  let leftoverLocks = 0
+  const swl = require(path.join(__dirname, '..', 'index.js'))
+
+  for (let s = 0; s < opts.sessions; s++) {
+    const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
+    let expected = { v: 0, wid: '-', seq: 0 }
+    let inside = null
+    let sessionWrites = 0
+    const same = (a, b) => a.v === b.v && a.wid === b.wid && a.seq === b.seq
+    // A killed holder (no EXIT) either wrote the counter or did not.
+    const settleKilled = (read, where) => {
+      const k = kills.get(inside.wid)
+      if (!k && crashed.has(inside.wid)) {
+        // Its crash is reported already; the kernel freed its lock when it died.
+      } else if (!k) {
+        violation(`s${s}: ${where} while ${inside.wid}#${inside.seq} (not killed) was inside: overlap`)
+      } else if (where !== 'final sweep' && BigInt(k.mono) > BigInt(read.mono)) {
+        violation(`s${s}: entered before the kill of ${inside.wid}#${inside.seq}: overlap`)
+      }
+      killedInside++
+      const wroteState = { v: expected.v + 1, wid: inside.wid, seq: inside.seq }
+      if (same(read.read, wroteState)) {
+        killedAfterWrite++
+        sessionWrites++
+        expected = wroteState
+      } else if (!same(read.read, expected)) {
+        violation(`s${s}: ${where} read ${JSON.stringify(read.read)} after killed ${inside.wid}#${inside.seq}, expected ${JSON.stringify(expected)}: lost update`)
+        expected = read.read
+      }
+      inside = null
+    }
+    for (let i = 0; i < lines.length; i++) {
+      let r
+      try {
+        r = JSON.parse(lines[i])
+      } catch {
+        // A record is one write(2): it is never torn, even by SIGKILL.
+        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
+        continue
+      }
+      if (r.t === 'E') {
+        enters++
+        if (tokens.has(r.tok)) violation(`s${s}: fencing token ${r.tok} reused`)
+        tokens.add(r.tok)
+        if (r.diskTok !== r.tok || r.diskPid !== r.pid) {
+          violation(`s${s}: lock file names token ${r.diskTok}/pid ${r.diskPid}, holder has ${r.tok}/pid ${r.pid}`)
+        }
+        if (inside !== null) settleKilled(r, `${r.wid}#${r.seq} entered`)
+        else if (!same(r.read, expected)) {
+          violation(`s${s}: ${r.wid}#${r.seq} read ${JSON.stringify(r.read)}, expected ${JSON.stringify(expected)}: lost update`)
+          expected = r.read
+        }
+        inside = r
+      } else if (r.t === 'X') {
+        if (inside === null || inside.wid !== r.wid || inside.seq !== r.seq || inside.tok !== r.tok) {
+          violation(`s${s}: exit of ${r.wid}#${r.seq} while ${inside ? `${inside.wid}#${inside.seq}` : 'nobody'} was inside`)
+        } else if (r.wrote !== expected.v + 1) {
+          violation(`s${s}: ${r.wid}#${r.seq} wrote ${r.wrote}, expected ${expected.v + 1}`)
+        }
+        expected = { v: r.wrote, wid: r.wid, seq: r.seq }
+        sessionWrites++
+        completed++
+        inside = null
+      }
+    }
+    // A lock file still on disk must belong to a killed process.
+    const sessionFile = path.join(dir, `s${s}.jsonl`)
+    const lockPath = `${fs.realpathSync(dir)}/s${s}.jsonl.lock`
+    if (fs.existsSync(lockPath)) {
+      leftoverLocks++
+      let p = null
+      try {
+        p = JSON.parse(fs.readFileSync(lockPath, 'utf8'))
+      } catch {}
+      if (!p || !killedPids.has(p.pid)) {
+        violation(`s${s}: lock file left by pid ${p && p.pid}, which was not killed: leak`)
+      }
+    }
+    // Final sweep: acquire (reclaiming a killed holder's file), read, release.
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    const final = parseCounter(fs.readFileSync(path.join(dir, `s${s}.counter`), 'latin1'))
+    await lease.release()
+    if (inside !== null) settleKilled({ read: final, mono: null }, 'final sweep')
+    else if (!same(final, expected)) {
+      violation(`s${s}: final counter ${JSON.stringify(final)}, expected ${JSON.stringify(expected)}`)
+    }
+    if (final.v !== sessionWrites) {
+      violation(`s${s}: counter ${final.v} != ${sessionWrites} completed sections + landed writes of killed holders`)
+    }
+  }
+  const left = fs.readdirSync(dir).filter((f) => f.endsWith('.lock') || f.endsWith('.active'))
+  if (left.length > 0) violation(`left behind after everyone is gone: ${left.join(', ')}`)
+  if (completed < opts.target) violation(`only ${completed} sections completed (target ${opts.target})`)
+
+  const line =
+    `stress: ${opts.procs} processes x ${opts.loops} loops, ${opts.sessions} sessions, ` +
+    `${completed} critical sections completed (${enters} entered), ${kills.size} SIGKILLs ` +
+    `(${restarts} restarts, ${killedInside} inside a section, ${killedAfterWrite} after the counter write), ` +
+    `${leftoverLocks} lock files left by killed holders reclaimed, ${tokens.size} unique fencing tokens, ` +
+    `${(runMs / 1000).toFixed(1)}s, ${violations.length} violations`
+  console.log(line)
+  for (const v of violations.slice(0, 50)) console.log(`  violation: ${v}`)
+  if (!opts.keep) fs.rmSync(dir, { recursive: true, force: true })
+  else console.log(`  kept ${dir}`)
+  process.exitCode = violations.length === 0 ? 0 : 1
+}
+
+if (process.argv[2] === '--worker') {
+  worker().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`${err && err.stack}\n`)
+      process.exit(3)
+    },
+  )
+} else {
+  main().catch((err) => {
+    console.error(err)
+    process.exit(2)
+  })
+}
