@@ -65,6 +65,21 @@ describe('acquire and release', () => {
     expect(counts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
   })
 
+  it('handles spaces and non-ASCII characters in the path', async () => {
+    const dir = path.join(tmpDir(), 'with space ü 会话')
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'sé ssion.jsonl') })
+    expect(lease.lockPath).toBe(path.join(fs.realpathSync(dir), 'sé ssion.jsonl.lock'))
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).fencingToken).toBe(lease.fencingToken)
+    await lease.release()
+    expect(fs.existsSync(lease.lockPath)).toBe(false)
+  })
+
+  it('a tiny timeoutMs still grants a free lock', async () => {
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(tmpDir(), 's.jsonl'), timeoutMs: 1 })
+    expect(() => lease.assertOwned()).not.toThrow()
+    await lease.release()
+  })
+
   it('gives every OS-level acquisition a new fencing token', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const tokens = new Set()

@@ -241,6 +241,31 @@ describe('watchdog with the real timer (child processes)', () => {
   })
 })
 
+describe('watchdog scheduling', () => {
+  it('a later, shorter maxHoldMs pulls the timer forward', async () => {
+    const dir = tmpDir()
+    let long
+    let short
+    const log = await captureStderr(async () => {
+      long = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'long.jsonl'), maxHoldMs: 600_000 })
+      short = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'short.jsonl'), maxHoldMs: 80 })
+      const signal = short.signal
+      if (!signal.aborted) {
+        await Promise.race([
+          new Promise((r) => signal.addEventListener('abort', r, { once: true })),
+          sleep(30_000),
+        ])
+      }
+    })
+    expect(short.signal.aborted).toBe(true)
+    expect(fs.existsSync(short.lockPath)).toBe(false)
+    expect(() => long.assertOwned()).not.toThrow()
+    expect(log).toContain(`(max=80ms): ${short.lockPath}`)
+    expect(log).not.toContain(long.lockPath)
+    await long.release()
+  })
+})
+
 describe('leaked leases', () => {
   const leakRe = (lockPath) => new RegExp(esc(lockPath), 'g')
 
@@ -257,6 +282,14 @@ describe('leaked leases', () => {
     expect(err).toContain('[session-write-lock]')
     // no stack without SESSION_WRITE_LOCK_DEBUG
     expect(err).not.toMatch(/\n\s+at /)
+  })
+
+  it('a released lease that is garbage-collected is not reported', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const c = child([fixture('core-child.js'), 'released-gc', sessionFile], { nodeArgs: ['--expose-gc'] })
+    await c.waitLine('done', 30_000)
+    expect(await c.exited).toEqual({ code: 0, signal: null })
+    expect(c.stderr()).not.toContain('s.jsonl.lock')
   })
 
   it('with SESSION_WRITE_LOCK_DEBUG=1 the report includes the acquisition stack', async () => {
