@@ -1,10 +1,236 @@
 'use strict'
-// Process hooks (CONTRACT §6). Placeholder until the shutdown issue lands.
+// Process hooks (CONTRACT §6): on `exit` and on termination signals, end the
+// tracked sessions (session_end, reason "shutdown") and release every lock.
+//
+// One set of listeners per process (per thread in a worker: each worker has
+// its own `process` emitter), however many copies of the package are loaded
+// and however many times the test state is reset. The listeners live in a
+// hub stored on `process` under a `Symbol.for` key; each loaded copy joins
+// the hub once, on first use, and the listeners delegate to every copy that
+// joined. Signals are plain `process.on` listeners, never native sigaction.
+
+const os = require('node:os')
+const { isMainThread } = require('node:worker_threads')
+const lock = require('./lock')
 
 const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
+const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
+const HUB_VERSION = 1
+const DEFAULT_DRAIN_MS = 2000
+const ENV_DRAIN = 'SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS'
+const LOG_PREFIX = '[session-write-lock]'
+
+/** Drain budget for a signal: env `SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS` (digits) or 2000 ms. */
+function shutdownDrainMs() {
+  const raw = process.env[ENV_DRAIN]
+  if (raw !== undefined && /^\d+$/.test(raw.trim())) {
+    const n = Number(raw.trim())
+    if (n > 0) return n
+  }
+  return DEFAULT_DRAIN_MS
+}
+
+function report(what, err) {
+  try {
+    process.stderr.write(`${LOG_PREFIX} ${what}: ${(err && err.stack) || err}\n`)
+  } catch {
+    // stderr gone (exit): nothing else to do
+  }
+}
+
+// ---------------------------------------------------------------- this copy
+
+let joined = false
+// This copy's sessions module, bound by lib/sessions.js when it loads (never a
+// lazy require: with two copies loaded, the require cache may name the other).
+let sessions = null
+const noSessions = {
+  drainForShutdown: () => Promise.resolve({ emittedSessionIds: [], timedOut: false }),
+  endAllSync() {},
+}
+
+function bindSessions(s) {
+  sessions = s
+}
+
+// What the hub calls in this copy. Kept small and stable: another copy's hub
+// (possibly an older file) calls these four names.
+const participant = {
+  /** Drain this copy's sessions; resolves when done or the budget ran out. */
+  drain(reason, budgetMs) {
+    return (sessions || noSessions).drainForShutdown(reason, budgetMs)
+  },
+  /** Start draining without waiting (another listener owns the exit). */
+  startDrain(reason, budgetMs) {
+    ;(sessions || noSessions)
+      .drainForShutdown(reason, budgetMs)
+      .catch((err) => report('session drain failed', err))
+  },
+  releaseSync() {
+    lock.releaseAllSync()
+  },
+  /** `exit`: end sessions with synchronous handler calls, release everything. */
+  exitSync() {
+    try {
+      ;(sessions || noSessions).endAllSync('shutdown')
+    } catch (err) {
+      report('ending sessions at exit failed', err)
+    }
+    try {
+      lock.releaseAllSync()
+    } catch (err) {
+      report('releasing locks at exit failed', err)
+    }
+  },
+}
+
+function getHub() {
+  let hub = process[HUB_KEY]
+  if (hub === undefined) {
+    hub = {
+      version: HUB_VERSION,
+      participants: new Set(),
+      listeners: null,
+      shuttingDown: null,
+    }
+    Object.defineProperty(process, HUB_KEY, { value: hub, configurable: true, enumerable: false })
+  }
+  return hub
+}
+
+/**
+ * Called on every acquire and every trackActiveSession: a boolean check
+ * after the first call.
+ */
+function ensureHooksOnFirstUse() {
+  if (joined) return
+  joined = true
+  const hub = getHub()
+  hub.participants.add(participant)
+  if (hub.listeners === null) install(hub)
+}
+
+function signalsHooked() {
+  // Signals are never delivered to a worker's `process`.
+  return isMainThread ? cleanupSignals : []
+}
+
+function install(hub) {
+  const listeners = { exit: () => onExit(hub) }
+  for (const sig of signalsHooked()) listeners[sig] = (signal) => onSignal(hub, signal || sig)
+  hub.listeners = listeners
+  for (const [event, fn] of Object.entries(listeners)) process.on(event, fn)
+}
+
+/**
+ * Put back any hub listener that went missing (a test that removed it, or a
+ * signal path that removed ours). Never adds a second copy. Called by resets.
+ */
+function repairHooks() {
+  const hub = process[HUB_KEY]
+  if (hub === undefined || hub.listeners === null) return
+  hub.shuttingDown = null
+  for (const [event, fn] of Object.entries(hub.listeners)) {
+    if (!process.listeners(event).includes(fn)) process.on(event, fn)
+  }
+}
+
+// ---------------------------------------------------------------- the hub's work
+
+function onExit(hub) {
+  for (const p of hub.participants) {
+    try {
+      p.exitSync()
+    } catch (err) {
+      report('exit cleanup failed', err)
+    }
+  }
+}
+
+function releaseEverything(hub) {
+  for (const p of hub.participants) {
+    try {
+      p.releaseSync()
+    } catch (err) {
+      report('releasing locks failed', err)
+    }
+  }
+}
+
+function onSignal(hub, signal) {
+  const ours = hub.listeners !== null ? hub.listeners[signal] : undefined
+  const listening = process.listeners(signal)
+  const sole = ours !== undefined && listening.length === 1 && listening[0] === ours
+  const budgetMs = shutdownDrainMs()
+  if (!sole) {
+    // Someone else decides how the process ends: start the drain, release
+    // the locks (as the old module did), keep every listener, never re-raise.
+    for (const p of hub.participants) {
+      try {
+        p.startDrain('shutdown', budgetMs)
+      } catch (err) {
+        report('session drain failed', err)
+      }
+    }
+    releaseEverything(hub)
+    return
+  }
+  if (hub.shuttingDown !== null) {
+    // A second signal while draining: stop waiting and end now.
+    finish(hub, signal)
+    return
+  }
+  hub.shuttingDown = signal
+  const drains = []
+  for (const p of hub.participants) {
+    try {
+      drains.push(Promise.resolve(p.drain('shutdown', budgetMs)))
+    } catch (err) {
+      report('session drain failed', err)
+    }
+  }
+  // Each drain enforces the budget itself; this timer is the backstop (and
+  // keeps the loop alive while handlers run).
+  let done = false
+  const end = () => {
+    if (done) return
+    done = true
+    clearTimeout(backstop)
+    finish(hub, signal)
+  }
+  const backstop = setTimeout(end, budgetMs + 250)
+  Promise.allSettled(drains).then(end, end)
+}
+
+/** Release everything, remove our listener, re-raise with the default action. */
+function finish(hub, signal) {
+  releaseEverything(hub)
+  const ours = hub.listeners !== null ? hub.listeners[signal] : undefined
+  if (ours !== undefined) process.removeListener(signal, ours)
+  if (process.listenerCount(signal) > 0) {
+    // Someone started listening while we drained: theirs to decide now.
+    if (ours !== undefined) process.on(signal, ours)
+    hub.shuttingDown = null
+    return
+  }
+  process.kill(process.pid, signal)
+  // The default action normally ends the process before this runs; if the
+  // signal was somehow not fatal, exit the way a shell reports a signal.
+  const signo = os.constants.signals[signal] || 15
+  setTimeout(() => process.exit(128 + signo), 1000)
+}
+
+/** `__testing.handleTerminationSignal`: what our listener does on `signal`. */
+function handleTerminationSignal(signal) {
+  onSignal(getHub(), signal)
+}
 
 module.exports = {
+  bindSessions,
   cleanupSignals,
-  ensureHooksOnFirstUse() {},
-  handleTerminationSignal() {},
+  ensureHooksOnFirstUse,
+  handleTerminationSignal,
+  repairHooks,
+  shutdownDrainMs,
+  constants: { DEFAULT_DRAIN_MS, ENV_DRAIN },
 }
