@@ -231,6 +231,20 @@ describe('mixed fleet: an old gateway holds, ours waits', () => {
     expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).lock).toBe('os')
     await lease.release()
   })
+  it('a live old holder reclaimed as too-old still unlinks the path on release: assertCurrent notices', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const holder = await legacyHolder(sessionFile)
+    await sleep(20)
+    // staleMs 10 ms: the live old holder's file is too old, reclaimed at once.
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, staleMs: 10, timeoutMs: 10_000 })
+    await lease.assertCurrent()
+    holder.child.stdin.end() // the old module's release removes whatever the path names
+    expect((await holder.child.exited).code).toBe(0)
+    expect(fs.existsSync(lease.lockPath)).toBe(false)
+    await expect(lease.assertCurrent()).rejects.toBeInstanceOf(swl.SessionWriteLockLostError)
+    await lease.release()
+  })
 })
 
 describe('mixed fleet: ours holds, an old gateway contends', () => {
