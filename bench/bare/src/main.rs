@@ -1,0 +1,160 @@
+//! Bench-only helper for `npm run bench`: measures the bare OS calls the lock is
+//! built on, with nothing but std (`File::lock` is `flock(2)` on Linux).
+//! Every mode prints one JSON object on stdout. Not part of the addon.
+//!
+//!   uncontended <file> <n>   open(O_CREAT) + flock(LOCK_EX) + flock(LOCK_UN) + close, n times
+//!   handoff <file> <n>       thread A holds, thread B blocks in flock; ns from A's unlock to B's wake
+//!   kill <file> <n> [-- cmd] a child process holds (ours, or `cmd`, which must flock <file> and
+//!                            print a line once it holds it); ns from SIGKILL to our blocking flock returning
+//!   hold <file>              lock, print "ready", hold until stdin closes (used by `kill` and the CPU test)
+//!   wait <file>              block in flock until granted, print "acquired"
+//!   many <dir> <n>           open + flock n files at once: total ns, descriptors and RSS before/after
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+fn open(path: &str) -> File {
+    OpenOptions::new().read(true).write(true).create(true).open(path).expect("open")
+}
+
+fn json_list(v: &[u128]) -> String {
+    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn fd_count() -> usize {
+    fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+fn rss_bytes() -> u64 {
+    let s = fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn uncontended(path: &str, n: usize) {
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let f = open(path);
+        f.lock().expect("lock");
+        f.unlock().expect("unlock");
+        drop(f);
+        s.push(t.elapsed().as_nanos());
+    }
+    let _ = fs::remove_file(path);
+    println!("{{\"samples_ns\":{}}}", json_list(&s));
+}
+
+fn handoff(path: &str, n: usize) {
+    let released_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let holder = open(path);
+        holder.lock().expect("lock");
+        let ready = Arc::new(Barrier::new(2));
+        let (r2, rel2) = (ready.clone(), released_at.clone());
+        let p = path.to_string();
+        let waiter = std::thread::spawn(move || {
+            let f = open(&p);
+            r2.wait();
+            f.lock().expect("lock");
+            let woke = Instant::now();
+            let rel = rel2.lock().unwrap().take().expect("release time");
+            f.unlock().expect("unlock");
+            woke.duration_since(rel).as_nanos()
+        });
+        ready.wait();
+        // Let the waiter get into the blocking flock before we unlock.
+        std::thread::sleep(Duration::from_millis(2));
+        *released_at.lock().unwrap() = Some(Instant::now());
+        holder.unlock().expect("unlock");
+        s.push(waiter.join().unwrap());
+    }
+    let _ = fs::remove_file(path);
+    println!("{{\"samples_ns\":{}}}", json_list(&s));
+}
+
+fn kill(path: &str, n: usize, holder: &[String]) {
+    let exe = std::env::current_exe().expect("exe").to_string_lossy().into_owned();
+    let own = vec![exe, "hold".to_string(), path.to_string()];
+    let cmd = if holder.is_empty() { &own[..] } else { holder };
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("ready");
+        let f = open(path);
+        let t = Instant::now();
+        child.kill().expect("kill");
+        f.lock().expect("lock");
+        s.push(t.elapsed().as_nanos());
+        f.unlock().expect("unlock");
+        let _ = child.wait();
+    }
+    let _ = fs::remove_file(path);
+    println!("{{\"samples_ns\":{}}}", json_list(&s));
+}
+
+fn hold(path: &str) {
+    let f = open(path);
+    f.lock().expect("lock");
+    println!("ready");
+    std::io::stdout().flush().ok();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink); // until the parent closes stdin or dies
+    drop(f);
+}
+
+fn wait(path: &str) {
+    let f = open(path);
+    f.lock().expect("lock");
+    println!("acquired");
+}
+
+fn many(dir: &str, n: usize) {
+    let paths: Vec<String> = (0..n).map(|i| format!("{}/s{}.jsonl.lock", dir, i)).collect();
+    let (fd0, rss0) = (fd_count(), rss_bytes());
+    let t = Instant::now();
+    let mut held = Vec::with_capacity(n);
+    for p in &paths {
+        let f = open(p);
+        f.lock().expect("lock");
+        held.push(f);
+    }
+    let ns = t.elapsed().as_nanos();
+    let (fd1, rss1) = (fd_count(), rss_bytes());
+    for (f, p) in held.into_iter().zip(&paths) {
+        let _ = fs::remove_file(p);
+        drop(f);
+    }
+    println!(
+        "{{\"ns\":{},\"fdBefore\":{},\"fdAfter\":{},\"rssBefore\":{},\"rssAfter\":{}}}",
+        ns, fd0, fd1, rss0, rss1
+    );
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let n = |i: usize| a.get(i).and_then(|x| x.parse().ok()).unwrap_or(100usize);
+    match a.get(1).map(String::as_str) {
+        Some("uncontended") => uncontended(&a[2], n(3)),
+        Some("handoff") => handoff(&a[2], n(3)),
+        Some("kill") => kill(&a[2], n(3), a.iter().position(|x| x == "--").map_or(&[][..], |i| &a[i + 1..])),
+        Some("hold") => hold(&a[2]),
+        Some("wait") => wait(&a[2]),
+        Some("many") => many(&a[2], n(3)),
+        _ => {
+            eprintln!("usage: bare-flock uncontended|handoff|kill|hold|wait|many <path> [n]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+'use strict'
+// Bench child process: takes one JSON command per line on stdin, answers one JSON line
+// per command on stdout. Exits when stdin closes (so it can never outlive the bench).
+// Timestamps are performance.timeOrigin + performance.now(): wall-clock milliseconds
+// with sub-microsecond resolution, comparable between processes on one machine.
+//
+//   {id, op:'acquire', impl, file, wait, stale}  -> {id, ok, t}      t = when acquire resolved
+//   {id, op:'release', impl, file}               -> {id, ok, t}      t = just before release()
+//   {id, op:'cpu'}                               -> {id, ok, user, system}  (µs, all threads)
+//   {id, op:'many', impl, dir, n}                -> {id, ok, ms, fdBefore, fdAfter, rssBefore, rssAfter}
+
+const fs = require('node:fs')
+const path = require('node:path')
+const readline = require('node:readline')
+const { IMPLS } = require('./impls')
+
+const now = () => performance.timeOrigin + performance.now()
+const held = new Map() // `${impl}\0${file}` -> release()
+
+function send(obj) {
+  process.stdout.write(`${JSON.stringify(obj)}\n`)
+}
+
+function fdCount() {
+  return fs.readdirSync('/proc/self/fd').length
+}
+
+async function many({ impl, dir, n }) {
+  const im = IMPLS[impl]
+  im.load()
+  // Warm the implementation once (lazy initialisation is not part of the figure).
+  const warm = path.join(dir, 'warm.jsonl')
+  await (await im.acquire(warm))()
+  const files = []
+  for (let i = 0; i < n; i++) files.push(path.join(dir, `s${i}.jsonl`))
+  if (global.gc) global.gc()
+  const fdBefore = fdCount()
+  const rssBefore = process.memoryUsage().rss
+  const t0 = performance.now()
+  const releases = await Promise.all(files.map((f) => im.acquire(f)))
+  const ms = performance.now() - t0
+  const fdAfter = fdCount()
+  if (global.gc) global.gc()
+  const rssAfter = process.memoryUsage().rss
+  await Promise.all(releases.map((r) => r()))
+  return { ms, fdBefore, fdAfter, rssBefore, rssAfter }
+}
+
+async function handle(msg) {
+  const key = `${msg.impl}\0${msg.file}`
+  switch (msg.op) {
+    case 'acquire': {
+      const rel = await IMPLS[msg.impl].acquire(msg.file, { wait: msg.wait !== false, stale: msg.stale })
+      const t = now()
+      held.set(key, rel)
+      return { t }
+    }
+    case 'release': {
+      const rel = held.get(key)
+      held.delete(key)
+      const t = now()
+      await rel()
+      return { t }
+    }
+    case 'cpu':
+      return process.cpuUsage()
+    case 'load':
+      IMPLS[msg.impl].load()
+      return {}
+    case 'many':
+      return many(msg)
+    default:
+      throw new Error(`unknown op ${msg.op}`)
+  }
+}
+
+const rl = readline.createInterface({ input: process.stdin })
+rl.on('line', (line) => {
+  let msg
+  try {
+    msg = JSON.parse(line)
+  } catch {
+    return
+  }
+  handle(msg).then(
+    (r) => send({ id: msg.id, ok: true, ...r }),
+    (err) => send({ id: msg.id, ok: false, error: String((err && err.stack) || err) }),
+  )
+})
+rl.on('close', () => process.exit(0))
+send({ ready: true, pid: process.pid })
