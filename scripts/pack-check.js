@@ -19,7 +19,9 @@
 //    - jest: two CommonJS test files in one process (--runInBand), so the addon
 //      is loaded again in each test file's context;
 //    - the addon was loaded from the platform package, not from a local build.
-// 5. Print the tarball sizes, the .node size and the time each step took.
+// 5. Print the tarball sizes, the .node size, the highest GLIBC symbol version
+//    the addon needs (objdump -T; fails above SWL_MAX_GLIBC when that is set,
+//    as the release workflow does) and the time each step took.
 //
 // Option: --keep keeps the temporary directory (its path is printed).
 
@@ -412,16 +414,41 @@ step('consumer: jest (two files, one process)', () => {
   run(process.execPath, [bin('jest/bin/jest.js'), '--ci', '--runInBand'], { cwd: consumer, env })
 })
 
+// Highest GLIBC_x.y among the addon's versioned dynamic symbols.
+const glibc = step('addon: highest GLIBC symbol version (objdump -T)', () => {
+  const r = spawnSync('objdump', ['-T', addon], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+  if (r.error || r.status !== 0) {
+    if (process.env.SWL_MAX_GLIBC) fail(`objdump -T failed: ${r.error ? r.error.message : r.stderr}`)
+    console.log('objdump not available: GLIBC check skipped')
+    return null
+  }
+  const cmp = (a, b) => {
+    const x = a.split('.').map(Number)
+    const y = b.split('.').map(Number)
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) - (y[i] || 0)
+    return 0
+  }
+  const versions = [...new Set([...r.stdout.matchAll(/\(GLIBC_([0-9.]+)\)/g)].map((m) => m[1]))].sort(cmp)
+  const highest = versions[versions.length - 1] || null
+  const needing = highest === null ? [] : r.stdout.split('\n').filter((l) => l.includes(`(GLIBC_${highest})`)).map((l) => l.trim().split(/\s+/).pop())
+  console.log(`GLIBC versions: ${versions.join(' ')}; highest ${highest} (${needing.join(', ')})`)
+  const max = process.env.SWL_MAX_GLIBC
+  if (max && highest !== null && cmp(highest, max) > 0) {
+    fail(`the addon needs GLIBC_${highest}, above SWL_MAX_GLIBC=${max} (Node's own Linux binaries need 2.28): build it against an older glibc`)
+  }
+  return highest
+})
+
 const nodeSize = fs.statSync(addon).size
 const totalMs = Date.now() - t0
 console.log('\n== pack-check: summary')
 console.log(`main tarball     ${path.basename(main.file)}  ${kib(main.size)} packed, ${kib(main.unpackedSize)} unpacked, ${main.files.length} files`)
 console.log(`platform tarball ${path.basename(platform.file)}  ${kib(platform.size)} packed, ${kib(platform.unpackedSize)} unpacked`)
-console.log(`addon            ${NODE_FILE}  ${nodeSize} bytes (${kib(nodeSize)})`)
+console.log(`addon            ${NODE_FILE}  ${nodeSize} bytes (${kib(nodeSize)}), needs GLIBC ${glibc === null ? '(not checked)' : glibc}`)
 for (const [name, ms] of timings) console.log(`  ${(ms / 1000).toFixed(1).padStart(6)}s  ${name}`)
 console.log(`pack-check: ok in ${(totalMs / 1000).toFixed(1)}s`)
 console.log(
-  `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, totalMs })}`,
+  `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, maxGlibc: glibc, totalMs })}`,
 )
 
 if (keep) console.log(`kept ${work}`)
