@@ -95,7 +95,8 @@ function fromAnchor() {
 
 function anchor(binding, file) {
   try {
-    if (binding.abiVersion() === ABI && !process.env[ANCHOR]) {
+    // An anchor inherited from a parent process names another pid: replace it.
+    if (binding.abiVersion() === ABI && !String(process.env[ANCHOR] || '').startsWith(`${process.pid}:`)) {
       process.env[ANCHOR] = `${process.pid}:${ABI}:${file}`
     }
   } catch {

@@ -7,7 +7,7 @@ import path from 'node:path'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
-const { tmpDir } = helpers
+const { tmpDir, spawnNode, fixture } = helpers
 const counts = () => swl.__testing.registryCounts()
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -393,6 +393,93 @@ describe('abort', () => {
     await a.release()
     await Promise.all([w0, w2])
     expect(order).toEqual([0, 2])
+  })
+})
+
+describe('abort and timeout races', () => {
+  it('aborting after the grant does nothing to the lease', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const c = new AbortController()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, signal: c.signal })
+    c.abort(new Error('too late'))
+    await sleep(10)
+    expect(() => lease.assertOwned()).not.toThrow()
+    expect(lease.signal.aborted).toBe(false)
+    await lease.release()
+  })
+
+  it('200 waiters with random aborts and short timeouts: every promise settles, nothing is left held', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    let seed = 12345
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff
+      return seed / 0x7fffffff
+    }
+    const first = await swl.acquireSessionWriteLock({ sessionFile })
+    let holding = 0
+    let maxHolding = 0
+    let granted = 0
+    let rejected = 0
+    const all = []
+    for (let i = 0; i < 200; i++) {
+      const c = new AbortController()
+      const r = rand()
+      const params = { sessionFile, signal: c.signal, timeoutMs: r < 0.3 ? 1 + Math.floor(rand() * 20) : 60_000 }
+      all.push(
+        swl.acquireSessionWriteLock(params).then(
+          async (l) => {
+            granted++
+            holding++
+            maxHolding = Math.max(maxHolding, holding)
+            await new Promise((res) => setImmediate(res))
+            holding--
+            await l.release()
+          },
+          () => {
+            rejected++
+          },
+        ),
+      )
+      if (r > 0.6) setTimeout(() => c.abort(new Error('abort')), Math.floor(rand() * 30))
+      if (i === 20) await first.release()
+      if (i % 10 === 0) await new Promise((res) => setImmediate(res))
+    }
+    await Promise.all(all)
+    expect(granted + rejected).toBe(200)
+    expect(granted).toBeGreaterThan(0)
+    expect(maxHolding).toBe(1)
+    await sleep(50)
+    expect(counts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
+    expect(swl.listHeldLocks()).toEqual([])
+    expect(fs.existsSync(first.lockPath)).toBe(false)
+    const again = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 5000 })
+    await again.release()
+  })
+})
+
+describe('process-wide state', () => {
+  // The loader anchors the first addon file in an environment variable; a child
+  // process inherits its parent's anchor (another pid), which must not stop the
+  // child's own copies from sharing (bug fixed in loader.js anchor()).
+  for (const [label, env] of [
+    ['anchor inherited from this process', {}],
+    ['a stale anchor of another pid', { __SESSION_WRITE_LOCK_NATIVE: '1:1:/nonexistent.node' }],
+    ['no anchor', { __SESSION_WRITE_LOCK_NATIVE: undefined }],
+  ]) it(`two install paths of the package in one process share one registry (${label})`, async () => {
+    const c = spawnNode([fixture('core-copies.js'), tmpDir()], { env })
+    const r = JSON.parse(await c.waitLine('{', 30_000))
+    expect(r.fatal).toBeUndefined()
+    expect(r).toEqual({
+      distinct: true,
+      reentered: true,
+      plainTimedOut: true,
+      holderInProcess: true,
+      countsEqual: true,
+      order: [0, 1, 2, 3, 4, 5],
+      finalCounts: { keys: 0, holders: 0, waiters: 0 },
+      fileLeft: false,
+    })
+    expect((await c.exited).code).toBe(0)
   })
 })
 
