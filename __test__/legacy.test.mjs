@@ -278,6 +278,24 @@ describe('mixed fleet: ours holds, an old gateway contends', () => {
     expect(fs.existsSync(lease.lockPath)).toBe(false)
   })
 
+  it('the fixture CLI releases on --hold-ms and on SIGTERM (stdin not a pipe)', async () => {
+    const dir = tmp()
+    for (const how of ['hold-ms', 'SIGTERM']) {
+      const sessionFile = path.join(dir, `${how}.jsonl`)
+      const args = [LEGACY, 'hold', sessionFile, ...(how === 'hold-ms' ? ['--hold-ms', '300'] : [])]
+      const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }))
+      const lockPath = await waitLine(child, 'acquired ')
+      expect(fs.existsSync(lockPath)).toBe(true)
+      if (how === 'SIGTERM') {
+        await sleep(200)
+        expect(fs.existsSync(lockPath)).toBe(true)
+        child.kill('SIGTERM')
+      }
+      expect((await child.exited).code).toBe(0)
+      expect(fs.existsSync(lockPath)).toBe(false)
+    }
+  })
+
   it('the fixture follows the old rules (sanity: it reclaims what the old module reclaimed)', async () => {
     const dir = tmp()
     const sessionFile = path.join(dir, 's.jsonl')
