@@ -4,6 +4,7 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
+import { spawn, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
@@ -29,7 +30,7 @@ describe('mutual exclusion between processes', () => {
     const hs = [0, 1, 2].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)]))
     const exits = await Promise.all(hs.map((h) => h.exited))
     for (const [i, e] of exits.entries()) {
-      expect(e, hs[i].stderr()).toEqual({ code: 0, signal: null })
+      expect(e, `${hs[i].lines.join('\n')}\n${hs[i].stderr()}`).toEqual({ code: 0, signal: null })
       expect(hs[i].lines).toContain(`done ${N}`)
     }
     expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
@@ -150,5 +151,68 @@ describe('a SIGKILLed holder', () => {
     }
     current.send('release')
     await current.waitLine('released')
+  })
+})
+
+const hasFlock = spawnSync('flock', ['--version']).status === 0
+
+describe.skipIf(!hasFlock)('interop with flock(1)', () => {
+  it('an external flock holder excludes us; when it is SIGKILLed the waiter acquires', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = path.join(fs.realpathSync(dir), 's.jsonl.lock')
+    const f = spawn('flock', ['-x', '-o', lockPath, 'sh', '-c', 'echo locked; exec sleep 600'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    const killGroup = () => {
+      try {
+        process.kill(-f.pid, 'SIGKILL')
+      } catch {}
+    }
+    try {
+      await new Promise((resolve, reject) => {
+        f.stdout.on('data', (d) => String(d).includes('locked') && resolve())
+        f.on('exit', () => reject(new Error('flock exited')))
+      })
+      // give the file a payload of ours naming the flock process (flock(1) never truncates)
+      const payload = { pid: f.pid, createdAt: new Date().toISOString(), fencingToken: 'external', lock: 'os' }
+      fs.writeFileSync(lockPath, JSON.stringify(payload, null, 2))
+      let err
+      try {
+        await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 300 })
+      } catch (e) {
+        err = e
+      }
+      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+      expect(err.owner).toBe(`pid=${f.pid}`)
+      expect(err.holder).toMatchObject({ pid: f.pid, inProcess: false })
+      expect(JSON.parse(fs.readFileSync(lockPath, 'utf8')).fencingToken).toBe('external')
+      let got = null
+      const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 }).then((l) => {
+        got = l
+        return l
+      })
+      await new Promise((r) => setTimeout(r, 100))
+      expect(got).toBeNull()
+      killGroup()
+      const lease = await p
+      expect(JSON.parse(fs.readFileSync(lockPath, 'utf8'))).toMatchObject({ pid: process.pid, fencingToken: lease.fencingToken })
+      await lease.release()
+      expect(fs.existsSync(lockPath)).toBe(false)
+    } finally {
+      killGroup()
+    }
+  })
+
+  it('while we hold the lock, flock -n on the lock file fails', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const lease = await swl.acquireSessionWriteLock({ sessionFile })
+    const r = spawnSync('flock', ['-n', '-x', lease.lockPath, 'true'])
+    expect(r.status).not.toBe(0)
+    await lease.release()
+    // the file is gone after release; flock(1) would create a new one and lock it
+    const r2 = spawnSync('flock', ['-n', '-x', lease.lockPath, 'true'])
+    expect(r2.status).toBe(0)
   })
 })

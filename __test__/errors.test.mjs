@@ -4,7 +4,7 @@
 import { describe, it, expect, afterEach, vi } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
@@ -232,6 +232,7 @@ describe('hostile lock paths', () => {
     fs.chmodSync(victim, 0o600)
     const past = new Date(Date.now() - 3_600_000)
     fs.utimesSync(victim, past, past)
+    const pre = fs.statSync(victim)
     const sessionFile = path.join(dir, 's.jsonl')
     fs.symlinkSync(victim, `${sessionFile}.lock`)
     const fds = fdCount()
@@ -244,7 +245,8 @@ describe('hostile lock paths', () => {
     expect(fs.readFileSync(victim, 'utf8')).toBe('precious')
     const st = fs.statSync(victim)
     expect(st.mode & 0o777).toBe(0o600)
-    expect(st.mtimeMs).toBe(past.getTime())
+    expect(st.mtimeMs).toBe(pre.mtimeMs)
+    expect(st.ino).toBe(pre.ino)
     expect(fs.lstatSync(`${sessionFile}.lock`).isSymbolicLink()).toBe(true)
     expect(fdCount()).toBe(fds)
     expect(counts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
@@ -362,6 +364,20 @@ describe('OS errors', () => {
     expect(err.path).toBe(path.join(dir, 'plain'))
     expect(fs.readdirSync(dir)).toEqual(['plain'])
     expect(fdCount()).toBe(fds)
+  })
+
+  const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0
+  it.skipIf(!hasPrlimit)('EMFILE (no descriptor left, under prlimit --nofile=256): coded error with path, no file, no descriptor left', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const c = spawnNode(['--nofile=256', process.execPath, fixture('core-emfile.js'), sessionFile, path.join(dir, 'w.jsonl')], { command: 'prlimit' })
+    children.push(c)
+    const r = JSON.parse(await c.waitLine('{', 30_000))
+    expect(r.fatal).toBeUndefined()
+    expect(r.error).toEqual({ code: 'EMFILE', syscall: 'open', path: path.join(fs.realpathSync(dir), 's.jsonl.lock'), isError: true })
+    expect(r.lockLeft).toBe(false)
+    expect(r.fdsAfter).toBe(r.fdsBefore)
+    expect(r.retryOk).toBe(true)
   })
 
   const canDropPrivileges = typeof process.getuid === 'function' && process.getuid() === 0
