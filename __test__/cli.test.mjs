@@ -1,0 +1,414 @@
+// The session-lock CLI (issue 9), run as a real process against real child
+// holders: inspect rows, exit status and --json schema; clean --dry-run and
+// clean; hold's exclusion, exit status and signal forwarding; the demo.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const BIN = fileURLToPath(new URL('../bin/session-lock.js', import.meta.url))
+const HOLDER = fileURLToPath(new URL('./fixtures/cli-holder.js', import.meta.url))
+
+const children = new Set()
+const dirs = []
+
+function tmp() {
+  const d = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'swl-cli-')))
+  dirs.push(d)
+  return d
+}
+
+function track(child) {
+  children.add(child)
+  child.exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      children.delete(child)
+      resolve({ code, signal })
+    })
+  })
+  return child
+}
+
+/** Start the CLI; `done` resolves with { code, signal, stdout, stderr }. */
+function startCli(args, { env } = {}) {
+  const child = track(
+    spawn(process.execPath, [BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '', ...env },
+    }),
+  )
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (c) => (stdout += c))
+  child.stderr.setEncoding('utf8').on('data', (c) => (stderr += c))
+  const done = new Promise((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+  return { child, done }
+}
+
+const cli = (args, opts) => startCli(args, opts).done
+
+/** A real holder process; resolves once it holds (and tracks, with --track). */
+function startHolder(sessionFile, extra = []) {
+  const child = track(spawn(process.execPath, [HOLDER, sessionFile, ...extra], { stdio: ['pipe', 'pipe', 'pipe'] }))
+  let out = ''
+  let err = ''
+  child.stderr.setEncoding('utf8').on('data', (c) => (err += c))
+  const held = new Promise((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (c) => {
+      out += c
+      const m = /^held (.*)$/m.exec(out)
+      if (m) resolve(JSON.parse(m[1]))
+      if (/^error /m.test(out)) reject(new Error(`holder failed: ${out} ${err}`))
+    })
+    child.on('exit', (code, signal) => reject(new Error(`holder exited (${code ?? signal}) before holding: ${out} ${err}`)))
+  })
+  return { child, held }
+}
+
+async function kill9(child) {
+  child.kill('SIGKILL')
+  await child.exited
+}
+
+/** A pid that is certainly dead (a child that has exited and been reaped). */
+async function deadPid() {
+  const c = track(spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' }))
+  await c.exited
+  return c.pid
+}
+
+function legacyLock(file, pid, createdAt = new Date().toISOString()) {
+  fs.writeFileSync(file, JSON.stringify({ pid, createdAt }, null, 2))
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+async function waitFor(pred, timeoutMs = 20_000) {
+  const end = Date.now() + timeoutMs
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await sleep(20)
+  }
+}
+
+afterEach(async () => {
+  for (const c of [...children]) {
+    c.kill('SIGKILL')
+    await c.exited
+  }
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+function rowsOf(json) {
+  return Object.fromEntries(json.rows.map((r) => [r.file, r]))
+}
+
+describe('session-lock inspect', () => {
+  it('shows live holders with exit 0, then the leftovers of a SIGKILLed holder with exit 1', async () => {
+    const dir = tmp()
+    const a = startHolder(path.join(dir, 'a.jsonl'))
+    const b = startHolder(path.join(dir, 'b.jsonl'))
+    const [ia, ib] = await Promise.all([a.held, b.held])
+
+    let r = await cli(['inspect', dir])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const lines = r.stdout.split('\n')
+    expect(lines[1]).toMatch(/^FILE\s+KIND\s+PID\s+HOST\s+ALIVE\s+HELD\s+AGE\s+MAX HOLD\s+STALE REASONS\s+CLEAN WOULD$/)
+    const rowA = lines.find((l) => l.startsWith('a.jsonl.lock'))
+    expect(rowA.split(/\s+/).slice(0, 6)).toEqual(['a.jsonl.lock', 'os', String(ia.pid), 'local', 'yes', 'yes'])
+    expect(rowA).toMatch(/keep: held$/)
+    expect(r.stdout).toMatch(/2 lock files, 0 markers, 2 held, nothing stuck/)
+    expect(r.stdout).not.toMatch(/\x1b\[/) // not a TTY: no color
+
+    await kill9(b.child)
+    r = await cli(['inspect', dir])
+    expect(r.code).toBe(1)
+    const rowB = r.stdout.split('\n').find((l) => l.startsWith('b.jsonl.lock'))
+    expect(rowB.split(/\s+/).slice(0, 6)).toEqual(['b.jsonl.lock', 'os', String(ib.pid), 'local', 'no', 'no'])
+    expect(rowB).toMatch(/dead-pid,not-held\s+remove: dead-pid, not-held$/)
+    expect(r.stdout).toMatch(/1 stuck \(session-lock clean would remove 1\)/)
+  })
+
+  it('--json: the documented schema, rows sorted, legacy and os kinds, markers of tracked sessions', async () => {
+    const dir = tmp()
+    const h = startHolder(path.join(dir, 'live.jsonl'), ['--track', 'sess-live'])
+    const k = startHolder(path.join(dir, 'crashed.jsonl'), ['--track', 'sess-crashed'])
+    const [ih, ik] = await Promise.all([h.held, k.held])
+    await kill9(k.child)
+    const dead = await deadPid()
+    legacyLock(path.join(dir, 'old.jsonl.lock'), dead)
+
+    const r = await cli(['inspect', dir, '--json', '--stale-ms', '600000'])
+    expect(r.code).toBe(1)
+    const j = JSON.parse(r.stdout)
+    expect(Object.keys(j)).toEqual(['version', 'sessionsDir', 'hostname', 'nowMs', 'staleMs', 'stuck', 'summary', 'rows'])
+    expect(j).toMatchObject({ version: 1, sessionsDir: dir, hostname: os.hostname(), staleMs: 600000, stuck: true })
+    expect(j.summary).toEqual({ locks: 3, markers: 2, held: 2, stuck: 3, wouldRemove: 2, wouldRecover: 1 })
+    expect(j.rows.map((x) => x.file)).toEqual([
+      'crashed.jsonl.active',
+      'crashed.jsonl.lock',
+      'live.jsonl.active',
+      'live.jsonl.lock',
+      'old.jsonl.lock',
+    ])
+    const keys = ['file', 'path', 'type', 'kind', 'pid', 'hostname', 'pidAlive', 'held', 'createdAt', 'ageMs', 'maxHoldMs',
+      'stale', 'staleReasons', 'action', 'why', 'stuck', 'session', 'error']
+    for (const row of j.rows) {
+      expect(Object.keys(row)).toEqual(keys)
+      expect(row.path).toBe(path.join(dir, row.file))
+      expect(typeof row.ageMs).toBe('number')
+      expect(Array.isArray(row.staleReasons)).toBe(true)
+      expect(row.error).toBeNull()
+    }
+    const rows = rowsOf(j)
+    expect(rows['live.jsonl.lock']).toMatchObject({
+      type: 'lock', kind: 'os', pid: ih.pid, hostname: os.hostname(), pidAlive: true, held: true, maxHoldMs: null,
+      stale: false, staleReasons: [], action: 'keep', stuck: false, session: null,
+    })
+    expect(rows['live.jsonl.active']).toMatchObject({
+      type: 'marker', kind: 'os', pid: ih.pid, pidAlive: true, held: true, stale: false, action: 'keep', stuck: false,
+      session: { sessionId: 'sess-live', sessionKey: 'agent:test:sess-live', messageCount: 4 },
+    })
+    expect(rows['crashed.jsonl.lock']).toMatchObject({
+      kind: 'os', pid: ik.pid, pidAlive: false, held: false, stale: true, staleReasons: ['dead-pid', 'not-held'],
+      action: 'remove', stuck: true,
+    })
+    expect(rows['crashed.jsonl.active']).toMatchObject({
+      type: 'marker', pid: ik.pid, held: false, staleReasons: ['dead-pid', 'not-held'], action: 'recover', stuck: true,
+      session: { sessionId: 'sess-crashed' },
+    })
+    expect(rows['old.jsonl.lock']).toMatchObject({
+      kind: 'legacy', pid: dead, hostname: null, pidAlive: false, held: false, stale: true, staleReasons: ['dead-pid'],
+      action: 'remove', stuck: true,
+    })
+  })
+
+  it('a live old-module holder is not stuck until --stale-ms says it is too old', async () => {
+    const dir = tmp()
+    legacyLock(path.join(dir, 'old.jsonl.lock'), process.pid, new Date(Date.now() - 60_000).toISOString())
+    let r = await cli(['inspect', dir, '--json'])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout).rows[0]).toMatchObject({ kind: 'legacy', pidAlive: true, stale: false, action: 'keep' })
+    r = await cli(['inspect', dir, '--json', '--stale-ms', '1000'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout).rows[0]).toMatchObject({ staleReasons: ['too-old'], action: 'remove', stuck: true })
+  })
+
+  it('a holder whose event loop is stuck past its max hold is reported stuck, and kept', async () => {
+    const dir = tmp()
+    const h = startHolder(path.join(dir, 's.jsonl'), ['--max-hold-ms', '100', '--block-ms', '30000'])
+    await h.held
+    await sleep(300)
+    const r = await cli(['inspect', dir, '--json'])
+    expect(r.code).toBe(1)
+    const row = JSON.parse(r.stdout).rows[0]
+    expect(row).toMatchObject({ held: true, maxHoldMs: 100, action: 'keep', stuck: true })
+    expect(row.why).toMatch(/past its max hold/)
+  })
+
+  it('a lock path that is a directory is stuck; errors and usage are one line with exit 2', async () => {
+    const dir = tmp()
+    fs.mkdirSync(path.join(dir, 'x.jsonl.lock'))
+    const r = await cli(['inspect', dir, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout).rows[0]).toMatchObject({ action: 'none', stuck: true, error: { code: 'EISDIR' } })
+
+    const missing = path.join(dir, 'nope')
+    const e = await cli(['inspect', missing])
+    expect(e.code).toBe(2)
+    expect(e.stdout).toBe('')
+    expect(e.stderr).toBe(`session-lock inspect: ${missing}: no such file or directory (ENOENT)\n`)
+
+    for (const args of [['inspect'], ['inspect', dir, '--bogus'], ['inspect', dir, '--stale-ms', 'soon'], ['clean'],
+      ['hold', path.join(dir, 's.jsonl')], ['frobnicate'], ['demo', 'a', 'b']]) {
+      const u = await cli(args)
+      expect(u.code, args.join(' ')).toBe(2)
+      expect(u.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1)
+      expect(u.stderr).toMatch(/^session-lock/)
+    }
+  })
+})
+
+describe('session-lock clean', () => {
+  it('--dry-run removes nothing; clean removes the stale, recovers the orphaned marker, keeps the live', async () => {
+    const dir = tmp()
+    const live = startHolder(path.join(dir, 'live.jsonl'), ['--track', 'sess-live'])
+    const crashed = startHolder(path.join(dir, 'crashed.jsonl'), ['--track', 'sess-crashed'])
+    await Promise.all([live.held, crashed.held])
+    await kill9(crashed.child)
+    legacyLock(path.join(dir, 'old.jsonl.lock'), await deadPid())
+    const snapshot = () =>
+      Object.fromEntries(fs.readdirSync(dir).sort().map((n) => [n, fs.readFileSync(path.join(dir, n), 'utf8')]))
+    const before = snapshot()
+    expect(Object.keys(before)).toEqual(['crashed.jsonl.active', 'crashed.jsonl.lock', 'live.jsonl.active', 'live.jsonl.lock', 'old.jsonl.lock'])
+
+    const dry = await cli(['clean', dir, '--dry-run'])
+    expect(dry.code).toBe(0)
+    expect(snapshot()).toEqual(before)
+    expect(dry.stdout).toMatch(/^would remove crashed\.jsonl\.lock: dead-pid, not-held \(pid \d+/m)
+    expect(dry.stdout).toMatch(/^would remove old\.jsonl\.lock: dead-pid/m)
+    expect(dry.stdout).toMatch(/^would recover crashed\.jsonl\.active: session sess-crashed .*4 messages.*session_end reason=unknown$/m)
+    expect(dry.stdout).not.toMatch(/live\.jsonl/)
+    const dryJson = JSON.parse((await cli(['clean', dir, '--dry-run', '--json'])).stdout)
+    expect(snapshot()).toEqual(before)
+    expect(dryJson).toMatchObject({ dryRun: true, heldLocks: 1, failed: [], markerError: null })
+    expect(dryJson.removed.map((x) => path.basename(x.lockPath))).toEqual(['crashed.jsonl.lock', 'old.jsonl.lock'])
+    expect(dryJson.recovered.map((x) => x.sessionId)).toEqual(['sess-crashed'])
+
+    const real = await cli(['clean', dir, '--json'])
+    expect(real.code).toBe(0)
+    const j = JSON.parse(real.stdout)
+    expect(j.removed.map((x) => [path.basename(x.lockPath), x.staleReasons, x.removed])).toEqual([
+      ['crashed.jsonl.lock', ['dead-pid', 'not-held'], true],
+      ['old.jsonl.lock', ['dead-pid'], true],
+    ])
+    expect(j.recovered).toHaveLength(1)
+    expect(j.recovered[0]).toMatchObject({ sessionId: 'sess-crashed', reason: 'unknown', messageCount: 4 })
+    expect(j.recovered[0].recovered.pid).toBe((await crashed.held).pid)
+    expect(fs.readdirSync(dir).sort()).toEqual(['live.jsonl.active', 'live.jsonl.lock'])
+    expect(snapshot()['live.jsonl.lock']).toBe(before['live.jsonl.lock'])
+
+    const again = await cli(['clean', dir])
+    expect(again.code).toBe(0)
+    expect(again.stdout).toBe(`${dir}: nothing to clean; 1 held lock left alone\n`)
+  })
+
+  it('--locks-only leaves markers for the gateway', async () => {
+    const dir = tmp()
+    const crashed = startHolder(path.join(dir, 'c.jsonl'), ['--track', 'sess-c'])
+    await crashed.held
+    await kill9(crashed.child)
+    const r = await cli(['clean', dir, '--locks-only'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^removed c\.jsonl\.lock: dead-pid, not-held/m)
+    expect(fs.readdirSync(dir)).toEqual(['c.jsonl.active'])
+  })
+})
+
+describe('session-lock hold', () => {
+  it('excludes a concurrent hold: critical sections never interleave', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    const log = path.join(dir, 'log')
+    const script = `echo "start $$" >> "${log}"; sleep 0.3; echo "end $$" >> "${log}"`
+    const runs = [0, 1, 2].map(() => cli(['hold', file, '--wait', '--', 'sh', '-c', script]))
+    const results = await Promise.all(runs)
+    for (const r of results) {
+      expect(r.stderr).toBe('')
+      expect(r.code).toBe(0)
+    }
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n')
+    expect(lines).toHaveLength(6)
+    for (let i = 0; i < lines.length; i += 2) {
+      const id = lines[i].split(' ')[1]
+      expect([lines[i], lines[i + 1]]).toEqual([`start ${id}`, `end ${id}`])
+    }
+    expect(fs.existsSync(`${file}.lock`)).toBe(false)
+  })
+
+  it('passes the exit status through and gives the command the lock path and token', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    expect((await cli(['hold', file, '--', 'sh', '-c', 'exit 7'])).code).toBe(7)
+    expect((await cli(['hold', file, '--', 'true'])).code).toBe(0)
+    const env = await cli(['hold', file, 'sh', '-c', 'cat "$SESSION_WRITE_LOCK_PATH"; echo; echo "$SESSION_WRITE_LOCK_FENCING_TOKEN"'])
+    const [payload, token] = env.stdout.trim().split(/\n(?=[^\n]*$)/)
+    expect(JSON.parse(payload)).toMatchObject({ lock: 'os', fencingToken: token })
+    const killed = await cli(['hold', file, '--', 'sh', '-c', 'kill -TERM $$'])
+    expect(killed.signal).toBe('SIGTERM')
+    const missing = await cli(['hold', file, '--', 'no-such-command-swl'])
+    expect(missing.code).toBe(127)
+    expect(missing.stderr).toBe('session-lock hold: no-such-command-swl: command not found (ENOENT)\n')
+    expect(fs.existsSync(`${file}.lock`)).toBe(false)
+  })
+
+  it('fails with 75 and one line naming the lock and its holder when busy', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    const h = startHolder(file)
+    const { pid, lockPath } = await h.held
+    const now = await cli(['hold', file, '--timeout', '0', '--', 'true'])
+    expect(now.code).toBe(75)
+    expect(now.stderr).toBe(`session-lock hold: ${lockPath}: busy, held by pid=${pid}; gave up without waiting (--timeout 0)\n`)
+    const later = await cli(['hold', file, '--timeout', '200', '--', 'true'])
+    expect(later.code).toBe(75)
+    expect(later.stderr).toMatch(new RegExp(`^session-lock hold: ${lockPath}: busy, held by pid=${pid}; gave up after \\S+\\n$`))
+  })
+
+  it('forwards SIGTERM and releases only after the command exits', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    const log = path.join(dir, 'log')
+    // The command traps TERM, takes a while to finish, then exits 0.
+    const script = `trap 'kill $!; sleep 0.4; echo first-done >> "${log}"; exit 0' TERM; echo up >> "${log}"; sleep 30 & wait`
+    const first = startCli(['hold', file, '--', 'sh', '-c', script])
+    await waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('up'))
+    const second = startCli(['hold', file, '--wait', '--', 'sh', '-c', `echo second >> "${log}"`])
+    await sleep(300) // the second hold is blocked now
+    first.child.kill('SIGTERM')
+    const r1 = await first.done
+    expect(r1.code).toBe(0) // the command's status (its trap exited 0)
+    const r2 = await second.done
+    expect(r2.code).toBe(0)
+    expect(fs.readFileSync(log, 'utf8').trim().split('\n')).toEqual(['up', 'first-done', 'second'])
+  })
+
+  it('a command killed by the signal ends hold by the same signal, lock released', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    const pidFile = path.join(dir, 'pid')
+    const h = startCli(['hold', file, '--', 'sh', '-c', `echo $$ > "${pidFile}"; exec sleep 30`])
+    await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '')
+    const cmdPid = Number(fs.readFileSync(pidFile, 'utf8'))
+    h.child.kill('SIGTERM')
+    const r = await h.done
+    expect(r.signal).toBe('SIGTERM')
+    expect(() => process.kill(cmdPid, 0)).toThrow()
+    expect(fs.existsSync(`${file}.lock`)).toBe(false)
+  })
+})
+
+describe('--help', () => {
+  it('every command has one, exit 0', async () => {
+    for (const args of [['--help'], ['inspect', '--help'], ['clean', '--help'], ['hold', '--help'], ['demo', '--help'], ['help', 'hold']]) {
+      const r = await cli(args)
+      expect(r.code, args.join(' ')).toBe(0)
+      expect(r.stdout, args.join(' ')).toMatch(/^Usage: session-lock/)
+    }
+  })
+})
+
+describe('session-lock demo', () => {
+  it('runs to completion: exit 0, every step ok, nothing left behind', async () => {
+    const parent = tmp()
+    const r = await cli(['demo', parent])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^session-lock demo: sessions directory /)
+    expect(r.stdout).toMatch(/ok 48 critical sections .* none interleaved/)
+    expect(r.stdout.match(/SIGKILL pid \d+ -> pid \d+ acquired the lock [\d.]+ ms later/g)).toHaveLength(2)
+    expect(r.stdout).toMatch(/session_end beta-1: reason=shutdown messageCount=3/)
+    expect(r.stdout).toMatch(/session_end beta-2: reason=shutdown messageCount=5/)
+    expect(r.stdout).toMatch(/ended by SIGTERM/)
+    expect(r.stdout).toMatch(/recovered gamma\.jsonl\.active: session gamma/)
+    expect(r.stdout).not.toMatch(/FAILED|SKIPPED/)
+    expect(r.stdout).toMatch(/demo finished in/)
+    expect(fs.readdirSync(parent)).toEqual([])
+    // No worker outlived it (their command lines name the demo directory).
+    const demoDir = /sessions directory (\S+)/.exec(r.stdout)[1]
+    const survivors = fs.readdirSync('/proc').filter((p) => {
+      if (!/^\d+$/.test(p)) return false
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(demoDir)
+      } catch {
+        return false
+      }
+    })
+    expect(survivors).toEqual([])
+  })
+})

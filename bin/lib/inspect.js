@@ -1,0 +1,291 @@
+'use strict'
+// `session-lock inspect <sessionsDir>`: one row per lock file (`*.lock`) and
+// per active-session marker (`*.active`), judged through the package's public
+// API (inspectLockFile), with what `clean` would do about it.
+//
+// "Stuck" (exit status 1) means something needs an operator: a leftover that
+// `clean` would remove, an orphaned marker whose session_end was never
+// emitted, a live holder past its max hold, or a lock path that is not a
+// regular file (acquires fail on it).
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { inspectLockFile } = require('../../index.js')
+const {
+  UsageError,
+  CliError,
+  describeError,
+  parseMs,
+  parseOptions,
+  effectiveStaleMs,
+  useColor,
+  painter,
+  fmtDuration,
+  table,
+  readBounded,
+  requireDirectory,
+  localHost,
+} = require('./util')
+
+const JSON_SCHEMA_VERSION = 1
+
+const HELP = `Usage: session-lock inspect <sessionsDir> [--json] [--stale-ms N]
+
+Show every session lock file (*.lock) and active-session marker (*.active) in
+<sessionsDir>: kind (os = held through an OS lock, legacy = written by the old
+TypeScript module), holder pid and host, whether that pid is alive, whether an
+OS lock is held on the file right now, age, max hold, stale reasons, and what
+\`session-lock clean\` would do with it. Nothing is changed.
+
+Options:
+  --json          print one JSON document instead of the table
+  --stale-ms N    staleness limit for legacy lock files (default: the library's,
+                  $OPENCLAW_SESSION_WRITE_LOCK_STALE_MS or 1800000)
+  -h, --help      show this help
+
+Exit status: 0 nothing is stuck, 1 something is (a leftover clean would remove,
+an orphaned marker, a holder past its max hold, a lock path that is not a
+regular file), 2 usage error or the directory cannot be read.`
+
+function parseJsonLoose(text) {
+  try {
+    const v = JSON.parse(text)
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : null
+  } catch {
+    return null
+  }
+}
+
+function errorInfo(e) {
+  return e ? { code: e.code, syscall: e.syscall, path: e.path, message: e.message } : null
+}
+
+function lockRow(dir, name, nowMs, staleMs) {
+  const file = path.join(dir, name)
+  const r = inspectLockFile(file, { nowMs, staleMs, remove: false })
+  if (r.error && r.error.code === 'ENOENT') return null // gone meanwhile
+  const cleanable = name.endsWith('.jsonl.lock')
+  const row = {
+    file: name,
+    path: file,
+    type: 'lock',
+    kind: r.error ? null : r.kind,
+    pid: r.pid,
+    hostname: r.hostname,
+    pidAlive: r.pid == null ? null : r.pidAlive,
+    held: r.held,
+    createdAt: r.createdAt,
+    ageMs: r.ageMs,
+    maxHoldMs: r.maxHoldMs,
+    stale: r.stale,
+    staleReasons: r.staleReasons,
+    action: 'keep',
+    why: '',
+    stuck: false,
+    session: null,
+    error: errorInfo(r.error),
+  }
+  if (r.error) {
+    row.action = 'none'
+    row.why = `${describeError(r.error, file)}; acquires fail here, fix by hand`
+    row.stuck = true
+  } else if (r.held) {
+    if (r.maxHoldMs != null && r.ageMs != null && r.ageMs > r.maxHoldMs) {
+      row.why = `held past its max hold (${fmtDuration(r.ageMs)} > ${fmtDuration(r.maxHoldMs)}): is pid ${r.pid} stuck?`
+      row.stuck = true
+    } else {
+      row.why = 'held'
+    }
+  } else if (r.stale) {
+    if (cleanable) {
+      row.action = 'remove'
+      row.why = r.staleReasons.join(', ')
+      row.stuck = true
+    } else {
+      row.why = 'not a *.jsonl.lock (clean skips it; the next acquire reclaims it)'
+    }
+  } else if (r.kind === 'legacy' && r.pidAlive) {
+    row.why = `live old-module holder (stale after ${fmtDuration(staleMs)})`
+  } else if (r.staleReasons.length > 0) {
+    row.why = 'no payload yet (grace period)'
+  }
+  return row
+}
+
+function markerRow(dir, name, nowMs, staleMs) {
+  const file = path.join(dir, name)
+  let text = ''
+  try {
+    text = readBounded(file)
+  } catch (err) {
+    if (err.code === 'ENOENT') return null
+    // inspectLockFile below reports the error
+  }
+  const r = inspectLockFile(file, { nowMs, staleMs, remove: false })
+  if (r.error && r.error.code === 'ENOENT') return null
+  const m = parseJsonLoose(text) || {}
+  const startedMs = typeof m.startedAt === 'string' ? Date.parse(m.startedAt) : NaN
+  const session =
+    typeof m.sessionId === 'string'
+      ? {
+          sessionId: m.sessionId,
+          sessionKey: m.sessionKey ?? null,
+          agentId: m.agentId ?? null,
+          sessionFile: m.sessionFile ?? null,
+          messageCount: typeof m.messageCount === 'number' ? m.messageCount : null,
+          startedAt: m.startedAt ?? null,
+        }
+      : null
+  // The old rules' createdAt does not apply to markers (they carry startedAt).
+  const reasons = r.staleReasons.filter((x) => x !== 'invalid-createdAt' && x !== 'too-old')
+  const row = {
+    file: name,
+    path: file,
+    type: 'marker',
+    kind: r.error ? null : m.lock === 'os' ? 'os' : r.kind,
+    pid: typeof m.pid === 'number' ? m.pid : r.pid,
+    hostname: typeof m.hostname === 'string' ? m.hostname : r.hostname,
+    pidAlive: r.pid == null ? null : r.pidAlive,
+    held: r.held,
+    createdAt: session ? session.startedAt : null,
+    ageMs: Number.isFinite(startedMs) ? nowMs - startedMs : null,
+    maxHoldMs: null,
+    stale: !r.error && !r.held,
+    staleReasons: r.held ? [] : reasons,
+    action: 'keep',
+    why: '',
+    stuck: false,
+    session,
+    error: errorInfo(r.error),
+  }
+  const sid = session ? `session ${session.sessionId}` : 'unreadable marker'
+  if (r.error) {
+    row.action = 'none'
+    row.why = `${describeError(r.error, file)}; fix by hand`
+    row.stuck = true
+  } else if (r.held) {
+    row.why = `live ${sid}`
+  } else {
+    row.action = 'recover'
+    row.why = session
+      ? `owner gone: session_end(reason=unknown) for ${session.sessionId}, then remove`
+      : 'owner gone: remove'
+    row.stuck = true
+  }
+  return row
+}
+
+/**
+ * Inspect a sessions directory. Throws CliError (exit 2) when it cannot be read.
+ * @returns {{version:number, sessionsDir:string, nowMs:number, staleMs:number, stuck:boolean,
+ *   summary:object, rows:object[]}}
+ */
+function inspectDir(sessionsDir, { staleMs, nowMs = Date.now() } = {}) {
+  const dir = path.resolve(sessionsDir)
+  requireDirectory(dir)
+  let names
+  try {
+    names = fs.readdirSync(dir)
+  } catch (err) {
+    throw new CliError(describeError(err, dir))
+  }
+  const effStale = effectiveStaleMs(staleMs)
+  const rows = []
+  for (const name of names.sort((a, b) => a.localeCompare(b))) {
+    let row = null
+    if (name.endsWith('.lock')) row = lockRow(dir, name, nowMs, effStale)
+    else if (name.endsWith('.active')) row = markerRow(dir, name, nowMs, effStale)
+    if (row) rows.push(row)
+  }
+  const summary = {
+    locks: rows.filter((r) => r.type === 'lock').length,
+    markers: rows.filter((r) => r.type === 'marker').length,
+    held: rows.filter((r) => r.held).length,
+    stuck: rows.filter((r) => r.stuck).length,
+    wouldRemove: rows.filter((r) => r.action === 'remove').length,
+    wouldRecover: rows.filter((r) => r.action === 'recover').length,
+  }
+  return {
+    version: JSON_SCHEMA_VERSION,
+    sessionsDir: dir,
+    hostname: localHost,
+    nowMs,
+    staleMs: effStale,
+    stuck: summary.stuck > 0,
+    summary,
+    rows,
+  }
+}
+
+function renderInspection(report, paint) {
+  const rows = report.rows.map((r) => {
+    const other = r.hostname != null && r.hostname !== report.hostname
+    const alive = r.pidAlive == null ? '-' : other ? '?' : r.pidAlive ? paint.green('yes') : paint.red('no')
+    const action =
+      r.action === 'remove' || r.action === 'recover'
+        ? paint.yellow(`${r.action}: ${r.why}`)
+        : r.stuck
+          ? paint.red(`${r.action}: ${r.why}`)
+          : paint.dim(`${r.action}${r.why ? `: ${r.why}` : ''}`)
+    return [
+      r.file,
+      r.kind ?? '-',
+      r.pid ?? '-',
+      r.hostname == null ? '-' : other ? r.hostname : 'local',
+      alive,
+      r.held ? paint.green('yes') : 'no',
+      fmtDuration(r.ageMs),
+      r.maxHoldMs == null ? '-' : fmtDuration(r.maxHoldMs),
+      r.staleReasons.length ? r.staleReasons.join(',') : '-',
+      action,
+    ]
+  })
+  const out = []
+  out.push(paint.bold(`${report.sessionsDir}`))
+  if (rows.length === 0) {
+    out.push('no lock files or active-session markers')
+  } else {
+    out.push(
+      table(['FILE', 'KIND', 'PID', 'HOST', 'ALIVE', 'HELD', 'AGE', 'MAX HOLD', 'STALE REASONS', 'CLEAN WOULD'], rows, paint),
+    )
+  }
+  const s = report.summary
+  const parts = [`${s.locks} lock file${s.locks === 1 ? '' : 's'}`, `${s.markers} marker${s.markers === 1 ? '' : 's'}`, `${s.held} held`]
+  if (s.stuck > 0) {
+    parts.push(paint.red(`${s.stuck} stuck`))
+    const fix = []
+    if (s.wouldRemove) fix.push(`remove ${s.wouldRemove}`)
+    if (s.wouldRecover) fix.push(`recover ${s.wouldRecover}`)
+    out.push(`${parts.join(', ')}${fix.length ? ` (session-lock clean would ${fix.join(' and ')})` : ''}`)
+  } else {
+    parts.push(paint.green('nothing stuck'))
+    out.push(parts.join(', '))
+  }
+  return out.join('\n')
+}
+
+function run(argv) {
+  const { values, positionals } = parseOptions(
+    argv,
+    { json: { type: 'boolean' }, 'stale-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    'inspect',
+    { maxPositionals: 1 },
+  )
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`)
+    return 0
+  }
+  if (positionals.length !== 1) {
+    throw new UsageError('missing <sessionsDir>', 'inspect')
+  }
+  const staleMs = values['stale-ms'] !== undefined ? parseMs(values['stale-ms'], '--stale-ms', 'inspect', { allowZero: false }) : undefined
+  const report = inspectDir(positionals[0], { staleMs })
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
+  } else {
+    process.stdout.write(`${renderInspection(report, painter(useColor(process.stdout)))}\n`)
+  }
+  return report.stuck ? 1 : 0
+}
+
+module.exports = { run, HELP, inspectDir, renderInspection, JSON_SCHEMA_VERSION }

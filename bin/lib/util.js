@@ -1,0 +1,239 @@
+'use strict'
+// Shared helpers of the session-lock CLI: errors with exit codes, option
+// parsing, colors (TTY only), durations and plain-text tables.
+
+const fs = require('node:fs')
+const os = require('node:os')
+
+/** A mistake in how the CLI was called: one line on stderr, exit 2. */
+class UsageError extends Error {
+  constructor(message, command) {
+    super(message)
+    this.name = 'UsageError'
+    this.exitCode = 2
+    this.command = command
+  }
+}
+
+/** A failure to do the job (bad path, I/O error): one line, its own exit code. */
+class CliError extends Error {
+  constructor(message, exitCode = 2) {
+    super(message)
+    this.name = 'CliError'
+    this.exitCode = exitCode
+  }
+}
+
+const CAUSES = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  ELOOP: 'is a symbolic link (never followed)',
+  EINVAL: 'not a regular file',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
+  EBUSY: 'busy',
+  EIO: 'input/output error',
+}
+
+/** "<path>: <cause> (<CODE>)" for an fs-style error. */
+function describeError(err, fallbackPath) {
+  if (err == null) return 'unknown error'
+  const p = err.path || fallbackPath
+  const code = typeof err.code === 'string' ? err.code : null
+  const cause = code && CAUSES[code] ? `${CAUSES[code]} (${code})` : String(err.message || err).split('\n')[0]
+  return p ? `${p}: ${cause}` : cause
+}
+
+/** Parse a non-negative integer option value (digits only). */
+function parseMs(value, flag, command, { allowZero = true, allowInfinity = false } = {}) {
+  if (value === undefined || value === true || value === '') {
+    throw new UsageError(`${flag} needs a value in milliseconds`, command)
+  }
+  const v = String(value).trim()
+  if (allowInfinity && (v === 'Infinity' || v === 'inf' || v === 'infinity')) return Infinity
+  if (!/^\d+$/.test(v)) throw new UsageError(`${flag} must be a whole number of milliseconds, got "${value}"`, command)
+  const n = Number(v)
+  if (!allowZero && n === 0) throw new UsageError(`${flag} must be greater than 0`, command)
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag} is too large: ${value}`, command)
+  return n
+}
+
+/**
+ * Parse `argv` (no command name) against `spec` = { name: { type: 'boolean'|'string', short? } }.
+ * Options may appear anywhere before a bare `--`; `--name=value` and
+ * `--name value` both work. Returns { values, positionals, rest } where
+ * `rest` is everything after `--` (null when there was none), or, with
+ * `stopAtPositional: n`, everything from the positional after the n+1th.
+ */
+function parseOptions(argv, spec, command, { maxPositionals = Infinity, stopAtPositional = -1 } = {}) {
+  const values = {}
+  const positionals = []
+  let rest = null
+  const byShort = {}
+  for (const [name, s] of Object.entries(spec)) if (s.short) byShort[s.short] = name
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') {
+      rest = argv.slice(i + 1)
+      break
+    }
+    if (a.startsWith('--') || (a.startsWith('-') && a.length === 2 && a !== '-')) {
+      let name
+      let inline
+      if (a.startsWith('--')) {
+        const eq = a.indexOf('=')
+        name = eq === -1 ? a.slice(2) : a.slice(2, eq)
+        inline = eq === -1 ? undefined : a.slice(eq + 1)
+      } else {
+        name = byShort[a[1]]
+        if (name === undefined) throw new UsageError(`unknown option ${a}`, command)
+      }
+      const s = spec[name]
+      if (s === undefined) throw new UsageError(`unknown option --${name}`, command)
+      if (s.type === 'boolean') {
+        if (inline !== undefined) throw new UsageError(`--${name} takes no value`, command)
+        values[name] = true
+      } else {
+        let v = inline
+        if (v === undefined) {
+          if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value`, command)
+          v = argv[++i]
+        }
+        values[name] = v
+      }
+      continue
+    }
+    if (stopAtPositional >= 0 && positionals.length > stopAtPositional) {
+      // e.g. `hold <file> cmd args...`: the command starts here, unparsed.
+      rest = argv.slice(i)
+      break
+    }
+    positionals.push(a)
+  }
+  if (positionals.length > maxPositionals) {
+    throw new UsageError(`unexpected argument "${positionals[maxPositionals]}"`, command)
+  }
+  return { values, positionals, rest }
+}
+
+/** Effective staleMs as the library resolves it (explicit > env > default). */
+function effectiveStaleMs(explicit) {
+  if (typeof explicit === 'number' && explicit > 0) return explicit
+  const raw = process.env.OPENCLAW_SESSION_WRITE_LOCK_STALE_MS
+  if (raw !== undefined && /^\d+$/.test(raw.trim()) && Number(raw) > 0) return Number(raw)
+  return 1_800_000
+}
+
+// ---------------------------------------------------------------- colors
+
+function useColor(stream) {
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false
+  return Boolean(stream && stream.isTTY)
+}
+
+function painter(enabled) {
+  const wrap = (open, close) => (s) => (enabled ? `\x1b[${open}m${s}\x1b[${close}m` : String(s))
+  return {
+    enabled,
+    bold: wrap(1, 22),
+    dim: wrap(2, 22),
+    red: wrap(31, 39),
+    green: wrap(32, 39),
+    yellow: wrap(33, 39),
+    cyan: wrap(36, 39),
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+/** 850ms, 12.3s, 5m03s, 2h10m, 3d04h */
+function fmtDuration(ms) {
+  if (ms == null || !Number.isFinite(ms)) return '-'
+  const neg = ms < 0
+  let a = Math.abs(ms)
+  let s
+  if (a < 1000) s = `${Math.round(a)}ms`
+  else if (a < 60_000) s = `${(a / 1000).toFixed(a < 10_000 ? 2 : 1)}s`
+  else if (a < 3_600_000) {
+    const m = Math.floor(a / 60_000)
+    s = `${m}m${String(Math.floor((a % 60_000) / 1000)).padStart(2, '0')}s`
+  } else if (a < 86_400_000) {
+    const h = Math.floor(a / 3_600_000)
+    s = `${h}h${String(Math.floor((a % 3_600_000) / 60_000)).padStart(2, '0')}m`
+  } else {
+    const d = Math.floor(a / 86_400_000)
+    s = `${d}d${String(Math.floor((a % 86_400_000) / 3_600_000)).padStart(2, '0')}h`
+  }
+  return neg ? `-${s}` : s
+}
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g
+const visibleLength = (s) => String(s).replace(ANSI, '').length
+
+/** Render rows (arrays of cells, possibly colored) under headers, columns padded. */
+function table(headers, rows, paint) {
+  const widths = headers.map((h, i) => Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i]))))
+  const line = (cells, f = (x) => x) =>
+    cells
+      .map((c, i) => {
+        const s = String(c)
+        const pad = i === cells.length - 1 ? '' : ' '.repeat(widths[i] - visibleLength(s))
+        return f(s) + pad
+      })
+      .join('  ')
+      .trimEnd()
+  return [line(headers, paint.bold), ...rows.map((r) => line(r))].join('\n')
+}
+
+/** Read at most `max` bytes of a file without following symlinks. */
+function readBounded(file, max = 64 * 1024) {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+  try {
+    const buf = Buffer.alloc(max)
+    let n = 0
+    for (;;) {
+      const r = fs.readSync(fd, buf, n, max - n, null)
+      if (r === 0) break
+      n += r
+      if (n >= max) break
+    }
+    return buf.subarray(0, n).toString('utf8')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Fail with exit 2 and a clear line unless `dir` is a readable directory. */
+function requireDirectory(dir) {
+  let st
+  try {
+    st = fs.statSync(dir)
+  } catch (err) {
+    throw new CliError(describeError(err, dir))
+  }
+  if (!st.isDirectory()) throw new CliError(`${dir}: not a directory (ENOTDIR)`)
+}
+
+const localHost = os.hostname()
+
+module.exports = {
+  UsageError,
+  CliError,
+  describeError,
+  parseMs,
+  parseOptions,
+  effectiveStaleMs,
+  useColor,
+  painter,
+  fmtDuration,
+  table,
+  readBounded,
+  requireDirectory,
+  localHost,
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+'use strict'
+// session-lock: see, clean, hold and demo session write locks.
+// Commands live in ./lib; this file dispatches and turns errors into one line
+// on stderr and an exit status.
+
+const { UsageError } = require('./lib/util')
+
+const COMMANDS = {
+  inspect: () => require('./lib/inspect'),
+  clean: () => require('./lib/clean'),
+  hold: () => require('./lib/hold'),
+  demo: () => require('./lib/demo'),
+}
+
+const HELP = `Usage: session-lock <command> [options]
+
+Commands:
+  inspect <sessionsDir> [--json] [--stale-ms N]
+        show every lock file and active-session marker, who holds it, whether
+        it is stale and what clean would do (exit 1 when something is stuck)
+  clean <sessionsDir> [--dry-run] [--stale-ms N]
+        remove stale lock files and recover orphaned session markers
+  hold <sessionFile> [--timeout ms | --wait] -- <command...>
+        run a command while holding the session's write lock (like flock(1))
+  demo [dir]
+        workers contending on sessions, a SIGKILLed holder taken over, a
+        SIGTERMed process ending its sessions, then inspect and clean
+
+Run "session-lock <command> --help" for a command's options.
+Options: -h, --help   this help;   -V, --version   the package version`
+
+function version() {
+  return require('../package.json').version
+}
+
+async function main(argv) {
+  const [cmd, ...rest] = argv
+  if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    if (cmd === 'help' && rest[0] && COMMANDS[rest[0]]) {
+      process.stdout.write(`${COMMANDS[rest[0]]().HELP}\n`)
+      return 0
+    }
+    if (cmd === undefined) {
+      process.stderr.write(`${HELP}\n`)
+      return 2
+    }
+    process.stdout.write(`${HELP}\n`)
+    return 0
+  }
+  if (cmd === '-V' || cmd === '--version') {
+    process.stdout.write(`session-lock ${version()}\n`)
+    return 0
+  }
+  const load = Object.prototype.hasOwnProperty.call(COMMANDS, cmd) ? COMMANDS[cmd] : undefined
+  if (load === undefined) {
+    throw new UsageError(`unknown command "${cmd}" (inspect, clean, hold, demo; see --help)`)
+  }
+  try {
+    return await load().run(rest)
+  } catch (err) {
+    if (err !== null && typeof err === 'object' && !err.command) err.command = cmd
+    throw err
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (typeof code === 'number') process.exitCode = code
+  },
+  (err) => {
+    const where = err && err.command ? `session-lock ${err.command}` : 'session-lock'
+    if (err && typeof err.exitCode === 'number') {
+      const hint = err instanceof UsageError ? ` (see: ${where} --help)` : ''
+      process.stderr.write(`${where}: ${err.message}${hint}\n`)
+      process.exitCode = err.exitCode
+    } else {
+      // A bug, not a usage or I/O error: keep the stack for the report.
+      process.stderr.write(`${where}: internal error: ${(err && err.stack) || err}\n`)
+      process.exitCode = 70
+    }
+  },
+)
