@@ -4,8 +4,9 @@
 // Timestamps are performance.timeOrigin + performance.now(): wall-clock milliseconds
 // with sub-microsecond resolution, comparable between processes on one machine.
 //
-//   {id, op:'acquire', impl, file, wait, stale}  -> {id, ok, t}      t = when acquire resolved
-//   {id, op:'release', impl, file}               -> {id, ok, t}      t = just before release()
+//   {id, op:'acquire', impl, file, wait, stale}  -> {id, ok, t, m}   t = when acquire resolved
+//   {id, op:'release', impl, file}               -> {id, ok, t, m}   t = just before release()
+//   (m: the same instant on CLOCK_MONOTONIC in µs, process.hrtime)
 //   {id, op:'cpu'}                               -> {id, ok, user, system}  (µs, all threads)
 //   {id, op:'many', impl, dir, n}                -> {id, ok, ms, fdBefore, fdAfter, rssBefore, rssAfter}
 
@@ -15,6 +16,8 @@ const readline = require('node:readline')
 const { IMPLS } = require('./impls')
 
 const now = () => performance.timeOrigin + performance.now()
+// CLOCK_MONOTONIC in µs, the clock bench/bare stamps with (a cross-check of `t`).
+const mono = () => Number(process.hrtime.bigint()) / 1e3
 const held = new Map() // `${impl}\0${file}` -> release()
 
 function send(obj) {
@@ -52,15 +55,17 @@ async function handle(msg) {
     case 'acquire': {
       const rel = await IMPLS[msg.impl].acquire(msg.file, { wait: msg.wait !== false, stale: msg.stale })
       const t = now()
+      const m = mono()
       held.set(key, rel)
-      return { t }
+      return { t, m }
     }
     case 'release': {
       const rel = held.get(key)
       held.delete(key)
+      const m = mono()
       const t = now()
       await rel()
-      return { t }
+      return { t, m }
     }
     case 'cpu':
       return process.cpuUsage()

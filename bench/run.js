@@ -288,7 +288,7 @@ async function scenarioC() {
   const dir = tmpDir(SHM, 'c')
   const pair = [await startChild(), await startChild()]
   const state = {}
-  const samples = Object.fromEntries([...IMPL_NAMES, 'bare'].map((k) => [k, []]))
+  const samples = Object.fromEntries([...IMPL_NAMES, 'bare', OURS_TO_BARE, BARE_TO_OURS].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const file = path.join(dir, `${impl}.jsonl`)
     await pair[0].call({ op: 'acquire', impl, file })
@@ -307,6 +307,7 @@ async function scenarioC() {
       const rel = await holder.call({ op: 'release', impl, file: st.file })
       const acq = await got
       samples[impl].push((acq.t - rel.t) * 1000)
+      clockDiffMax = Math.max(clockDiffMax, Math.abs((acq.t - rel.t) * 1000 - (acq.m - rel.m)))
       st.holder = 1 - st.holder
     }
     if (haveBare && takesPart(cycle, CFG.c.bare / bareChunk, total)) {
@@ -314,8 +315,70 @@ async function scenarioC() {
     }
   }
   for (const impl of IMPL_NAMES) await pair[state[impl].holder].call({ op: 'release', impl, file: state[impl].file })
+  // Where does ours' hand-off time go? Time each half against bare flock (CLOCK_MONOTONIC):
+  //   ours holder -> bare waiter: our release path (JS release -> unlink + unlock)
+  //   bare holder -> ours waiter: our waiting path (kernel wake -> waiting thread -> promise)
+  if (haveBare) {
+    const n = Math.max(10, Math.round(CFG.c.ours / 4))
+    for (let i = 0; i < n; i++) {
+      samples[OURS_TO_BARE].push(await oursToBare(pair[0], path.join(dir, `otb${i}.jsonl`)))
+      samples[BARE_TO_OURS].push(await bareToOurs(pair[1], path.join(dir, `bto${i}.jsonl`)))
+    }
+  }
   await Promise.all(pair.map((c) => c.close()))
   for (const [impl, s] of Object.entries(samples)) if (s.length) record('c', impl, stats(s))
+  record('c.clockCheck', 'all', { maxAbsDiffUs: clockDiffMax })
+}
+
+const OURS_TO_BARE = 'ours -> bare'
+const BARE_TO_OURS = 'bare -> ours'
+let clockDiffMax = 0
+
+function spawnBare(args) {
+  const p = spawn(BARE_BIN, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  children.add(p)
+  const lines = []
+  let wake = null
+  readline.createInterface({ input: p.stdout }).on('line', (l) => {
+    lines.push(l)
+    if (wake) wake()
+  })
+  const exited = new Promise((r) => p.once('exit', () => {
+    children.delete(p)
+    r()
+  }))
+  const line = async () => {
+    while (!lines.length) await new Promise((r) => (wake = r))
+    return lines.shift()
+  }
+  return { p, line, exited }
+}
+
+async function oursToBare(holder, file) {
+  await holder.call({ op: 'acquire', impl: 'ours', file })
+  const b = spawnBare(['waitstamp', `${file}.lock`])
+  await b.line() // "waiting": it is about to block in flock
+  await sleep(rand(5, 15))
+  const rel = await holder.call({ op: 'release', impl: 'ours', file })
+  const { t } = JSON.parse(await b.line())
+  await b.exited
+  return t - rel.m
+}
+
+async function bareToOurs(waiter, file) {
+  const lockPath = `${file}.lock`
+  const b = spawnBare(['holdstamp', lockPath])
+  await b.line() // "ready": it holds the flock
+  // A payload like ours, so the waiter treats the file as an OS-locked one.
+  fs.writeFileSync(lockPath, JSON.stringify({ pid: b.p.pid, createdAt: new Date().toISOString(), hostname: os.hostname(), lock: 'os' }, null, 2))
+  const got = waiter.call({ op: 'acquire', impl: 'ours', file })
+  await sleep(rand(5, 15))
+  b.p.stdin.write('go\n')
+  const { t } = JSON.parse(await b.line())
+  const acq = await got
+  await b.exited
+  await waiter.call({ op: 'release', impl: 'ours', file })
+  return acq.m - t
 }
 
 // ---------------------------------------------------------------- (d) SIGKILL

@@ -9,12 +9,55 @@
 //!   hold <file>              lock, print "ready", hold until stdin closes (used by `kill` and the CPU test)
 //!   wait <file>              block in flock until granted, print "acquired"
 //!   many <dir> <n>           open + flock n files at once: total ns, descriptors and RSS before/after
+//!   waitstamp <file>         print "waiting", block in flock, print CLOCK_MONOTONIC µs once granted
+//!   holdstamp <file>         lock, print "ready"; on a stdin line: stamp, unlink, unlock, print the stamp
+//!                            (µs, CLOCK_MONOTONIC: the clock of Node's process.hrtime, shared by all
+//!                            processes), so a Node holder or waiter can be timed against bare flock
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+extern "C" {
+    fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
+}
+
+/// CLOCK_MONOTONIC in µs (the clock behind Node's process.hrtime).
+fn mono_us() -> f64 {
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { clock_gettime(1, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+fn waitstamp(path: &str) {
+    let f = open(path);
+    println!("waiting");
+    std::io::stdout().flush().ok();
+    f.lock().expect("lock");
+    let t = mono_us();
+    println!("{{\"t\":{:.3}}}", t);
+}
+
+fn holdstamp(path: &str) {
+    let f = open(path);
+    f.lock().expect("lock");
+    println!("ready");
+    std::io::stdout().flush().ok();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let t = mono_us();
+    let _ = fs::remove_file(path);
+    f.unlock().expect("unlock");
+    drop(f);
+    println!("{{\"t\":{:.3}}}", t);
+}
 
 fn open(path: &str) -> File {
     OpenOptions::new().read(true).write(true).create(true).open(path).expect("open")
@@ -152,6 +195,8 @@ fn main() {
         Some("hold") => hold(&a[2]),
         Some("wait") => wait(&a[2]),
         Some("many") => many(&a[2], n(3)),
+        Some("waitstamp") => waitstamp(&a[2]),
+        Some("holdstamp") => holdstamp(&a[2]),
         _ => {
             eprintln!("usage: bare-flock uncontended|handoff|kill|hold|wait|many <path> [n]");
             std::process::exit(2);
