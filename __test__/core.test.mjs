@@ -259,6 +259,52 @@ describe('reentrancy', () => {
   })
 })
 
+describe('reentrancy details', () => {
+  it('the holder\'s owner reenters at once even while another owner waits (no self-deadlock)', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const a = await swl.acquireSessionWriteLock({ sessionFile, reentrantOwner: 'x' })
+    let yGot = false
+    const y = swl.acquireSessionWriteLock({ sessionFile, reentrantOwner: 'y' }).then((l) => {
+      yGot = true
+      return l
+    })
+    const x2 = await swl.acquireSessionWriteLock({ sessionFile, reentrantOwner: 'x', timeoutMs: 5000 })
+    expect(x2.fencingToken).toBe(a.fencingToken)
+    expect(yGot).toBe(false)
+    await a.release()
+    await x2.release()
+    const yl = await y
+    expect(yl.fencingToken).not.toBe(a.fencingToken)
+    await yl.release()
+  })
+
+  it('releasing one reentrant level aborts only that lease\'s signal', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const a = await swl.acquireSessionWriteLock({ sessionFile })
+    const b = await swl.acquireSessionWriteLock({ sessionFile, allowReentrant: true })
+    const sa = a.signal
+    const sb = b.signal
+    await a.release()
+    expect(sa.aborted).toBe(true)
+    expect(sa.reason).toBeInstanceOf(swl.SessionWriteLockLostError)
+    expect(sb.aborted).toBe(false)
+    await expect(b.assertCurrent()).resolves.toBeUndefined()
+    await expect(a.assertCurrent()).rejects.toBeInstanceOf(swl.SessionWriteLockLostError)
+    await b.release()
+    expect(sb.aborted).toBe(true)
+  })
+
+  it('maxHoldMs Infinity omits maxHoldMs from the payload and lists it as Infinity', async () => {
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(tmpDir(), 's.jsonl'), maxHoldMs: Infinity })
+    const text = fs.readFileSync(lease.lockPath, 'utf8')
+    const p = JSON.parse(text)
+    expect(Object.keys(p)).toEqual(['pid', 'createdAt', 'starttime', 'fencingToken', 'hostname', 'bootId', 'lock'])
+    expect(text).toBe(JSON.stringify(p, null, 2))
+    expect(swl.listHeldLocks().find((h) => h.lockPath === lease.lockPath).maxHoldMs).toBe(Infinity)
+    await lease.release()
+  })
+})
+
 describe('release(sessionFile), releaseAll, releaseAllSync', () => {
   it('release(sessionFile) drops every reentrant level and returns true, then false', async () => {
     const dir = tmpDir()

@@ -139,6 +139,34 @@ describe('worker threads', () => {
     expect(swl.releaseAllSync()).toBe(1)
   })
 
+  it('release(sessionFile) in a worker does not drop the main thread\'s hold', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const main = await swl.acquireSessionWriteLock({ sessionFile })
+    const w = startWorker()
+    await w.ready
+    const r = await w.send('releasePath', { sessionFile }).result
+    expect(r).toMatchObject({ ok: true, dropped: false })
+    expect(() => main.assertOwned()).not.toThrow()
+    expect(fs.existsSync(main.lockPath)).toBe(true)
+    await main.release()
+  })
+
+  it('the watchdog force-releases a worker\'s lock with its real timer', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const w = startWorker()
+    await w.ready
+    const got = await w.send('acquire', { params: { sessionFile, maxHoldMs: 50 } }).result
+    expect(got.ok).toBe(true)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    expect(lease.fencingToken).not.toBe(got.fencingToken)
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).fencingToken).toBe(lease.fencingToken)
+    // the worker's stale lease release leaves ours alone
+    await w.send('release').result
+    expect(() => lease.assertOwned()).not.toThrow()
+    await expect(lease.assertCurrent()).resolves.toBeUndefined()
+    await lease.release()
+  })
+
   it('terminating a worker that holds a lock releases it', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const w = startWorker()
