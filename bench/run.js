@@ -247,10 +247,15 @@ async function timedLoop(impl, file, n, out) {
   }
 }
 
+// bare: open + flock + unlock + close (CONTRACT §8's "2 us"). The two below replay our
+// lock's own recipe with bare calls: the floor for ours without JS, N-API or Rust logic.
+const BARE_PROTO = 'bare, create+write+unlink'
+const BARE_PROTO_STAT = "bare, ours' 11 syscalls"
+
 async function scenarioA() {
   for (const [fsName, base] of [['tmpfs', SHM], ['disk', DISK]]) {
     const dir = tmpDir(base, 'a')
-    const samples = Object.fromEntries([...IMPL_NAMES, 'bare'].map((k) => [k, []]))
+    const samples = Object.fromEntries([...IMPL_NAMES, 'bare', BARE_PROTO, BARE_PROTO_STAT].map((k) => [k, []]))
     // Warm-up batch, discarded.
     for (const impl of IMPL_NAMES) await timedLoop(impl, path.join(dir, `${impl}.jsonl`), 20, [])
     for (let b = 0; b < CFG.a.batches; b++) {
@@ -258,7 +263,12 @@ async function scenarioA() {
         const n = impl === 'ours' ? CFG.a.batch : CFG.a.otherBatch
         await timedLoop(impl, path.join(dir, `${impl}.jsonl`), n, samples[impl])
       }
-      if (haveBare) samples.bare.push(...bare('uncontended', path.join(dir, 'bare.jsonl.lock'), CFG.a.batch).slice(1))
+      if (haveBare) {
+        const lp = path.join(dir, 'bare.jsonl.lock')
+        samples.bare.push(...bare('uncontended', lp, CFG.a.batch).slice(1))
+        samples[BARE_PROTO].push(...bare('protocol', lp, CFG.a.batch).slice(1))
+        samples[BARE_PROTO_STAT].push(...bare('protocol', lp, CFG.a.batch, 'statx').slice(1))
+      }
     }
     for (const [impl, s] of Object.entries(samples)) if (s.length) record(`a.${fsName}`, impl, stats(s))
   }

@@ -3,6 +3,9 @@
 //! Every mode prints one JSON object on stdout. Not part of the addon.
 //!
 //!   uncontended <file> <n>   open(O_CREAT) + flock(LOCK_EX) + flock(LOCK_UN) + close, n times
+//!   protocol <file> <n> [statx]  our lock's recipe with bare calls: open(O_CREAT|O_EXCL) + flock +
+//!                            pwrite(240-byte payload) + unlink + close; with `statx`, also the five
+//!                            stat calls the addon makes per acquire + release (dir x2, fd, path x2)
 //!   handoff <file> <n>       thread A holds, thread B blocks in flock; ns from A's unlock to B's wake
 //!   kill <file> <n> [-- cmd] a child process holds (ours, or `cmd`, which must flock <file> and
 //!                            print a line once it holds it); ns from SIGKILL to our blocking flock returning
@@ -89,6 +92,36 @@ fn uncontended(path: &str, n: usize) {
         s.push(t.elapsed().as_nanos());
     }
     let _ = fs::remove_file(path);
+    println!("{{\"samples_ns\":{}}}", json_list(&s));
+}
+
+fn protocol(path: &str, n: usize, with_stat: bool) {
+    use std::os::unix::fs::FileExt;
+    let payload = [b'x'; 240];
+    let dir = std::path::Path::new(path).parent().expect("dir").to_path_buf();
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        if with_stat {
+            let _ = fs::metadata(&dir);
+            let _ = fs::metadata(&dir);
+        }
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(path).expect("open");
+        if with_stat {
+            let _ = f.metadata();
+        }
+        f.lock().expect("lock");
+        if with_stat {
+            let _ = fs::symlink_metadata(path);
+        }
+        f.write_at(&payload, 0).expect("write");
+        if with_stat {
+            let _ = fs::symlink_metadata(path);
+        }
+        fs::remove_file(path).expect("unlink");
+        drop(f);
+        s.push(t.elapsed().as_nanos());
+    }
     println!("{{\"samples_ns\":{}}}", json_list(&s));
 }
 
@@ -191,6 +224,7 @@ fn main() {
     match a.get(1).map(String::as_str) {
         Some("uncontended") => uncontended(&a[2], n(3)),
         Some("handoff") => handoff(&a[2], n(3)),
+        Some("protocol") => protocol(&a[2], n(3), a.get(4).map_or(false, |x| x == "statx")),
         Some("kill") => kill(&a[2], n(3), a.iter().position(|x| x == "--").map_or(&[][..], |i| &a[i + 1..])),
         Some("hold") => hold(&a[2]),
         Some("wait") => wait(&a[2]),
