@@ -548,6 +548,19 @@ describe('bad input', () => {
     })
   }
 
+  it('a signal that is not an AbortSignal rejects with a TypeError and queues nothing', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const a = await swl.acquireSessionWriteLock({ sessionFile })
+    for (const signal of [{}, 'abort', 42]) {
+      await expect(swl.acquireSessionWriteLock({ sessionFile, signal })).rejects.toBeInstanceOf(TypeError)
+    }
+    expect(counts()).toEqual({ keys: 1, holders: 1, waiters: 0 })
+    await a.release()
+    await sleep(30)
+    expect(fs.existsSync(a.lockPath)).toBe(false)
+    expect(swl.listHeldLocks()).toEqual([])
+  })
+
   it('a missing params object rejects with a TypeError', async () => {
     let p
     expect(() => {

@@ -346,6 +346,10 @@ function acquireSessionWriteLock(params) {
     const sessionFile = params.sessionFile
     validateSessionFile(sessionFile)
     const signal = params.signal
+    if (signal != null && (typeof signal !== 'object' || typeof signal.addEventListener !== 'function')) {
+      // Checked before queueing: a waiter that cannot be cancelled would be granted later and leak.
+      throw new TypeError('signal must be an AbortSignal')
+    }
     if (signal != null && signal.aborted) return Promise.reject(abortReason(signal))
     const owner = params.reentrantOwner
     if (owner !== undefined && owner !== null && typeof owner !== 'string') {
