@@ -171,6 +171,40 @@ describe('signal with no other listener', () => {
     expect(markersIn(dir)).toEqual([])
   })
 
+  it('a second signal during the drain stops waiting and ends the process by that signal', async () => {
+    const { dir, evidence, cfg } = scenario({ handlers: ['never'] })
+    // A budget far past the test's timeout: only the second signal can end it in time.
+    const c = spawnChild(cfg, { SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS: '600000' })
+    await c.ready
+    c.child.kill('SIGTERM')
+    await waitUntil(() => readEvidence(evidence).filter((e) => e.kind === 'start').length === 2, 'drain started')
+    expect(c.child.exitCode).toBe(null)
+    c.child.kill('SIGINT')
+    const r = await c.closed
+    expect(r.signal).toBe('SIGINT')
+    expect(lockFilesIn(dir)).toEqual([])
+    expect(markersIn(dir)).toEqual([])
+  })
+
+  it('locks only (no sessions): released and the signal re-raised before handleTerminationSignal returns', async () => {
+    const { dir, evidence, cfg } = scenario({ sessions: [], handlers: [], action: 'handle-sync', signal: 'SIGTERM' })
+    const r = await spawnChild(cfg).closed
+    expect(r).toMatchObject({ code: 0, signal: null })
+    const sync = readEvidence(evidence).find((e) => e.kind === 'sync')
+    expect(sync).toEqual({ kind: 'sync', kills: [{ self: true, sig: 'SIGTERM' }], locksPresent: [false, false], listeners: 0 })
+    expect(lockFilesIn(dir)).toEqual([])
+  })
+
+  it('locks only: a real SIGTERM releases them and kills by SIGTERM', async () => {
+    const { dir, cfg } = scenario({ sessions: [], handlers: [] })
+    const c = spawnChild(cfg)
+    await c.ready
+    expect(lockFilesIn(dir)).toHaveLength(2)
+    c.child.kill('SIGTERM')
+    expect((await c.closed).signal).toBe('SIGTERM')
+    expect(lockFilesIn(dir)).toEqual([])
+  })
+
   it('a session ended by end() before the signal is not emitted again', async () => {
     const { evidence, cfg } = scenario({ endFirst: ['s1'], handlers: ['record'] })
     const c = spawnChild(cfg)

@@ -404,7 +404,11 @@ function resetForTest() {
   shutdown.repairHooks()
 }
 
-shutdown.bindSessions({ drainForShutdown, endAllSync })
+function hasPendingWork() {
+  return active.size > 0 || inflight.size > 0
+}
+
+shutdown.bindSessions({ drainForShutdown, endAllSync, hasPendingWork })
 
 module.exports = {
   onSessionEnd,

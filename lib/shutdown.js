@@ -47,6 +47,7 @@ let sessions = null
 const noSessions = {
   drainForShutdown: () => Promise.resolve({ emittedSessionIds: [], timedOut: false }),
   endAllSync() {},
+  hasPendingWork: () => false,
 }
 
 function bindSessions(s) {
@@ -56,6 +57,10 @@ function bindSessions(s) {
 // What the hub calls in this copy. Kept small and stable: another copy's hub
 // (possibly an older file) calls these four names.
 const participant = {
+  /** Whether a drain has anything to do (active sessions or running handlers). */
+  hasPendingWork() {
+    return (sessions || noSessions).hasPendingWork()
+  },
   /** Drain this copy's sessions; resolves when done or the budget ran out. */
   drain(reason, budgetMs) {
     return (sessions || noSessions).drainForShutdown(reason, budgetMs)
@@ -180,6 +185,12 @@ function onSignal(hub, signal) {
     finish(hub, signal)
     return
   }
+  if (!anyPendingWork(hub)) {
+    // Nothing to drain (locks only): release and re-raise right away, as the
+    // old module did.
+    finish(hub, signal)
+    return
+  }
   hub.shuttingDown = signal
   const drains = []
   for (const p of hub.participants) {
@@ -202,6 +213,19 @@ function onSignal(hub, signal) {
   Promise.allSettled(drains).then(end, end)
 }
 
+function anyPendingWork(hub) {
+  for (const p of hub.participants) {
+    // A participant without the method (another version) counts as busy.
+    if (typeof p.hasPendingWork !== 'function') return true
+    try {
+      if (p.hasPendingWork()) return true
+    } catch {
+      return true
+    }
+  }
+  return false
+}
+
 /** Release everything, remove our listener, re-raise with the default action. */
 function finish(hub, signal) {
   releaseEverything(hub)
@@ -213,7 +237,11 @@ function finish(hub, signal) {
     hub.shuttingDown = null
     return
   }
-  process.kill(process.pid, signal)
+  try {
+    process.kill(process.pid, signal)
+  } catch (err) {
+    report(`could not re-raise ${signal}`, err)
+  }
   // The default action normally ends the process before this runs; if the
   // signal was somehow not fatal, exit the way a shell reports a signal.
   const signo = os.constants.signals[signal] || 15
