@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
-const { tmpDir, spawnNode, holderPath, parseLine } = helpers
+const { tmpDir, spawnNode, holderPath, parseLine, fixture } = helpers
 const children = []
 const spawnHolder = (args, opts) => {
   const h = spawnNode([holderPath, ...args], opts)
@@ -75,6 +75,27 @@ describe('mutual exclusion between processes', () => {
     expect((await h.exited).code).toBe(0)
     expect(fs.existsSync(mine.lockPath)).toBe(false)
   })
+})
+
+describe('a pending acquire keeps its process alive', () => {
+  for (const timeout of ['Infinity', '60000']) {
+    it(`a child with nothing else to do waits (timeoutMs ${timeout}) instead of exiting`, async () => {
+      const sessionFile = path.join(tmpDir(), 's.jsonl')
+      const h = spawnHolder([sessionFile])
+      const info = parseLine(await h.waitLine('acquired'))
+      const w = spawnNode([fixture('core-child.js'), 'wait', sessionFile, timeout])
+      children.push(w)
+      let exited = false
+      w.exited.then(() => {
+        exited = true
+      })
+      await new Promise((r) => setTimeout(r, 500))
+      expect(exited, w.stderr()).toBe(false)
+      h.send('release')
+      expect(await w.waitLine('acquired')).toBe(`acquired ${info.lockPath}`)
+      expect(await w.exited).toEqual({ code: 0, signal: null })
+    })
+  }
 })
 
 describe('a SIGKILLed holder', () => {
