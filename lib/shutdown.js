@@ -9,7 +9,6 @@
 // the hub once, on first use, and the listeners delegate to every copy that
 // joined. Signals are plain `process.on` listeners, never native sigaction.
 
-const os = require('node:os')
 const { isMainThread } = require('node:worker_threads')
 const lock = require('./lock')
 
@@ -237,15 +236,14 @@ function finish(hub, signal) {
     hub.shuttingDown = null
     return
   }
+  // With no listener left, Node restores the default action: this ends the
+  // process, and its exit status names the signal. (No exit fallback: tests
+  // that stub process.kill, as the old module's did, must survive this.)
   try {
     process.kill(process.pid, signal)
   } catch (err) {
     report(`could not re-raise ${signal}`, err)
   }
-  // The default action normally ends the process before this runs; if the
-  // signal was somehow not fatal, exit the way a shell reports a signal.
-  const signo = os.constants.signals[signal] || 15
-  setTimeout(() => process.exit(128 + signo), 1000)
 }
 
 /** `__testing.handleTerminationSignal`: what our listener does on `signal`. */
