@@ -56,6 +56,13 @@ async function main(argv) {
   if (load === undefined) {
     throw new UsageError(`unknown command "${cmd}" (inspect, clean, hold, demo; see --help)`)
   }
+  if (cmd !== 'demo') {
+    // `session-lock inspect dir | head`: a closed pipe is not an error worth a stack.
+    process.stdout.on('error', (err) => {
+      if (err && err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+      throw err
+    })
+  }
   try {
     return await load().run(rest)
   } catch (err) {

@@ -187,8 +187,19 @@ function exitStatusText(info) {
 async function runDemo(dirArg, out = process.stdout) {
   const paint = painter(useColor(out))
   const t0 = now()
-  const log = (msg) => out.write(`${paint.dim(`[${((now() - t0) / 1000).toFixed(3)}s]`)} ${msg}\n`)
-  const step = (n, title) => out.write(`\n${paint.bold(`${n}. ${title}`)}\n`)
+  // A closed stdout (`| head`) must not leave workers or files behind: stop
+  // writing, stop the workers, clean up as for an interrupt.
+  let broken = false
+  const write = (s) => {
+    if (!broken) out.write(s)
+  }
+  const onOutError = () => {
+    broken = true
+    onSignal('EPIPE')
+  }
+  out.on('error', onOutError)
+  const log = (msg) => write(`${paint.dim(`[${((now() - t0) / 1000).toFixed(3)}s]`)} ${msg}\n`)
+  const step = (n, title) => write(`\n${paint.bold(`${n}. ${title}`)}\n`)
   const ok = (msg) => log(`${paint.green('ok')} ${msg}`)
   const problems = []
   const bad = (msg) => {
@@ -199,14 +210,11 @@ async function runDemo(dirArg, out = process.stdout) {
 
   // ------------------------------------------------------------ setup
   let parent = os.tmpdir()
-  let createdParent = false
+  let firstCreated // the topmost directory this run created for [dir], if any
   if (dirArg !== undefined) {
     parent = path.resolve(dirArg)
     try {
-      if (!fs.existsSync(parent)) {
-        fs.mkdirSync(parent, { recursive: true })
-        createdParent = true
-      }
+      firstCreated = fs.mkdirSync(parent, { recursive: true })
     } catch (err) {
       throw new CliError(describeError(err, parent))
     }
@@ -235,7 +243,7 @@ async function runDemo(dirArg, out = process.stdout) {
   const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP']
   for (const s of sigs) process.on(s, onSignal)
 
-  out.write(`${paint.bold('session-lock demo')}: sessions directory ${dir}\n`)
+  write(`${paint.bold('session-lock demo')}: sessions directory ${dir}\n`)
   try {
     // ---------------------------------------------------------- 1. contention
     step(1, 'Workers contending on sessions')
@@ -286,7 +294,7 @@ async function runDemo(dirArg, out = process.stdout) {
     const waiters = [start('lock', { sessionFile: alpha, wait: true }), start('lock', { sessionFile: alpha, wait: true })]
     await Promise.all(waiters.map((w) => w.first('waiting')))
     await new Promise((r) => setTimeout(r, 150)) // let both block in the kernel
-    log(`pids ${waiters.map((w) => w.pid).join(' and ')} are blocked waiting for it (no polling)`)
+    log(`pids ${waiters.map((w) => w.pid).join(' and ')} are blocked waiting for it (woken by the kernel, no polling ramp)`)
     const takeovers = []
     let victim = holder
     let remaining = waiters.slice()
@@ -310,7 +318,10 @@ async function runDemo(dirArg, out = process.stdout) {
       // checked below
     }
     if (named === survivor.pid) {
-      ok(`takeover times ${takeovers.map(ms).join(', ')}; ${path.basename(held.lockPath)} now names pid ${survivor.pid}`)
+      ok(
+        `takeover times ${takeovers.map(ms).join(', ')} (from the kill() call to the waiter's acquire resolving,` +
+          ` the kernel's teardown of the dead process included); ${path.basename(held.lockPath)} now names pid ${survivor.pid}`,
+      )
     } else {
       bad(`${path.basename(held.lockPath)} names pid ${named}, expected ${survivor.pid}`)
     }
@@ -381,17 +392,17 @@ async function runDemo(dirArg, out = process.stdout) {
         `${ready4.markers.length ? ` and tracking session gamma (${path.basename(ready4.markers[0])})` : ''};` +
         ` delta.jsonl.lock is an old-module lock naming the same dead pid`,
     )
-    out.write(`\n$ session-lock inspect ${dir}\n`)
+    write(`\n$ session-lock inspect ${dir}\n`)
     const before = inspectDir(dir)
-    out.write(`${renderInspection(before, paint)}\n`)
+    write(`${renderInspection(before, paint)}\n`)
     log(`inspect exit status: ${before.stuck ? 1 : 0} (${before.stuck ? 'something is stuck' : 'nothing stuck'})`)
     if (!before.stuck) bad('inspect should have reported the crash leftovers as stuck')
-    out.write(`\n$ session-lock clean ${dir}\n`)
+    write(`\n$ session-lock clean ${dir}\n`)
     const cleaned = await cleanDir(dir)
-    out.write(`${renderClean(cleaned, paint)}\n`)
-    out.write(`\n$ session-lock inspect ${dir}\n`)
+    write(`${renderClean(cleaned, paint)}\n`)
+    write(`\n$ session-lock inspect ${dir}\n`)
     const after = inspectDir(dir)
-    out.write(`${renderInspection(after, paint)}\n`)
+    write(`${renderInspection(after, paint)}\n`)
     log(`inspect exit status: ${after.stuck ? 1 : 0}`)
     const aliveRow = after.rows.find((r) => r.file === 'alpha.jsonl.lock')
     const wantRecovered = unavailable ? 0 : 1
@@ -418,14 +429,22 @@ async function runDemo(dirArg, out = process.stdout) {
     await Promise.all(spawned.map((w) => w.exited))
     try {
       fs.rmSync(dir, { recursive: true, force: true })
-      if (createdParent) fs.rmdirSync(parent)
+      if (firstCreated !== undefined) {
+        // Remove what mkdir -p created, innermost first.
+        for (let d = parent; ; d = path.dirname(d)) {
+          fs.rmdirSync(d)
+          if (d === firstCreated) break
+        }
+      }
     } catch (err) {
       problems.push(`cleanup: ${describeError(err)}`)
     }
     for (const s of sigs) process.removeListener(s, onSignal)
   }
+  out.removeListener('error', onOutError)
+  if (broken) return { code: 1, signal: null }
   if (interrupted !== null) {
-    out.write(`\ninterrupted by ${interrupted}; workers stopped and ${dir} removed\n`)
+    write(`\ninterrupted by ${interrupted}; workers stopped and ${dir} removed\n`)
     return { code: 128 + (os.constants.signals[interrupted] || 0), signal: interrupted }
   }
   const total = now() - t0
@@ -435,7 +454,7 @@ async function runDemo(dirArg, out = process.stdout) {
   )
   if (!gone) problems.push(`${dir} still exists`)
   const verdict = problems.length === 0 ? paint.green('demo finished') : paint.red(`demo finished with ${problems.length} problem(s)`)
-  out.write(`\n${verdict} in ${fmtDuration(total)}${skipped.length ? ` (skipped: ${skipped.join(', ')})` : ''}\n`)
+  write(`\n${verdict} in ${fmtDuration(total)}${skipped.length ? ` (skipped: ${skipped.join(', ')})` : ''}\n`)
   return { code: problems.length === 0 ? 0 : 1, signal: null }
 }
 
