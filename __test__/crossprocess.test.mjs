@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
-const { tmpDir, spawnNode, holderPath, parseLine, fixture } = helpers
+const { tmpDir, spawnNode, holderPath, parseLine, fixture, fdCount } = helpers
 const children = []
 const spawnHolder = (args, opts) => {
   const h = spawnNode([holderPath, ...args], opts)
@@ -75,6 +75,41 @@ describe('mutual exclusion between processes', () => {
     expect((await h.exited).code).toBe(0)
     expect(fs.existsSync(mine.lockPath)).toBe(false)
   })
+})
+
+describe('a waiter that gives up on another process\'s lock leaves nothing behind', () => {
+  for (const how of ['abort', 'timeout']) {
+    it(`${how}: the waiter never takes the lock later, and the next process gets it`, async () => {
+      const sessionFile = path.join(tmpDir(), 's.jsonl')
+      const h = spawnHolder([sessionFile])
+      const info = parseLine(await h.waitLine('acquired'))
+      const giveUp = async () => {
+        const c = new AbortController()
+        const p = swl.acquireSessionWriteLock({ sessionFile, signal: c.signal, timeoutMs: how === 'timeout' ? 200 : 60_000 })
+        if (how === 'abort') setTimeout(() => c.abort(new Error('gave up')), 200)
+        const err = await p.then(() => null, (e) => e)
+        if (how === 'abort') expect(err.message).toBe('gave up')
+        else expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      await giveUp() // the first wait may open lasting descriptors (the waiting thread's)
+      const fds = fdCount()
+      await giveUp()
+      expect(fdCount()).toBe(fds)
+      expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
+      h.send('release')
+      await h.waitLine('released')
+      await new Promise((r) => setTimeout(r, 200))
+      expect(fs.existsSync(info.lockPath)).toBe(false)
+      expect(swl.listHeldLocks()).toEqual([])
+      // another process gets it at once (it would wait if we had taken it)
+      const next = spawnHolder([sessionFile, '--timeout-ms', '2000'])
+      const got = parseLine(await next.waitLine((l) => l.startsWith('acquired') || l.startsWith('error')))
+      expect(got.pid).toBe(next.child.pid)
+      next.send('release')
+      await next.waitLine('released')
+    })
+  }
 })
 
 describe('a pending acquire keeps its process alive', () => {
