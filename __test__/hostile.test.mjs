@@ -273,3 +273,49 @@ function runAsNobody(sessionFile, dir) {
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(err))))
   })
 }
+
+// What the lock cannot guarantee (docs/guarantees.md "Does not hold"): these
+// tests pin the behaviour down so that the documentation stays true.
+describe('limits: parties that do not play by the OS lock', () => {
+  function spawnLines(args) {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve({ code, out, err })))
+    return { child, exited }
+  }
+
+  it('a third party deleting a held lock file breaks exclusion; assertCurrent tells the holder', async () => {
+    const { dir, sessionFile, lockPath } = setup()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile })
+    fs.unlinkSync(lockPath)
+    const warm = path.join(dir, 'warm')
+    const cfg = { sessionFile, warmup: path.join(warm, 'w.jsonl') }
+    const { exited } = spawnLines([path.join(here, 'fixtures', 'faults-acquire.js'), JSON.stringify(cfg)])
+    const r = await exited
+    expect(r.code).toBe(0)
+    // Another process got "the" lock while we still hold ours.
+    expect(JSON.parse(r.out.trim().split('\n').pop()).acquired).toBe(true)
+    expect(() => lease.assertOwned()).not.toThrow() // the in-memory view cannot know
+    await expect(lease.assertCurrent()).rejects.toBeInstanceOf(swl.SessionWriteLockLostError)
+    await lease.release()
+  })
+
+  it('the old module reclaims our held file once its createdAt is older than its staleMs (too-old)', async () => {
+    const { sessionFile } = setup()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile })
+    const ours = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+    await new Promise((r) => setTimeout(r, 300))
+    const legacy = path.join(here, 'fixtures', 'legacy-lock.js')
+    const { exited } = spawnLines([legacy, 'hold', sessionFile, '--stale-ms', '200', '--hold-ms', '50', '--timeout-ms', '5000'])
+    const r = await exited
+    expect(r.code, r.err).toBe(0)
+    expect(r.out).toContain(`acquired ${lease.lockPath}`)
+    // It replaced our file under our feet: we learn it only by re-reading.
+    await expect(lease.assertCurrent()).rejects.toBeInstanceOf(swl.SessionWriteLockLostError)
+    expect(ours.pid).toBe(process.pid)
+    await lease.release()
+  })
+})

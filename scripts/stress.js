@@ -9,6 +9,8 @@
 //      names the writer, so a holder killed between its write and its exit
 //      record is still accounted for exactly),
 //   3. appends an EXIT record.
+// The chaos loop mostly kills the process its pick of lock file names (a
+// holder, or one about to hand over), otherwise any process.
 // At the end the journals are replayed per session:
 //   - no overlap: an ENTER may follow an ENTER without EXIT only if that holder
 //     was SIGKILLed by the chaos loop before the new ENTER (monotonic clock);
@@ -26,7 +28,7 @@
 //        [--loops 2] [--kill-ms 150] [--no-chaos] [--quick] [--keep]
 //        [--sabotage K]   (every K-th section skips the lock: must report violations)
 //
-// --quick (run by `npm test`): 4 processes, 1,500 sections, faster kills.
+// --quick (run by `npm test`): 4 processes, 3,000 sections, faster kills.
 
 const fs = require('node:fs')
 const os = require('node:os')
@@ -139,8 +141,8 @@ function parseArgs(argv) {
     else if (a === '--quick') {
       o.quick = true
       o.procs = 4
-      o.target = 4_000
-      o.killMs = 60
+      o.target = 3_000
+      o.killMs = 100
       o.stallMs = 25_000
     } else throw new Error(`unknown argument ${a}`)
   }
@@ -208,8 +210,13 @@ async function main() {
             start(slot)
           }
         } else if (code !== 0) {
+          // A violation; the slot goes on (to find what else breaks).
           crashed.add(wid)
-          violation(`worker ${wid} (pid ${child.pid}) failed: code=${code} signal=${signal} ${stderr.trim().slice(0, 800)}`)
+          violation(`worker ${wid} (pid ${child.pid}) failed: code=${code} signal=${signal} ${stderr.trim().split('\n').slice(0, 3).join(' | ')}`)
+          if (slot.remaining > 0 && !finished && crashed.size < 20) {
+            restarts++
+            start(slot)
+          }
         } else if (slot.remaining > 0) {
           violation(`worker ${wid} exited with ${slot.remaining} sections not done`)
         }
@@ -233,9 +240,18 @@ async function main() {
         return
       }
       if (opts.chaos) {
-        const alive = slots.filter((s) => s.child !== null && s.remaining > 0 && s.child.exitCode === null)
-        if (alive.length > 0) {
-          const victim = alive[Math.floor(Math.random() * alive.length)]
+        const alive = slots.filter((s) => s.child !== null && s.remaining > 0 && s.child.exitCode === null && !kills.has(s.wid))
+        // Mostly a current holder (the pid its lock file names), else anyone.
+        let victim = null
+        if (Math.random() < 0.75) {
+          const k = Math.floor(Math.random() * opts.sessions)
+          try {
+            const pid = JSON.parse(fs.readFileSync(path.join(dir, `s${k}.jsonl.lock`), 'utf8')).pid
+            victim = alive.find((s) => s.child.pid === pid) ?? null
+          } catch {}
+        }
+        if (victim === null && alive.length > 0) victim = alive[Math.floor(Math.random() * alive.length)]
+        if (victim !== null) {
           kills.set(victim.wid, { mono: process.hrtime.bigint(), pid: victim.child.pid })
           victim.child.kill('SIGKILL')
         }
