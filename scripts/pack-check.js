@@ -137,6 +137,22 @@ step('tarball contents', () => {
   if (pkgMain.optionalDependencies[pkgPlat.name] !== pkgPlat.version) {
     fail(`main package's optionalDependencies["${pkgPlat.name}"] is ${pkgMain.optionalDependencies[pkgPlat.name]}, the platform package is ${pkgPlat.version}`)
   }
+  // Every platform package: same version as the main package, listed in its
+  // optionalDependencies, `main` and `files` naming its own .node.
+  const tags = fs.readdirSync(path.join(root, 'npm')).sort()
+  const names = tags.map((t) => `session-write-lock-${t}`)
+  const listed = Object.keys(pkgMain.optionalDependencies || {}).sort()
+  if (JSON.stringify(names) !== JSON.stringify(listed)) fail(`npm/ has ${names.join(', ')}; optionalDependencies lists ${listed.join(', ')}`)
+  for (const t of tags) {
+    const p = JSON.parse(fs.readFileSync(path.join(root, 'npm', t, 'package.json'), 'utf8'))
+    const file = `session-write-lock.${t}.node`
+    if (p.name !== `session-write-lock-${t}` || p.version !== pkgMain.version || pkgMain.optionalDependencies[p.name] !== p.version) {
+      fail(`npm/${t}/package.json: ${p.name}@${p.version} does not match the main package ${pkgMain.version}`)
+    }
+    if (p.main !== file || JSON.stringify(p.files) !== JSON.stringify([file]) || !p.os || !p.cpu) {
+      fail(`npm/${t}/package.json: main/files must name ${file}, and os/cpu must be set`)
+    }
+  }
   console.log(`main: ${main.files.length} files; ${TAG}: ${platform.files.join(', ')}`)
 })
 
