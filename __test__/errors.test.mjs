@@ -380,6 +380,20 @@ describe('OS errors', () => {
     expect(r.retryOk).toBe(true)
   })
 
+  it.skipIf(!hasPrlimit)('EFBIG while writing the payload (prlimit --fsize=50): coded error with the lock path, the created file removed', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const c = spawnNode(['--fsize=50', process.execPath, fixture('core-oserr.js'), sessionFile, path.join(dir, 'w.jsonl')], { command: 'prlimit' })
+    children.push(c)
+    const r = JSON.parse(await c.waitLine('{', 30_000))
+    expect(r.fatal).toBeUndefined()
+    expect(r.ok).toBe(false)
+    expect(r.error).toMatchObject({ code: 'EFBIG', syscall: 'write', path: path.join(fs.realpathSync(dir), 's.jsonl.lock'), isError: true })
+    expect(r.lockExists).toBe(false)
+    expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
+    expect(r.fdsAfter).toBe(r.fdsBefore)
+  })
+
   const canDropPrivileges = typeof process.getuid === 'function' && process.getuid() === 0
   it.skipIf(!canDropPrivileges)('EACCES (directory without write permission, as uid 65534): coded error with path, no file, no descriptor left', async () => {
     const dir = tmpDir()
