@@ -74,7 +74,7 @@ function isMusl() {
 function platformTag() {
   const { platform, arch } = process
   if (platform === 'linux' && arch === 'x64') return isMusl() ? 'linux-x64-musl' : 'linux-x64-gnu'
-  if (platform === 'linux' && arch === 'arm64') return 'linux-arm64-gnu'
+  if (platform === 'linux' && arch === 'arm64') return isMusl() ? 'linux-arm64-musl' : 'linux-arm64-gnu'
   if (platform === 'darwin' && (arch === 'x64' || arch === 'arm64')) return `darwin-${arch}`
   if (platform === 'win32' && arch === 'x64') return 'win32-x64-msvc'
   return `${platform}-${arch}`
