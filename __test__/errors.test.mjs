@@ -262,6 +262,22 @@ describe('hostile lock paths', () => {
     expect(fs.existsSync(target)).toBe(false)
   })
 
+  it('a hard link to a victim at the lock path: never written; the link is replaced, the victim keeps its content', async () => {
+    const dir = tmpDir()
+    const victim = path.join(dir, 'victim.txt')
+    fs.writeFileSync(victim, 'precious')
+    const past = new Date(Date.now() - 3_600_000)
+    fs.utimesSync(victim, past, past)
+    const sessionFile = path.join(dir, 's.jsonl')
+    fs.linkSync(victim, `${sessionFile}.lock`)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 10_000 })
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious')
+    expect(fs.statSync(victim).nlink).toBe(1)
+    expect(fs.statSync(lease.lockPath).ino).not.toBe(fs.statSync(victim).ino)
+    await lease.release()
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious')
+  })
+
   it('a directory at the lock path: EISDIR at once, left alone', async () => {
     const dir = tmpDir()
     const sessionFile = path.join(dir, 's.jsonl')
