@@ -230,3 +230,20 @@ describe('EMFILE', () => {
     expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
   })
 })
+
+describe('the stress checker itself (scripts/stress.js)', () => {
+  it('reports violations and exits 1 when some critical sections skip the lock', async () => {
+    const script = path.join(here, '..', 'scripts', 'stress.js')
+    const r = await new Promise((resolve) => {
+      const child = spawn(process.execPath, [script, '--quick', '--no-chaos', '--target', '600', '--sabotage', '10'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.on('exit', (code) => resolve({ code, out }))
+    })
+    expect(r.code).toBe(1)
+    expect(r.out).toMatch(/, [1-9]\d* violations\n/)
+    expect(r.out).toMatch(/overlap|lost update/)
+  })
+})

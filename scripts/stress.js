@@ -21,7 +21,10 @@
 //     plus the killed holders whose write landed;
 //   - fencing tokens are unique and match the lock file on disk;
 //   - no lock file survives a holder that exited normally, and none at all
-//     once the final sweep has acquired and released every session.
+//     once the final sweep has acquired and released every session;
+//   - each worker keeps an active-session marker (trackActiveSession): those
+//     of killed workers are recovered exactly once by recoverOrphanedSessions,
+//     and no marker is left.
 // Prints one summary line ending in "0 violations" or the count, exits 1 on any.
 //
 //   node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4]
@@ -63,6 +66,9 @@ async function worker() {
     counterFds.push(fs.openSync(path.join(dir, `s${s}.counter`), 'r+'))
     journalFds.push(fs.openSync(path.join(dir, `s${s}.journal`), 'a'))
   }
+  // An active-session marker for this worker's life: a killed worker leaves
+  // it behind for recoverOrphanedSessions; a worker that finishes ends it.
+  const session = swl.trackActiveSession({ sessionId: wid, sessionFile: path.join(dir, 'markers', `${wid}.jsonl`) })
   const buf = Buffer.alloc(COUNTER_WIDTH)
   let claimed = 0
   let seq = 0
@@ -121,6 +127,7 @@ async function worker() {
   const all = []
   for (let i = 0; i < loops; i++) all.push(loop())
   await Promise.all(all)
+  await session.end('shutdown')
 }
 
 // ---------------------------------------------------------------- orchestrator
@@ -152,6 +159,7 @@ function parseArgs(argv) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-stress-'))
+  fs.mkdirSync(path.join(dir, 'markers'))
   for (let s = 0; s < opts.sessions; s++) {
     fs.writeFileSync(path.join(dir, `s${s}.counter`), counterLine(0, '-', 0))
     fs.writeFileSync(path.join(dir, `s${s}.journal`), '')
@@ -371,6 +379,29 @@ async function main() {
       violation(`s${s}: counter ${final.v} != ${sessionWrites} completed sections + landed writes of killed holders`)
     }
   }
+  // Markers: the killed workers' are orphans, recovered once; no other is left.
+  const markersDir = path.join(dir, 'markers')
+  const widsEntered = new Set()
+  for (let s = 0; s < opts.sessions; s++) {
+    for (const l of fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n')) {
+      const m = /"t":"E","wid":"([^"]+)"/.exec(l)
+      if (m) widsEntered.add(m[1])
+    }
+  }
+  const { recovered } = await swl.recoverOrphanedSessions({ sessionsDir: markersDir })
+  const recoveredIds = new Set(recovered.map((e) => e.sessionId))
+  for (const e of recovered) {
+    if (!kills.has(e.sessionId) && !crashed.has(e.sessionId)) violation(`marker of ${e.sessionId} (not killed) was orphaned`)
+    if (e.reason !== 'unknown' || !e.recovered || e.recovered.pid !== pidsOf.get(e.sessionId)) {
+      violation(`recovered event for ${e.sessionId} is wrong: ${JSON.stringify(e)}`)
+    }
+  }
+  if (recoveredIds.size !== recovered.length) violation('an orphaned session was recovered twice')
+  for (const wid of kills.keys()) {
+    if (widsEntered.has(wid) && !recoveredIds.has(wid)) violation(`killed ${wid} entered a section but its marker was not recovered`)
+  }
+  const leftMarkers = fs.readdirSync(markersDir)
+  if (leftMarkers.length > 0) violation(`markers left: ${leftMarkers.join(', ')}`)
   const left = fs.readdirSync(dir).filter((f) => f.endsWith('.lock') || f.endsWith('.active'))
   if (left.length > 0) violation(`left behind after everyone is gone: ${left.join(', ')}`)
   if (completed < opts.target) violation(`only ${completed} sections completed (target ${opts.target})`)
@@ -379,7 +410,8 @@ async function main() {
     `stress: ${opts.procs} processes x ${opts.loops} loops, ${opts.sessions} sessions, ` +
     `${completed} critical sections completed (${enters} entered), ${kills.size} SIGKILLs ` +
     `(${restarts} restarts, ${killedInside} inside a section, ${killedAfterWrite} after the counter write), ` +
-    `${leftoverLocks} lock files left by killed holders reclaimed, ${tokens.size} unique fencing tokens, ` +
+    `${leftoverLocks} lock files left by killed holders reclaimed, ${recovered.length} orphaned markers recovered, ` +
+    `${tokens.size} unique fencing tokens, ` +
     `${(runMs / 1000).toFixed(1)}s, ${violations.length} violations`
   console.log(line)
   for (const v of violations.slice(0, 50)) console.log(`  violation: ${v}`)
