@@ -317,13 +317,10 @@ describe('worker threads', () => {
     mine.forget()
   })
 
-  // Native gap: `worker.terminate()` runs no JS (no `exit` event in the worker),
-  // and the env cleanup hook releases the worker's locks but not its session
-  // markers, so the marker stays locked (looks live) until the process ends.
-  // Wanted: src/marker.rs records the opening env (thread id) and the env
-  // cleanup hook in src/binding.rs (register_context) unlocks that env's
-  // markers without unlinking them, so recovery can emit them at once.
-  it.skip('a worker terminated while tracking a session leaves a recoverable marker', async () => {
+  // `worker.terminate()` runs no JS (no `exit` event in the worker): the env
+  // cleanup hook unlocks the worker's markers without removing them, so
+  // recovery can report those sessions at once.
+  it('a worker terminated while tracking a session leaves a recoverable marker', async () => {
     const dir = tmp()
     const w = new Worker(fixture('shutdown-worker.js'), {
       workerData: { session: { sessionId: 'wt-1', sessionFile: path.join(dir, 'wt-1.jsonl') }, then: 'hold' },

@@ -143,6 +143,8 @@ pub fn register_context(env: Env, wake: Function<'_, (), ()>) -> Result<f64> {
     let ctx = registry::global().register_ctx(Some(waker));
     env.add_env_cleanup_hook((ctx, handle), |(ctx, handle)| {
         registry::global().unregister_ctx(ctx);
+        // Runs on the env's own thread: its markers become recoverable.
+        crate::marker::abandon_thread(thread());
         // SAFETY: the context can no longer be woken; release our reference.
         unsafe {
             sys::napi_release_threadsafe_function(
@@ -595,7 +597,7 @@ pub struct MarkerResult {
 /// Create and OS-lock an active-session marker with `json` as content.
 #[napi(catch_unwind)]
 pub fn marker_open(path: String, json: String) -> MarkerResult {
-    match crate::marker::open(&path, &json) {
+    match crate::marker::open(&path, &json, thread()) {
         Ok(id) => MarkerResult {
             id: id as f64,
             error: None,

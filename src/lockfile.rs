@@ -18,6 +18,13 @@
 //!   while we hold its lock and a fresh file is created in its place. The
 //!   exclusive create is also what the old TypeScript module linearizes on, so
 //!   a reclaim race between old and new code has one winner.
+//! - **No empty window** (Linux): a new lock file is built unnamed
+//!   (`O_TMPFILE`), locked, filled with its payload, and only then given its
+//!   name with `linkat` (which fails with `EEXIST` rather than replace
+//!   anything). No reader, ours or the old module's, ever sees a lock file of
+//!   ours empty or unlocked, and a failed payload write leaves nothing behind.
+//!   Where `O_TMPFILE` is unsupported we fall back to `O_CREAT | O_EXCL`, then
+//!   lock, then write.
 //! - **Unlink races**: after locking, the descriptor's inode must still be the
 //!   one the path names; otherwise we retry. Release unlinks only while still
 //!   holding the lock and only if the path still names our inode, then closes.
@@ -177,6 +184,145 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
     Ok((file, created, meta))
 }
 
+/// Open an existing lock path read-only (never following, never blocking).
+/// `None` when nothing is there any more.
+fn open_existing(
+    path: &Path,
+    path_str: &str,
+) -> Result<Option<(File, std::fs::Metadata)>, OsError> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OPEN_FLAGS)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(classify_open_error(&e, path, path_str)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+    if !meta.file_type().is_file() {
+        return Err(non_regular_error(&meta, path_str));
+    }
+    Ok(Some((file, meta)))
+}
+
+enum Publish {
+    /// Our file now has the name, locked and with its payload.
+    Done(LockFile),
+    /// Something already has the name.
+    Exists,
+    /// No `O_TMPFILE` here (or no `/proc`): use create-then-write.
+    Unsupported,
+}
+
+#[cfg(target_os = "linux")]
+static TMPFILE_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Build the lock file unnamed, lock it, write the payload, then link it into
+/// place (see the module docs). Any failure to create or link other than
+/// `EEXIST` falls back to the portable path, which reports errors with the
+/// `open` syscall as Node would.
+#[cfg(target_os = "linux")]
+fn publish(
+    path: &Path,
+    path_str: &str,
+    render: &mut dyn FnMut(&mut String),
+) -> Result<Publish, OsError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::FromRawFd;
+    use std::sync::atomic::Ordering;
+    if !TMPFILE_WORKS.load(Ordering::Relaxed) {
+        return Ok(Publish::Unsupported);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => return Ok(Publish::Unsupported),
+    };
+    let Ok(cdir) = CString::new(dir.as_os_str().as_bytes()) else {
+        return Ok(Publish::Unsupported);
+    };
+    // SAFETY: a valid NUL-terminated path; the returned descriptor is owned
+    // by the File below.
+    let fd = unsafe {
+        libc::open(
+            cdir.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if matches!(
+            errno,
+            Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+        ) {
+            TMPFILE_WORKS.store(false, Ordering::Relaxed);
+        }
+        return Ok(Publish::Unsupported);
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    if !try_lock_exclusive(&file, path_str)? {
+        // Nobody else can see an unnamed inode; be safe anyway.
+        return Ok(Publish::Unsupported);
+    }
+    let mut buf = String::with_capacity(320);
+    render(&mut buf);
+    {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(buf.as_bytes(), 0)
+            .map_err(|e| OsError::from_io(&e, "write", path_str))?;
+    }
+    let proc_path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    let Ok(target) = CString::new(path.as_os_str().as_bytes()) else {
+        return Ok(Publish::Unsupported);
+    };
+    // SAFETY: two valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc_path.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc != 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if errno == Some(libc::EEXIST) {
+            return Ok(Publish::Exists);
+        }
+        if matches!(
+            errno,
+            Some(libc::ENOENT) | Some(libc::EPERM) | Some(libc::EXDEV)
+        ) {
+            // No /proc, or linking an O_TMPFILE is refused here.
+            TMPFILE_WORKS.store(false, Ordering::Relaxed);
+        }
+        return Ok(Publish::Unsupported);
+    }
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+    Ok(Publish::Done(LockFile {
+        file,
+        id: meta_id(&meta),
+        len: buf.len() as u64,
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn publish(
+    _path: &Path,
+    _path_str: &str,
+    _render: &mut dyn FnMut(&mut String),
+) -> Result<Publish, OsError> {
+    Ok(Publish::Unsupported)
+}
+
 fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
     let ft = meta.file_type();
     let code = if ft.is_dir() {
@@ -295,7 +441,15 @@ pub fn attempt(
                     .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
                 (w.file, false, meta)
             }
-            None => open_lock_path(path, path_str)?,
+            None => match publish(path, path_str, render)? {
+                Publish::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                Publish::Exists => match open_existing(path, path_str)? {
+                    Some((file, meta)) => (file, false, meta),
+                    // Released between our link and our open: go again.
+                    None => continue,
+                },
+                Publish::Unsupported => open_lock_path(path, path_str)?,
+            },
         };
         let id = meta_id(&meta);
         let mut locked = try_lock_exclusive(&file, path_str)?;

@@ -16,17 +16,20 @@ use std::sync::Mutex;
 use crate::lockfile::{self, Attempt, Judgement, LockFile};
 use crate::oserror::OsError;
 
-static OPEN: Mutex<Option<HashMap<u64, (String, LockFile)>>> = Mutex::new(None);
+/// Open markers: id -> (path, owning Node environment (thread), file).
+type OpenMarkers = HashMap<u64, (String, u64, LockFile)>;
+static OPEN: Mutex<Option<OpenMarkers>> = Mutex::new(None);
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-fn with_open<R>(f: impl FnOnce(&mut HashMap<u64, (String, LockFile)>) -> R) -> R {
+fn with_open<R>(f: impl FnOnce(&mut OpenMarkers) -> R) -> R {
     let mut g = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     f(g.get_or_insert_with(HashMap::new))
 }
 
-/// Create and lock the marker at `path` with `json` as its content.
-/// `EBUSY` when a live process holds a marker at that path.
-pub fn open(path: &str, json: &str) -> Result<u64, OsError> {
+/// Create and lock the marker at `path` with `json` as its content, owned by
+/// the Node environment `thread`. `EBUSY` when a live process holds a marker
+/// at that path.
+pub fn open(path: &str, json: &str, thread: u64) -> Result<u64, OsError> {
     let attempt = lockfile::attempt(
         Path::new(path),
         path,
@@ -37,7 +40,7 @@ pub fn open(path: &str, json: &str) -> Result<u64, OsError> {
     match attempt {
         Attempt::Acquired(file) => {
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
-            with_open(|m| m.insert(id, (path.to_string(), file)));
+            with_open(|m| m.insert(id, (path.to_string(), thread, file)));
             Ok(id)
         }
         Attempt::Busy(_) => Err(OsError::synthetic("EBUSY", "flock", path)),
@@ -47,7 +50,7 @@ pub fn open(path: &str, json: &str) -> Result<u64, OsError> {
 /// Rewrite an open marker's content.
 pub fn update(id: u64, json: &str) -> Result<bool, OsError> {
     with_open(|m| match m.get_mut(&id) {
-        Some((path, file)) => file
+        Some((path, _, file)) => file
             .write_payload(json.as_bytes())
             .map(|_| true)
             .map_err(|e| OsError::from_io(&e, "write", path)),
@@ -58,7 +61,7 @@ pub fn update(id: u64, json: &str) -> Result<bool, OsError> {
 /// Remove an open marker (unlink if still ours, then unlock).
 pub fn close(id: u64) -> bool {
     match with_open(|m| m.remove(&id)) {
-        Some((path, file)) => {
+        Some((path, _, file)) => {
             file.release(Path::new(&path));
             true
         }
@@ -68,10 +71,32 @@ pub fn close(id: u64) -> bool {
 
 /// Close every open marker; returns how many.
 pub fn close_all() -> usize {
-    let all: Vec<(String, LockFile)> = with_open(|m| m.drain().map(|(_, v)| v).collect());
+    let all: Vec<(String, u64, LockFile)> = with_open(|m| m.drain().map(|(_, v)| v).collect());
     let n = all.len();
-    for (path, file) in all {
+    for (path, _, file) in all {
         file.release(Path::new(&path));
+    }
+    n
+}
+
+/// A Node environment is torn down without running JS (a worker's
+/// `terminate()`): unlock its markers but leave them in place, so that
+/// `recoverOrphanedSessions` reports those sessions at once, exactly as if
+/// the owner had died.
+pub fn abandon_thread(thread: u64) -> usize {
+    let gone: Vec<LockFile> = with_open(|m| {
+        let ids: Vec<u64> = m
+            .iter()
+            .filter(|(_, v)| v.1 == thread)
+            .map(|(k, _)| *k)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| m.remove(&id).map(|v| v.2))
+            .collect()
+    });
+    let n = gone.len();
+    for file in gone {
+        file.abandon();
     }
     n
 }
@@ -131,7 +156,8 @@ fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
         return None;
     }
     let bytes = lockfile::read_bounded(&file);
-    if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES {
+    if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES || !is_marker(&bytes) {
+        // Not one of our markers (another tool's file, or garbage): leave it.
         return None;
     }
     let content = String::from_utf8_lossy(&bytes).into_owned();
@@ -142,6 +168,18 @@ fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
         path: path.to_string(),
         content,
     })
+}
+
+/// A marker we wrote: a JSON object with a string `sessionId` and
+/// `"lock": "os"`.
+fn is_marker(bytes: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(o)) => {
+            o.get("sessionId").is_some_and(|v| v.is_string())
+                && o.get("lock").and_then(|v| v.as_str()) == Some("os")
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -155,8 +193,8 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("s.jsonl.active");
         let ps = p.to_str().unwrap();
-        let id = open(ps, "{\"a\":1}").unwrap();
-        assert_eq!(open(ps, "{}").unwrap_err().code, "EBUSY");
+        let id = open(ps, "{\"a\":1}", 1).unwrap();
+        assert_eq!(open(ps, "{}", 1).unwrap_err().code, "EBUSY");
         assert!(update(id, "{\"a\":2}").unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}");
         // Held: not an orphan.
@@ -164,11 +202,24 @@ mod tests {
             .unwrap()
             .is_empty());
         // Simulate a dead owner: a marker file nobody locks.
-        std::fs::write(d.join("dead.jsonl.active"), "{\"sessionId\":\"x\"}").unwrap();
+        std::fs::write(
+            d.join("dead.jsonl.active"),
+            "{\"sessionId\":\"x\",\"lock\":\"os\"}",
+        )
+        .unwrap();
+        std::fs::write(d.join("other.active"), "not ours").unwrap();
         let o = collect_orphans(d.to_str().unwrap(), true).unwrap();
         assert_eq!(o.len(), 1);
         assert!(o[0].content.contains("\"x\""));
         assert!(!d.join("dead.jsonl.active").exists());
+        assert!(
+            d.join("other.active").exists(),
+            "foreign files are left alone"
+        );
+        let id2 = open(d.join("w.jsonl.active").to_str().unwrap(), "{}", 7).unwrap();
+        assert_eq!(abandon_thread(7), 1);
+        assert!(!close(id2));
+        assert!(d.join("w.jsonl.active").exists(), "abandoned, not removed");
         assert!(close(id));
         assert!(!p.exists());
     }
