@@ -3,6 +3,7 @@
 #
 #   scripts/node-matrix.sh [vitest args...]        # Node 22 and 24
 #   NODE_MATRIX="22" scripts/node-matrix.sh __test__/smoke.test.mjs
+#   NODE_MATRIX="18.17.0" scripts/node-matrix.sh      # a major or an exact version
 #
 # The Node binaries come from the npm registry's `node` package (its install
 # script fetches the matching `node-<os>-<arch>` package, also from the
@@ -16,13 +17,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-majors="${NODE_MATRIX:-22 24}"
+majors="${NODE_MATRIX:-22 24}" # majors or exact versions
 cache=".cache"
 
 node_for() {
   local major="$1" prefix="$cache/node$1"
   local bin="$prefix/node_modules/node/bin/node"
-  if [[ ! -x "$bin" ]] || ! "$bin" --version 2>/dev/null | grep -q "^v$major\."; then
+  if [[ ! -x "$bin" ]] || ! "$bin" --version 2>/dev/null | grep -Eq "^v${major//./\\.}(\.|$)"; then
     echo "== node-matrix: installing node@$major from the npm registry into $prefix" >&2
     rm -rf "$prefix"
     mkdir -p "$prefix"
