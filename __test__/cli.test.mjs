@@ -85,6 +85,21 @@ function legacyLock(file, pid, createdAt = new Date().toISOString()) {
   fs.writeFileSync(file, JSON.stringify({ pid, createdAt }, null, 2))
 }
 
+/** Whether process `pid` has `file` open (Linux /proc). */
+function hasOpen(pid, file) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === file
+      } catch {
+        return false
+      }
+    })
+  } catch {
+    return false
+  }
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function waitFor(pred, timeoutMs = 20_000) {
@@ -349,7 +364,9 @@ describe('session-lock hold', () => {
     const first = startCli(['hold', file, '--', 'sh', '-c', script])
     await waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('up'))
     const second = startCli(['hold', file, '--wait', '--', 'sh', '-c', `echo second >> "${log}"`])
-    await sleep(300) // the second hold is blocked now
+    // The second hold is blocked once its waiting thread has the lock file open.
+    const lockPath = path.join(dir, 's.jsonl.lock')
+    await waitFor(() => hasOpen(second.child.pid, lockPath))
     first.child.kill('SIGTERM')
     const r1 = await first.done
     expect(r1.code).toBe(0) // the command's status (its trap exited 0)
