@@ -7,6 +7,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
 
 const BIN = fileURLToPath(new URL('../bin/session-lock.js', import.meta.url))
 const HOLDER = fileURLToPath(new URL('./fixtures/cli-holder.js', import.meta.url))
@@ -375,6 +378,26 @@ describe('session-lock hold', () => {
     expect(fs.readFileSync(log, 'utf8').trim().split('\n')).toEqual(['up', 'first-done', 'second'])
   })
 
+  it('a signal while waiting ends hold by that signal; the command never runs, nothing is left', async () => {
+    const dir = tmp()
+    const file = path.join(dir, 's.jsonl')
+    const h = startHolder(file)
+    const { lockPath } = await h.held
+    const ran = path.join(dir, 'ran')
+    const waiting = startCli(['hold', file, '--wait', '--', 'sh', '-c', `touch "${ran}"`])
+    await waitFor(() => hasOpen(waiting.child.pid, lockPath))
+    waiting.child.kill('SIGTERM')
+    const r = await waiting.done
+    expect(r.signal).toBe('SIGTERM')
+    expect(fs.existsSync(ran)).toBe(false)
+    // The holder still holds; once it is gone a try-once hold runs at once.
+    await kill9(h.child)
+    const once = await cli(['hold', file, '--timeout', '0', '--', 'sh', '-c', `touch "${ran}"`])
+    expect(once.code).toBe(0)
+    expect(fs.existsSync(ran)).toBe(true)
+    expect(fs.readdirSync(dir).sort()).toEqual(['ran'])
+  })
+
   it('a command killed by the signal ends hold by the same signal, lock released', async () => {
     const dir = tmp()
     const file = path.join(dir, 's.jsonl')
@@ -387,6 +410,37 @@ describe('session-lock hold', () => {
     expect(r.signal).toBe('SIGTERM')
     expect(() => process.kill(cmdPid, 0)).toThrow()
     expect(fs.existsSync(`${file}.lock`)).toBe(false)
+  })
+})
+
+const hasScript = (() => {
+  try {
+    return require('node:child_process').spawnSync('script', ['--version']).status === 0
+  } catch {
+    return false
+  }
+})()
+
+describe('color', () => {
+  it.skipIf(!hasScript)('only on a terminal, and not with NO_COLOR', async () => {
+    const dir = tmp()
+    fs.mkdirSync(path.join(dir, 'x.jsonl.lock')) // a red row
+    const run = (env) =>
+      new Promise((resolve) => {
+        const c = track(spawn('script', ['-qec', `"${process.execPath}" "${BIN}" inspect "${dir}"`, '/dev/null'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, ...env },
+        }))
+        let out = ''
+        c.stdout.setEncoding('utf8').on('data', (d) => (out += d))
+        c.on('close', (code) => resolve({ code, out }))
+      })
+    const tty = await run({ NO_COLOR: '' })
+    expect(tty.out).toMatch(/\x1b\[31mnone: /)
+    expect(tty.code).toBe(1)
+    const plain = await run({ NO_COLOR: '1' })
+    expect(plain.out).toMatch(/none: /)
+    expect(plain.out).not.toMatch(/\x1b\[/)
   })
 })
 
