@@ -353,6 +353,8 @@ describe('session-lock hold', () => {
     const now = await cli(['hold', file, '--timeout', '0', '--', 'true'])
     expect(now.code).toBe(75)
     expect(now.stderr).toBe(`session-lock hold: ${lockPath}: busy, held by pid=${pid}; gave up without waiting (--timeout 0)\n`)
+    const quiet = await cli(['hold', file, '--timeout', '0', '-q', '--', 'true'])
+    expect([quiet.code, quiet.stderr]).toEqual([75, ''])
     const later = await cli(['hold', file, '--timeout', '200', '--', 'true'])
     expect(later.code).toBe(75)
     expect(later.stderr).toMatch(new RegExp(`^session-lock hold: ${lockPath}: busy, held by pid=${pid}; gave up after \\S+\\n$`))

@@ -79,7 +79,7 @@ main(process.argv.slice(2)).then(
     const where = err && err.command ? `session-lock ${err.command}` : 'session-lock'
     if (err && typeof err.exitCode === 'number') {
       const hint = err instanceof UsageError ? ` (see: ${where} --help)` : ''
-      process.stderr.write(`${where}: ${err.message}${hint}\n`)
+      if (err.quiet !== true) process.stderr.write(`${where}: ${err.message}${hint}\n`)
       process.exitCode = err.exitCode
     } else {
       // A bug, not a usage or I/O error: keep the stack for the report.

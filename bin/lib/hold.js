@@ -112,6 +112,7 @@ function run(argv) {
       process.on(sig, h)
     }
 
+    const busy = (message) => Object.assign(new CliError(message, EXIT_BUSY), { quiet: opts.quiet })
     const started = Date.now()
     acquireSessionWriteLock({ sessionFile, timeoutMs: opts.timeoutMs === 0 ? undefined : opts.timeoutMs, maxHoldMs: Infinity, signal: ac.signal }).then(
       (lease) => {
@@ -164,7 +165,7 @@ function run(argv) {
         }
         if (isSessionWriteLockTimeoutError(err)) {
           const waited = opts.timeoutMs === 0 ? 'without waiting' : `after ${fmtDuration(Date.now() - started)}`
-          reject(new CliError(`${err.lockPath}: busy, held by ${err.owner}; gave up ${waited}`, EXIT_BUSY))
+          reject(busy(`${err.lockPath}: busy, held by ${err.owner}; gave up ${waited}`))
           return
         }
         if (err && err.code === 'ABORT_ERR' && opts.timeoutMs === 0) {
@@ -176,7 +177,7 @@ function run(argv) {
           } catch {
             // keep "unknown"
           }
-          reject(new CliError(`${lockPath}: busy, held by ${owner}; gave up without waiting (--timeout 0)`, EXIT_BUSY))
+          reject(busy(`${lockPath}: busy, held by ${owner}; gave up without waiting (--timeout 0)`))
           return
         }
         if (err instanceof TypeError) {
