@@ -522,6 +522,7 @@ describe('process-wide state', () => {
       holderInProcess: true,
       countsEqual: true,
       order: [0, 1, 2, 3, 4, 5],
+      crossRelease: [true, false, false],
       finalCounts: { keys: 0, holders: 0, waiters: 0 },
       fileLeft: false,
     })

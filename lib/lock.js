@@ -438,9 +438,18 @@ function releaseSync(target) {
     return SessionWriteLockLease.releaseWithResult(target)
   }
   if (target !== null && typeof target === 'object' && typeof target.release === 'function') {
-    // A lease from another copy of the package: its own release.
+    // A lease from another copy of the package: its own release. It dropped a
+    // hold only if the lease still held one (the registry is shared).
+    let held = true
+    if (typeof target.assertOwned === 'function') {
+      try {
+        target.assertOwned()
+      } catch {
+        held = false
+      }
+    }
     target.release()
-    return true
+    return held
   }
   validateSessionFile(target)
   const n = native.normalize(path.resolve(target))
