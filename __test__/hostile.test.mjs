@@ -319,3 +319,33 @@ describe('limits: parties that do not play by the OS lock', () => {
     await lease.release()
   })
 })
+
+describe('limits: a frozen holder', () => {
+  it('a SIGSTOPped holder keeps the lock (waiters time out, even past its maxHoldMs); SIGKILL frees it', async () => {
+    const { sessionFile } = setup()
+    const child = spawn(process.execPath, [path.join(here, 'fixtures', 'holder.js'), sessionFile, '--max-hold-ms', '200'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    let out = ''
+    await new Promise((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        out += d
+        if (out.includes('acquired ')) resolve()
+      })
+      child.on('exit', (code) => reject(new Error(`holder exited ${code}`)))
+    })
+    const exited = new Promise((r) => child.on('exit', (code, signal) => r(signal)))
+    child.kill('SIGSTOP')
+    try {
+      await new Promise((r) => setTimeout(r, 400)) // past its maxHoldMs: its watchdog cannot run
+      const err = await acquireError(sessionFile, 300)
+      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+      expect(err.owner).toBe(`pid=${child.pid}`)
+    } finally {
+      child.kill('SIGKILL')
+    }
+    expect(await exited).toBe('SIGKILL')
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 10_000 })
+    await lease.release()
+  })
+})
