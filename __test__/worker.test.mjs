@@ -19,8 +19,13 @@ afterEach(async () => {
 })
 
 function startWorker() {
-  const w = new Worker(fixture('core-worker.js'))
+  const w = new Worker(fixture('core-worker.js'), { stderr: true })
   workers.push(w)
+  let stderr = ''
+  w.stderr.setEncoding('utf8')
+  w.stderr.on('data', (d) => {
+    stderr += d
+  })
   const msgs = []
   const waiters = []
   let nextId = 1
@@ -42,7 +47,7 @@ function startWorker() {
     w.postMessage({ cmd, id, ...extra })
     return { id, result: waitMsg((m) => m.id === id && !m.pending), pending: waitMsg((m) => m.id === id) }
   }
-  return { worker: w, ready, send, msgs }
+  return { worker: w, ready, send, msgs, stderr: () => stderr }
 }
 
 describe('worker threads', () => {
@@ -160,6 +165,11 @@ describe('worker threads', () => {
     const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
     expect(lease.fencingToken).not.toBe(got.fencingToken)
     expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8')).fencingToken).toBe(lease.fencingToken)
+    // the worker's stderr reaches us asynchronously
+    for (let i = 0; i < 200 && !w.stderr().includes('\n'); i++) await sleep(50)
+    expect(w.stderr()).toMatch(
+      new RegExp(`^\\[session-write-lock\\] releasing lock held for \\d+ms \\(max=50ms\\): ${lease.lockPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`),
+    )
     // the worker's stale lease release leaves ours alone
     await w.send('release').result
     expect(() => lease.assertOwned()).not.toThrow()
