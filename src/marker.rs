@@ -30,14 +30,29 @@ fn with_open<R>(f: impl FnOnce(&mut OpenMarkers) -> R) -> R {
 /// the Node environment `thread`. `EBUSY` when a live process holds a marker
 /// at that path.
 pub fn open(path: &str, json: &str, thread: u64) -> Result<u64, OsError> {
-    let attempt = lockfile::attempt(
-        Path::new(path),
-        path,
-        None,
-        &mut |_, _| Judgement::Reclaim,
-        &mut |buf| buf.push_str(json),
-    )?;
-    match attempt {
+    let mut attempt = None;
+    // An inspector (cleanStaleLockFiles, recovery, the CLI) may hold an
+    // orphaned marker's lock for a moment: retry briefly before saying EBUSY.
+    for round in 0..200 {
+        let a = lockfile::attempt(
+            Path::new(path),
+            path,
+            None,
+            &mut |_, _| Judgement::Reclaim,
+            &mut |buf| buf.push_str(json),
+        )?;
+        let busy = matches!(a, Attempt::Busy(_));
+        attempt = Some(a);
+        if !busy {
+            break;
+        }
+        if round >= 100 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    match attempt.expect("at least one attempt") {
         Attempt::Acquired(file) => {
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
             with_open(|m| m.insert(id, (path.to_string(), thread, file)));

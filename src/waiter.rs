@@ -116,7 +116,21 @@ struct Entry {
     wait: Option<WaitFile>,
     wd: Option<i32>,
     due: Instant,
+    /// Quick retries left after a wake-up whose attempt still found the lock
+    /// busy (see [`RETRY_AFTER_WAKE`]).
+    quick: u8,
 }
+
+/// Linux sends the close event of a dying holder's descriptor just before it
+/// drops the descriptor's `flock` (`__fput`: `fsnotify_close`, then
+/// `locks_remove_file`). A waiter woken by that event can retry a moment too
+/// early; these short retries (1, 2, 4 ms) catch the release without waiting
+/// for the fallback poll.
+const RETRY_AFTER_WAKE: [Duration; 3] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+];
 
 struct Watches {
     #[cfg(target_os = "linux")]
@@ -126,6 +140,7 @@ struct Watches {
 
 #[cfg(target_os = "linux")]
 const WATCH_MASK: u32 = libc::IN_CLOSE_WRITE
+    | libc::IN_CLOSE_NOWRITE
     | libc::IN_ATTRIB
     | libc::IN_DELETE_SELF
     | libc::IN_MOVE_SELF
@@ -299,6 +314,7 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
                         wait,
                         wd: old_wd,
                         due: now,
+                        quick: RETRY_AFTER_WAKE.len() as u8,
                     },
                 );
             }
@@ -314,6 +330,7 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
     for key in watches.drain() {
         if let Some(e) = entries.get_mut(&key) {
             e.due = now;
+            e.quick = RETRY_AFTER_WAKE.len() as u8;
         }
     }
     let due: Vec<Arc<str>> = entries
@@ -356,6 +373,10 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             entry.wd = watches.watch(key, &lock_path, entry.wd);
             let every = if !watches.available() {
                 PORTABLE_POLL
+            } else if entry.quick > 0 {
+                let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
+                entry.quick -= 1;
+                RETRY_AFTER_WAKE[i]
             } else if legacy {
                 LEGACY_POLL
             } else {
