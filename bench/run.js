@@ -250,7 +250,7 @@ async function timedLoop(impl, file, n, out) {
 // bare: open + flock + unlock + close (CONTRACT §8's "2 us"). The two below replay our
 // lock's own recipe with bare calls: the floor for ours without JS, N-API or Rust logic.
 const BARE_PROTO = 'bare, create+write+unlink'
-const BARE_PROTO_STAT = "bare, ours' 11 syscalls"
+const BARE_PROTO_STAT = 'bare, same + 5 stat calls'
 
 async function scenarioA() {
   for (const [fsName, base] of [['tmpfs', SHM], ['disk', DISK]]) {

@@ -5,7 +5,7 @@
 //!   uncontended <file> <n>   open(O_CREAT) + flock(LOCK_EX) + flock(LOCK_UN) + close, n times
 //!   protocol <file> <n> [statx]  our lock's recipe with bare calls: open(O_CREAT|O_EXCL) + flock +
 //!                            pwrite(240-byte payload) + unlink + close; with `statx`, also the five
-//!                            stat calls the addon makes per acquire + release (dir x2, fd, path x2)
+//!                            stat calls the addon made per acquire + release at df5acf6 (dir x2, fd, path x2)
 //!   handoff <file> <n>       thread A holds, thread B blocks in flock; ns from A's unlock to B's wake
 //!   kill <file> <n> [-- cmd] a child process holds (ours, or `cmd`, which must flock <file> and
 //!                            print a line once it holds it); ns from SIGKILL to our blocking flock returning
