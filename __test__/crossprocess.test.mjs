@@ -112,6 +112,45 @@ describe('a waiter that gives up on another process\'s lock leaves nothing behin
   }
 })
 
+describe('only the head of the in-process queue contends at the OS level', () => {
+  it('20 waiters on another process\'s lock hold about one descriptor between them, and get it in order', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    // warm up lasting descriptors (the waiting thread's) with one cross-process wait
+    const warm = spawnHolder([path.join(dir, 'w.jsonl')])
+    await warm.waitLine('acquired')
+    await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'w.jsonl'), timeoutMs: 100 }).catch(() => {})
+    warm.send('release')
+    await warm.waitLine('released')
+    await new Promise((r) => setTimeout(r, 100))
+
+    await warm.exited
+    const fds0 = fdCount()
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const fds = fdCount()
+    const order = []
+    const waits = []
+    for (let i = 0; i < 20; i++) {
+      waits.push(
+        swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 }).then(async (l) => {
+          order.push(i)
+          await l.release()
+        }),
+      )
+    }
+    await new Promise((r) => setTimeout(r, 300))
+    expect(fdCount() - fds).toBeLessThanOrEqual(2)
+    expect(order).toEqual([])
+    h.send('release')
+    await Promise.all(waits)
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    await h.exited // its pipes close
+    await new Promise((r) => setTimeout(r, 50))
+    expect(fdCount()).toBe(fds0)
+  })
+})
+
 describe('a pending acquire keeps its process alive', () => {
   for (const timeout of ['Infinity', '60000']) {
     it(`a child with nothing else to do waits (timeoutMs ${timeout}) instead of exiting`, async () => {
