@@ -314,7 +314,7 @@ describe('hostile lock paths', () => {
     await h.waitLine('acquired')
     const victim = path.join(dir, 'victim.txt')
     fs.writeFileSync(victim, 'precious')
-    const p = acquireError({ sessionFile, timeoutMs: 30_000 })
+    const p = acquireError({ sessionFile, timeoutMs: 30_000 }).catch((e) => e)
     // the holder releases (unlinking its file); an attacker plants a symlink
     h.send('release')
     await h.waitLine('released')
@@ -323,7 +323,7 @@ describe('hostile lock paths', () => {
     } catch {
       // the waiter already created its own file: nothing to plant
     }
-    const err = await p.catch((e) => e)
+    const err = await p
     if (err instanceof Error && err.message === 'expected the acquire to fail') {
       // the waiter won the race and locked a regular file; fine
     } else {
