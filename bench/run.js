@@ -739,7 +739,7 @@ function buildRows() {
         isAddon ? '< 5 ms' : null, s.p50 < 5000)
     }
     const p = results['h.process'] && results['h.process'].ours
-    if (p) row('(h) node -e startup', 'ours', `+${p.deltaMs.toFixed(1)} ms`, `base ${p.baselineMs.toFixed(0)} ms`, '', '', '', '')
+    if (p) row('(h) node -e startup', 'ours', `${p.deltaMs >= 0 ? "+" : ""}${p.deltaMs.toFixed(1)} ms`, `base ${p.baselineMs.toFixed(0)} ms`, '', '', '', '')
   }
   if (results['h.size']) {
     const s = results['h.size'].ours
