@@ -301,13 +301,12 @@ function onWatchdogTimer() {
 }
 
 function runWatchdog(nowMs) {
+  // heldMs is measured on the check's clock (nowMs - acquiredAt), as the old
+  // module reported it.
   const r = native.expire(ctx, nowMs)
-  // The native heldMs is measured on the real clock; report it on the clock the
-  // check used (nowMs - acquiredAt), as the old module did.
-  const skew = nowMs - Date.now()
   for (const d of r.dropped) {
     process.stderr.write(
-      `${LOG_PREFIX} releasing lock held for ${Math.max(0, Math.round(d.heldMs + skew))}ms (max=${d.maxHoldMs}ms): ${d.lockPath}\n`,
+      `${LOG_PREFIX} releasing lock held for ${Math.max(0, Math.round(d.heldMs))}ms (max=${d.maxHoldMs}ms): ${d.lockPath}\n`,
     )
     for (const id of d.leaseIds) abortLease(id, d.lockPath, `held past maxHoldMs=${d.maxHoldMs}`)
   }
@@ -329,12 +328,13 @@ function timeoutError(timeoutMs, key, lockPath) {
       holder: { pid, inProcess: true, acquiredAt: new Date(h.acquiredAt).toISOString(), lockPath },
     })
   }
-  const pid = native.peekPid(lockPath)
+  const peek = native.peekHolder(lockPath)
+  const pid = peek === null ? null : (peek.pid ?? null)
   return new SessionWriteLockTimeoutError({
     timeoutMs,
     lockPath,
     owner: pid != null ? `pid=${pid}` : 'unknown',
-    holder: pid != null ? { pid, inProcess: false, acquiredAt: null, lockPath } : null,
+    holder: pid != null ? { pid, inProcess: false, acquiredAt: peek.createdAt ?? null, lockPath } : null,
   })
 }
 

@@ -447,6 +447,22 @@ pub fn peek_pid(lock_path: String) -> Option<u32> {
 }
 
 #[napi(object)]
+pub struct PeekedHolder {
+    pub pid: Option<u32>,
+    pub created_at: Option<String>,
+}
+
+/// What the lock file at `lock_path` says about its holder (bounded read, no
+/// lock taken, nothing created); `null` when there is no regular file.
+#[napi(catch_unwind)]
+pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
+    lockfile::peek(std::path::Path::new(&lock_path)).map(|(p, _)| PeekedHolder {
+        pid: p.pid,
+        created_at: p.created_at,
+    })
+}
+
+#[napi(object)]
 pub struct NativeInspection {
     pub lock_path: String,
     pub pid: Option<u32>,

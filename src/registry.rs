@@ -261,7 +261,13 @@ impl Registry {
     pub fn unregister_ctx(&self, ctx: CtxId) -> usize {
         let mut inner = self.lock();
         inner.ctxs.remove(&ctx);
-        let n = self.drop_where(&mut inner, ctx, |h| h.ctx == ctx, |w| w.ctx == ctx);
+        let n = self.drop_where(
+            &mut inner,
+            ctx,
+            now_ms(),
+            |h| h.ctx == ctx,
+            |w| w.ctx == ctx,
+        );
         n.len()
     }
 
@@ -683,10 +689,10 @@ impl Registry {
         &self,
         inner: &mut Inner,
         caller: CtxId,
+        now: i64,
         hold: impl Fn(&Holder) -> bool,
         wait: impl Fn(&Waiter) -> bool,
     ) -> Vec<Dropped> {
-        let now = now_ms();
         let mut out = Vec::new();
         let keys: Vec<Arc<str>> = inner.keys.keys().cloned().collect();
         for key in keys {
@@ -725,7 +731,13 @@ impl Registry {
     /// that waits. Returns what was dropped.
     pub fn release_thread(&self, caller: CtxId, thread: ThreadId) -> Vec<Dropped> {
         let mut inner = self.lock();
-        self.drop_where(&mut inner, caller, |h| h.thread == thread, |_| false)
+        self.drop_where(
+            &mut inner,
+            caller,
+            now_ms(),
+            |h| h.thread == thread,
+            |_| false,
+        )
     }
 
     /// Release a thread's hold on one key, every reentrant level.
@@ -752,6 +764,7 @@ impl Registry {
         let dropped = self.drop_where(
             &mut inner,
             caller,
+            now,
             |h| {
                 h.thread == thread
                     && h.max_hold_ms
