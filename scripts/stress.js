@@ -29,7 +29,7 @@
 // Prints one summary line ending in "0 violations" or the count, exits 1 on any.
 //
 //   node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4]
-//        [--loops 2] [--kill-ms 150] [--no-chaos] [--quick] [--keep]
+//        [--loops 2] [--kill-ms 60] [--no-chaos] [--quick] [--keep]
 //        [--sabotage K]   (every K-th section skips the lock: must report violations)
 //
 // --quick (run by `npm test`): 4 processes, 3,000 sections, faster kills.
@@ -134,7 +134,7 @@ async function worker() {
 // ---------------------------------------------------------------- orchestrator
 
 function parseArgs(argv) {
-  const o = { procs: 8, target: 20_000, sessions: 4, loops: 2, killMs: 150, chaos: true, keep: false, quick: false, stallMs: 90_000, sabotage: 0 }
+  const o = { procs: 8, target: 20_000, sessions: 4, loops: 2, killMs: 60, chaos: true, keep: false, quick: false, stallMs: 90_000, sabotage: 0 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const num = () => Number(argv[++i])
