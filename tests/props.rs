@@ -564,4 +564,5 @@ fn racing_attempts_never_fail_and_exclude() {
     );
     assert!(held.load(Ordering::Relaxed) > 0);
     assert!(!lock.exists());
+    let _ = fs::remove_dir_all(&d);
 }
