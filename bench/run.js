@@ -763,6 +763,18 @@ function renderTable(rows) {
   return out.join('\n')
 }
 
+/** Which binary was measured: sha256 prefix and mtime of the local .node (the lead may rebuild it mid-run). */
+function addonId() {
+  try {
+    const p = addonPath()
+    if (!p) return null
+    const hash = require('node:crypto').createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 12)
+    return { file: path.basename(p), sha256: hash, mtime: fs.statSync(p).mtime.toISOString() }
+  } catch {
+    return null
+  }
+}
+
 function machine() {
   let cpu = 'unknown'
   try {
@@ -776,6 +788,7 @@ function machine() {
   return {
     date: new Date().toISOString(),
     commit,
+    addon: addonId(),
     nproc: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
     cpu,
     kernel: `${os.type()} ${os.release()}`,
@@ -811,11 +824,15 @@ async function main() {
     log(`(${name}) done in ${((performance.now() - t) / 1000).toFixed(1)} s`)
   }
   const { rows, checks } = buildRows()
+  const addonEnd = addonId()
+  const addonChanged = meta.addon && addonEnd && addonEnd.sha256 !== meta.addon.sha256
   const elapsed = (performance.now() - started) / 1000
   console.log(
     `session-write-lock bench ${QUICK ? '(--quick) ' : ''}${meta.date} commit ${meta.commit}\n` +
       `machine: ${meta.nproc} cpus, ${meta.cpu}, ${meta.kernel}, node ${meta.node}; ` +
       `tmpfs ${meta.tmpfsDir}, disk ${meta.diskDir}\n` +
+      (meta.addon ? `addon: ${meta.addon.file} sha256 ${meta.addon.sha256}, built ${meta.addon.mtime}\n` : '') +
+      (addonChanged ? `WARNING: the addon was rebuilt during this run (now sha256 ${addonEnd.sha256}); figures mix two builds\n` : '') +
       `impls: ours = this package; proper = proper-lockfile 4.1.2 (retries min 10 ms x1.5 max 100 ms, stale 2 s in (d)); ` +
       `legacy = old algorithm reference${HAVE_LEGACY ? '' : ' (missing)'}; bare = open+flock in Rust${haveBare ? '' : ' (unavailable)'}\n` +
       `"vs ours": p50 ratio (other / ours; for (e) ours' rate / other's rate). Times per operation.\n`,
@@ -830,7 +847,7 @@ async function main() {
   if (JSON_OUT) {
     fs.writeFileSync(
       JSON_OUT,
-      JSON.stringify({ meta: { ...meta, elapsedS: elapsed, config: CFG, properRetries: PROPER_RETRIES }, results, checks }, null, 2),
+      JSON.stringify({ meta: { ...meta, addonAtEnd: addonEnd, elapsedS: elapsed, config: CFG, properRetries: PROPER_RETRIES }, results, checks }, null, 2),
     )
     log(`wrote ${JSON_OUT}`)
   }
