@@ -31,6 +31,10 @@
 //   node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4]
 //        [--loops 2] [--kill-ms 60] [--no-chaos] [--quick] [--keep]
 //        [--sabotage K]   (every K-th section skips the lock: must report violations)
+//        [--legacy K] [--legacy-sections M]
+//                         (K more processes run the old module's algorithm, the
+//                         test suite's stand-in in __test__/fixtures/legacy-lock.js,
+//                         M sections each: a mixed fleet, CONTRACT §4)
 //
 // --quick (run by `npm test`): 4 processes, 3,000 sections, faster kills.
 
@@ -55,7 +59,11 @@ function parseCounter(text) {
 // ---------------------------------------------------------------- worker
 
 async function worker() {
-  const swl = require(path.join(__dirname, '..', 'index.js'))
+  const legacy = process.env.SWL_STRESS_LEGACY === '1'
+  // An old-module process (the test suite's stand-in for the TypeScript
+  // module: exclusive create of a pid file, no OS lock, polling waiters).
+  const swl = legacy ? null : require(path.join(__dirname, '..', 'index.js'))
+  const old = legacy ? require(path.join(__dirname, '..', '__test__', 'fixtures', 'legacy-lock.js')) : null
   const dir = process.env.SWL_STRESS_DIR
   const sessions = Number(process.env.SWL_STRESS_SESSIONS)
   const remaining = Number(process.env.SWL_STRESS_REMAINING)
@@ -69,7 +77,12 @@ async function worker() {
   }
   // An active-session marker for this worker's life: a killed worker leaves
   // it behind for recoverOrphanedSessions; a worker that finishes ends it.
-  const session = swl.trackActiveSession({ sessionId: wid, sessionFile: path.join(dir, 'markers', `${wid}.jsonl`) })
+  const session = legacy ? null : swl.trackActiveSession({ sessionId: wid, sessionFile: path.join(dir, 'markers', `${wid}.jsonl`) })
+  let legacyN = 0
+  const legacyLease = async (sessionFile) => {
+    const l = await old.acquireLegacy({ sessionFile, timeoutMs: 300_000 })
+    return { lockPath: l.lockPath, fencingToken: `legacy-${wid}-${++legacyN}`, release: l.release }
+  }
   const buf = Buffer.alloc(COUNTER_WIDTH)
   let claimed = 0
   let seq = 0
@@ -92,7 +105,9 @@ async function worker() {
       const lease =
         sabotage > 0 && claimed % sabotage === 0
           ? fakeLease(sessionFile)
-          : await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
+          : legacy
+            ? await legacyLease(sessionFile)
+            : await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
       const my = ++seq
       // The lock file on disk must name this acquisition.
       let disk = null
@@ -110,7 +125,7 @@ async function worker() {
         tok: lease.fencingToken,
         mono: now(),
         read,
-        diskTok: disk.fencingToken ?? null,
+        diskTok: legacy ? lease.fencingToken : (disk.fencingToken ?? null),
         diskPid: disk.pid ?? null,
         pid: process.pid,
       }
@@ -128,13 +143,13 @@ async function worker() {
   const all = []
   for (let i = 0; i < loops; i++) all.push(loop())
   await Promise.all(all)
-  await session.end('shutdown')
+  if (session) await session.end('shutdown')
 }
 
 // ---------------------------------------------------------------- orchestrator
 
 function parseArgs(argv) {
-  const o = { procs: 8, target: 20_000, sessions: 4, loops: 2, killMs: 60, chaos: true, keep: false, quick: false, stallMs: 90_000, sabotage: 0 }
+  const o = { procs: 8, target: 20_000, sessions: 4, loops: 2, killMs: 60, chaos: true, keep: false, quick: false, stallMs: 90_000, sabotage: 0, legacy: 0, legacySections: 150 }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const num = () => Number(argv[++i])
@@ -145,6 +160,8 @@ function parseArgs(argv) {
     else if (a === '--kill-ms') o.killMs = num()
     else if (a === '--no-chaos') o.chaos = false
     else if (a === '--sabotage') o.sabotage = num()
+    else if (a === '--legacy') o.legacy = num()
+    else if (a === '--legacy-sections') o.legacySections = num()
     else if (a === '--keep') o.keep = true
     else if (a === '--quick') {
       o.quick = true
@@ -171,6 +188,7 @@ async function main() {
   const violations = []
   const kills = new Map() // wid -> { mono, pid }
   const pidsOf = new Map() // wid -> pid
+  const legacyWids = new Set() // old-module workers (no markers)
   const crashed = new Set() // wids that failed on their own (already a violation)
   let restarts = 0
   let lastProgress = Date.now()
@@ -192,7 +210,8 @@ async function main() {
           SWL_STRESS_DIR: dir,
           SWL_STRESS_SESSIONS: String(opts.sessions),
           SWL_STRESS_REMAINING: String(slot.remaining),
-          SWL_STRESS_LOOPS: String(opts.loops),
+          SWL_STRESS_LOOPS: String(slot.legacy ? 1 : opts.loops),
+          SWL_STRESS_LEGACY: slot.legacy ? '1' : '0',
           SWL_STRESS_WID: wid,
           SWL_STRESS_SABOTAGE: String(opts.sabotage),
         },
@@ -201,6 +220,7 @@ async function main() {
       live++
       slot.child = child
       slot.wid = wid
+      if (slot.legacy) legacyWids.add(wid)
       pidsOf.set(wid, child.pid)
       let stderr = ''
       child.stdout.on('data', (d) => {
@@ -232,8 +252,9 @@ async function main() {
         if (live === 0) resolveAll()
       })
     }
-    for (let i = 0; i < opts.procs; i++) {
-      const slot = { id: i, gen: 0, remaining: perSlot, child: null, wid: null }
+    for (let i = 0; i < opts.procs + opts.legacy; i++) {
+      const isLegacy = i >= opts.procs
+      const slot = { id: i, gen: 0, remaining: isLegacy ? opts.legacySections : perSlot, child: null, wid: null, legacy: isLegacy }
       slots.push(slot)
       start(slot)
     }
@@ -367,7 +388,10 @@ async function main() {
       try {
         p = JSON.parse(fs.readFileSync(lockPath, 'utf8'))
       } catch {}
-      if (!p || !killedPids.has(p.pid)) {
+      if (!p && opts.legacy > 0) {
+        // An old-module process killed between its create and its write (its
+        // known window; ours never leaves an empty file): reclaimed after grace.
+      } else if (!p || !killedPids.has(p.pid)) {
         violation(`s${s}: lock file left by pid ${p && p.pid}, which was not killed: leak`)
       }
     }
@@ -396,7 +420,7 @@ async function main() {
   }
   if (recoveredIds.size !== recovered.length) violation('an orphaned session was recovered twice')
   for (const wid of killedInsideWids) {
-    if (kills.has(wid) && !recoveredIds.has(wid)) violation(`${wid}, killed inside a section, left no recoverable marker`)
+    if (kills.has(wid) && !legacyWids.has(wid) && !recoveredIds.has(wid)) violation(`${wid}, killed inside a section, left no recoverable marker`)
   }
   const leftMarkers = fs.readdirSync(markersDir)
   if (leftMarkers.length > 0) violation(`markers left: ${leftMarkers.join(', ')}`)
@@ -405,7 +429,7 @@ async function main() {
   if (completed < opts.target) violation(`only ${completed} sections completed (target ${opts.target})`)
 
   const line =
-    `stress: ${opts.procs} processes x ${opts.loops} loops, ${opts.sessions} sessions, ` +
+    `stress: ${opts.procs} processes x ${opts.loops} loops${opts.legacy ? ` + ${opts.legacy} old-module processes` : ''}, ${opts.sessions} sessions, ` +
     `${completed} critical sections completed (${enters} entered), counters sum ${counterTotal} ` +
     `(= ${completed} completed + ${killedAfterWrite} writes of killed holders), ${kills.size} SIGKILLs ` +
     `(${restarts} restarts, ${killedInside} inside a section), ` +
