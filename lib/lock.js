@@ -210,10 +210,10 @@ class SessionWriteLockLease {
     if (this.#released) return false
     this.#released = true
     leaked.unregister(this)
-    const dropped = native.releaseLease(ctx, this.#id)
-    abortLease(this.#id, this.lockPath, 'released')
-    pump()
-    return dropped
+    const r = native.releaseLease(ctx, this.#id) // bit 0: dropped, bit 1: deliveries
+    if (signals.size !== 0) abortLease(this.#id, this.lockPath, 'released')
+    if ((r & 2) !== 0) pump()
+    return (r & 1) !== 0
   }
 
   static releaseWithResult(lease) {

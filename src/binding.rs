@@ -209,24 +209,36 @@ pub fn acquire(
         acquired_at: None,
         error: Some(e.into()),
     };
-    let p = match paths::normalize(&resolved) {
-        Ok(p) => p,
-        Err(e) => {
-            let lp = format!("{resolved}.lock");
-            return err(e, resolved, lp);
+    let mut retried = false;
+    let (p, outcome) = loop {
+        let p = match paths::normalize(&resolved) {
+            Ok(p) => p,
+            Err(e) => {
+                let lp = format!("{resolved}.lock");
+                return err(e, resolved, lp);
+            }
+        };
+        let req = AcquireRequest {
+            key: p.key.clone(),
+            lock_path: p.lock_path.clone(),
+            ctx: ctx as u64,
+            thread: thread(),
+            owner: owner.clone(),
+            allow_reentrant,
+            max_hold_ms: none_or_ms(max_hold_ms),
+            stale_ms: none_or_ms(stale_ms).unwrap_or(u64::MAX),
+        };
+        match registry::global().acquire(req) {
+            // The cached real directory may have been renamed away: resolve
+            // it afresh once (see paths.rs).
+            Err(e) if e.code == "ENOENT" && !retried => {
+                retried = true;
+                paths::forget(&resolved);
+            }
+            outcome => break (p, outcome),
         }
     };
-    let req = AcquireRequest {
-        key: p.key.clone(),
-        lock_path: p.lock_path.clone(),
-        ctx: ctx as u64,
-        thread: thread(),
-        owner,
-        allow_reentrant,
-        max_hold_ms: none_or_ms(max_hold_ms),
-        stale_ms: none_or_ms(stale_ms).unwrap_or(u64::MAX),
-    };
-    match registry::global().acquire(req) {
+    match outcome {
         Ok(AcquireOutcome::Granted(g)) => AcquireResult {
             status: 0,
             id: g.lease_id as f64,
@@ -328,10 +340,13 @@ pub fn take_deliveries(ctx: f64) -> Vec<NativeDelivery> {
         .collect()
 }
 
-/// Release one lease. `true` if it dropped a hold.
+/// Release one lease. Bit 0: it dropped a hold; bit 1: deliveries wait in
+/// this context's outbox (the caller should drain it).
 #[napi(catch_unwind)]
-pub fn release_lease(ctx: f64, lease_id: f64) -> bool {
-    registry::global().release_lease(ctx as u64, lease_id as u64)
+pub fn release_lease(ctx: f64, lease_id: f64) -> u32 {
+    let reg = registry::global();
+    let dropped = reg.release_lease(ctx as u64, lease_id as u64);
+    u32::from(dropped) | (u32::from(reg.has_deliveries(ctx as u64)) << 1)
 }
 
 #[napi(object)]

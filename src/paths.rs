@@ -2,11 +2,22 @@
 //! directory created first (`mkdir -p`), exactly as the old module keyed its
 //! locks. Two paths through a symlinked directory give one key.
 //!
-//! The directory's realpath is cached, but every use re-validates the entry
-//! with two `stat`s: the directory as given must still resolve to the same
-//! inode, and the cached real path must still name that inode. A directory
-//! replaced, re-pointed (symlink swapped) or renamed therefore never serves a
-//! stale answer; it costs ~1 us instead of a `mkdir` and a full `realpath`.
+//! The directory's realpath is cached, and every use re-validates the entry:
+//! the cached real path, looked up without following a final symlink, must
+//! still be a directory with the inode it had when cached, and where the
+//! given directory differs from its real path (a symlink on the way), the
+//! given directory must still resolve to that same inode. One `lstat` in the
+//! common case (a sessions directory without symlinks), two otherwise, instead
+//! of a `mkdir` and a full `realpath`. A directory removed, replaced by
+//! another directory or by a symlink, or a re-pointed symlink, is never served
+//! from the cache (see `__test__/paths.test.mjs`).
+//!
+//! Not detected: an *ancestor* of a real directory moved away and replaced by
+//! a symlink to its new place. The lock then still lands in the same directory
+//! inode (exclusion holds, across processes too); only the path string is the
+//! old spelling. A real path that names nothing any more makes the open fail
+//! with `ENOENT`; the caller then calls [`forget`] and normalizes again (see
+//! `binding::acquire`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,7 +46,15 @@ static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
 const CACHE_LIMIT: usize = 4096;
 
 fn stat_id(p: &str) -> Option<FileId> {
-    let m = std::fs::metadata(p).ok()?;
+    dir_id(std::fs::metadata(p).ok()?)
+}
+
+/// Like `stat_id`, without following a final symlink.
+fn lstat_id(p: &str) -> Option<FileId> {
+    dir_id(std::fs::symlink_metadata(p).ok()?)
+}
+
+fn dir_id(m: std::fs::Metadata) -> Option<FileId> {
     if !m.is_dir() {
         return None;
     }
@@ -73,12 +92,16 @@ fn join(dir: &str, base: &str) -> String {
 
 /// Resolve the directory of a session file to its real path, creating it.
 pub fn real_dir(dir: &str) -> Result<String, OsError> {
-    if let Some(id) = stat_id(dir) {
-        let guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = guard.as_ref().and_then(|c| c.get(dir)) {
-            if entry.id == id && stat_id(&entry.real) == Some(id) {
-                return Ok(entry.real.clone());
-            }
+    let cached = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|c| c.get(dir))
+        .map(|e| (e.real.clone(), e.id));
+    if let Some((real, id)) = cached {
+        let valid = lstat_id(&real) == Some(id) && (real == dir || stat_id(dir) == Some(id));
+        if valid {
+            return Ok(real);
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| OsError::from_io(&e, "mkdir", dir))?;
@@ -86,7 +109,7 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
         Ok(p) => p.to_string_lossy().into_owned(),
         Err(_) => dir.to_string(),
     };
-    if let Some(id) = stat_id(&real) {
+    if let Some(id) = lstat_id(&real) {
         let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         let cache = guard.get_or_insert_with(HashMap::new);
         if cache.len() >= CACHE_LIMIT {
@@ -113,6 +136,15 @@ pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {
     lock_path.push_str(&key);
     lock_path.push_str(".lock");
     Ok(SessionPaths { key, lock_path })
+}
+
+/// Forget the cached entry for the directory of `resolved` (after an open
+/// there failed with `ENOENT`).
+pub fn forget(resolved: &str) {
+    let (dir, _) = split(resolved);
+    if let Some(c) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        c.remove(dir);
+    }
 }
 
 /// Forget every cached directory (tests, and `reset...ForTest`).

@@ -271,6 +271,14 @@ impl Registry {
         n.len()
     }
 
+    /// Does `ctx` have deliveries waiting?
+    pub fn has_deliveries(&self, ctx: CtxId) -> bool {
+        self.lock()
+            .ctxs
+            .get(&ctx)
+            .is_some_and(|c| !c.outbox.is_empty())
+    }
+
     /// Take everything delivered to `ctx`.
     pub fn take_deliveries(&self, ctx: CtxId) -> Vec<Delivery> {
         let mut inner = self.lock();

@@ -1,0 +1,60 @@
+// CONTRACT §3 / issue 6: the directory realpath cache never serves a stale
+// answer. Each case changes what a cached directory path leads to, then
+// checks the lock lands where a fresh realpath says it must.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import * as swl from '../index.mjs'
+
+const tmp = () => fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'swl-paths-')))
+
+afterEach(() => swl.resetSessionWriteLockStateForTest())
+
+async function lockPathVia(sessionFile) {
+  const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 2000 })
+  const p = lease.lockPath
+  expect(fs.existsSync(p)).toBe(true)
+  await lease.release()
+  return p
+}
+
+describe('directory realpath cache', () => {
+  it('a re-pointed symlinked directory is resolved afresh', async () => {
+    const root = tmp()
+    fs.mkdirSync(path.join(root, 'a'))
+    fs.mkdirSync(path.join(root, 'b'))
+    fs.symlinkSync(path.join(root, 'a'), path.join(root, 'link'))
+    const via = path.join(root, 'link', 's.jsonl')
+    expect(await lockPathVia(via)).toBe(path.join(root, 'a', 's.jsonl.lock'))
+    fs.unlinkSync(path.join(root, 'link'))
+    fs.symlinkSync(path.join(root, 'b'), path.join(root, 'link'))
+    expect(await lockPathVia(via)).toBe(path.join(root, 'b', 's.jsonl.lock'))
+  })
+
+  it('the real directory renamed and the symlink re-pointed to it: no stale path, no error', async () => {
+    const root = tmp()
+    fs.mkdirSync(path.join(root, 'a'))
+    fs.symlinkSync(path.join(root, 'a'), path.join(root, 'link'))
+    const via = path.join(root, 'link', 's.jsonl')
+    expect(await lockPathVia(via)).toBe(path.join(root, 'a', 's.jsonl.lock'))
+    fs.renameSync(path.join(root, 'a'), path.join(root, 'a2'))
+    fs.unlinkSync(path.join(root, 'link'))
+    fs.symlinkSync(path.join(root, 'a2'), path.join(root, 'link'))
+    expect(await lockPathVia(via)).toBe(path.join(root, 'a2', 's.jsonl.lock'))
+  })
+
+  it('a directory removed and recreated (or replaced by a symlink) is resolved afresh', async () => {
+    const root = tmp()
+    const dir = path.join(root, 'sessions')
+    fs.mkdirSync(dir)
+    const file = path.join(dir, 's.jsonl')
+    expect(await lockPathVia(file)).toBe(path.join(dir, 's.jsonl.lock'))
+    fs.rmSync(dir, { recursive: true })
+    expect(await lockPathVia(file)).toBe(path.join(dir, 's.jsonl.lock'))
+    fs.rmSync(dir, { recursive: true })
+    fs.mkdirSync(path.join(root, 'elsewhere'))
+    fs.symlinkSync(path.join(root, 'elsewhere'), dir)
+    expect(await lockPathVia(file)).toBe(path.join(root, 'elsewhere', 's.jsonl.lock'))
+  })
+})
