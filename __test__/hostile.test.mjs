@@ -274,7 +274,7 @@ function runAsNobody(sessionFile, dir) {
   })
 }
 
-// What the lock cannot guarantee (docs/guarantees.md "Does not hold"): these
+// What the lock cannot guarantee (README "Guarantees", "What does not hold"): these
 // tests pin the behaviour down so that the documentation stays true.
 describe('limits: parties that do not play by the OS lock', () => {
   function spawnLines(args) {

@@ -124,13 +124,18 @@ struct Entry {
 /// Linux sends the close event of a dying holder's descriptor just before it
 /// drops the descriptor's `flock` (`__fput`: `fsnotify_close`, then
 /// `locks_remove_file`). A waiter woken by that event can retry a moment too
-/// early; these short retries (1, 2, 4 ms) catch the release without waiting
-/// for the fallback poll.
+/// early: it first spins for [`SPIN_AFTER_WAKE`], then these short retries
+/// (1, 2, 4 ms) catch a later release without waiting for the fallback poll.
 const RETRY_AFTER_WAKE: [Duration; 3] = [
     Duration::from_millis(1),
     Duration::from_millis(2),
     Duration::from_millis(4),
 ];
+
+/// How long a freshly woken waiter keeps retrying (yielding between tries)
+/// before it sleeps: the `flock` of a dying holder goes microseconds after
+/// its close event. Costs at most this much CPU per spurious wake-up.
+const SPIN_AFTER_WAKE: Duration = Duration::from_micros(150);
 
 struct Watches {
     #[cfg(target_os = "linux")]
@@ -357,7 +362,24 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
     // Watch before trying, so a release between the try and the wait is seen.
     entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
     let lock_path = entry.lock_path.clone();
-    match registry::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms) {
+    let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len();
+    let mut result = registry::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms);
+    if fresh_wake {
+        // The dying holder's flock goes a few microseconds after its close
+        // event (see RETRY_AFTER_WAKE): spin briefly before sleeping.
+        let until = Instant::now() + SPIN_AFTER_WAKE;
+        while let Ok((Attempt::Busy(w), _, _)) = &result {
+            if w.legacy || Instant::now() >= until {
+                break;
+            }
+            std::thread::yield_now();
+            let Ok((Attempt::Busy(w), _, _)) = result else {
+                unreachable!()
+            };
+            result = registry::os_attempt(&lock_path, Some(w), stale_ms, max_hold_ms);
+        }
+    }
+    match result {
         Ok((Attempt::Acquired(file), token, at)) => {
             if let Some(e) = entries.remove(key) {
                 if let Some(wd) = e.wd {
