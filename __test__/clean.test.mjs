@@ -8,20 +8,28 @@ import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import * as swl from '../index.mjs'
+import {
+  startTime,
+  procState,
+  deadPid,
+  track,
+  killTrackedChildren,
+  sleeper,
+  otherUserTarget,
+  waitLine,
+  oldPayload,
+  writeAged as write,
+} from './fixtures/proc-helpers.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const INDEX = path.join(here, '..', 'index.js')
 
-const children = new Set()
 const dirs = []
 
 afterEach(async () => {
   swl.__testing.clearStartTimeOverrides()
   swl.resetSessionWriteLockStateForTest()
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-  }
-  children.clear()
+  killTrackedChildren()
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
 })
 
@@ -34,74 +42,6 @@ function tmp() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const HOUR = 3_600_000
 const YEAR = 365 * 24 * HOUR
-
-function startTime(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
-}
-
-function procState(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-  } catch {
-    return null
-  }
-}
-
-function deadPid() {
-  const r = spawnSync('true')
-  expect(r.pid).toBeGreaterThan(0)
-  return r.pid
-}
-
-function track(child) {
-  children.add(child)
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  return child
-}
-
-function sleeper() {
-  return track(spawn('sleep', ['120'], { stdio: 'ignore' }))
-}
-
-/**
- * A live process of another user and how to spawn a checker that gets EPERM
- * from kill(pid, 0): as root, a root-owned sleeper checked from a child
- * running as uid 65534; otherwise pid 1 when it belongs to someone else.
- */
-function otherUserTarget() {
-  if (typeof process.getuid === 'function' && process.getuid() === 0) {
-    return { pid: sleeper().pid, spawnOpts: { uid: 65534, gid: 65534 } }
-  }
-  try {
-    process.kill(1, 0)
-    return null
-  } catch (e) {
-    return e.code === 'EPERM' ? { pid: 1, spawnOpts: {} } : null
-  }
-}
-
-function waitLine(child, prefix) {
-  return new Promise((resolve, reject) => {
-    let buf = ''
-    const onData = (d) => {
-      buf += d
-      for (const line of buf.split('\n').slice(0, -1)) {
-        if (line.startsWith(prefix)) {
-          child.stdout.off('data', onData)
-          resolve(line.slice(prefix.length).trim())
-          return
-        }
-      }
-    }
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', onData)
-    child.exited.then(({ code, signal }) =>
-      reject(new Error(`child exited (${code ?? signal}) before "${prefix}"; stdout: ${buf}`)),
-    )
-  })
-}
 
 /** A child process holding our (OS) lock on `sessionFile` until its stdin closes. */
 async function ourHolderChild(sessionFile) {
@@ -120,18 +60,6 @@ async function ourHolderChild(sessionFile) {
   )
   const lockPath = await waitLine(child, 'acquired ')
   return { child, lockPath }
-}
-
-function oldPayload(fields) {
-  return JSON.stringify(fields, null, 2)
-}
-
-function write(p, content, mtimeAgoMs = 0) {
-  fs.writeFileSync(p, content)
-  if (mtimeAgoMs > 0) {
-    const t = (Date.now() - mtimeAgoMs) / 1000
-    fs.utimesSync(p, t, t)
-  }
 }
 
 function logger() {

@@ -10,6 +10,18 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import * as swl from '../index.mjs'
+import {
+  startTime,
+  procState,
+  deadPid,
+  track,
+  killTrackedChildren,
+  sleeper,
+  otherUserTarget,
+  waitLine,
+  oldPayload,
+  writeAged as writeOld,
+} from './fixtures/proc-helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -17,16 +29,12 @@ const LEGACY = path.join(here, 'fixtures', 'legacy-lock.js')
 const INDEX = path.join(here, '..', 'index.js')
 const legacy = require(LEGACY)
 
-const children = new Set()
 const dirs = []
 
 afterEach(async () => {
   swl.__testing.clearStartTimeOverrides()
   swl.resetSessionWriteLockStateForTest()
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-  }
-  children.clear()
+  killTrackedChildren()
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
 })
 
@@ -37,79 +45,6 @@ function tmp() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-/** /proc/<pid>/stat field 22. */
-function startTime(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
-}
-
-function procState(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-  } catch {
-    return null
-  }
-}
-
-/** A pid that certainly named a process and no longer does (spawned and reaped). */
-function deadPid() {
-  const r = spawnSync('true')
-  expect(r.pid).toBeGreaterThan(0)
-  return r.pid
-}
-
-function track(child) {
-  children.add(child)
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  return child
-}
-
-/** A live process that is not us. */
-function sleeper() {
-  return track(spawn('sleep', ['120'], { stdio: 'ignore' }))
-}
-
-/**
- * A live process of another user and how to spawn a checker that gets EPERM
- * from kill(pid, 0): as root, a root-owned sleeper checked from a child
- * running as uid 65534; otherwise pid 1 when it belongs to someone else.
- */
-function otherUserTarget() {
-  if (typeof process.getuid === 'function' && process.getuid() === 0) {
-    return { pid: sleeper().pid, spawnOpts: { uid: 65534, gid: 65534 } }
-  }
-  try {
-    process.kill(1, 0)
-    return null
-  } catch (e) {
-    return e.code === 'EPERM' ? { pid: 1, spawnOpts: {} } : null
-  }
-}
-
-/** Resolve with the first stdout line starting with `prefix`; reject if the child exits first. */
-function waitLine(child, prefix) {
-  return new Promise((resolve, reject) => {
-    let buf = ''
-    const onData = (d) => {
-      buf += d
-      // complete lines only
-      for (const line of buf.split('\n').slice(0, -1)) {
-        if (line.startsWith(prefix)) {
-          child.stdout.off('data', onData)
-          resolve(line.slice(prefix.length).trim())
-          return
-        }
-      }
-    }
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', onData)
-    child.exited.then(({ code, signal }) =>
-      reject(new Error(`child exited (${code ?? signal}) before "${prefix}"; stdout: ${buf}`)),
-    )
-  })
-}
 
 function collect(child) {
   const out = { stdout: '', stderr: '' }
@@ -136,19 +71,6 @@ function legacyContender(sessionFile, timeoutMs) {
   )
   const out = collect(child)
   return { child, out }
-}
-
-/** The old module's payload, as it wrote it. */
-function oldPayload(fields) {
-  return JSON.stringify(fields, null, 2)
-}
-
-function writeOld(lockPath, content, mtimeAgoMs = 0) {
-  fs.writeFileSync(lockPath, content)
-  if (mtimeAgoMs > 0) {
-    const t = (Date.now() - mtimeAgoMs) / 1000
-    fs.utimesSync(lockPath, t, t)
-  }
 }
 
 /** Settles to "acquired" or the rejection; never throws. */
