@@ -344,9 +344,8 @@ pub fn take_deliveries(ctx: f64) -> Vec<NativeDelivery> {
 /// this context's outbox (the caller should drain it).
 #[napi(catch_unwind)]
 pub fn release_lease(ctx: f64, lease_id: f64) -> u32 {
-    let reg = registry::global();
-    let dropped = reg.release_lease(ctx as u64, lease_id as u64);
-    u32::from(dropped) | (u32::from(reg.has_deliveries(ctx as u64)) << 1)
+    let (dropped, pending) = registry::global().release_lease_and_peek(ctx as u64, lease_id as u64);
+    u32::from(dropped) | (u32::from(pending) << 1)
 }
 
 #[napi(object)]

@@ -271,14 +271,6 @@ impl Registry {
         n.len()
     }
 
-    /// Does `ctx` have deliveries waiting?
-    pub fn has_deliveries(&self, ctx: CtxId) -> bool {
-        self.lock()
-            .ctxs
-            .get(&ctx)
-            .is_some_and(|c| !c.outbox.is_empty())
-    }
-
     /// Take everything delivered to `ctx`.
     pub fn take_deliveries(&self, ctx: CtxId) -> Vec<Delivery> {
         let mut inner = self.lock();
@@ -437,22 +429,31 @@ impl Registry {
 
     /// Release one lease. `true` if it dropped a hold.
     pub fn release_lease(&self, caller: CtxId, lease_id: u64) -> bool {
+        self.release_lease_and_peek(caller, lease_id).0
+    }
+
+    /// Release one lease; also says whether `caller`'s outbox now holds
+    /// deliveries (one lock round trip for the release hot path).
+    pub fn release_lease_and_peek(&self, caller: CtxId, lease_id: u64) -> (bool, bool) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let Some(key) = inner.leases.remove(&lease_id) else {
-            return false;
+        let dropped = match inner.leases.remove(&lease_id) {
+            None => false,
+            Some(key) => {
+                if let Some(h) = inner.keys.get_mut(&key).and_then(|ks| ks.holder.as_mut()) {
+                    h.leases.retain(|&l| l != lease_id);
+                    if h.leases.is_empty() {
+                        self.pass_on(inner, caller, &key);
+                    }
+                }
+                true
+            }
         };
-        let Some(ks) = inner.keys.get_mut(&key) else {
-            return true;
-        };
-        let Some(h) = ks.holder.as_mut() else {
-            return true;
-        };
-        h.leases.retain(|&l| l != lease_id);
-        if h.leases.is_empty() {
-            self.pass_on(inner, caller, &key);
-        }
-        true
+        let pending = inner
+            .ctxs
+            .get(&caller)
+            .is_some_and(|c| !c.outbox.is_empty());
+        (dropped, pending)
     }
 
     /// The holder of `key` is done (all levels gone, or forced): hand the OS
@@ -867,5 +868,119 @@ fn info(ks: &KeyState, h: &Holder) -> HolderInfo {
         owner: h.owner.clone(),
         thread: h.thread,
         token: h.token.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> String {
+        let d = std::env::temp_dir().join(format!("swl-reg-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.to_str().unwrap().to_string()
+    }
+
+    fn req(
+        ctx: CtxId,
+        key: &str,
+        thread: ThreadId,
+        owner: Option<&str>,
+        allow: bool,
+    ) -> AcquireRequest {
+        AcquireRequest {
+            key: key.to_string(),
+            lock_path: format!("{key}.lock"),
+            ctx,
+            thread,
+            owner: owner.map(str::to_string),
+            allow_reentrant: allow,
+            max_hold_ms: Some(300_000),
+            stale_ms: 1_800_000,
+        }
+    }
+
+    fn granted(o: AcquireOutcome) -> Grant {
+        match o {
+            AcquireOutcome::Granted(g) => g,
+            AcquireOutcome::Pending(r) => panic!("pending {r}"),
+        }
+    }
+
+    fn pending(o: AcquireOutcome) -> u64 {
+        match o {
+            AcquireOutcome::Pending(r) => r,
+            AcquireOutcome::Granted(_) => panic!("granted"),
+        }
+    }
+
+    #[test]
+    fn fifo_hand_off_in_place_with_new_tokens() {
+        let reg = global();
+        let ctx = reg.register_ctx(None);
+        let key = format!("{}/s.jsonl", dir("fifo"));
+        let first = granted(reg.acquire(req(ctx, &key, 1, None, false)).unwrap());
+        let waits: Vec<u64> = (0..5)
+            .map(|_| pending(reg.acquire(req(ctx, &key, 1, None, false)).unwrap()))
+            .collect();
+        let mut lease = first.lease_id;
+        let mut token = first.token.clone();
+        for expected in &waits {
+            assert_eq!(reg.release_lease_and_peek(ctx, lease), (true, true));
+            let d = reg.take_deliveries(ctx);
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].request_id, *expected, "strict FIFO");
+            let g = d[0].result.as_ref().unwrap();
+            assert_ne!(g.token, token, "a new holder gets a new token");
+            let on_disk = crate::payload::parse(&std::fs::read(format!("{key}.lock")).unwrap());
+            assert_eq!(on_disk.fencing_token.as_deref(), Some(&*g.token));
+            lease = g.lease_id;
+            token = g.token.clone();
+        }
+        assert!(reg.release_lease(ctx, lease));
+        assert!(!std::path::Path::new(&format!("{key}.lock")).exists());
+        assert!(!reg.release_lease(ctx, lease), "a lease releases once");
+        reg.unregister_ctx(ctx);
+    }
+
+    #[test]
+    fn reentrancy_needs_same_thread_and_owner_rules() {
+        let reg = global();
+        let ctx = reg.register_ctx(None);
+        let key = format!("{}/s.jsonl", dir("reent"));
+        let a = granted(reg.acquire(req(ctx, &key, 7, Some("o"), false)).unwrap());
+        // Same owner: reenters (shares the token).
+        let b = granted(reg.acquire(req(ctx, &key, 7, Some("o"), false)).unwrap());
+        assert_eq!(a.token, b.token);
+        // allowReentrant while the holder has an owner: waits.
+        let w1 = pending(reg.acquire(req(ctx, &key, 7, None, true)).unwrap());
+        // Another thread with the same owner: waits.
+        let w2 = pending(reg.acquire(req(ctx, &key, 8, Some("o"), false)).unwrap());
+        assert!(reg.cancel(w1) && reg.cancel(w2));
+        assert!(!reg.cancel(w1), "cancel is once");
+        assert!(reg.release_lease(ctx, a.lease_id));
+        assert!(
+            std::path::Path::new(&format!("{key}.lock")).exists(),
+            "one level left"
+        );
+        assert!(reg.release_lease(ctx, b.lease_id));
+        assert!(!std::path::Path::new(&format!("{key}.lock")).exists());
+        // Holder without owner: allowReentrant reenters on the same thread only.
+        let c = granted(reg.acquire(req(ctx, &key, 7, None, false)).unwrap());
+        let d = granted(reg.acquire(req(ctx, &key, 7, None, true)).unwrap());
+        let w3 = pending(reg.acquire(req(ctx, &key, 9, None, true)).unwrap());
+        assert_eq!(
+            reg.release_thread(ctx, 7).len(),
+            1,
+            "one lock file, every level"
+        );
+        let got = reg.take_deliveries(ctx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].request_id, w3);
+        let e = got[0].result.as_ref().unwrap().lease_id;
+        assert!(!reg.lease_held(c.lease_id) && !reg.lease_held(d.lease_id));
+        assert!(reg.release_lease(ctx, e));
+        reg.unregister_ctx(ctx);
     }
 }
