@@ -48,6 +48,15 @@ function copies(mode) {
   })
 }
 
+/** Run fixtures/loading-worker.js with `workerData`; resolves with its one message, rejects on its error. */
+function runWorker(workerData) {
+  const w = new Worker(path.join(here, 'fixtures', 'loading-worker.js'), { workerData })
+  return new Promise((resolve, reject) => {
+    w.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)))
+    w.once('error', reject)
+  }).finally(() => w.terminate())
+}
+
 function expectExclusive(r) {
   expect(r.distinctExports).toBe(true)
   expect(r.timedOut).toBe(true)
@@ -99,15 +108,7 @@ describe('worker threads', () => {
     const cells = new Int32Array(shared)
     const iterations = 40
     const results = await Promise.all(
-      Array.from({ length: 8 }, () => {
-        const w = new Worker(path.join(here, 'fixtures', 'loading-worker.js'), {
-          workerData: { sessionFile, iterations, shared, allowReentrant: true },
-        })
-        return new Promise((resolve, reject) => {
-          w.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)))
-          w.once('error', reject)
-        }).finally(() => w.terminate())
-      }),
+      Array.from({ length: 8 }, () => runWorker({ sessionFile, iterations, shared, allowReentrant: true })),
     )
     expect(results.map((r) => r.overlaps)).toEqual(Array(8).fill(0))
     expect(Atomics.load(cells, 0)).toBe(8 * iterations)
@@ -122,15 +123,7 @@ describe('worker threads', () => {
     const shared = new SharedArrayBuffer(8)
     const cells = new Int32Array(shared)
     const iterations = 25
-    const workers = Array.from({ length: 8 }, () => {
-      const w = new Worker(path.join(here, 'fixtures', 'loading-worker.js'), {
-        workerData: { sessionFile, iterations, shared, allowReentrant: true },
-      })
-      return new Promise((resolve, reject) => {
-        w.once('message', (m) => (m.error ? reject(new Error(m.error)) : resolve(m)))
-        w.once('error', reject)
-      }).finally(() => w.terminate())
-    })
+    const workers = Array.from({ length: 8 }, () => runWorker({ sessionFile, iterations, shared, allowReentrant: true }))
     let mainOverlaps = 0
     for (let i = 0; i < iterations; i++) {
       const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000, allowReentrant: true })
