@@ -10,13 +10,13 @@ import { fileURLToPath } from 'node:url'
 import * as swl from '../index.mjs'
 import {
   startTime,
-  procState,
   deadPid,
   track,
   killTrackedChildren,
   sleeper,
   otherUserTarget,
   waitLine,
+  zombie,
   oldPayload,
   writeAged as write,
 } from './fixtures/proc-helpers.mjs'
@@ -39,7 +39,6 @@ function tmp() {
   return fs.realpathSync(d)
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const HOUR = 3_600_000
 const YEAR = 365 * 24 * HOUR
 
@@ -303,15 +302,10 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
 
   it('a zombie pid is dead', async () => {
     const dir = tmp()
-    const parent = track(spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] }))
-    const zombie = Number(await waitLine(parent, ''))
-    const st = startTime(zombie)
-    for (let i = 0; i < 200 && procState(zombie) !== 'Z'; i++) await sleep(25)
-    expect(procState(zombie)).toBe('Z')
-    expect(() => process.kill(zombie, 0)).not.toThrow()
-    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }))
+    const { pid: zombiePid, starttime: st } = await zombie()
+    write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: zombiePid, createdAt: new Date().toISOString(), starttime: st }))
     const { lock } = await inspectOne(dir, 'a.jsonl.lock')
-    expect(lock).toMatchObject({ pid: zombie, pidAlive: false, stale: true, staleReasons: ['dead-pid'] })
+    expect(lock).toMatchObject({ pid: zombiePid, pidAlive: false, stale: true, staleReasons: ['dead-pid'] })
   })
 
   it('EPERM is alive: a live process of another user', async (ctx) => {

@@ -12,13 +12,13 @@ import { fileURLToPath } from 'node:url'
 import * as swl from '../index.mjs'
 import {
   startTime,
-  procState,
   deadPid,
   track,
   killTrackedChildren,
   sleeper,
   otherUserTarget,
   waitLine,
+  zombie,
   oldPayload,
   writeAged as writeOld,
 } from './fixtures/proc-helpers.mjs'
@@ -375,17 +375,11 @@ describe('old lock files judged by acquire (§4)', () => {
     const dir = tmp()
     const sessionFile = path.join(dir, 's.jsonl')
     const lockPath = `${sessionFile}.lock`
-    // sh starts a short-lived grandchild, then becomes `sleep`, which never reaps it.
-    const parent = track(spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] }))
-    const zombie = Number(await waitLine(parent, ''))
-    expect(zombie).toBeGreaterThan(0)
-    const st = startTime(zombie)
-    for (let i = 0; i < 200 && procState(zombie) !== 'Z'; i++) await sleep(25)
-    expect(procState(zombie)).toBe('Z')
-    // kill(pid, 0) still succeeds on a zombie: the old module thought it alive.
-    expect(() => process.kill(zombie, 0)).not.toThrow()
-    expect(legacy.staleReasons({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }, 1_800_000)).toEqual([])
-    writeOld(lockPath, oldPayload({ pid: zombie, createdAt: new Date().toISOString(), starttime: st }))
+    // kill(pid, 0) still succeeds on a zombie (zombie() asserts it): the old module thought it alive.
+    const { pid: zombiePid, starttime: st } = await zombie()
+    expect(zombiePid).toBeGreaterThan(0)
+    expect(legacy.staleReasons({ pid: zombiePid, createdAt: new Date().toISOString(), starttime: st }, 1_800_000)).toEqual([])
+    writeOld(lockPath, oldPayload({ pid: zombiePid, createdAt: new Date().toISOString(), starttime: st }))
     await expectReclaimed(sessionFile, lockPath)
   })
 
