@@ -37,6 +37,23 @@ describe('mutual exclusion between processes', () => {
     expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
   }, 120_000)
 
+  it('the portable create path (no O_TMPFILE, as on macOS): 3 processes x 150, exact', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const counter = path.join(dir, 'counter')
+    const N = 150
+    const env = { SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' }
+    const hs = [0, 1, 2].map(() =>
+      spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)], { env }),
+    )
+    const exits = await Promise.all(hs.map((h) => h.exited))
+    for (const [i, e] of exits.entries()) {
+      expect(e, `${hs[i].lines.join('\n')}\n${hs[i].stderr()}`).toEqual({ code: 0, signal: null })
+    }
+    expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
+    expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
+  }, 120_000)
+
   it('the parent joins the counter loop with two children: still exact', async () => {
     const dir = tmpDir()
     const sessionFile = path.join(dir, 's.jsonl')

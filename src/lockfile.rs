@@ -138,54 +138,40 @@ const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 /// Open the lock path, creating it exclusively if absent. Returns the file,
 /// whether we created it, and its metadata.
 fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::Metadata), OsError> {
-    let mut created = true;
-    let mut rounds = 0u32;
-    let file = loop {
-        let opened = std::fs::OpenOptions::new()
+    // Bounded: a name that keeps flapping between our create and our open is
+    // reported as it is.
+    for _ in 0..1000 {
+        let created = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .custom_flags(OPEN_FLAGS)
             .mode(0o644)
             .open(path);
-        match opened {
-            Ok(f) => break f,
+        match created {
+            Ok(f) => {
+                // O_EXCL only ever makes a regular file.
+                let meta = f
+                    .metadata()
+                    .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+                return Ok((f, true, meta));
+            }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                created = false;
-                // Read-only is enough to lock and to read; we never write into a
-                // file we did not create.
-                match std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(OPEN_FLAGS)
-                    .open(path)
-                {
-                    Ok(f) => break f,
-                    // The holder released (unlinked) between our create and
-                    // this open: create again (bounded; a name that keeps
-                    // flapping is reported as it is).
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rounds < 1000 => {
-                        rounds += 1;
-                        created = true;
-                        continue;
-                    }
-                    Err(e) => return Err(classify_open_error(&e, path, path_str)),
+                if let Some((f, meta)) = open_existing(path, path_str)? {
+                    return Ok((f, false, meta));
                 }
+                // The holder released (unlinked) between our create and our
+                // open: create again.
             }
             Err(e) => return Err(classify_open_error(&e, path, path_str)),
         }
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
-    if !meta.file_type().is_file() {
-        // Not created by us (O_EXCL never makes anything but a regular file).
-        return Err(non_regular_error(&meta, path_str));
     }
-    Ok((file, created, meta))
+    Err(OsError::synthetic("ENOENT", "open", path_str))
 }
 
-/// Open an existing lock path read-only (never following, never blocking).
-/// `None` when nothing is there any more.
+/// Open an existing lock path read-only (never following, never blocking):
+/// enough to lock and to read, and we never write into a file we did not
+/// create. `None` when nothing is there any more.
 fn open_existing(
     path: &Path,
     path_str: &str,
@@ -220,6 +206,16 @@ enum Publish {
 #[cfg(target_os = "linux")]
 static TMPFILE_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
+/// `SESSION_WRITE_LOCK_PORTABLE_CREATE=1` forces the create-then-write path
+/// that systems without `O_TMPFILE` use, so that tests cover it here too.
+#[cfg(target_os = "linux")]
+fn portable_only() -> bool {
+    static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| {
+        std::env::var_os("SESSION_WRITE_LOCK_PORTABLE_CREATE").is_some_and(|v| v == "1")
+    })
+}
+
 /// Build the lock file unnamed, lock it, write the payload, then link it into
 /// place (see the module docs). Any failure to create or link other than
 /// `EEXIST` falls back to the portable path, which reports errors with the
@@ -234,7 +230,7 @@ fn publish(
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::FromRawFd;
     use std::sync::atomic::Ordering;
-    if !TMPFILE_WORKS.load(Ordering::Relaxed) {
+    if !TMPFILE_WORKS.load(Ordering::Relaxed) || portable_only() {
         return Ok(Publish::Unsupported);
     }
     let dir = match path.parent() {
