@@ -139,7 +139,8 @@ function pump() {
     const p = pending.get(d.requestId)
     if (p === undefined) {
       // Granted to a request this context no longer waits for: never leak.
-      if (d.leaseId != null) native.releaseLease(ctx, d.leaseId)
+      // Its release may hand the lock to another waiter here: drain again.
+      if (d.leaseId != null && (native.releaseLease(ctx, d.leaseId) & 2) !== 0) pumpSoon()
       continue
     }
     pending.delete(d.requestId)
