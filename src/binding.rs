@@ -13,7 +13,6 @@ use napi::{sys, Env, JsValue};
 use napi_derive::napi;
 
 use crate::identity;
-use crate::legacy;
 use crate::lockfile;
 use crate::oserror::OsError;
 use crate::paths;
@@ -454,12 +453,6 @@ pub fn list_held() -> Vec<NativeHolder> {
         .collect()
 }
 
-/// The pid named by the lock file at `lock_path`, if any (bounded read).
-#[napi(catch_unwind)]
-pub fn peek_pid(lock_path: String) -> Option<u32> {
-    lockfile::peek(std::path::Path::new(&lock_path)).and_then(|(p, _)| p.pid)
-}
-
 #[napi(object)]
 pub struct PeekedHolder {
     pub pid: Option<u32>,
@@ -470,7 +463,7 @@ pub struct PeekedHolder {
 /// lock taken, nothing created); `null` when there is no regular file.
 #[napi(catch_unwind)]
 pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
-    lockfile::peek(std::path::Path::new(&lock_path)).map(|(p, _)| PeekedHolder {
+    lockfile::peek(std::path::Path::new(&lock_path)).map(|p| PeekedHolder {
         pid: p.pid,
         created_at: p.created_at,
     })
@@ -559,18 +552,6 @@ pub fn set_start_time_override(pid: u32, value: Option<f64>, clear: bool) {
     }
 }
 
-/// Start time of a pid (None when unknown or not running).
-#[napi(catch_unwind)]
-pub fn process_start_time(pid: u32) -> Option<f64> {
-    identity::proc_start_time(pid).map(|s| s as f64)
-}
-
-/// Whether a pid is alive by the liveness rules (zombie dead, EPERM alive).
-#[napi(catch_unwind)]
-pub fn pid_alive(pid: u32) -> bool {
-    identity::liveness(pid) == identity::Liveness::Alive
-}
-
 #[napi(object)]
 pub struct RegistryCounts {
     pub keys: u32,
@@ -592,24 +573,6 @@ pub fn registry_counts() -> RegistryCounts {
 #[napi(catch_unwind)]
 pub fn clear_path_cache() {
     paths::clear_cache();
-}
-
-/// Judge a payload by the legacy rules without touching any file (tests and
-/// the CLI's explanations).
-#[napi(catch_unwind)]
-pub fn judge_payload(text: String, mtime_ms: f64, now_ms: f64, stale_ms: f64) -> Vec<String> {
-    let p = crate::payload::parse(text.as_bytes());
-    legacy::judge(
-        &p,
-        mtime_ms as i64,
-        now_ms as i64,
-        none_or_ms(stale_ms).unwrap_or(u64::MAX),
-        false,
-    )
-    .reasons
-    .into_iter()
-    .map(str::to_string)
-    .collect()
 }
 
 /// Deliberately panic (tests: a panic must surface as a JS error).
@@ -651,12 +614,6 @@ pub fn marker_update(id: f64, json: String) -> Option<NativeError> {
 #[napi(catch_unwind)]
 pub fn marker_close(id: f64) -> bool {
     crate::marker::close(id as u64)
-}
-
-/// Remove every open marker of this process; returns how many.
-#[napi(catch_unwind)]
-pub fn marker_close_all() -> u32 {
-    crate::marker::close_all() as u32
 }
 
 #[napi(object)]

@@ -8,16 +8,10 @@
 //! names the inode we judged, so a file created or taken over meanwhile by a
 //! new holder is never removed.
 
-use std::fs::File;
 use std::path::Path;
 
-#[cfg(unix)]
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-#[cfg(unix)]
-use std::os::unix::io::AsRawFd;
-
 use crate::legacy;
-use crate::lockfile::{self, FileId};
+use crate::lockfile::Probe;
 use crate::oserror::OsError;
 use crate::payload;
 
@@ -37,54 +31,39 @@ pub struct Report {
     pub error: Option<OsError>,
 }
 
-fn open(path: &str) -> Result<File, OsError> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| OsError::from_io(&e, "open", path))
-}
-
 pub fn inspect(lock_path: &str, now_ms: i64, stale_ms: u64, remove: bool) -> Report {
     let mut r = Report::default();
-    let file = match open(lock_path) {
-        Ok(f) => f,
+    let path = Path::new(lock_path);
+    let probe = match Probe::open(path, lock_path) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            r.error = Some(OsError::synthetic("ENOENT", "open", lock_path));
+            return r;
+        }
         Err(e) => {
             r.error = Some(e);
             return r;
         }
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => {
-            r.error = Some(OsError::from_io(&e, "fstat", lock_path));
-            return r;
-        }
-    };
-    if !meta.is_file() {
-        let code = if meta.is_dir() { "EISDIR" } else { "EINVAL" };
-        r.error = Some(OsError::synthetic(code, "open", lock_path));
-        return r;
-    }
-    let id = FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
-    let mtime = meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000;
-    let p = payload::parse(&lockfile::read_bounded(&file));
+    let p = payload::parse(&probe.read());
     r.pid = p.pid;
     r.created_at = p.created_at.clone();
     r.os = p.os_lock;
     r.hostname = p.hostname.clone();
     r.max_hold_ms = p.max_hold_ms;
-    // SAFETY: a non-blocking flock on a descriptor we own.
-    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    let verdict = legacy::judge(&p, mtime, now_ms, stale_ms, false);
+    let verdict = legacy::judge(&p, probe.mtime_ms, now_ms, stale_ms, false);
     r.pid_alive = verdict.pid_alive;
     r.age_ms = verdict.age_ms;
-    if !got {
-        r.held = true;
-        return r;
+    match probe.try_lock(lock_path) {
+        Ok(true) => {}
+        Ok(false) => {
+            r.held = true;
+            return r;
+        }
+        Err(e) => {
+            r.error = Some(e);
+            return r;
+        }
     }
     r.reasons = verdict.reasons;
     if p.os_lock {
@@ -93,13 +72,11 @@ pub fn inspect(lock_path: &str, now_ms: i64, stale_ms: u64, remove: bool) -> Rep
     } else {
         r.stale = verdict.stale;
     }
-    if r.stale && remove && lockfile::path_names(Path::new(lock_path), id) {
-        match std::fs::remove_file(lock_path) {
-            Ok(()) => r.removed = true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => r.error = Some(OsError::from_io(&e, "unlink", lock_path)),
+    if r.stale && remove {
+        match probe.remove_if_named(path, lock_path) {
+            Ok(removed) => r.removed = removed,
+            Err(e) => r.error = Some(e),
         }
     }
-    drop(file);
     r
 }

@@ -86,10 +86,6 @@ impl WaitFile {
     pub fn id(&self) -> FileId {
         self.id
     }
-    #[cfg(unix)]
-    pub fn raw_fd(&self) -> i32 {
-        self.file.as_raw_fd()
-    }
 }
 
 /// The outcome of one non-blocking attempt.
@@ -395,19 +391,57 @@ pub fn read_bounded(file: &File) -> Vec<u8> {
     buf
 }
 
-/// Read and parse the payload at `path` without locking or creating anything
-/// (for diagnostics: the owner named in a timeout error, inspections).
-pub fn peek(path: &Path) -> Option<(ParsedPayload, std::fs::Metadata)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(OPEN_FLAGS)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.file_type().is_file() {
-        return None;
+/// A lock file (or marker) opened to look at, not to hold: read-only, never
+/// following a symlink, never blocking, regular files only. Shared by the
+/// timeout diagnostics, `cleanStaleLockFiles` and marker recovery.
+#[derive(Debug)]
+pub struct Probe {
+    file: File,
+    pub id: FileId,
+    pub mtime_ms: i64,
+}
+
+impl Probe {
+    /// Open `path`; `None` when nothing is there. A non-regular file is an
+    /// error (`ELOOP`, `EISDIR`, `EINVAL`), as for an acquire.
+    pub fn open(path: &Path, path_str: &str) -> Result<Option<Probe>, OsError> {
+        Ok(open_existing(path, path_str)?.map(|(file, meta)| Probe {
+            file,
+            id: meta_id(&meta),
+            mtime_ms: mtime_ms(&meta),
+        }))
     }
-    Some((payload::parse(&read_bounded(&file)), meta))
+
+    /// At most `MAX_PAYLOAD_BYTES + 1` bytes from the start.
+    pub fn read(&self) -> Vec<u8> {
+        read_bounded(&self.file)
+    }
+
+    /// Try to take the OS lock (kept until the probe is dropped). `false`:
+    /// someone holds it.
+    pub fn try_lock(&self, path_str: &str) -> Result<bool, OsError> {
+        try_lock_exclusive(&self.file, path_str)
+    }
+
+    /// Remove the name, if it still names this file. Call only while holding
+    /// the probe's lock, so a new holder's file is never removed.
+    pub fn remove_if_named(&self, path: &Path, path_str: &str) -> Result<bool, OsError> {
+        if !path_names(path, self.id) {
+            return Ok(false);
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(OsError::from_io(&e, "unlink", path_str)),
+        }
+    }
+}
+
+/// Read and parse the payload at `path` without locking or creating anything
+/// (the owner named in a timeout error).
+pub fn peek(path: &Path) -> Option<ParsedPayload> {
+    let probe = Probe::open(path, &path.to_string_lossy()).ok()??;
+    Some(payload::parse(&probe.read()))
 }
 
 /// Make one non-blocking attempt to take the lock at `path`.
@@ -517,11 +551,6 @@ pub fn attempt(
 impl LockFile {
     pub fn id(&self) -> FileId {
         self.id
-    }
-
-    #[cfg(unix)]
-    pub fn raw_fd(&self) -> i32 {
-        self.file.as_raw_fd()
     }
 
     /// Replace the payload (in-process hand-off to the next holder). Writes in

@@ -84,16 +84,6 @@ pub fn close(id: u64) -> bool {
     }
 }
 
-/// Close every open marker; returns how many.
-pub fn close_all() -> usize {
-    let all: Vec<(String, u64, LockFile)> = with_open(|m| m.drain().map(|(_, v)| v).collect());
-    let n = all.len();
-    for (path, _, file) in all {
-        file.release(Path::new(&path));
-    }
-    n
-}
-
 /// A Node environment is torn down without running JS (a worker's
 /// `terminate()`): unlock its markers but leave them in place, so that
 /// `recoverOrphanedSessions` reports those sessions at once, exactly as if
@@ -148,40 +138,22 @@ pub fn collect_orphans(dir: &str, remove: bool) -> Result<Vec<Orphan>, OsError> 
 }
 
 fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    use std::os::unix::io::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    // SAFETY: non-blocking flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    let probe = lockfile::Probe::open(Path::new(path), path).ok()??;
+    if !probe.try_lock(path).ok()? {
         return None; // a live owner
     }
-    let id = lockfile::FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
-    if !lockfile::path_names(Path::new(path), id) {
-        return None;
-    }
-    let bytes = lockfile::read_bounded(&file);
+    let bytes = probe.read();
     if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES || !is_marker(&bytes) {
         // Not one of our markers (another tool's file, or garbage): leave it.
         return None;
     }
-    let content = String::from_utf8_lossy(&bytes).into_owned();
-    if remove {
-        let _ = std::fs::remove_file(path);
+    if remove && !probe.remove_if_named(Path::new(path), path).ok()? {
+        // Replaced or taken meanwhile: not ours to report.
+        return None;
     }
     Some(Orphan {
         path: path.to_string(),
-        content,
+        content: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
 

@@ -15,12 +15,12 @@
 //! Not detected: an *ancestor* of a real directory moved away and replaced by
 //! a symlink to its new place. The lock then still lands in the same directory
 //! inode (exclusion holds, across processes too); only the path string is the
-//! old spelling. A real path that names nothing any more makes the open fail
-//! with `ENOENT`; the caller then calls [`forget`] and normalizes again (see
+//! old spelling. A directory removed between this check and the open of the
+//! lock file makes the open fail with `ENOENT`; the caller then calls
+//! [`forget`] and normalizes again, which recreates it (see
 //! `binding::acquire`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 
 use crate::lockfile::FileId;
@@ -152,8 +152,9 @@ pub fn clear_cache() {
     *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
-/// `true` when `p` is a directory path known to the cache (tests).
-pub fn is_cached(p: &Path) -> bool {
+/// `true` when `p` is a directory path known to the cache.
+#[cfg(test)]
+fn is_cached(p: &std::path::Path) -> bool {
     CACHE
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -841,15 +841,6 @@ impl Registry {
         v
     }
 
-    /// Is `lock_path` held by this process (any thread)?
-    pub fn holds_lock_path(&self, lock_path: &str) -> bool {
-        let inner = self.lock();
-        inner
-            .keys
-            .values()
-            .any(|ks| &*ks.lock_path == lock_path && ks.holder.is_some())
-    }
-
     /// Counts for diagnostics and tests: (keys, holders, waiters).
     pub fn counts(&self) -> (usize, usize, usize) {
         let inner = self.lock();
