@@ -146,6 +146,11 @@ function pump() {
     pending.delete(d.requestId)
     p.settle(d)
   }
+  dropKeepAliveIfIdle()
+}
+
+/** The keep-alive interval exists only while an infinite wait is pending. */
+function dropKeepAliveIfIdle() {
   if (pending.size === 0 && keepAlive !== null) {
     clearInterval(keepAlive)
     keepAlive = null
@@ -254,10 +259,6 @@ class SessionWriteLockLease {
 
   [asyncDispose]() {
     return this.release()
-  }
-
-  static idOf(lease) {
-    return lease.#id
   }
 }
 
@@ -390,10 +391,7 @@ function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
         pending.delete(requestId)
         cleanup()
         reject(err)
-        if (pending.size === 0 && keepAlive !== null) {
-          clearInterval(keepAlive)
-          keepAlive = null
-        }
+        dropKeepAliveIfIdle()
       } else {
         // Granted (or failed) already: the delivery wins.
         pump()
@@ -506,16 +504,12 @@ function resetLockStateForTest() {
   for (const [requestId, p] of pending) {
     if (native.cancel(requestId)) {
       pending.delete(requestId)
-      const err = new Error('session write lock state reset')
-      err.code = 'OPENCLAW_SESSION_WRITE_LOCK_RESET'
-      p.settle({ error: { message: err.message, code: err.code, errno: 0, syscall: 'reset', path: '' } })
+      const message = 'session write lock state reset'
+      p.settle({ error: { message, code: 'OPENCLAW_SESSION_WRITE_LOCK_RESET', errno: 0, syscall: 'reset', path: '' } })
     }
   }
   releaseAllSync()
-  if (keepAlive !== null) {
-    clearInterval(keepAlive)
-    keepAlive = null
-  }
+  dropKeepAliveIfIdle()
   if (watchdogTimer !== null) {
     clearTimeout(watchdogTimer)
     watchdogTimer = null
@@ -533,22 +527,17 @@ function setFirstUseHook(fn) {
 module.exports = {
   acquireSessionWriteLock,
   release,
-  releaseSync,
   releaseAll,
   releaseAllSync,
   listHeldLocks,
   SessionWriteLockTimeoutError,
   SessionWriteLockLostError,
-  SessionWriteLockLease,
   isSessionWriteLockTimeoutError,
   resolveSessionLockMaxHoldFromTimeout,
   resolveStaleMs,
-  resolveTimeoutMs,
-  resolveMaxHoldMs,
   runWatchdog,
   resetLockStateForTest,
   setFirstUseHook,
   osError,
   native,
-  constants: { DEFAULT_TIMEOUT_MS, DEFAULT_STALE_MS, DEFAULT_MAX_HOLD_MS, LOG_PREFIX },
 }
