@@ -113,6 +113,35 @@ struct Waiter {
     stale_ms: u64,
 }
 
+impl Waiter {
+    fn new(request_id: u64, req: AcquireRequest) -> Self {
+        Waiter {
+            request_id,
+            ctx: req.ctx,
+            thread: req.thread,
+            owner: req.owner,
+            max_hold_ms: req.max_hold_ms,
+            stale_ms: req.stale_ms,
+        }
+    }
+}
+
+impl Holder {
+    /// `w` becomes the holder of `file`, with one lease.
+    fn of(w: Waiter, file: LockFile, token: Arc<str>, at: i64, lease_id: u64) -> Self {
+        Holder {
+            file,
+            token,
+            ctx: w.ctx,
+            thread: w.thread,
+            owner: w.owner,
+            leases: vec![lease_id],
+            acquired_at_ms: at,
+            max_hold_ms: w.max_hold_ms,
+        }
+    }
+}
+
 struct KeyState {
     lock_path: Arc<str>,
     holder: Option<Holder>,
@@ -297,11 +326,16 @@ impl Registry {
         }
     }
 
-    /// Acquire, or queue. `caller` is the context making the call.
+    /// Acquire, or queue.
     pub fn acquire(&self, req: AcquireRequest) -> Result<AcquireOutcome, OsError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if let Some(ks) = inner.keys.get_mut(req.key.as_str()) {
+        if let Some(key) = inner
+            .keys
+            .get_key_value(req.key.as_str())
+            .map(|(k, _)| k.clone())
+        {
+            let ks = inner.keys.get_mut(&key).expect("just found");
             if let Some(h) = ks.holder.as_mut() {
                 if reentry_allowed(h, req.thread, &req.owner, req.allow_reentrant) {
                     let lease_id = self.id();
@@ -312,30 +346,13 @@ impl Registry {
                         token: h.token.clone(),
                         acquired_at_ms: h.acquired_at_ms,
                     };
-                    let key = inner
-                        .keys
-                        .get_key_value(req.key.as_str())
-                        .map(|(k, _)| k.clone())
-                        .unwrap_or_else(|| req.key.as_str().into());
                     inner.leases.insert(lease_id, key);
                     return Ok(AcquireOutcome::Granted(g));
                 }
             }
             // Busy in process (held or queued): join the queue.
             let request_id = self.id();
-            ks.waiters.push_back(Waiter {
-                request_id,
-                ctx: req.ctx,
-                thread: req.thread,
-                owner: req.owner,
-                max_hold_ms: req.max_hold_ms,
-                stale_ms: req.stale_ms,
-            });
-            let key = inner
-                .keys
-                .get_key_value(req.key.as_str())
-                .map(|(k, _)| k.clone())
-                .unwrap_or_else(|| req.key.as_str().into());
+            ks.waiters.push_back(Waiter::new(request_id, req));
             inner.requests.insert(request_id, key);
             return Ok(AcquireOutcome::Pending(request_id));
         }
@@ -343,60 +360,35 @@ impl Registry {
         let (attempt, token, at) = os_attempt(&req.lock_path, None, req.stale_ms, req.max_hold_ms)?;
         let key: Arc<str> = req.key.as_str().into();
         let lock_path: Arc<str> = req.lock_path.as_str().into();
-        match attempt {
+        let id = self.id();
+        let mut ks = KeyState {
+            lock_path: lock_path.clone(),
+            holder: None,
+            waiters: VecDeque::new(),
+            contending: false,
+        };
+        let w = Waiter::new(id, req);
+        let outcome = match attempt {
             Attempt::Acquired(file) => {
-                let lease_id = self.id();
-                inner.keys.insert(
-                    key.clone(),
-                    KeyState {
-                        lock_path: lock_path.clone(),
-                        holder: Some(Holder {
-                            file,
-                            token: token.clone(),
-                            ctx: req.ctx,
-                            thread: req.thread,
-                            owner: req.owner,
-                            leases: vec![lease_id],
-                            acquired_at_ms: at,
-                            max_hold_ms: req.max_hold_ms,
-                        }),
-                        waiters: VecDeque::new(),
-                        contending: false,
-                    },
-                );
-                inner.leases.insert(lease_id, key);
-                Ok(AcquireOutcome::Granted(Grant {
-                    lease_id,
-                    lock_path,
+                ks.holder = Some(Holder::of(w, file, token.clone(), at, id));
+                inner.leases.insert(id, key.clone());
+                AcquireOutcome::Granted(Grant {
+                    lease_id: id,
+                    lock_path: lock_path.clone(),
                     token,
                     acquired_at_ms: at,
-                }))
+                })
             }
             Attempt::Busy(wait) => {
-                let request_id = self.id();
-                let mut waiters = VecDeque::new();
-                waiters.push_back(Waiter {
-                    request_id,
-                    ctx: req.ctx,
-                    thread: req.thread,
-                    owner: req.owner,
-                    max_hold_ms: req.max_hold_ms,
-                    stale_ms: req.stale_ms,
-                });
-                inner.keys.insert(
-                    key.clone(),
-                    KeyState {
-                        lock_path: lock_path.clone(),
-                        holder: None,
-                        waiters,
-                        contending: true,
-                    },
-                );
-                inner.requests.insert(request_id, key.clone());
-                waiter::contend(key, lock_path, Some(wait));
-                Ok(AcquireOutcome::Pending(request_id))
+                ks.waiters.push_back(w);
+                ks.contending = true;
+                inner.requests.insert(id, key.clone());
+                waiter::contend(key.clone(), lock_path, Some(wait));
+                AcquireOutcome::Pending(id)
             }
-        }
+        };
+        inner.keys.insert(key, ks);
+        Ok(outcome)
     }
 
     /// Cancel a pending request. `false` if it is no longer pending (granted
@@ -459,73 +451,13 @@ impl Registry {
     /// The holder of `key` is done (all levels gone, or forced): hand the OS
     /// lock to the next waiter in line, or release it.
     fn pass_on(&self, inner: &mut Inner, caller: CtxId, key: &Arc<str>) {
-        let Some(ks) = inner.keys.get_mut(key) else {
+        let Some(h) = inner.keys.get_mut(key).and_then(|ks| ks.holder.take()) else {
             return;
         };
-        let Some(mut h) = ks.holder.take() else {
-            return;
-        };
-        for l in h.leases.drain(..) {
-            inner.leases.remove(&l);
+        for l in &h.leases {
+            inner.leases.remove(l);
         }
-        let ks = inner.keys.get_mut(key).expect("key present");
-        let lock_path = ks.lock_path.clone();
-        if let Some(w) = ks.waiters.pop_front() {
-            inner.requests.remove(&w.request_id);
-            let token = new_token();
-            let at = now_ms();
-            let mut buf = String::with_capacity(320);
-            render_payload(&mut buf, at, w.max_hold_ms, &token);
-            match h.file.write_payload(buf.as_bytes()) {
-                Ok(()) => {
-                    let lease_id = self.id();
-                    let ks = inner.keys.get_mut(key).expect("key present");
-                    ks.holder = Some(Holder {
-                        file: h.file,
-                        token: token.clone(),
-                        ctx: w.ctx,
-                        thread: w.thread,
-                        owner: w.owner,
-                        leases: vec![lease_id],
-                        acquired_at_ms: at,
-                        max_hold_ms: w.max_hold_ms,
-                    });
-                    inner.leases.insert(lease_id, key.clone());
-                    Self::deliver(
-                        inner,
-                        caller,
-                        w.ctx,
-                        Delivery {
-                            request_id: w.request_id,
-                            result: Ok(Grant {
-                                lease_id,
-                                lock_path,
-                                token,
-                                acquired_at_ms: at,
-                            }),
-                        },
-                    );
-                    return;
-                }
-                Err(e) => {
-                    let err = OsError::from_io(&e, "write", &lock_path);
-                    h.file.release(Path::new(&*lock_path));
-                    Self::deliver(
-                        inner,
-                        caller,
-                        w.ctx,
-                        Delivery {
-                            request_id: w.request_id,
-                            result: Err(err),
-                        },
-                    );
-                    self.advance(inner, caller, key);
-                    return;
-                }
-            }
-        }
-        h.file.release(Path::new(&*lock_path));
-        inner.keys.remove(key);
+        self.grant_head(inner, caller, key, h.file, None);
     }
 
     /// No in-process holder: let the head waiter take the OS lock now, or
@@ -546,7 +478,7 @@ impl Registry {
             let max_hold = w.max_hold_ms;
             match os_attempt(&lock_path, None, w.stale_ms, max_hold) {
                 Ok((Attempt::Acquired(file), token, at)) => {
-                    self.install(inner, caller, key, file, token, at, max_hold);
+                    self.grant_head(inner, caller, key, file, Some((token, at, max_hold)));
                     return;
                 }
                 Ok((Attempt::Busy(wait), _, _)) => {
@@ -571,17 +503,19 @@ impl Registry {
         }
     }
 
-    /// Install a freshly OS-acquired file as the holder for the head waiter.
-    #[allow(clippy::too_many_arguments)]
-    fn install(
+    /// Give `file`, the OS lock of `key`, to the head of its queue: it becomes
+    /// the holder and its grant is delivered. `written` is the (token, time,
+    /// max hold) the file's payload already carries (a fresh acquisition); any
+    /// other head gets a new token and a rewritten payload (an in-process
+    /// hand-off). If that write fails, the head gets the error and the next
+    /// waiter tries afresh. With nobody left, the lock is released.
+    fn grant_head(
         &self,
         inner: &mut Inner,
         caller: CtxId,
         key: &Arc<str>,
         mut file: LockFile,
-        token: Arc<str>,
-        at: i64,
-        rendered_max_hold: Option<u64>,
+        written: Option<(Arc<str>, i64, Option<u64>)>,
     ) {
         let Some(ks) = inner.keys.get_mut(key) else {
             file.release(Path::new(&format!("{key}.lock")));
@@ -594,38 +528,50 @@ impl Registry {
             return;
         };
         inner.requests.remove(&w.request_id);
-        // The payload was rendered with the head's max hold at the time; a
-        // different head (the first cancelled) gets its own.
-        if rendered_max_hold != w.max_hold_ms {
-            let mut buf = String::with_capacity(320);
-            render_payload(&mut buf, at, w.max_hold_ms, &token);
-            let _ = file.write_payload(buf.as_bytes());
-        }
+        let (token, at) = match written {
+            Some((token, at, max_hold)) if max_hold == w.max_hold_ms => (token, at),
+            _ => {
+                let token = new_token();
+                let at = now_ms();
+                let mut buf = String::with_capacity(320);
+                render_payload(&mut buf, at, w.max_hold_ms, &token);
+                if let Err(e) = file.write_payload(buf.as_bytes()) {
+                    let err = OsError::from_io(&e, "write", &lock_path);
+                    file.release(Path::new(&*lock_path));
+                    let request_id = w.request_id;
+                    Self::deliver(
+                        inner,
+                        caller,
+                        w.ctx,
+                        Delivery {
+                            request_id,
+                            result: Err(err),
+                        },
+                    );
+                    self.advance(inner, caller, key);
+                    return;
+                }
+                (token, at)
+            }
+        };
         let lease_id = self.id();
+        let (ctx, request_id) = (w.ctx, w.request_id);
         let ks = inner.keys.get_mut(key).expect("key present");
-        ks.holder = Some(Holder {
-            file,
-            token: token.clone(),
-            ctx: w.ctx,
-            thread: w.thread,
-            owner: w.owner,
-            leases: vec![lease_id],
-            acquired_at_ms: at,
-            max_hold_ms: w.max_hold_ms,
-        });
+        ks.holder = Some(Holder::of(w, file, token.clone(), at, lease_id));
         inner.leases.insert(lease_id, key.clone());
+        let grant = Grant {
+            lease_id,
+            lock_path,
+            token,
+            acquired_at_ms: at,
+        };
         Self::deliver(
             inner,
             caller,
-            w.ctx,
+            ctx,
             Delivery {
-                request_id: w.request_id,
-                result: Ok(Grant {
-                    lease_id,
-                    lock_path,
-                    token,
-                    acquired_at_ms: at,
-                }),
+                request_id,
+                result: Ok(grant),
             },
         );
     }
@@ -655,7 +601,7 @@ impl Registry {
         match inner.keys.get_mut(key) {
             Some(ks) if ks.contending && ks.holder.is_none() => {
                 ks.contending = false;
-                self.install(inner, 0, key, file, token, at, rendered_max_hold);
+                self.grant_head(inner, 0, key, file, Some((token, at, rendered_max_hold)));
             }
             Some(ks) => {
                 let p = ks.lock_path.clone();
