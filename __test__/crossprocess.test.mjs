@@ -22,33 +22,19 @@ afterEach(() => {
 })
 
 describe('mutual exclusion between processes', () => {
-  it('3 processes x 150 read-modify-write iterations: the counter is exact', async () => {
+  it.each([
+    ['linked into place with O_TMPFILE', {}],
+    ['portable create-then-write path, as without O_TMPFILE (macOS)', { SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' }],
+  ])('3 processes x 150 read-modify-write iterations: the counter is exact (%s)', async (_label, env) => {
     const dir = tmpDir()
     const sessionFile = path.join(dir, 's.jsonl')
     const counter = path.join(dir, 'counter')
     const N = 150
-    const hs = [0, 1, 2].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)]))
+    const hs = [0, 1, 2].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)], { env }))
     const exits = await Promise.all(hs.map((h) => h.exited))
     for (const [i, e] of exits.entries()) {
       expect(e, `${hs[i].lines.join('\n')}\n${hs[i].stderr()}`).toEqual({ code: 0, signal: null })
       expect(hs[i].lines).toContain(`done ${N}`)
-    }
-    expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
-    expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
-  }, 120_000)
-
-  it('the portable create path (no O_TMPFILE, as on macOS): 3 processes x 150, exact', async () => {
-    const dir = tmpDir()
-    const sessionFile = path.join(dir, 's.jsonl')
-    const counter = path.join(dir, 'counter')
-    const N = 150
-    const env = { SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' }
-    const hs = [0, 1, 2].map(() =>
-      spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)], { env }),
-    )
-    const exits = await Promise.all(hs.map((h) => h.exited))
-    for (const [i, e] of exits.entries()) {
-      expect(e, `${hs[i].lines.join('\n')}\n${hs[i].stderr()}`).toEqual({ code: 0, signal: null })
     }
     expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)
     expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
