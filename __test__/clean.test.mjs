@@ -3,7 +3,6 @@
 // removes the stale ones and logs each removal.
 import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -12,7 +11,8 @@ import {
   startTime,
   deadPid,
   track,
-  killTrackedChildren,
+  resetAfterTest,
+  tempDirs,
   sleeper,
   otherUserTarget,
   waitLine,
@@ -24,20 +24,10 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url))
 const INDEX = path.join(here, '..', 'index.js')
 
-const dirs = []
+const dirs = tempDirs('swl-clean-')
+const tmp = () => dirs.make()
 
-afterEach(async () => {
-  swl.__testing.clearStartTimeOverrides()
-  swl.resetSessionWriteLockStateForTest()
-  killTrackedChildren()
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
-})
-
-function tmp() {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-clean-'))
-  dirs.push(d)
-  return fs.realpathSync(d)
-}
+afterEach(() => resetAfterTest(swl, dirs))
 
 const HOUR = 3_600_000
 const YEAR = 365 * 24 * HOUR

@@ -4,7 +4,6 @@
 // child process) and ours contend for the same session.
 import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -14,7 +13,8 @@ import {
   startTime,
   deadPid,
   track,
-  killTrackedChildren,
+  resetAfterTest,
+  tempDirs,
   sleeper,
   otherUserTarget,
   waitLine,
@@ -29,20 +29,10 @@ const LEGACY = path.join(here, 'fixtures', 'legacy-lock.js')
 const INDEX = path.join(here, '..', 'index.js')
 const legacy = require(LEGACY)
 
-const dirs = []
+const dirs = tempDirs('swl-legacy-')
+const tmp = () => dirs.make()
 
-afterEach(async () => {
-  swl.__testing.clearStartTimeOverrides()
-  swl.resetSessionWriteLockStateForTest()
-  killTrackedChildren()
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
-})
-
-function tmp() {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-legacy-'))
-  dirs.push(d)
-  return fs.realpathSync(d)
-}
+afterEach(() => resetAfterTest(swl, dirs))
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
