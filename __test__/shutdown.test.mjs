@@ -303,9 +303,12 @@ describe('worker threads', () => {
         then: 'return',
       },
     })
+    // Listen for the exit first: a worker that returns right after posting can
+    // emit 'exit' in the same turn as its last 'message'.
+    const exited = new Promise((r) => w.once('exit', r))
     const msg = await withTimeout(new Promise((r) => w.once('message', r)), 'worker ready')
     expect(msg.error).toBeUndefined()
-    await withTimeout(new Promise((r) => w.once('exit', r)), 'worker exit')
+    await withTimeout(exited, 'worker exit')
     const ev = readEvidence(evidence)
     expect(ev.map((e) => `${e.event.sessionId}:${e.event.reason}`)).toEqual(['worker-1:shutdown'])
     expect(fs.existsSync(msg.lockPath)).toBe(false)
