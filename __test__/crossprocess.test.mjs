@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
-const { tmpDir, spawnNode, holderPath, parseLine, fixture, fdCount } = helpers
+const { tmpDir, spawnNode, holderPath, parseLine, fixture, fdCount, settledFdCount, fdCountBackTo } = helpers
 const children = []
 const spawnHolder = (args, opts) => {
   const h = spawnNode([holderPath, ...args], opts)
@@ -96,9 +96,9 @@ describe('a waiter that gives up on another process\'s lock leaves nothing behin
         await new Promise((r) => setTimeout(r, 50))
       }
       await giveUp() // the first wait may open lasting descriptors (the waiting thread's)
-      const fds = fdCount()
+      const fds = await settledFdCount()
       await giveUp()
-      expect(fdCount()).toBe(fds)
+      expect(await fdCountBackTo(fds)).toBe(fds)
       expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
       h.send('release')
       await h.waitLine('released')
@@ -128,10 +128,10 @@ describe('only the head of the in-process queue contends at the OS level', () =>
     await new Promise((r) => setTimeout(r, 100))
 
     await warm.exited
-    const fds0 = fdCount()
+    const fds0 = await settledFdCount()
     const h = spawnHolder([sessionFile])
     await h.waitLine('acquired')
-    const fds = fdCount()
+    const fds = await settledFdCount()
     const order = []
     const waits = []
     for (let i = 0; i < 20; i++) {
@@ -150,7 +150,7 @@ describe('only the head of the in-process queue contends at the OS level', () =>
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i))
     await h.exited // its pipes close
     await new Promise((r) => setTimeout(r, 50))
-    expect(fdCount()).toBe(fds0)
+    expect(await fdCountBackTo(fds0)).toBe(fds0)
   })
 })
 

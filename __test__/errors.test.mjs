@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
-const { tmpDir, spawnNode, holderPath, fixture, fdCount, parseLine } = helpers
+const { tmpDir, spawnNode, holderPath, fixture, settledFdCount, fdCountBackTo, parseLine } = helpers
 const counts = () => swl.__testing.registryCounts()
 
 const ENV_KEYS = [
@@ -235,7 +235,7 @@ describe('hostile lock paths', () => {
     const pre = fs.statSync(victim)
     const sessionFile = path.join(dir, 's.jsonl')
     fs.symlinkSync(victim, `${sessionFile}.lock`)
-    const fds = fdCount()
+    const fds = await settledFdCount()
     const err = await acquireError({ sessionFile, timeoutMs: 60_000 })
     expect(err).toBeInstanceOf(Error)
     expect(swl.isSessionWriteLockTimeoutError(err)).toBe(false)
@@ -248,7 +248,7 @@ describe('hostile lock paths', () => {
     expect(st.mtimeMs).toBe(pre.mtimeMs)
     expect(st.ino).toBe(pre.ino)
     expect(fs.lstatSync(`${sessionFile}.lock`).isSymbolicLink()).toBe(true)
-    expect(fdCount()).toBe(fds)
+    expect(await fdCountBackTo(fds)).toBe(fds)
     expect(counts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
   })
 
@@ -294,7 +294,7 @@ describe('hostile lock paths', () => {
     const dir = tmpDir()
     const sessionFile = path.join(dir, 's.jsonl')
     execFileSync('mkfifo', [`${sessionFile}.lock`])
-    const fds = fdCount()
+    const fds = await settledFdCount()
     const err = await Promise.race([
       acquireError({ sessionFile, timeoutMs: 60_000 }),
       new Promise((_, rej) => setTimeout(() => rej(new Error('acquire on a FIFO hung')), 20_000)),
@@ -303,7 +303,7 @@ describe('hostile lock paths', () => {
     expect(err.syscall).toBe('open')
     expect(err.path).toBe(path.join(fs.realpathSync(dir), 's.jsonl.lock'))
     expect(fs.lstatSync(`${sessionFile}.lock`).isFIFO()).toBe(true)
-    expect(fdCount()).toBe(fds)
+    expect(await fdCountBackTo(fds)).toBe(fds)
   })
 
   it('a symlink at the lock path also fails for a waiter queued behind a holder', async () => {
@@ -341,7 +341,7 @@ describe('OS errors', () => {
     // warm up lazily created descriptors
     const w = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'w.jsonl') })
     await w.release()
-    const fds = fdCount()
+    const fds = await settledFdCount()
     const err = await acquireError({ sessionFile, timeoutMs: 60_000 })
     expect(err).toBeInstanceOf(Error)
     expect(err.code).toBe('ENOTDIR')
@@ -349,7 +349,7 @@ describe('OS errors', () => {
     expect(err.path).toBe(path.join(fs.realpathSync(dir), 'plain', 'sub'))
     expect(fs.readFileSync(path.join(dir, 'plain'), 'utf8')).toBe('x')
     expect(fs.readdirSync(dir).sort()).toEqual(['plain'])
-    expect(fdCount()).toBe(fds)
+    expect(await fdCountBackTo(fds)).toBe(fds)
     expect(counts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
   })
 
@@ -373,13 +373,13 @@ describe('OS errors', () => {
   it('a regular file as the direct parent: coded mkdir error (EEXIST, as Node mkdir -p), nothing left', async () => {
     const dir = tmpDir()
     fs.writeFileSync(path.join(dir, 'plain'), 'x')
-    const fds = fdCount()
+    const fds = await settledFdCount()
     const err = await acquireError({ sessionFile: path.join(dir, 'plain', 's.jsonl'), timeoutMs: 60_000 })
     expect(['EEXIST', 'ENOTDIR']).toContain(err.code)
     expect(err.syscall).toBe('mkdir')
     expect(err.path).toBe(path.join(dir, 'plain'))
     expect(fs.readdirSync(dir)).toEqual(['plain'])
-    expect(fdCount()).toBe(fds)
+    expect(await fdCountBackTo(fds)).toBe(fds)
   })
 
   const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0
