@@ -11,6 +11,7 @@ const COMMANDS = {
   clean: () => require('./lib/clean'),
   hold: () => require('./lib/hold'),
   demo: () => require('./lib/demo'),
+  openclaw: () => require('./lib/openclaw'),
 }
 
 const HELP = `Usage: session-lock <command> [options]
@@ -26,6 +27,9 @@ Commands:
   demo [dir]
         workers contending on sessions, a SIGKILLed holder taken over, a
         SIGTERMed process ending its sessions, then inspect and clean
+  openclaw <apply|verify|revert> <openclaw install dir> [--dry-run]
+        run this package under an installed OpenClaw gateway (patch its
+        bundled lock chunk; revert restores it byte for byte)
 
 Run "session-lock <command> --help" for a command's options.
 Options: -h, --help   this help;   -V, --version   the package version`
@@ -54,7 +58,7 @@ async function main(argv) {
   }
   const load = Object.prototype.hasOwnProperty.call(COMMANDS, cmd) ? COMMANDS[cmd] : undefined
   if (load === undefined) {
-    throw new UsageError(`unknown command "${cmd}" (inspect, clean, hold, demo; see --help)`)
+    throw new UsageError(`unknown command "${cmd}" (inspect, clean, hold, demo, openclaw; see --help)`)
   }
   if (cmd !== 'demo') {
     // `session-lock inspect dir | head`: a closed pipe is not an error worth a stack.
