@@ -425,14 +425,29 @@ function writeAtomic(file, bytes) {
   }
 }
 
+/** An fs error as "<path>: <message>", anything else by its message. */
+function describe(err) {
+  if (err instanceof OpenclawError) return err.message
+  return String((err && err.message) || err).split('\n')[0]
+}
+
 function restoreFromBackup(inst, manifest) {
   const restored = []
   for (const c of manifest.chunks) {
     const target = path.join(inst.installDir, c.file)
     const backup = path.join(inst.installDir, c.backup)
-    const bytes = fs.readFileSync(backup)
+    if (fileSha(target) === c.originalSha256) {
+      restored.push(c.file)
+      continue
+    }
+    let bytes
+    try {
+      bytes = fs.readFileSync(backup)
+    } catch (err) {
+      throw new OpenclawError(`cannot read the backup ${backup}: ${describe(err)}`)
+    }
     if (sha256(bytes) !== c.originalSha256) throw new OpenclawError(`${backup}: backup does not match the recorded sha256; not restoring it`)
-    if (fileSha(target) !== c.originalSha256) writeAtomic(target, bytes)
+    writeAtomic(target, bytes)
     if (fileSha(target) !== c.originalSha256) throw new OpenclawError(`${target}: restored bytes do not match the original sha256`)
     restored.push(c.file)
   }
@@ -467,12 +482,6 @@ function apply(dir, { dryRun = false } = {}) {
   }))
   if (dryRun) return { action: 'apply', dryRun: true, changed: false, version: inst.version, packageUrl: pkgInfo.url, chunks: plan }
   const backupDir = path.join(inst.stateDir, 'backup')
-  fs.mkdirSync(backupDir, { recursive: true })
-  for (const c of chunks) {
-    const dest = path.join(backupDir, c.name)
-    fs.copyFileSync(c.file, dest)
-    if (fileSha(dest) !== c.sha256) throw new OpenclawError(`${dest}: backup copy does not match the original; nothing patched`)
-  }
   const newManifest = {
     tool: 'session-write-lock',
     toolVersion: pkgInfo.version,
@@ -481,8 +490,26 @@ function apply(dir, { dryRun = false } = {}) {
     appliedAt: new Date().toISOString(),
     chunks: plan.map(({ patched, ...rest }) => rest),
   }
-  fs.writeFileSync(path.join(inst.stateDir, MANIFEST), `${JSON.stringify(newManifest, null, 2)}\n`)
-  for (const c of chunks) writeAtomic(c.file, c.patched)
+  try {
+    fs.mkdirSync(backupDir, { recursive: true })
+    for (const c of chunks) {
+      const dest = path.join(backupDir, c.name)
+      fs.copyFileSync(c.file, dest)
+      if (fileSha(dest) !== c.sha256) throw new OpenclawError(`${dest}: backup copy does not match the original; nothing patched`)
+    }
+    fs.writeFileSync(path.join(inst.stateDir, MANIFEST), `${JSON.stringify(newManifest, null, 2)}\n`)
+    for (const c of chunks) writeAtomic(c.file, c.patched)
+  } catch (err) {
+    // Put back whatever was replaced, and leave no backup that would make the
+    // next apply think this one happened.
+    try {
+      if (fs.existsSync(path.join(inst.stateDir, MANIFEST))) restoreFromBackup(inst, newManifest)
+      fs.rmSync(inst.stateDir, { recursive: true, force: true })
+    } catch (undoErr) {
+      throw new OpenclawError(`apply failed (${describe(err)}) and undoing it failed too (${describe(undoErr)}); originals are in ${backupDir}`)
+    }
+    throw new OpenclawError(`apply failed, nothing changed: ${describe(err)}`)
+  }
   const verified = verifyPatched(inst, newManifest)
   if (!verified.ok) {
     restoreFromBackup(inst, newManifest)
@@ -577,7 +604,14 @@ async function run(argv) {
   if (dir === undefined) throw usage(`${sub} needs the openclaw install dir`)
   if (extra.length > 0) throw usage(`unexpected argument "${extra[0]}"`)
   if (opts.dryRun && sub === 'verify') throw usage('verify changes nothing; --dry-run is for apply and revert')
-  const r = sub === 'apply' ? apply(dir, opts) : sub === 'verify' ? verify(dir) : revert(dir, opts)
+  let r
+  try {
+    r = sub === 'apply' ? apply(dir, opts) : sub === 'verify' ? verify(dir) : revert(dir, opts)
+  } catch (err) {
+    // I/O errors (EACCES on a system-wide install, ...) are refusals, not bugs.
+    if (!(err instanceof OpenclawError) && err && typeof err.code === 'string') throw new OpenclawError(describe(err))
+    throw err
+  }
   printResult(r, opts.json)
   return sub === 'verify' && !r.ok ? 1 : 0
 }
