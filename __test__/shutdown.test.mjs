@@ -521,3 +521,48 @@ describe('hooks installed once', () => {
     }
   })
 })
+
+describe('signal-exit counts as "nobody else" (handleTerminationSignal, process.kill recorded)', () => {
+  const V4 = Symbol.for('signal-exit emitter')
+
+  /** Hold a lock, add `others` listeners, fake signal-exit's counters, run our listener. */
+  async function scenarioWith({ v3 = 0, v4 = 0, others = 0 }) {
+    const dir = tmp()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'se.jsonl') })
+    const fns = Array.from({ length: others }, () => () => {})
+    for (const fn of fns) process.on('SIGTERM', fn)
+    const hadV3 = Object.prototype.hasOwnProperty.call(process, '__signal_exit_emitter__')
+    if (v3) process.__signal_exit_emitter__ = { count: v3 }
+    if (v4) globalThis[V4] = { count: v4 }
+    const kills = []
+    const realKill = process.kill
+    process.kill = (pid, sig) => {
+      kills.push(sig)
+      return true
+    }
+    try {
+      swl.__testing.handleTerminationSignal('SIGTERM')
+    } finally {
+      process.kill = realKill
+      for (const fn of fns) process.removeListener('SIGTERM', fn)
+      if (!hadV3) delete process.__signal_exit_emitter__
+      delete globalThis[V4]
+    }
+    const held = fs.existsSync(lease.lockPath)
+    await swl.releaseAll()
+    return { kills, held }
+  }
+
+  it.each([
+    { name: 'v3 listener alone', v3: 1, others: 1, ends: true },
+    { name: 'v4 listener alone', v4: 1, others: 1, ends: true },
+    { name: 'v3 and v4 together', v3: 1, v4: 1, others: 2, ends: true },
+    { name: 'two v3 copies', v3: 2, others: 2, ends: true },
+    { name: 'v3 plus an application listener', v3: 1, others: 2, ends: false },
+    { name: 'an application listener, no signal-exit', others: 1, ends: false },
+  ])('$name', async ({ v3, v4, others, ends }) => {
+    const r = await scenarioWith({ v3, v4, others })
+    if (ends) expect(r).toEqual({ kills: ['SIGTERM'], held: false })
+    else expect(r).toEqual({ kills: [], held: true })
+  })
+})
