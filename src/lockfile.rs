@@ -18,13 +18,24 @@
 //!   while we hold its lock and a fresh file is created in its place. The
 //!   exclusive create is also what the old TypeScript module linearizes on, so
 //!   a reclaim race between old and new code has one winner.
-//! - **No empty window** (Linux): a new lock file is built unnamed
-//!   (`O_TMPFILE`), locked, filled with its payload, and only then given its
-//!   name with `linkat` (which fails with `EEXIST` rather than replace
-//!   anything). No reader, ours or the old module's, ever sees a lock file of
-//!   ours empty or unlocked, and a failed payload write leaves nothing behind.
-//!   Where `O_TMPFILE` is unsupported we fall back to `O_CREAT | O_EXCL`, then
-//!   lock, then write.
+//! - **No incomplete file, ever**: a new lock file is built where nobody can
+//!   see it, locked and filled with its payload, and only then given its name
+//!   by a call that fails with `EEXIST` rather than replace anything. On Linux
+//!   the file is unnamed (`O_TMPFILE`) and named with `linkat`; elsewhere, or
+//!   when that fails for this attempt, it is built under a temporary name in
+//!   the same directory ([`temp_name`]: `.<lock file name>.<pid>-<n>.tmp`,
+//!   which never ends in `.lock`, so nothing takes it for a lock) and named
+//!   with `link`, after which the temporary name is removed. A process killed
+//!   at any instant leaves no lock file or a complete one (plus, at worst, a
+//!   stray `*.tmp` name). Only a file system without hard links falls back to
+//!   `O_CREAT | O_EXCL`, then lock, then write.
+//! - **Every rewrite parses**: an in-process hand-off rewrites the payload in
+//!   place in one `pwrite`; a shorter payload is first padded with spaces to
+//!   the old length (still valid JSON) and only then trimmed, so a reader sees
+//!   the old payload, the padded new one, or the exact new one.
+//! - **Per attempt**: a failed fast path (`O_TMPFILE` refused, `linkat`
+//!   failing) only sends *that* create down the portable path; nothing is
+//!   cached, so the next create tries the fast path again.
 //! - **Unlink races**: after locking, the descriptor's inode must still be the
 //!   one the path names; otherwise we retry. Release unlinks only while still
 //!   holding the lock and only if the path still names our inode, then closes.
@@ -146,6 +157,7 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
             .open(path);
         match created {
             Ok(f) => {
+                count(COUNT_EXCL);
                 // O_EXCL only ever makes a regular file.
                 let meta = f
                     .metadata()
@@ -199,8 +211,23 @@ enum Publish {
     Unsupported,
 }
 
-#[cfg(target_os = "linux")]
-static TMPFILE_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// How creates went, for tests and diagnostics (`__testing`): linked from
+/// `O_TMPFILE`, linked from a temporary name, plain exclusive creates, and
+/// fast-path attempts that fell back.
+pub static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+const COUNT_TMPFILE: usize = 0;
+const COUNT_TEMP_LINK: usize = 1;
+const COUNT_EXCL: usize = 2;
+const COUNT_FALLBACK: usize = 3;
+
+fn count(i: usize) {
+    CREATE_COUNTS[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// `SESSION_WRITE_LOCK_PORTABLE_CREATE=1` forces the create-then-write path
 /// that systems without `O_TMPFILE` use, so that tests cover it here too.
@@ -214,8 +241,8 @@ fn portable_only() -> bool {
 
 /// Build the lock file unnamed, lock it, write the payload, then link it into
 /// place (see the module docs). Any failure to create or link other than
-/// `EEXIST` falls back to the portable path, which reports errors with the
-/// `open` syscall as Node would.
+/// `EEXIST` sends this attempt (only this one) to the portable path, which
+/// reports errors with the `open` syscall as Node would.
 #[cfg(target_os = "linux")]
 fn publish(
     path: &Path,
@@ -225,8 +252,7 @@ fn publish(
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::FromRawFd;
-    use std::sync::atomic::Ordering;
-    if !TMPFILE_WORKS.load(Ordering::Relaxed) || portable_only() {
+    if portable_only() {
         return Ok(Publish::Unsupported);
     }
     let dir = match path.parent() {
@@ -246,19 +272,16 @@ fn publish(
         )
     };
     if fd < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        if matches!(
-            errno,
-            Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-        ) {
-            TMPFILE_WORKS.store(false, Ordering::Relaxed);
-        }
+        // No O_TMPFILE in this directory (EOPNOTSUPP, EISDIR, EINVAL) or any
+        // other refusal: the portable path decides, and reports real errors.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     let file = unsafe { File::from_raw_fd(fd) };
     if !try_lock_exclusive(&file, path_str)? {
         // Nobody else can see an unnamed inode; be safe anyway.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
     let mut buf = String::with_capacity(320);
@@ -287,15 +310,12 @@ fn publish(
         if errno == Some(libc::EEXIST) {
             return Ok(Publish::Exists);
         }
-        if matches!(
-            errno,
-            Some(libc::ENOENT) | Some(libc::EPERM) | Some(libc::EXDEV)
-        ) {
-            // No /proc, or linking an O_TMPFILE is refused here.
-            TMPFILE_WORKS.store(false, Ordering::Relaxed);
-        }
+        // No /proc, or linking an O_TMPFILE refused here (ENOENT, EPERM,
+        // EXDEV...): this attempt only goes the portable way.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
+    count(COUNT_TMPFILE);
     let meta = file
         .metadata()
         .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
@@ -313,6 +333,113 @@ fn publish(
     _render: &mut dyn FnMut(&mut String),
 ) -> Result<Publish, OsError> {
     Ok(Publish::Unsupported)
+}
+
+enum Linked {
+    Done(LockFile),
+    Exists,
+    /// The file system has no hard links: only a plain exclusive create is
+    /// left.
+    NoLinks,
+}
+
+/// The temporary name a portable create builds its file under:
+/// `.<lock file name>.<pid>-<n>.tmp` in the lock's directory. It never ends
+/// in `.lock`, so neither cleanup nor an acquire ever takes it for a lock; a
+/// process killed between the `link` and the `unlink` below leaves it behind
+/// as a second name of a file nobody holds (harmless; removable by hand).
+pub fn temp_name(path: &Path) -> Option<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name()?;
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name);
+    t.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    Some(path.with_file_name(t))
+}
+
+/// The portable create: build the complete, locked file under a temporary
+/// name, then `link` it to the lock path (which fails with `EEXIST` instead
+/// of replacing anything), then drop the temporary name.
+#[cfg(unix)]
+fn publish_linked(
+    path: &Path,
+    path_str: &str,
+    render: &mut dyn FnMut(&mut String),
+) -> Result<Linked, OsError> {
+    let Some(mut tmp) = temp_name(path) else {
+        return Ok(Linked::NoLinks);
+    };
+    let mut tries = 0;
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(OPEN_FLAGS)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(f) => break f,
+            // A stray name left by a killed process of a recycled pid.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+                tries += 1;
+                tmp = temp_name(path).expect("has a file name");
+            }
+            Err(e) => return Err(classify_open_error(&e, path, path_str)),
+        }
+    };
+    let cleanup = |tmp: &Path| {
+        let _ = std::fs::remove_file(tmp);
+    };
+    match try_lock_exclusive(&file, path_str) {
+        Ok(true) => {}
+        Ok(false) => {
+            // Someone opened our private name and locked it: give up this
+            // name and let the caller try the plain way.
+            cleanup(&tmp);
+            return Ok(Linked::NoLinks);
+        }
+        Err(e) => {
+            cleanup(&tmp);
+            return Err(e);
+        }
+    }
+    let mut buf = String::with_capacity(320);
+    render(&mut buf);
+    {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = file.write_all_at(buf.as_bytes(), 0) {
+            cleanup(&tmp);
+            return Err(OsError::from_io(&e, "write", path_str));
+        }
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    cleanup(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) => {
+            return match e.raw_os_error() {
+                Some(libc::EEXIST) => Ok(Linked::Exists),
+                Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                | Some(libc::EMLINK) => Ok(Linked::NoLinks),
+                _ => Err(OsError::from_io(&e, "link", path_str)),
+            }
+        }
+    }
+    count(COUNT_TEMP_LINK);
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+    Ok(Linked::Done(LockFile {
+        file,
+        id: meta_id(&meta),
+        len: buf.len() as u64,
+    }))
 }
 
 fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
@@ -478,7 +605,14 @@ pub fn attempt(
                     // Released between our link and our open: go again.
                     None => continue,
                 },
-                Publish::Unsupported => open_lock_path(path, path_str)?,
+                Publish::Unsupported => match publish_linked(path, path_str, render)? {
+                    Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                    Linked::Exists => match open_existing(path, path_str)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    },
+                    Linked::NoLinks => open_lock_path(path, path_str)?,
+                },
             },
         };
         let id = meta_id(&meta);
@@ -553,16 +687,45 @@ impl LockFile {
         self.id
     }
 
-    /// Replace the payload (in-process hand-off to the next holder). Writes in
-    /// place, then trims if the new payload is shorter.
+    /// Replace the payload (in-process hand-off, `createdAt` refresh) so that
+    /// every state a reader can see parses: one `pwrite` at offset 0; when
+    /// the new payload is shorter, it is padded with spaces to the old length
+    /// first (valid JSON: trailing whitespace) and only then trimmed to its
+    /// exact length. A failed trim leaves the padded, valid file.
     pub fn write_payload(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.write_all_at(bytes, 0)?;
         let new_len = bytes.len() as u64;
         if new_len < self.len {
+            let mut padded = Vec::with_capacity(self.len as usize);
+            padded.extend_from_slice(bytes);
+            padded.resize(self.len as usize, b' ');
+            self.file.write_all_at(&padded, 0)?;
             self.file.set_len(new_len)?;
+        } else {
+            self.file.write_all_at(bytes, 0)?;
         }
         self.len = new_len;
+        Ok(())
+    }
+
+    /// Rewrite the payload as [`LockFile::write_payload`] does, then set the
+    /// file's modification time back to `mtime_ms` (the hold's real start),
+    /// so a refreshed `createdAt` does not hide when the hold began.
+    pub fn refresh_payload(&mut self, bytes: &[u8], mtime_ms: i64) -> io::Result<()> {
+        self.write_payload(bytes)?;
+        let ts = libc::timespec {
+            tv_sec: mtime_ms.div_euclid(1000) as libc::time_t,
+            tv_nsec: (mtime_ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
+        };
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            ts,
+        ];
+        // SAFETY: our own open descriptor and two valid timespecs.
+        unsafe { libc::futimens(self.file.as_raw_fd(), times.as_ptr()) };
         Ok(())
     }
 
@@ -709,6 +872,8 @@ mod tests {
         a.write_payload(b"0123456789").unwrap();
         a.write_payload(b"abc").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+        a.write_payload(b"0123456789").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"0123456789");
         a.release(&p);
     }
 }

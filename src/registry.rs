@@ -82,6 +82,17 @@ pub struct Dropped {
     pub max_hold_ms: Option<u64>,
 }
 
+/// What [`Registry::refresh`] did.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Holds of the thread (refreshed or not).
+    pub holds: usize,
+    pub refreshed: usize,
+    /// Leases whose lock file was deleted or replaced, with their lock path.
+    pub lost: Vec<(u64, Arc<str>)>,
+    pub errors: Vec<OsError>,
+}
+
 #[derive(Debug, Clone)]
 pub struct HolderInfo {
     pub lock_path: String,
@@ -102,6 +113,8 @@ struct Holder {
     leases: Vec<u64>,
     acquired_at_ms: i64,
     max_hold_ms: Option<u64>,
+    /// When the payload's `createdAt` was last written (see `refresh`).
+    written_at_ms: i64,
 }
 
 struct Waiter {
@@ -138,6 +151,7 @@ impl Holder {
             leases: vec![lease_id],
             acquired_at_ms: at,
             max_hold_ms: w.max_hold_ms,
+            written_at_ms: at,
         }
     }
 }
@@ -380,10 +394,12 @@ impl Registry {
                 })
             }
             Attempt::Busy(wait) => {
+                // Nothing is recorded unless the waiting machinery runs: an
+                // acquire that cannot wait fails at once, leaving nothing.
+                waiter::contend(key.clone(), lock_path, Some(wait))?;
                 ks.waiters.push_back(w);
                 ks.contending = true;
                 inner.requests.insert(id, key.clone());
-                waiter::contend(key.clone(), lock_path, Some(wait));
                 AcquireOutcome::Pending(id)
             }
         };
@@ -481,11 +497,27 @@ impl Registry {
                     self.grant_head(inner, caller, key, file, Some((token, at, max_hold)));
                     return;
                 }
-                Ok((Attempt::Busy(wait), _, _)) => {
-                    ks.contending = true;
-                    waiter::contend(key.clone(), lock_path, Some(wait));
-                    return;
-                }
+                Ok((Attempt::Busy(wait), _, _)) => match waiter::contend(key.clone(), lock_path, Some(wait)) {
+                    Ok(()) => {
+                        ks.contending = true;
+                        return;
+                    }
+                    // The waiting machinery cannot start: this head fails
+                    // now (never hangs); the next one tries again.
+                    Err(err) => {
+                        let w = ks.waiters.pop_front().expect("head");
+                        inner.requests.remove(&w.request_id);
+                        Self::deliver(
+                            inner,
+                            caller,
+                            w.ctx,
+                            Delivery {
+                                request_id: w.request_id,
+                                result: Err(err),
+                            },
+                        );
+                    }
+                },
                 Err(err) => {
                     let w = ks.waiters.pop_front().expect("head");
                     inner.requests.remove(&w.request_id);
@@ -522,11 +554,20 @@ impl Registry {
             return;
         };
         let lock_path = ks.lock_path.clone();
-        let Some(w) = ks.waiters.pop_front() else {
+        if ks.waiters.is_empty() {
             file.release(Path::new(&*lock_path));
             inner.keys.remove(key);
             return;
-        };
+        }
+        if written.is_none() && !file.still_named_by(Path::new(&*lock_path)) {
+            // The file being handed over was deleted or replaced (an `rm`, a
+            // reclaim): it excludes nobody any more. Drop it without touching
+            // the path, and let the head contend afresh at the OS level.
+            file.abandon();
+            self.advance(inner, caller, key);
+            return;
+        }
+        let w = ks.waiters.pop_front().expect("not empty");
         inner.requests.remove(&w.request_id);
         let (token, at) = match written {
             Some((token, at, max_hold)) if max_hold == w.max_hold_ms => (token, at),
@@ -749,6 +790,54 @@ impl Registry {
     /// Is the lease still held (in this process's view)?
     pub fn lease_held(&self, lease_id: u64) -> bool {
         self.lock().leases.contains_key(&lease_id)
+    }
+
+    /// Is the lease still held, and does the lock path still name its file
+    /// (one `lstat`)? `Err` with the reason otherwise.
+    pub fn lease_owned(&self, lease_id: u64) -> Result<(), &'static str> {
+        let inner = self.lock();
+        let key = inner.leases.get(&lease_id).ok_or("no longer held")?;
+        let ks = inner.keys.get(key).ok_or("no longer held")?;
+        let h = ks.holder.as_ref().ok_or("no longer held")?;
+        if !h.file.still_named_by(Path::new(&*ks.lock_path)) {
+            return Err("lock file deleted or replaced");
+        }
+        Ok(())
+    }
+
+    /// Keep the payloads of `thread`'s holds fresh for old-module peers:
+    /// every hold whose `createdAt` was written `older_than_ms` or more before
+    /// `now` gets it rewritten to `now` (same token, same everything else,
+    /// under the rewrite rule of [`LockFile::write_payload`]), with the file's
+    /// mtime kept at the hold's real start. A hold whose path no longer names
+    /// its file is not written; its lease ids are returned as lost.
+    pub fn refresh(&self, thread: ThreadId, now: i64, older_than_ms: i64) -> Refreshed {
+        let mut inner = self.lock();
+        let mut out = Refreshed::default();
+        let mut buf = String::new();
+        for ks in inner.keys.values_mut() {
+            let lock_path = ks.lock_path.clone();
+            let Some(h) = ks.holder.as_mut().filter(|h| h.thread == thread) else {
+                continue;
+            };
+            out.holds += 1;
+            if now - h.written_at_ms < older_than_ms {
+                continue;
+            }
+            if !h.file.still_named_by(Path::new(&*lock_path)) {
+                out.lost.extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
+                continue;
+            }
+            render_payload(&mut buf, now, h.max_hold_ms, &h.token);
+            match h.file.refresh_payload(buf.as_bytes(), h.acquired_at_ms) {
+                Ok(()) => {
+                    h.written_at_ms = now;
+                    out.refreshed += 1;
+                }
+                Err(e) => out.errors.push(OsError::from_io(&e, "write", &lock_path)),
+            }
+        }
+        out
     }
 
     /// Check a lease against the disk: `Ok` if held and the path still names
