@@ -79,7 +79,35 @@ pub struct FileId {
 pub struct LockFile {
     file: File,
     id: FileId,
-    len: u64,
+    /// The payload as last written (compared with the next one to decide
+    /// whether it may be rewritten in place).
+    written: Vec<u8>,
+    /// The `createdAt` the payload carries, epoch ms (set by the registry).
+    pub created_ms: i64,
+}
+
+/// The outcome of [`LockFile::rewrite`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    Done,
+    /// The lock path no longer names our file (deleted or replaced): nothing
+    /// was written where anyone can see it.
+    Lost,
+}
+
+/// Can `old` be overwritten by `new` in one `pwrite` such that any mix of
+/// their bytes a concurrent reader might see (Linux does not serialize reads
+/// against writes of a page) is still valid JSON with the same keys? True
+/// when both have the same length and every byte that differs is a lower-case
+/// hex digit on both sides: the fencing token (24 hex digits in a string) and
+/// a same-width `maxHoldMs` number change, nothing else.
+fn mix_safe(old: &[u8], new: &[u8]) -> bool {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(&a, &b)| a == b || (hex(a) && hex(b)))
 }
 
 /// An open descriptor on a lock file someone else holds, kept while waiting
@@ -322,7 +350,8 @@ fn publish(
     Ok(Publish::Done(LockFile {
         file,
         id: meta_id(&meta),
-        len: buf.len() as u64,
+        written: buf.into_bytes(),
+        created_ms: 0,
     }))
 }
 
@@ -438,7 +467,8 @@ fn publish_linked(
     Ok(Linked::Done(LockFile {
         file,
         id: meta_id(&meta),
-        len: buf.len() as u64,
+        written: buf.into_bytes(),
+        created_ms: 0,
     }))
 }
 
@@ -491,6 +521,22 @@ fn try_lock_exclusive(file: &File, path_str: &str) -> Result<bool, OsError> {
 
 fn unlock(file: &File) {
     let _ = flock(file, libc::LOCK_UN);
+}
+
+/// Set a file's modification time (access time untouched); best effort.
+fn set_mtime(file: &File, ms: i64) {
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: ms.div_euclid(1000) as libc::time_t,
+            tv_nsec: (ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
+        },
+    ];
+    // SAFETY: an open descriptor and two valid timespecs.
+    unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) };
 }
 
 /// Does `path` (not following a final symlink) name the inode `id`?
@@ -642,7 +688,12 @@ pub fn attempt(
         if created {
             let mut buf = String::with_capacity(320);
             render(&mut buf);
-            let mut lf = LockFile { file, id, len: 0 };
+            let mut lf = LockFile {
+                file,
+                id,
+                written: Vec::new(),
+                created_ms: 0,
+            };
             if let Err(e) = lf.write_payload(buf.as_bytes()) {
                 let err = OsError::from_io(&e, "write", path_str);
                 lf.release(path);
@@ -687,46 +738,182 @@ impl LockFile {
         self.id
     }
 
-    /// Replace the payload (in-process hand-off, `createdAt` refresh) so that
-    /// every state a reader can see parses: one `pwrite` at offset 0; when
-    /// the new payload is shorter, it is padded with spaces to the old length
-    /// first (valid JSON: trailing whitespace) and only then trimmed to its
-    /// exact length. A failed trim leaves the padded, valid file.
+    /// Write the payload of a file nobody has seen yet, or, as a last resort,
+    /// rewrite in place: one `pwrite` at offset 0; a shorter payload is first
+    /// padded with spaces to the old length (still valid JSON) and only then
+    /// trimmed. Between two whole writes no state is half-written, but a read
+    /// that races the `pwrite` itself may see a mix of old and new bytes:
+    /// [`LockFile::rewrite`] uses this only where nothing better exists.
     pub fn write_payload(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let new_len = bytes.len() as u64;
-        if new_len < self.len {
-            let mut padded = Vec::with_capacity(self.len as usize);
+        let old_len = self.written.len();
+        if bytes.len() < old_len {
+            let mut padded = Vec::with_capacity(old_len);
             padded.extend_from_slice(bytes);
-            padded.resize(self.len as usize, b' ');
+            padded.resize(old_len, b' ');
             self.file.write_all_at(&padded, 0)?;
-            self.file.set_len(new_len)?;
+            self.file.set_len(bytes.len() as u64)?;
         } else {
             self.file.write_all_at(bytes, 0)?;
         }
-        self.len = new_len;
+        self.written.clear();
+        self.written.extend_from_slice(bytes);
         Ok(())
     }
 
-    /// Rewrite the payload as [`LockFile::write_payload`] does, then set the
-    /// file's modification time back to `mtime_ms` (the hold's real start),
-    /// so a refreshed `createdAt` does not hide when the hold began.
-    pub fn refresh_payload(&mut self, bytes: &[u8], mtime_ms: i64) -> io::Result<()> {
+    /// Replace the payload of the file we hold so that every state another
+    /// process can observe is a complete payload (in-process hand-off,
+    /// `createdAt` refresh):
+    /// - in place, one `pwrite`, when `in_place` is allowed and the change is
+    ///   mix-safe (only hex digits change: a new token, a same-width
+    ///   `maxHoldMs`), so even a read racing the write parses;
+    /// - otherwise (Linux) a new file, complete and locked under a temporary
+    ///   name, swapped with the lock path by `renameat2(RENAME_EXCHANGE)`: a
+    ///   reader opens the old file or the new one. The old file, now under the
+    ///   temporary name, is checked to be ours (else the swap is undone and
+    ///   the lease is [`Rewrite::Lost`]), unlinked and closed;
+    /// - where the exchange is unsupported, padded in place (see
+    ///   [`LockFile::write_payload`]).
+    ///
+    /// `mtime_ms`: the modification time to give the file (a refresh keeps
+    /// the hold's real start there); `None` leaves it at the write time.
+    pub fn rewrite(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        mtime_ms: Option<i64>,
+        in_place: bool,
+    ) -> io::Result<Rewrite> {
+        if in_place && mix_safe(&self.written, bytes) {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(bytes, 0)?;
+            self.written.clear();
+            self.written.extend_from_slice(bytes);
+            if let Some(ms) = mtime_ms {
+                set_mtime(&self.file, ms);
+            }
+            return Ok(Rewrite::Done);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(r) = self.exchange(path, bytes, mtime_ms)? {
+            return Ok(r);
+        }
+        if !path_names(path, self.id) {
+            return Ok(Rewrite::Lost);
+        }
         self.write_payload(bytes)?;
-        let ts = libc::timespec {
-            tv_sec: mtime_ms.div_euclid(1000) as libc::time_t,
-            tv_nsec: (mtime_ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
+        if let Some(ms) = mtime_ms {
+            set_mtime(&self.file, ms);
+        }
+        Ok(Rewrite::Done)
+    }
+
+    /// The exchange of [`LockFile::rewrite`]. `None`: unsupported here.
+    #[cfg(target_os = "linux")]
+    fn exchange(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        mtime_ms: Option<i64>,
+    ) -> io::Result<Option<Rewrite>> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileExt;
+        let Some(mut tmp) = temp_name(path) else {
+            return Ok(None);
         };
-        let times = [
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_OMIT,
-            },
-            ts,
-        ];
-        // SAFETY: our own open descriptor and two valid timespecs.
-        unsafe { libc::futimens(self.file.as_raw_fd(), times.as_ptr()) };
-        Ok(())
+        let mut tries = 0;
+        let file = loop {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(OPEN_FLAGS)
+                .mode(0o644)
+                .open(&tmp)
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+                    tries += 1;
+                    tmp = temp_name(path).expect("has a file name");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let drop_tmp = |tmp: &Path| {
+            let _ = std::fs::remove_file(tmp);
+        };
+        let ready = (|| -> io::Result<bool> {
+            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+                return Ok(false);
+            }
+            file.write_all_at(bytes, 0)?;
+            if let Some(ms) = mtime_ms {
+                set_mtime(&file, ms);
+            }
+            Ok(true)
+        })();
+        match ready {
+            Ok(true) => {}
+            Ok(false) => {
+                drop_tmp(&tmp);
+                return Ok(None);
+            }
+            Err(e) => {
+                drop_tmp(&tmp);
+                return Err(e);
+            }
+        }
+        let (Ok(ctmp), Ok(cpath)) = (
+            CString::new(tmp.as_os_str().as_bytes()),
+            CString::new(path.as_os_str().as_bytes()),
+        ) else {
+            drop_tmp(&tmp);
+            return Ok(None);
+        };
+        let swap = || -> io::Result<()> {
+            // SAFETY: two valid NUL-terminated paths.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    ctmp.as_ptr(),
+                    libc::AT_FDCWD,
+                    cpath.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        if let Err(e) = swap() {
+            drop_tmp(&tmp);
+            return match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(None),
+                // Nothing at the lock path any more: our file was deleted.
+                Some(libc::ENOENT) => Ok(Some(Rewrite::Lost)),
+                _ => Err(e),
+            };
+        }
+        // The temporary name now names what the lock path named.
+        if !path_names(&tmp, self.id) {
+            // Someone else's file was there: put it back, and never remove a
+            // name we cannot account for.
+            if swap().is_ok() {
+                drop_tmp(&tmp);
+            }
+            return Ok(Some(Rewrite::Lost));
+        }
+        drop_tmp(&tmp);
+        let meta = file.metadata()?;
+        // The old file (unlinked now) closes here, freeing its OS lock.
+        self.file = file;
+        self.id = meta_id(&meta);
+        self.written.clear();
+        self.written.extend_from_slice(bytes);
+        Ok(Some(Rewrite::Done))
     }
 
     /// Re-read our own file: is the path still ours, and what does it say?

@@ -113,8 +113,6 @@ struct Holder {
     leases: Vec<u64>,
     acquired_at_ms: i64,
     max_hold_ms: Option<u64>,
-    /// When the payload's `createdAt` was last written (see `refresh`).
-    written_at_ms: i64,
 }
 
 struct Waiter {
@@ -151,7 +149,6 @@ impl Holder {
             leases: vec![lease_id],
             acquired_at_ms: at,
             max_hold_ms: w.max_hold_ms,
-            written_at_ms: at,
         }
     }
 }
@@ -200,6 +197,10 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// An in-process hand-off keeps the payload's `createdAt` when it is younger
+/// than this (the refresh keeps held payloads fresh anyway).
+const HANDOFF_KEEP_CREATED_MS: i64 = 15_000;
 
 /// Fencing tokens: 64 random bits fixed per process, then a counter, as 24
 /// hex digits (fixed length, so in-place payload rewrites never shrink).
@@ -383,7 +384,8 @@ impl Registry {
         };
         let w = Waiter::new(id, req);
         let outcome = match attempt {
-            Attempt::Acquired(file) => {
+            Attempt::Acquired(mut file) => {
+                file.created_ms = at;
                 ks.holder = Some(Holder::of(w, file, token.clone(), at, id));
                 inner.leases.insert(id, key.clone());
                 AcquireOutcome::Granted(Grant {
@@ -570,27 +572,46 @@ impl Registry {
         let w = ks.waiters.pop_front().expect("not empty");
         inner.requests.remove(&w.request_id);
         let (token, at) = match written {
-            Some((token, at, max_hold)) if max_hold == w.max_hold_ms => (token, at),
+            Some((token, at, max_hold)) if max_hold == w.max_hold_ms => {
+                file.created_ms = at;
+                (token, at)
+            }
             _ => {
                 let token = new_token();
                 let at = now_ms();
+                // A recent createdAt is kept (old-module peers only need it
+                // fresh), so that a hand-off between holders of the same
+                // maxHoldMs changes hex digits only and is rewritten in place.
+                let keep = written.is_none() && (0..HANDOFF_KEEP_CREATED_MS).contains(&(at - file.created_ms));
+                let created = if keep { file.created_ms } else { at };
                 let mut buf = String::with_capacity(320);
-                render_payload(&mut buf, at, w.max_hold_ms, &token);
-                if let Err(e) = file.write_payload(buf.as_bytes()) {
-                    let err = OsError::from_io(&e, "write", &lock_path);
-                    file.release(Path::new(&*lock_path));
-                    let request_id = w.request_id;
-                    Self::deliver(
-                        inner,
-                        caller,
-                        w.ctx,
-                        Delivery {
-                            request_id,
-                            result: Err(err),
-                        },
-                    );
-                    self.advance(inner, caller, key);
-                    return;
+                render_payload(&mut buf, created, w.max_hold_ms, &token);
+                match file.rewrite(Path::new(&*lock_path), buf.as_bytes(), None, keep) {
+                    Ok(lockfile::Rewrite::Done) => file.created_ms = created,
+                    Ok(lockfile::Rewrite::Lost) => {
+                        // Deleted or replaced under us: nobody gets this file.
+                        ks.waiters.push_front(w);
+                        inner.requests.insert(ks.waiters[0].request_id, key.clone());
+                        file.abandon();
+                        self.advance(inner, caller, key);
+                        return;
+                    }
+                    Err(e) => {
+                        let err = OsError::from_io(&e, "write", &lock_path);
+                        file.release(Path::new(&*lock_path));
+                        let request_id = w.request_id;
+                        Self::deliver(
+                            inner,
+                            caller,
+                            w.ctx,
+                            Delivery {
+                                request_id,
+                                result: Err(err),
+                            },
+                        );
+                        self.advance(inner, caller, key);
+                        return;
+                    }
                 }
                 (token, at)
             }
@@ -821,18 +842,20 @@ impl Registry {
                 continue;
             };
             out.holds += 1;
-            if now - h.written_at_ms < older_than_ms {
-                continue;
-            }
-            if !h.file.still_named_by(Path::new(&*lock_path)) {
-                out.lost.extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
+            if now - h.file.created_ms < older_than_ms {
                 continue;
             }
             render_payload(&mut buf, now, h.max_hold_ms, &h.token);
-            match h.file.refresh_payload(buf.as_bytes(), h.acquired_at_ms) {
-                Ok(()) => {
-                    h.written_at_ms = now;
+            match h
+                .file
+                .rewrite(Path::new(&*lock_path), buf.as_bytes(), Some(h.acquired_at_ms), false)
+            {
+                Ok(lockfile::Rewrite::Done) => {
+                    h.file.created_ms = now;
                     out.refreshed += 1;
+                }
+                Ok(lockfile::Rewrite::Lost) => {
+                    out.lost.extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
                 }
                 Err(e) => out.errors.push(OsError::from_io(&e, "write", &lock_path)),
             }
