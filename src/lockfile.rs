@@ -100,7 +100,9 @@ pub enum Rewrite {
 /// against writes of a page) is still valid JSON with the same keys? True
 /// when both have the same length and every byte that differs is a lower-case
 /// hex digit on both sides: the fencing token (24 hex digits in a string) and
-/// a same-width `maxHoldMs` number change, nothing else.
+/// a same-width `maxHoldMs` number change, nothing else. Both are payloads
+/// rendered by us in this process (same keys, pid, host): the check is on
+/// bytes, not on JSON structure.
 fn mix_safe(old: &[u8], new: &[u8]) -> bool {
     let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
     old.len() == new.len()
@@ -419,7 +421,14 @@ fn publish_linked(
                 tries += 1;
                 tmp = temp_name(path).expect("has a file name");
             }
-            Err(e) => return Err(classify_open_error(&e, path, path_str)),
+            // A read-only or full directory: an existing lock file still
+            // decides first (as `O_EXCL` reports EEXIST before EROFS).
+            Err(e) => {
+                return match open_existing(path, path_str)? {
+                    Some(_) => Ok(Linked::Exists),
+                    None => Err(classify_open_error(&e, path, path_str)),
+                }
+            }
         }
     };
     let cleanup = |tmp: &Path| {
@@ -454,7 +463,9 @@ fn publish_linked(
         Err(e) => {
             return match e.raw_os_error() {
                 Some(libc::EEXIST) => Ok(Linked::Exists),
-                Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+                Some(libc::EPERM)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::ENOSYS)
                 | Some(libc::EMLINK) => Ok(Linked::NoLinks),
                 _ => Err(OsError::from_io(&e, "link", path_str)),
             }
@@ -1047,6 +1058,74 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "{\"pid\": 1, \"createdAt\": \"x\"}"
         );
+    }
+
+    #[test]
+    fn mix_safe_only_when_hex_digits_change() {
+        assert!(mix_safe(
+            b"{\"t\": \"00ab\", \"m\": 300}",
+            b"{\"t\": \"ff01\", \"m\": 900}"
+        ));
+        assert!(!mix_safe(b"{\"m\": 300}", b"{\"m\": 3000}"));
+        assert!(!mix_safe(
+            b"{\"t\": \"2026-01-01T09:00\"}",
+            b"{\"t\": \"2026-01-01T10:0x\"}"
+        ));
+        assert!(!mix_safe(b"{\"x\": 1}", b"{\"y\": 1}"));
+    }
+
+    #[test]
+    fn rewrite_swaps_in_a_new_locked_file_or_reports_loss() {
+        let d = tmpdir("swap");
+        let p = d.join("a.jsonl.lock");
+        let Attempt::Acquired(mut a) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        let before = a.id();
+        // Not mix-safe: a new file is swapped in, still locked by us.
+        assert_eq!(
+            a.rewrite(
+                &p,
+                b"{\"pid\": 1, \"lock\": \"os\", \"x\": 1}",
+                Some(1000),
+                false
+            )
+            .unwrap(),
+            Rewrite::Done
+        );
+        assert_ne!(a.id(), before);
+        assert!(a.still_named_by(&p));
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"{\"pid\": 1, \"lock\": \"os\", \"x\": 1}"
+        );
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.mtime(), 1);
+        let Attempt::Busy(_) = go(&p, None).unwrap() else {
+            panic!("the swapped-in file is locked")
+        };
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary name left");
+        // Mix-safe: in place, same inode.
+        let id = a.id();
+        a.rewrite(&p, b"{\"pid\": 2, \"lock\": \"os\", \"x\": 9}", None, true)
+            .unwrap();
+        assert_eq!(a.id(), id);
+        // Deleted and replaced by someone else: lost, their file untouched.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, "theirs").unwrap();
+        assert_eq!(
+            a.rewrite(&p, b"{\"pid\": 3}", None, false).unwrap(),
+            Rewrite::Lost
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            a.rewrite(&p, b"{\"pid\": 3}", None, false).unwrap(),
+            Rewrite::Lost
+        );
+        assert!(!p.exists());
     }
 
     #[test]

@@ -499,27 +499,29 @@ impl Registry {
                     self.grant_head(inner, caller, key, file, Some((token, at, max_hold)));
                     return;
                 }
-                Ok((Attempt::Busy(wait), _, _)) => match waiter::contend(key.clone(), lock_path, Some(wait)) {
-                    Ok(()) => {
-                        ks.contending = true;
-                        return;
+                Ok((Attempt::Busy(wait), _, _)) => {
+                    match waiter::contend(key.clone(), lock_path, Some(wait)) {
+                        Ok(()) => {
+                            ks.contending = true;
+                            return;
+                        }
+                        // The waiting machinery cannot start: this head fails
+                        // now (never hangs); the next one tries again.
+                        Err(err) => {
+                            let w = ks.waiters.pop_front().expect("head");
+                            inner.requests.remove(&w.request_id);
+                            Self::deliver(
+                                inner,
+                                caller,
+                                w.ctx,
+                                Delivery {
+                                    request_id: w.request_id,
+                                    result: Err(err),
+                                },
+                            );
+                        }
                     }
-                    // The waiting machinery cannot start: this head fails
-                    // now (never hangs); the next one tries again.
-                    Err(err) => {
-                        let w = ks.waiters.pop_front().expect("head");
-                        inner.requests.remove(&w.request_id);
-                        Self::deliver(
-                            inner,
-                            caller,
-                            w.ctx,
-                            Delivery {
-                                request_id: w.request_id,
-                                result: Err(err),
-                            },
-                        );
-                    }
-                },
+                }
                 Err(err) => {
                     let w = ks.waiters.pop_front().expect("head");
                     inner.requests.remove(&w.request_id);
@@ -582,7 +584,8 @@ impl Registry {
                 // A recent createdAt is kept (old-module peers only need it
                 // fresh), so that a hand-off between holders of the same
                 // maxHoldMs changes hex digits only and is rewritten in place.
-                let keep = written.is_none() && (0..HANDOFF_KEEP_CREATED_MS).contains(&(at - file.created_ms));
+                let keep = written.is_none()
+                    && (0..HANDOFF_KEEP_CREATED_MS).contains(&(at - file.created_ms));
                 let created = if keep { file.created_ms } else { at };
                 let mut buf = String::with_capacity(320);
                 render_payload(&mut buf, created, w.max_hold_ms, &token);
@@ -846,16 +849,19 @@ impl Registry {
                 continue;
             }
             render_payload(&mut buf, now, h.max_hold_ms, &h.token);
-            match h
-                .file
-                .rewrite(Path::new(&*lock_path), buf.as_bytes(), Some(h.acquired_at_ms), false)
-            {
+            match h.file.rewrite(
+                Path::new(&*lock_path),
+                buf.as_bytes(),
+                Some(h.acquired_at_ms),
+                false,
+            ) {
                 Ok(lockfile::Rewrite::Done) => {
                     h.file.created_ms = now;
                     out.refreshed += 1;
                 }
                 Ok(lockfile::Rewrite::Lost) => {
-                    out.lost.extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
+                    out.lost
+                        .extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
                 }
                 Err(e) => out.errors.push(OsError::from_io(&e, "write", &lock_path)),
             }
