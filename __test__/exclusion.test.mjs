@@ -263,6 +263,8 @@ describe('a long hold keeps createdAt fresh for old-module peers', () => {
     expect(Date.parse(info.payload.createdAt)).toBeGreaterThan(Date.parse(acq.acquiredAt) + 5000)
     const text = fs.readFileSync(acq.lockPath, 'utf8')
     expect(text).toBe(JSON.stringify(JSON.parse(text), null, 2))
+    // The file's mtime keeps the hold's real start (millisecond precision).
+    expect(Math.abs(fs.statSync(acq.lockPath).mtimeMs - Date.parse(acq.acquiredAt))).toBeLessThan(2)
     h.send('release')
     await h.waitLine('released')
     const old2 = spawnTracked([legacyPath, 'hold', sessionFile, '--stale-ms', '2500', '--timeout-ms', '9000', '--hold-ms', '0'])
