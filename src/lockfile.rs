@@ -848,7 +848,9 @@ impl LockFile {
                     tries += 1;
                     tmp = temp_name(path).expect("has a file name");
                 }
-                Err(e) => return Err(e),
+                // A directory made read-only or full since we took the lock:
+                // rewriting our own file in place still works.
+                Err(_) => return Ok(None),
             }
         };
         let drop_tmp = |tmp: &Path| {
