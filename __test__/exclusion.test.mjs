@@ -188,7 +188,7 @@ describe('waiting machinery that cannot start rejects instead of hanging', () =>
     const c = spawnTracked([fixture('excl-wait.js'), sessionFile], {
       env: { SESSION_WRITE_LOCK_TEST_WAITER_FAIL: `${what}:1` },
     })
-    const first = parseLine(await c.waitLine('first', 30_000))
+    const first = parseLine(await c.waitLine('first ', 30_000))
     expect(first).toMatchObject({ code, syscall })
     expect(first.name).toBe('Error')
     await c.waitLine('waiting')
@@ -203,7 +203,7 @@ describe('waiting machinery that cannot start rejects instead of hanging', () =>
     const sessionFile = path.join(tmpDir('swl-excl-'), 's.jsonl')
     const h = await holdElsewhere(sessionFile)
     const c = spawnTracked([fixture('excl-wait.js'), sessionFile, '--emfile'], { command: 'prlimit', nodeArgs: ['--nofile=256', process.execPath] })
-    const first = parseLine(await c.waitLine('first', 30_000))
+    const first = parseLine(await c.waitLine('first ', 30_000))
     expect(first.code).toBe('EMFILE')
     expect(typeof first.syscall).toBe('string')
     expect(first.fdsAfter).toBe(first.fdsBefore)
@@ -218,9 +218,9 @@ describe('waiting machinery that cannot start rejects instead of hanging', () =>
     const c = spawnTracked([fixture('excl-wait.js'), sessionFile], {
       env: { SESSION_WRITE_LOCK_TEST_WAITER_FAIL: 'inotify-missing:9' },
     })
-    await pause(300)
+    await c.waitLine('first-started')
     h.send('release')
-    expect(parseLine(await c.waitLine('first', 30_000))).toEqual({ ok: true })
+    expect(parseLine(await c.waitLine('first ', 30_000))).toEqual({ ok: true })
     expect(parseLine(await c.waitLine('second', 30_000))).toEqual({ ok: true })
     expect((await c.exited).code).toBe(0)
     const said = c.stderr().split('\n').filter((l) => l.includes('polling'))

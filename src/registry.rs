@@ -832,7 +832,7 @@ impl Registry {
     /// Keep the payloads of `thread`'s holds fresh for old-module peers:
     /// every hold whose `createdAt` was written `older_than_ms` or more before
     /// `now` gets it rewritten to `now` (same token, same everything else,
-    /// under the rewrite rule of [`LockFile::write_payload`]), with the file's
+    /// swapped in whole by [`LockFile::rewrite`]), with the file's
     /// mtime kept at the hold's real start. A hold whose path no longer names
     /// its file is not written; its lease ids are returned as lost.
     pub fn refresh(&self, thread: ThreadId, now: i64, older_than_ms: i64) -> Refreshed {
@@ -846,6 +846,12 @@ impl Registry {
             };
             out.holds += 1;
             if now - h.file.created_ms < older_than_ms {
+                continue;
+            }
+            if !h.file.still_named_by(Path::new(&*lock_path)) {
+                // Never swap another holder's file out, even for a moment.
+                out.lost
+                    .extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
                 continue;
             }
             render_payload(&mut buf, now, h.max_hold_ms, &h.token);
