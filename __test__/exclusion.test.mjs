@@ -251,9 +251,9 @@ describe('one failed fast-path create does not downgrade the process', () => {
 describe('a long hold keeps createdAt fresh for old-module peers', () => {
   it('an old-module contender with a short staleMs never gets in during a hold of several times staleMs, and does after release', async () => {
     const sessionFile = path.join(tmpDir('swl-excl-'), 's.jsonl')
-    const h = spawnTracked([fixture('excl-long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '400' } })
+    const h = spawnTracked([fixture('excl-long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' } })
     const acq = parseLine(await h.waitLine('acquired'))
-    const old = spawnTracked([legacyPath, 'hold', sessionFile, '--stale-ms', '2500', '--timeout-ms', '9000'])
+    const old = spawnTracked([legacyPath, 'hold', sessionFile, '--stale-ms', '3000', '--timeout-ms', '9000'])
     const oldExit = await old.exited
     expect(old.lines, old.stderr()).toContain('timeout')
     expect(oldExit.code).toBe(3)
