@@ -477,3 +477,48 @@ describe('cleanStaleLockFiles: our OS-locked files', () => {
     expect(r.locks[0]).toMatchObject({ pidAlive: true, held: false, stale: true, staleReasons: ['not-held'], removed: false })
   })
 })
+
+describe('cleanStaleLockFiles / inspectLockFile: failures are reported, never silent', () => {
+  const canDropPrivileges = typeof process.getuid === 'function' && process.getuid() === 0
+
+  it.skipIf(!canDropPrivileges)('a stale file that cannot be removed (EACCES, as uid 65534) carries removeError and is logged', () => {
+    const dir = tmp()
+    fs.chmodSync(dir, 0o755) // root's directory: uid 65534 may read, not unlink
+    const p = path.join(dir, 'dead.jsonl.lock')
+    write(p, oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
+    fs.chmodSync(p, 0o644)
+    const script = `
+      const swl = require(${JSON.stringify(INDEX)})
+      const warns = []
+      swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)}, log: { warn: (m) => warns.push(m) } })
+        .then((r) => {
+          const one = swl.inspectLockFile(${JSON.stringify(p)}, { remove: true })
+          console.log(JSON.stringify({ uid: process.getuid(), r, warns, one }))
+        })`
+    const res = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 })
+    expect(res.stderr).toBe('')
+    const { uid, r, warns, one } = JSON.parse(res.stdout.trim())
+    expect(uid).toBe(65534)
+    expect(r.locks).toHaveLength(1)
+    expect(r.locks[0]).toMatchObject({ stale: true, removed: false, staleReasons: ['dead-pid'], removeError: 'EACCES' })
+    expect(r.cleaned).toEqual([])
+    expect(warns).toEqual([`could not remove stale session lock: ${p} (dead-pid): EACCES`])
+    expect(one).toMatchObject({ stale: true, removed: false, removeError: 'EACCES' })
+    expect(one.error).toMatchObject({ code: 'EACCES', syscall: 'unlink', path: p })
+    expect(fs.existsSync(p)).toBe(true)
+    // Removed entries and kept fresh ones carry no removeError field at all.
+    const ok = spawnSync(process.execPath, ['-e', script.replace('uid: process.getuid(), ', '')], { encoding: 'utf8', timeout: 30_000 })
+    const done = JSON.parse(ok.stdout.trim())
+    expect(done.r.cleaned).toHaveLength(1)
+    expect('removeError' in done.r.cleaned[0]).toBe(false)
+    expect(done.warns).toEqual([`removed stale session lock: ${p} (dead-pid)`])
+  })
+
+  it('inspectLockFile: a path that is not a non-empty string without NUL is a TypeError', () => {
+    for (const bad of [5, undefined, null, '', 'a\0b', {}, Symbol('x')]) {
+      expect(() => swl.inspectLockFile(bad)).toThrow(TypeError)
+    }
+    expect(() => swl.inspectLockFile('/tmp/x.jsonl.lock', 5)).toThrow(TypeError)
+    expect(() => swl.inspectLockFile('/tmp/x.jsonl.lock', { readOwnerProcessArgs: 'ps' })).toThrow(TypeError)
+  })
+})
