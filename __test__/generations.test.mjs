@@ -43,6 +43,14 @@ async function rejection(promise) {
   throw new Error('expected a rejection')
 }
 
+async function waitFor(cond, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
 function records(locks) {
   return locks.map((l) => [path.basename(l.lockPath), l.stale, l.removed, l.staleReasons])
 }
@@ -531,7 +539,12 @@ describe('cleanStaleLockFiles: the sweep rules of the later generation', () => {
     if (process.platform !== 'linux') return ctx.skip()
     const dir = tmp()
     const other = sleeper() // "sleep 120": not OpenClaw
-    const gateway = track(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'openclaw'], { stdio: 'ignore' }))
+    const gateway = track(
+      spawn(process.execPath, ['-e', 'console.log("ready"); setInterval(() => {}, 1000)', 'openclaw'], { stdio: ['ignore', 'pipe', 'ignore'] }),
+    )
+    // Once it prints, it has exec'd: /proc shows its own command line, not ours.
+    await new Promise((resolve) => gateway.stdout.once('data', resolve))
+    await waitFor(() => fs.readFileSync(`/proc/${other.pid}/cmdline`, 'utf8').startsWith('sleep'))
     write(path.join(dir, 'a.jsonl.lock'), file(other.pid, 0, { starttime: startTime(other.pid) }))
     write(path.join(dir, 'b.jsonl.lock'), file(gateway.pid, 0))
     write(path.join(dir, 'c.jsonl.lock'), file(process.pid, 0)) // ourselves: never by command line
