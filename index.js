@@ -1,11 +1,12 @@
 'use strict'
 // session-write-lock: the package entry (CommonJS). See README.md and
-// ../shared/CONTRACT.md for the API; index.d.ts for the types.
+// docs/migration.md for the API; index.d.ts for the types.
 
 const lock = require('./lib/lock')
 const clean = require('./lib/clean')
 const sessions = require('./lib/sessions')
 const shutdown = require('./lib/shutdown')
+const options = require('./lib/options')
 
 lock.setFirstUseHook(shutdown.ensureHooksOnFirstUse)
 
@@ -36,6 +37,10 @@ const __testing = {
   panicForTest() {
     lock.native.panicForTest()
   },
+  /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
+  setProcessStartTimeResolverForTest: clean.setProcessStartTimeResolverForTest,
+  /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
+  inspectLockPayloadForTest: clean.inspectLockPayloadForTest,
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -45,6 +50,7 @@ async function drainSessionWriteLockStateForTest() {
 
 function resetSessionWriteLockStateForTest() {
   sessions.resetForTest()
+  clean.resetForTest()
   lock.resetLockStateForTest()
 }
 
@@ -59,6 +65,13 @@ module.exports = {
   SessionWriteLockLostError: lock.SessionWriteLockLostError,
   isSessionWriteLockTimeoutError: lock.isSessionWriteLockTimeoutError,
   resolveSessionLockMaxHoldFromTimeout: lock.resolveSessionLockMaxHoldFromTimeout,
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: options.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS: options.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  resolveSessionWriteLockAcquireTimeoutMs: options.resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs: options.resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs: options.resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions: options.resolveSessionWriteLockOptions,
   cleanStaleLockFiles: clean.cleanStaleLockFiles,
   inspectLockFile: clean.inspectLockFile,
   onSessionEnd: sessions.onSessionEnd,
@@ -67,6 +80,7 @@ module.exports = {
   drainActiveSessions: sessions.drainActiveSessions,
   recoverOrphanedSessions: sessions.recoverOrphanedSessions,
   __testing,
+  testing: __testing,
   drainSessionWriteLockStateForTest,
   resetSessionWriteLockStateForTest,
 }

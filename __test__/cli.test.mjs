@@ -208,7 +208,11 @@ describe('session-lock inspect', () => {
 
   it('a live old-module holder is not stuck until --stale-ms says it is too old', async () => {
     const dir = tmp()
-    legacyLock(path.join(dir, 'old.jsonl.lock'), process.pid, new Date(Date.now() - 60_000).toISOString())
+    // The old holder runs as an OpenClaw process (an `openclaw` argument): a live pid whose
+    // command line is something else would be stale as non-openclaw-owner.
+    const holder = track(spawn(process.execPath, ['-e', 'console.log("ready"); setInterval(() => {}, 1000)', 'openclaw'], { stdio: ['ignore', 'pipe', 'ignore'] }))
+    await new Promise((resolve) => holder.stdout.once('data', resolve)) // exec'd: its own command line
+    legacyLock(path.join(dir, 'old.jsonl.lock'), holder.pid, new Date(Date.now() - 60_000).toISOString())
     let r = await cli(['inspect', dir, '--json'])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout).rows[0]).toMatchObject({ kind: 'legacy', pidAlive: true, stale: false, action: 'keep' })

@@ -8,14 +8,11 @@
 const path = require('node:path')
 const native = require('../loader')
 
-const DEFAULT_TIMEOUT_MS = 10_000
-const DEFAULT_STALE_MS = 1_800_000
-const DEFAULT_MAX_HOLD_MS = 300_000
+const options = require('./options')
+
+const DEFAULT_MAX_HOLD_MS = options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
 const WATCHDOG_MAX_INTERVAL_MS = 60_000
 const MAX_TIMER_MS = 2_147_000_000
-const ENV_TIMEOUT = 'OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS'
-const ENV_STALE = 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS'
-const ENV_MAX_HOLD = 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS'
 const LOG_PREFIX = '[session-write-lock]'
 
 const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
@@ -34,6 +31,7 @@ class SessionWriteLockTimeoutError extends Error {
     this.owner = owner
     // Richer diagnostics stay out of the message (the old text is parsed).
     this.holder = params.holder ?? null
+    this.hint = params.hint ?? null
   }
 }
 
@@ -74,36 +72,14 @@ function abortReason(signal) {
 
 // ---------------------------------------------------------------- options
 
-function envNumber(name, allowInfinity) {
-  const raw = process.env[name]
-  if (raw === undefined) return undefined
-  const v = raw.trim()
-  if (allowInfinity && v === 'Infinity') return Infinity
-  if (!/^\d+$/.test(v)) return undefined
-  const n = Number(v)
-  return n > 0 ? n : undefined
-}
-
 function positive(v) {
   return typeof v === 'number' && v > 0 && !Number.isNaN(v)
 }
 
-function resolveTimeoutMs(v) {
-  if (v === Infinity) return Infinity
-  if (positive(v) && Number.isFinite(v)) return v
-  return envNumber(ENV_TIMEOUT, true) ?? DEFAULT_TIMEOUT_MS
-}
-
-function resolveStaleMs(v) {
-  if (positive(v)) return v
-  return envNumber(ENV_STALE, false) ?? DEFAULT_STALE_MS
-}
-
-/** maxHoldMs: +Infinity disables the watchdog for that lock. */
-function resolveMaxHoldMs(v) {
-  if (positive(v)) return v
-  return envNumber(ENV_MAX_HOLD, false) ?? DEFAULT_MAX_HOLD_MS
-}
+// Defaults and environment overrides: lib/options.js.
+const resolveTimeoutMs = options.resolveTimeoutParam
+const resolveStaleMs = options.resolveStaleParam
+const resolveMaxHoldMs = options.resolveMaxHoldParam
 
 function resolveSessionLockMaxHoldFromTimeout(params) {
   const p = params ?? {}
@@ -361,6 +337,11 @@ function runWatchdog(nowMs) {
 
 // ---------------------------------------------------------------- acquire
 
+const IN_PROCESS_HINT =
+  'this process already holds this session lock: a nested acquire waits for it like any other. ' +
+  'Pass allowReentrant: true (and the same reentrantOwner as the holder, if it set one) to re-enter, ' +
+  'or release the outer lease first.'
+
 function timeoutError(timeoutMs, key, lockPath) {
   const h = native.holderOf(key)
   if (h !== null) {
@@ -370,6 +351,7 @@ function timeoutError(timeoutMs, key, lockPath) {
       lockPath,
       owner: `pid=${pid}`,
       holder: { pid, inProcess: true, acquiredAt: new Date(h.acquiredAt).toISOString(), lockPath },
+      hint: IN_PROCESS_HINT,
     })
   }
   const peek = native.peekHolder(lockPath)

@@ -95,13 +95,14 @@ fn check_parsed(bytes: &[u8], p: &ParsedPayload) {
 }
 
 /// The judge's reasons are in contract order and drawn from the known set.
-fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict) {
-    const ORDER: [&str; 6] = [
+fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
+    const ORDER: [&str; 7] = [
         "missing-pid",
         "dead-pid",
         "recycled-pid",
         "invalid-createdAt",
         "too-old",
+        "hold-exceeded",
         "orphan-self-pid",
     ];
     let idx: Vec<usize> = v
@@ -121,10 +122,19 @@ fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict) {
     );
     let pid_reasons = v.reasons.iter().filter(|r| idx_of(r) < 3).count();
     assert!(pid_reasons <= 1, "{:?}", v.reasons);
-    assert!(!(v.reasons.contains(&"invalid-createdAt") && v.reasons.contains(&"too-old")));
+    let age_reasons = v
+        .reasons
+        .iter()
+        .filter(|r| (3..6).contains(&idx_of(r)))
+        .count();
+    assert!(age_reasons <= 1, "{:?}", v.reasons);
     assert_eq!(p.pid.is_none(), v.reasons.contains(&"missing-pid"));
+    // A createdAt more than 5 minutes ahead of the clock is invalid too.
+    let future = p
+        .created_at_ms
+        .is_some_and(|c| now.saturating_sub(c) < -legacy::MAX_FUTURE_SKEW_MS);
     assert_eq!(
-        p.created_at_ms.is_none(),
+        p.created_at_ms.is_none() || future,
         v.reasons.contains(&"invalid-createdAt")
     );
     if v.reasons.is_empty() {
@@ -153,7 +163,7 @@ fn corpus_payloads_parse_and_judge_without_panicking() {
         for stale_ms in [0u64, 1, 5_000, 1_800_000, u64::MAX] {
             for mtime in [now, now - 4_000, now - 10_000, 0] {
                 let v = legacy::judge(&p, mtime, now, stale_ms, false);
-                check_verdict(&p, &v);
+                check_verdict(&p, &v, now);
                 let _ = registry::judge_found(&p, mtime, stale_ms);
             }
         }
@@ -432,7 +442,7 @@ proptest! {
     ) {
         let now = registry::now_ms();
         let v = legacy::judge(&p, now - mtime_back, now, stale_ms, we_hold);
-        check_verdict(&p, &v);
+        check_verdict(&p, &v, now);
         if we_hold { prop_assert!(!v.reasons.contains(&"orphan-self-pid")); }
         if p.hostname.as_deref() == Some("elsewhere.example") {
             // Another host's pid is never judged by local liveness.
@@ -450,7 +460,7 @@ proptest! {
         stale_ms in any::<u64>(),
     ) {
         let v = legacy::judge(&p, mtime, now, stale_ms, false);
-        check_verdict(&p, &v);
+        check_verdict(&p, &v, now);
     }
 
     #[test]
