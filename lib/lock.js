@@ -267,7 +267,7 @@ function makeLease(id, lockPath, token, key, acquiredAt, maxHoldMs) {
 // timer is unref'd and runs only while this context holds a lock. The same
 // tick aborts the signal of a lease whose lock file was deleted or replaced.
 // SESSION_WRITE_LOCK_REFRESH_MS (digits) overrides the interval (tests).
-const REFRESH_MS = envNumber('SESSION_WRITE_LOCK_REFRESH_MS', false) ?? 20_000
+const REFRESH_MS = options.readEnvMs('SESSION_WRITE_LOCK_REFRESH_MS') ?? 20_000
 let refreshTimer = null
 
 function startRefresh() {
