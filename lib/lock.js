@@ -157,13 +157,31 @@ function dropKeepAliveIfIdle() {
   }
 }
 
-ctx = native.registerContext(() => {
+function onWake() {
   try {
     pump()
   } catch (err) {
     process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
   }
-})
+}
+
+// The context's wake-up (a thread-safe function) is armed on its first wait,
+// not here: requiring the package creates no async resource, thread or descriptor.
+// An addon of an older copy of the package (shared, see loader.js) has no
+// armContext: it takes the wake-up at registration.
+let armed = typeof native.armContext !== 'function'
+ctx = armed ? native.registerContext(onWake) : native.registerContext()
+
+/**
+ * Arm the wake-up before the first wait. Deliveries that reached the outbox
+ * before it existed were not signalled: drain once afterwards. Throws (and
+ * the acquire rejects) when it cannot be created; the next wait tries again.
+ */
+function armWake() {
+  native.armContext(ctx, onWake)
+  armed = true
+  pumpSoon()
+}
 
 // ---------------------------------------------------------------- leases
 
@@ -372,6 +390,22 @@ function acquireSessionWriteLock(params) {
       return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.key, r.acquiredAt, maxHoldMs))
     }
     if (r.status === 2) return Promise.reject(osError(r.error))
+    if (!armed) {
+      try {
+        armWake()
+      } catch (err) {
+        // Granted meanwhile (cancel fails): the delivery is in the outbox and
+        // the waitFor below drains it; otherwise nothing is left behind.
+        if (native.cancel(r.id)) {
+          if (err != null && typeof err === 'object' && err.code == null) {
+            err.code = 'SESSION_WRITE_LOCK_WAKE_FAILED'
+            err.syscall = 'napi_create_threadsafe_function'
+          }
+          return Promise.reject(err)
+        }
+        pumpSoon()
+      }
+    }
     return waitFor(r.id, r.key, r.lockPath, timeoutMs, maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
