@@ -3,17 +3,28 @@
 // ../shared/CONTRACT.md for the API; index.d.ts for the types.
 
 const lock = require('./lib/lock')
-const clean = require('./lib/clean')
-const sessions = require('./lib/sessions')
-const shutdown = require('./lib/shutdown')
 
-lock.setFirstUseHook(shutdown.ensureHooksOnFirstUse)
+const sessionsModule = require('./lib/sessions')
+const shutdownModule = require('./lib/shutdown')
+
+// Sessions and the process hooks keep per-copy state, so they load with this
+// copy (a later require could return another copy's module from the require
+// cache). Cleanup is stateless and needed by few calls: it loads on first use.
+const lazy = (load) => {
+  let m = null
+  return () => (m ??= load())
+}
+const clean = lazy(() => require('./lib/clean'))
+const sessions = () => sessionsModule
+const shutdown = () => shutdownModule
+
+lock.setFirstUseHook(shutdownModule.ensureHooksOnFirstUse)
 
 const __testing = {
   get cleanupSignals() {
-    return shutdown.cleanupSignals.slice()
+    return shutdown().cleanupSignals.slice()
   },
-  handleTerminationSignal: shutdown.handleTerminationSignal,
+  handleTerminationSignal: (signal) => shutdown().handleTerminationSignal(signal),
   releaseAllLocksSync() {
     lock.releaseAllSync()
   },
@@ -39,12 +50,12 @@ const __testing = {
 }
 
 async function drainSessionWriteLockStateForTest() {
-  await sessions.drainForTest()
+  await sessions().drainForTest()
   lock.releaseAllSync()
 }
 
 function resetSessionWriteLockStateForTest() {
-  sessions.resetForTest()
+  sessions().resetForTest()
   lock.resetLockStateForTest()
 }
 
@@ -59,13 +70,13 @@ module.exports = {
   SessionWriteLockLostError: lock.SessionWriteLockLostError,
   isSessionWriteLockTimeoutError: lock.isSessionWriteLockTimeoutError,
   resolveSessionLockMaxHoldFromTimeout: lock.resolveSessionLockMaxHoldFromTimeout,
-  cleanStaleLockFiles: clean.cleanStaleLockFiles,
-  inspectLockFile: clean.inspectLockFile,
-  onSessionEnd: sessions.onSessionEnd,
-  trackActiveSession: sessions.trackActiveSession,
-  listActiveSessions: sessions.listActiveSessions,
-  drainActiveSessions: sessions.drainActiveSessions,
-  recoverOrphanedSessions: sessions.recoverOrphanedSessions,
+  cleanStaleLockFiles: (params) => clean().cleanStaleLockFiles(params),
+  inspectLockFile: (...args) => clean().inspectLockFile(...args),
+  onSessionEnd: (handler) => sessions().onSessionEnd(handler),
+  trackActiveSession: (s) => sessions().trackActiveSession(s),
+  listActiveSessions: () => sessions().listActiveSessions(),
+  drainActiveSessions: (o) => sessions().drainActiveSessions(o),
+  recoverOrphanedSessions: (o) => sessions().recoverOrphanedSessions(o),
   __testing,
   drainSessionWriteLockStateForTest,
   resetSessionWriteLockStateForTest,
