@@ -1,5 +1,5 @@
 'use strict'
-// The drop-in lock API (CONTRACT §2, §3, §5): acquireSessionWriteLock, leases,
+// The drop-in lock API: acquireSessionWriteLock, leases,
 // release/releaseAll, errors, the maxHoldMs watchdog and leaked-lease reports.
 // Exclusion, FIFO queues and cross-process waiting live in the native engine;
 // this file validates input, shapes errors like the old module's, and keeps
@@ -149,12 +149,50 @@ function pump() {
   dropKeepAliveIfIdle()
 }
 
-/** The keep-alive interval exists only while an infinite wait is pending. */
+/**
+ * The timers of pending acquisitions exist only while one is pending: the
+ * shared deadline timer (finite waits) and the keep-alive interval (infinite
+ * waits).
+ */
 function dropKeepAliveIfIdle() {
-  if (pending.size === 0 && keepAlive !== null) {
+  if (pending.size !== 0) return
+  if (keepAlive !== null) {
     clearInterval(keepAlive)
     keepAlive = null
   }
+  if (deadlineTimer !== null) {
+    clearTimeout(deadlineTimer)
+    deadlineTimer = null
+    deadlineAt = Infinity
+  }
+}
+
+// One timer for every finite wait of this context, armed at the earliest
+// deadline (a timer per waiter costs a timer object and two timer-list updates
+// per acquire). Like the per-waiter timers it replaces, it keeps the process
+// alive while a wait is pending.
+let deadlineTimer = null
+let deadlineAt = Infinity
+
+function armDeadline(at) {
+  if (deadlineTimer !== null && at >= deadlineAt) return
+  if (deadlineTimer !== null) clearTimeout(deadlineTimer)
+  deadlineAt = at
+  deadlineTimer = setTimeout(onDeadline, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(at - performance.now()))))
+}
+
+function onDeadline() {
+  deadlineTimer = null
+  deadlineAt = Infinity
+  const now = performance.now()
+  const due = []
+  let next = Infinity
+  for (const w of pending.values()) {
+    if (w.deadline <= now) due.push(w)
+    else if (w.deadline < next) next = w.deadline
+  }
+  for (const w of due) w.timeOut()
+  if (next !== Infinity && pending.size !== 0) armDeadline(next)
 }
 
 function onWake() {
@@ -412,48 +450,69 @@ function acquireSessionWriteLock(params) {
   }
 }
 
+/** A pending acquisition of this context (one object per wait, no closures but the executor). */
+class Waiter {
+  constructor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject) {
+    this.requestId = requestId
+    this.key = key
+    this.lockPath = lockPath
+    this.timeoutMs = timeoutMs
+    this.maxHoldMs = maxHoldMs
+    this.signal = signal
+    this.resolve = resolve
+    this.reject = reject
+    this.deadline = timeoutMs === Infinity ? Infinity : performance.now() + Math.min(timeoutMs, MAX_TIMER_MS)
+    this.onAbort = null
+  }
+
+  /** A delivery for this request: the grant, or the error that ended it. */
+  settle(d) {
+    this.cleanup()
+    if (d.error != null) this.reject(osError(d.error))
+    else this.resolve(makeLease(d.leaseId, d.lockPath, d.token, this.key, d.acquiredAt, this.maxHoldMs))
+  }
+
+  cleanup() {
+    if (this.onAbort !== null) {
+      this.signal.removeEventListener('abort', this.onAbort)
+      this.onAbort = null
+    }
+  }
+
+  timeOut() {
+    this.giveUp(timeoutError(this.timeoutMs, this.key, this.lockPath))
+  }
+
+  giveUp(err) {
+    if (native.cancel(this.requestId)) {
+      pending.delete(this.requestId)
+      this.cleanup()
+      this.reject(err)
+      dropKeepAliveIfIdle()
+    } else {
+      // Granted (or failed) already: the delivery wins.
+      pump()
+    }
+  }
+}
+
 function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
   return new Promise((resolve, reject) => {
-    let timer = null
-    let onAbort = null
-    const cleanup = () => {
-      if (timer !== null) clearTimeout(timer)
-      if (onAbort !== null) signal.removeEventListener('abort', onAbort)
-    }
-    const giveUp = (err) => {
-      if (native.cancel(requestId)) {
-        pending.delete(requestId)
-        cleanup()
-        reject(err)
-        dropKeepAliveIfIdle()
-      } else {
-        // Granted (or failed) already: the delivery wins.
-        pump()
-      }
-    }
-    pending.set(requestId, {
-      settle(d) {
-        cleanup()
-        if (d.error != null) reject(osError(d.error))
-        else resolve(makeLease(d.leaseId, d.lockPath, d.token, key, d.acquiredAt, maxHoldMs))
-      },
-    })
-    if (timeoutMs !== Infinity) {
-      timer = setTimeout(() => {
-        timer = null
-        giveUp(timeoutError(timeoutMs, key, lockPath))
-      }, Math.min(timeoutMs, MAX_TIMER_MS))
+    const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
+    pending.set(requestId, w)
+    if (w.deadline !== Infinity) {
+      armDeadline(w.deadline)
     } else if (keepAlive === null) {
       // A pending acquire keeps the process alive, as the old module's polling
       // timers did; the native side never does.
       keepAlive = setInterval(() => {}, MAX_TIMER_MS)
     }
     if (signal != null) {
-      onAbort = () => {
-        onAbort = null
-        giveUp(abortReason(signal))
+      w.onAbort = () => {
+        w.onAbort = null
+        w.giveUp(abortReason(signal))
       }
-      signal.addEventListener('abort', onAbort, { once: true })
+      signal.addEventListener('abort', w.onAbort, { once: true })
     }
   })
 }
