@@ -50,3 +50,29 @@ describe('idle: no waiting machinery before the first wait', () => {
     expect(s.afterContended.asyncTypes).toContain('session-write-lock-wake')
   })
 })
+
+describe('main-thread detection without node:worker_threads', () => {
+  // The shutdown hooks ask the addon whether this is the main thread (loading
+  // node:worker_threads costs milliseconds at require); it must agree with Node.
+  const code = `
+    const { parentPort, isMainThread } = require('node:worker_threads')
+    const swl = require(${JSON.stringify(entry)})
+    const native = require(${JSON.stringify(path.join(here, '..', 'loader.js'))})
+    swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(path.join(dir, 'worker.jsonl'))} })
+      .then((l) => l.release())
+      .then(() => parentPort.postMessage({ isMainThread, native: native.isMainThread(), sigterm: process.listenerCount('SIGTERM') }))
+  `
+
+  it('agrees with worker_threads.isMainThread, and a worker hooks no signals', async () => {
+    const { Worker, isMainThread } = await import('node:worker_threads')
+    const native = (await import('../loader.js')).default
+    expect(native.isMainThread()).toBe(isMainThread)
+    const w = new Worker(code, { eval: true })
+    const msg = await new Promise((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+    await w.terminate()
+    expect(msg).toEqual({ isMainThread: false, native: false, sigterm: 0 })
+  })
+})

@@ -174,17 +174,26 @@ function dropKeepAliveIfIdle() {
 let deadlineTimer = null
 let deadlineAt = Infinity
 
-function armDeadline(at) {
+/** Monotonic milliseconds (`performance` is not a global in every vm context jest makes). */
+function monoMs() {
+  return process.uptime() * 1000
+}
+
+/** Arm the shared timer for deadline `at` (monoMs() time), `delayMs` from now. */
+function armDeadline(at, delayMs) {
   if (deadlineTimer !== null && at >= deadlineAt) return
   if (deadlineTimer !== null) clearTimeout(deadlineTimer)
   deadlineAt = at
-  deadlineTimer = setTimeout(onDeadline, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(at - performance.now()))))
+  deadlineTimer = setTimeout(onDeadline, Math.min(MAX_TIMER_MS, Math.max(1, delayMs)))
 }
 
 function onDeadline() {
+  // The timer ran its full delay: whatever was due at its deadline is due now,
+  // even if the clock read below lags (a timer can fire a fraction of a
+  // millisecond early, and test clocks may move timers only).
+  const now = Math.max(monoMs(), deadlineAt)
   deadlineTimer = null
   deadlineAt = Infinity
-  const now = performance.now()
   const due = []
   let next = Infinity
   for (const w of pending.values()) {
@@ -192,7 +201,7 @@ function onDeadline() {
     else if (w.deadline < next) next = w.deadline
   }
   for (const w of due) w.timeOut()
-  if (next !== Infinity && pending.size !== 0) armDeadline(next)
+  if (next !== Infinity && pending.size !== 0) armDeadline(next, Math.ceil(next - now))
 }
 
 function onWake() {
@@ -461,7 +470,7 @@ class Waiter {
     this.signal = signal
     this.resolve = resolve
     this.reject = reject
-    this.deadline = timeoutMs === Infinity ? Infinity : performance.now() + Math.min(timeoutMs, MAX_TIMER_MS)
+    this.deadline = timeoutMs === Infinity ? Infinity : monoMs() + Math.min(timeoutMs, MAX_TIMER_MS)
     this.onAbort = null
   }
 
@@ -501,7 +510,7 @@ function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
     const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
     pending.set(requestId, w)
     if (w.deadline !== Infinity) {
-      armDeadline(w.deadline)
+      armDeadline(w.deadline, Math.min(timeoutMs, MAX_TIMER_MS))
     } else if (keepAlive === null) {
       // A pending acquire keeps the process alive, as the old module's polling
       // timers did; the native side never does.
