@@ -3,10 +3,15 @@
 // docs/migration.md for the API; index.d.ts for the types.
 
 const lock = require('./lib/lock')
-const clean = require('./lib/clean')
+const options = require('./lib/options')
+// Sessions and the process hooks keep per-copy state, so they load with this
+// copy (a later require could return another copy's module from the require
+// cache). Cleanup is needed by few calls: it loads on first use.
 const sessions = require('./lib/sessions')
 const shutdown = require('./lib/shutdown')
-const options = require('./lib/options')
+
+let cleanModule = null
+const clean = () => (cleanModule ??= require('./lib/clean'))
 
 lock.setFirstUseHook(shutdown.ensureHooksOnFirstUse)
 
@@ -14,7 +19,7 @@ const __testing = {
   get cleanupSignals() {
     return shutdown.cleanupSignals.slice()
   },
-  handleTerminationSignal: shutdown.handleTerminationSignal,
+  handleTerminationSignal: (signal) => shutdown.handleTerminationSignal(signal),
   releaseAllLocksSync() {
     lock.releaseAllSync()
   },
@@ -38,9 +43,9 @@ const __testing = {
     lock.native.panicForTest()
   },
   /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
-  setProcessStartTimeResolverForTest: clean.setProcessStartTimeResolverForTest,
+  setProcessStartTimeResolverForTest: (fn) => clean().setProcessStartTimeResolverForTest(fn),
   /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
-  inspectLockPayloadForTest: clean.inspectLockPayloadForTest,
+  inspectLockPayloadForTest: (payload, staleMs, nowMs) => clean().inspectLockPayloadForTest(payload, staleMs, nowMs),
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -50,7 +55,7 @@ async function drainSessionWriteLockStateForTest() {
 
 function resetSessionWriteLockStateForTest() {
   sessions.resetForTest()
-  clean.resetForTest()
+  if (cleanModule !== null) cleanModule.resetForTest()
   lock.resetLockStateForTest()
 }
 
@@ -72,8 +77,8 @@ module.exports = {
   resolveSessionWriteLockStaleMs: options.resolveSessionWriteLockStaleMs,
   resolveSessionWriteLockMaxHoldMs: options.resolveSessionWriteLockMaxHoldMs,
   resolveSessionWriteLockOptions: options.resolveSessionWriteLockOptions,
-  cleanStaleLockFiles: clean.cleanStaleLockFiles,
-  inspectLockFile: clean.inspectLockFile,
+  cleanStaleLockFiles: (params) => clean().cleanStaleLockFiles(params),
+  inspectLockFile: (...args) => clean().inspectLockFile(...args),
   onSessionEnd: sessions.onSessionEnd,
   trackActiveSession: sessions.trackActiveSession,
   listActiveSessions: sessions.listActiveSessions,

@@ -1,5 +1,5 @@
 'use strict'
-// The drop-in lock API (CONTRACT §2, §3, §5): acquireSessionWriteLock, leases,
+// The drop-in lock API: acquireSessionWriteLock, leases,
 // release/releaseAll, errors, the maxHoldMs watchdog and leaked-lease reports.
 // Exclusion, FIFO queues and cross-process waiting live in the native engine;
 // this file validates input, shapes errors like the old module's, and keeps
@@ -125,21 +125,86 @@ function pump() {
   dropKeepAliveIfIdle()
 }
 
-/** The keep-alive interval exists only while an infinite wait is pending. */
+/**
+ * The timers of pending acquisitions exist only while one is pending: the
+ * shared deadline timer (finite waits) and the keep-alive interval (infinite
+ * waits).
+ */
 function dropKeepAliveIfIdle() {
-  if (pending.size === 0 && keepAlive !== null) {
+  if (pending.size !== 0) return
+  if (keepAlive !== null) {
     clearInterval(keepAlive)
     keepAlive = null
   }
+  if (deadlineTimer !== null) {
+    clearTimeout(deadlineTimer)
+    deadlineTimer = null
+    deadlineAt = Infinity
+  }
 }
 
-ctx = native.registerContext(() => {
+// One timer for every finite wait of this context, armed at the earliest
+// deadline (a timer per waiter costs a timer object and two timer-list updates
+// per acquire). Like the per-waiter timers it replaces, it keeps the process
+// alive while a wait is pending.
+let deadlineTimer = null
+let deadlineAt = Infinity
+
+/** Monotonic milliseconds (`performance` is not a global in every vm context jest makes). */
+function monoMs() {
+  return process.uptime() * 1000
+}
+
+/** Arm the shared timer for deadline `at` (monoMs() time), `delayMs` from now. */
+function armDeadline(at, delayMs) {
+  if (deadlineTimer !== null && at >= deadlineAt) return
+  if (deadlineTimer !== null) clearTimeout(deadlineTimer)
+  deadlineAt = at
+  deadlineTimer = setTimeout(onDeadline, Math.min(MAX_TIMER_MS, Math.max(1, delayMs)))
+}
+
+function onDeadline() {
+  // The timer ran its full delay: whatever was due at its deadline is due now,
+  // even if the clock read below lags (a timer can fire a fraction of a
+  // millisecond early, and test clocks may move timers only).
+  const now = Math.max(monoMs(), deadlineAt)
+  deadlineTimer = null
+  deadlineAt = Infinity
+  const due = []
+  let next = Infinity
+  for (const w of pending.values()) {
+    if (w.deadline <= now) due.push(w)
+    else if (w.deadline < next) next = w.deadline
+  }
+  for (const w of due) w.timeOut()
+  if (next !== Infinity && pending.size !== 0) armDeadline(next, Math.ceil(next - now))
+}
+
+function onWake() {
   try {
     pump()
   } catch (err) {
     process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
   }
-})
+}
+
+// The context's wake-up (a thread-safe function) is armed on its first wait,
+// not here: requiring the package creates no async resource, thread or descriptor.
+// An addon of an older copy of the package (shared, see loader.js) has no
+// armContext: it takes the wake-up at registration.
+let armed = typeof native.armContext !== 'function'
+ctx = armed ? native.registerContext(onWake) : native.registerContext()
+
+/**
+ * Arm the wake-up before the first wait. Deliveries that reached the outbox
+ * before it existed were not signalled: drain once afterwards. Throws (and
+ * the acquire rejects) when it cannot be created; the next wait tries again.
+ */
+function armWake() {
+  native.armContext(ctx, onWake)
+  armed = true
+  pumpSoon()
+}
 
 // ---------------------------------------------------------------- leases
 
@@ -396,54 +461,91 @@ function acquireSessionWriteLock(params) {
       return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.key, r.acquiredAt, maxHoldMs))
     }
     if (r.status === 2) return Promise.reject(osError(r.error))
+    if (!armed) {
+      try {
+        armWake()
+      } catch (err) {
+        // Granted meanwhile (cancel fails): the delivery is in the outbox and
+        // the waitFor below drains it; otherwise nothing is left behind.
+        if (native.cancel(r.id)) {
+          if (err != null && typeof err === 'object' && err.code == null) {
+            err.code = 'SESSION_WRITE_LOCK_WAKE_FAILED'
+            err.syscall = 'napi_create_threadsafe_function'
+          }
+          return Promise.reject(err)
+        }
+        pumpSoon()
+      }
+    }
     return waitFor(r.id, r.key, r.lockPath, timeoutMs, maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
   }
 }
 
+/** A pending acquisition of this context (one object per wait, no closures but the executor). */
+class Waiter {
+  constructor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject) {
+    this.requestId = requestId
+    this.key = key
+    this.lockPath = lockPath
+    this.timeoutMs = timeoutMs
+    this.maxHoldMs = maxHoldMs
+    this.signal = signal
+    this.resolve = resolve
+    this.reject = reject
+    this.deadline = timeoutMs === Infinity ? Infinity : monoMs() + Math.min(timeoutMs, MAX_TIMER_MS)
+    this.onAbort = null
+  }
+
+  /** A delivery for this request: the grant, or the error that ended it. */
+  settle(d) {
+    this.cleanup()
+    if (d.error != null) this.reject(osError(d.error))
+    else this.resolve(makeLease(d.leaseId, d.lockPath, d.token, this.key, d.acquiredAt, this.maxHoldMs))
+  }
+
+  cleanup() {
+    if (this.onAbort !== null) {
+      this.signal.removeEventListener('abort', this.onAbort)
+      this.onAbort = null
+    }
+  }
+
+  timeOut() {
+    this.giveUp(timeoutError(this.timeoutMs, this.key, this.lockPath))
+  }
+
+  giveUp(err) {
+    if (native.cancel(this.requestId)) {
+      pending.delete(this.requestId)
+      this.cleanup()
+      this.reject(err)
+      dropKeepAliveIfIdle()
+    } else {
+      // Granted (or failed) already: the delivery wins.
+      pump()
+    }
+  }
+}
+
 function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
   return new Promise((resolve, reject) => {
-    let timer = null
-    let onAbort = null
-    const cleanup = () => {
-      if (timer !== null) clearTimeout(timer)
-      if (onAbort !== null) signal.removeEventListener('abort', onAbort)
-    }
-    const giveUp = (err) => {
-      if (native.cancel(requestId)) {
-        pending.delete(requestId)
-        cleanup()
-        reject(err)
-        dropKeepAliveIfIdle()
-      } else {
-        // Granted (or failed) already: the delivery wins.
-        pump()
-      }
-    }
-    pending.set(requestId, {
-      settle(d) {
-        cleanup()
-        if (d.error != null) reject(osError(d.error))
-        else resolve(makeLease(d.leaseId, d.lockPath, d.token, key, d.acquiredAt, maxHoldMs))
-      },
-    })
-    if (timeoutMs !== Infinity) {
-      timer = setTimeout(() => {
-        timer = null
-        giveUp(timeoutError(timeoutMs, key, lockPath))
-      }, Math.min(timeoutMs, MAX_TIMER_MS))
+    const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
+    pending.set(requestId, w)
+    if (w.deadline !== Infinity) {
+      armDeadline(w.deadline, Math.min(timeoutMs, MAX_TIMER_MS))
     } else if (keepAlive === null) {
       // A pending acquire keeps the process alive, as the old module's polling
       // timers did; the native side never does.
       keepAlive = setInterval(() => {}, MAX_TIMER_MS)
     }
     if (signal != null) {
-      onAbort = () => {
-        onAbort = null
-        giveUp(abortReason(signal))
+      w.onAbort = () => {
+        w.onAbort = null
+        w.giveUp(abortReason(signal))
       }
-      signal.addEventListener('abort', onAbort, { once: true })
+      signal.addEventListener('abort', w.onAbort, { once: true })
     }
   })
 }

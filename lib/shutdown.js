@@ -9,8 +9,13 @@
 // the hub once, on first use, and the listeners delegate to every copy that
 // joined. Signals are plain `process.on` listeners, never native sigaction.
 
-const { isMainThread } = require('node:worker_threads')
 const lock = require('./lock')
+
+// node:worker_threads costs milliseconds to load; the addon answers for free.
+function isMainThread() {
+  const n = typeof lock.native.isMainThread === 'function' ? lock.native.isMainThread() : null
+  return typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread
+}
 
 const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
 const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
@@ -116,7 +121,7 @@ function ensureHooksOnFirstUse() {
 
 function signalsHooked() {
   // Signals are never delivered to a worker's `process`.
-  return isMainThread ? cleanupSignals : []
+  return isMainThread() ? cleanupSignals : []
 }
 
 function install(hub) {
