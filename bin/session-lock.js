@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 'use strict'
 // session-lock: see, clean, hold and demo session write locks.
-// Commands live in ./lib; this file dispatches and turns errors into one line
+// Commands live in ./commands (one file each, registered in COMMANDS); this file dispatches and turns errors into one line
 // on stderr and an exit status.
 
 const { UsageError } = require('./lib/util')
 
 const COMMANDS = {
-  inspect: () => require('./lib/inspect'),
-  clean: () => require('./lib/clean'),
-  hold: () => require('./lib/hold'),
-  demo: () => require('./lib/demo'),
+  inspect: () => require('./commands/inspect'),
+  clean: () => require('./commands/clean'),
+  hold: () => require('./commands/hold'),
+  demo: () => require('./commands/demo'),
 }
 
 const HELP = `Usage: session-lock <command> [options]

@@ -25,7 +25,7 @@ const {
   readBounded,
   requireDirectory,
   localHost,
-} = require('./util')
+} = require('../lib/util')
 
 const JSON_SCHEMA_VERSION = 1
 

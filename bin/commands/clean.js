@@ -18,7 +18,7 @@ const {
   readBounded,
   requireDirectory,
   localHost,
-} = require('./util')
+} = require('../lib/util')
 
 const HELP = `Usage: session-lock clean <sessionsDir> [--dry-run] [--stale-ms N] [--locks-only] [--json]
 

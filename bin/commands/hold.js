@@ -8,7 +8,7 @@ const path = require('node:path')
 const tty = require('node:tty')
 const { spawn } = require('node:child_process')
 const { acquireSessionWriteLock, isSessionWriteLockTimeoutError, inspectLockFile } = require('../../index.js')
-const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('./util')
+const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('../lib/util')
 
 /** Lock not acquired within --timeout (EX_TEMPFAIL of sysexits.h). */
 const EXIT_BUSY = 75
