@@ -272,7 +272,7 @@ function renderInspection(report, paint, width = outputWidth()) {
     out.push(
       table(['FILE', 'KIND', 'PID', 'ALIVE', 'HELD', 'AGE', 'STALE REASONS', 'CLEAN WOULD'], rows, paint, {
         maxWidth: width,
-        minWidths: { 0: 12, 6: 18, 7: 26 },
+        minWidths: { 0: 20, 6: 17, 7: 19 },
         breaks: { 0: /(?<=[._-])/, 6: /(?<=,)/, 7: /(?<= )/ },
       }),
     )
