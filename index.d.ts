@@ -1,5 +1,8 @@
-// Types of session-write-lock. The API is CONTRACT §2 and §6: a drop-in for
+/// <reference types="node" />
+// Types of session-write-lock (docs/spec.md, "The API"): a drop-in for
 // OpenClaw's src/agents/session-write-lock.ts, plus a few extras marked below.
+// They use Node's types (AbortSignal, Symbol.asyncDispose, NodeJS.ProcessEnv):
+// TypeScript consumers need @types/node, an optional peer dependency.
 
 export interface AcquireSessionWriteLockParams {
   /** The session transcript (`.jsonl`); the lock is `<realpath(dir)>/<basename>.lock`. */
