@@ -1,6 +1,6 @@
 'use strict'
 // session-write-lock: the package entry (CommonJS). See README.md and
-// ../shared/CONTRACT.md for the API; index.d.ts for the types.
+// docs/spec.md for the API; index.d.ts for the types.
 
 const lock = require('./lib/lock')
 const clean = require('./lib/clean')

@@ -1,5 +1,5 @@
 'use strict'
-// cleanStaleLockFiles (CONTRACT §4): report every *.jsonl.lock in a sessions
+// cleanStaleLockFiles (docs/spec.md, "Old lock files"): report every *.jsonl.lock in a sessions
 // directory, judged by the old module's rules (old files) or by the OS lock
 // (ours), and remove the stale ones.
 
