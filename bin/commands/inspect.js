@@ -180,7 +180,7 @@ function markerRow(dir, name, nowMs, staleMs) {
   } else {
     row.action = 'recover'
     row.why = session
-      ? `owner gone: session_end (reason=unknown) for ${session.sessionId}, then remove`
+      ? `owner gone: session_end for ${session.sessionId}, then remove`
       : 'owner gone: remove'
     row.stuck = true
   }
