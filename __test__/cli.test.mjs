@@ -1,4 +1,4 @@
-// The session-lock CLI (issue 9), run as a real process against real child
+// The session-lock CLI, run as a real process against real child
 // holders: inspect rows, exit status and --json schema; clean --dry-run and
 // clean; hold's exclusion, exit status and signal forwarding; the demo.
 import { describe, it, expect, afterEach } from 'vitest'
