@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 'use strict'
 // session-lock: see, clean, hold and demo session write locks.
-// Commands live in ./commands (one file each, registered in COMMANDS); this file dispatches and turns errors into one line
-// on stderr and an exit status.
+// Each command is one module under ./commands exporting run(argv) and HELP,
+// registered in COMMANDS below (name -> loader). This file dispatches and turns
+// errors into one line on stderr and an exit status.
 
 const { UsageError } = require('./lib/util')
 
