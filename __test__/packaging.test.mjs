@@ -62,3 +62,43 @@ describe('platform packages', () => {
     expect(fs.existsSync(path.join(d, info.filename))).toBe(true)
   }, 60_000)
 })
+
+describe('types', () => {
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+
+  /** A consumer project in a temporary directory with the package's types. */
+  function consumer(withNodeTypes) {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-types-'))
+    dirs.push(d)
+    const pkg = path.join(d, 'node_modules', 'session-write-lock')
+    fs.mkdirSync(pkg, { recursive: true })
+    for (const f of ['package.json', 'index.d.ts']) fs.copyFileSync(path.join(root, f), path.join(pkg, f))
+    if (withNodeTypes) fs.symlinkSync(path.join(root, 'node_modules', '@types'), path.join(d, 'node_modules', '@types'), 'dir')
+    fs.writeFileSync(
+      path.join(d, 'a.ts'),
+      'import { acquireSessionWriteLock } from "session-write-lock";\n' +
+        'export async function f(): Promise<void> {\n' +
+        '  await using lease = await acquireSessionWriteLock({ sessionFile: "s.jsonl" });\n' +
+        '  lease.assertOwned();\n}\n',
+    )
+    fs.writeFileSync(
+      path.join(d, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false, lib: ['ES2022', 'ESNext.Disposable'] },
+        files: ['a.ts'],
+      }),
+    )
+    return spawnSync(process.execPath, [tsc, '-p', d], { encoding: 'utf8' })
+  }
+
+  it('declare their need for Node\'s types: without @types/node the error names it; with it they compile', () => {
+    const without = consumer(false)
+    expect(without.status).not.toBe(0)
+    expect(without.stdout).toContain("Cannot find type definition file for 'node'")
+    const withTypes = consumer(true)
+    expect(withTypes.stdout + withTypes.stderr).toBe('')
+    expect(withTypes.status).toBe(0)
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+    expect(pkg.peerDependenciesMeta['@types/node']).toEqual({ optional: true })
+  }, 120_000)
+})
