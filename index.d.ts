@@ -1,6 +1,9 @@
-// Types of session-write-lock: a drop-in for OpenClaw's
-// src/agents/session-write-lock.ts of both generations (2026.4.x and the later
-// 2026.5.x surface, see docs/migration.md), plus a few extras marked below.
+/// <reference types="node" />
+// Types of session-write-lock (docs/spec.md, "The API"): a drop-in for
+// OpenClaw's src/agents/session-write-lock.ts of both generations (2026.4.x and
+// the later 2026.5.x surface, see docs/migration.md), plus a few extras marked below.
+// They use Node's types (AbortSignal, Symbol.asyncDispose, NodeJS.ProcessEnv):
+// TypeScript consumers need @types/node, an optional peer dependency.
 
 export interface AcquireSessionWriteLockParams {
   /** The session transcript (`.jsonl`); the lock is `<realpath(dir)>/<basename>.lock`. */

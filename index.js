@@ -1,6 +1,7 @@
 'use strict'
 // session-write-lock: the package entry (CommonJS). See README.md and
-// docs/migration.md for the API; index.d.ts for the types.
+// docs/spec.md for the API, docs/migration.md for both upstream generations;
+// index.d.ts for the types.
 
 const lock = require('./lib/lock')
 const options = require('./lib/options')

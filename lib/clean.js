@@ -1,8 +1,8 @@
 'use strict'
-// cleanStaleLockFiles and inspectLockFile: report every *.jsonl.lock in a
-// sessions directory, judged by the old module's rules (old-format files) or
-// by the OS lock (ours), and remove the stale ones. See docs/migration.md for
-// the rules each OpenClaw generation applied.
+// cleanStaleLockFiles and inspectLockFile (docs/spec.md, "Old lock files"):
+// report every *.jsonl.lock in a sessions directory, judged by the old module's
+// rules (old-format files) or by the OS lock (ours), and remove the stale ones.
+// docs/migration.md lists the rules each OpenClaw generation applied.
 
 const fs = require('node:fs')
 const path = require('node:path')

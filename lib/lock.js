@@ -1,5 +1,5 @@
 'use strict'
-// The drop-in lock API: acquireSessionWriteLock, leases,
+// The drop-in lock API (docs/spec.md, "The API"): acquireSessionWriteLock, leases,
 // release/releaseAll, errors, the maxHoldMs watchdog and leaked-lease reports.
 // Exclusion, FIFO queues and cross-process waiting live in the native engine;
 // this file validates input, shapes errors like the old module's, and keeps

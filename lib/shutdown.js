@@ -1,5 +1,5 @@
 'use strict'
-// Process hooks (CONTRACT §6): on `exit` and on termination signals, end the
+// Process hooks (docs/spec.md, "Shutdown and session_end"): on `exit` and on termination signals, end the
 // tracked sessions (session_end, reason "shutdown") and release every lock.
 //
 // One set of listeners per process (per thread in a worker: each worker has

@@ -24,7 +24,9 @@
 //    the addon needs (objdump -T; fails above SWL_MAX_GLIBC when that is set,
 //    as the release workflow does) and the time each step took.
 //
-// Option: --keep keeps the temporary directory (its path is printed).
+// Option: --keep keeps the temporary directory and prints where the two
+// tarballs are and the command that installs them (the documented way to get
+// installable tarballs before anything is on the registry: docs/distribution.md).
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -536,5 +538,9 @@ console.log(
   `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, maxGlibc: glibc, totalMs })}`,
 )
 
-if (keep) console.log(`kept ${work}`)
+if (keep) {
+  console.log(`kept ${work}`)
+  console.log(`tarballs in ${tarballs}; install both in a project with:`)
+  console.log(`  npm install ${main.file} ${platform.file}`)
+}
 else fs.rmSync(work, { recursive: true, force: true })

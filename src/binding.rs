@@ -610,8 +610,8 @@ pub struct NativeInspection {
     pub error: Option<NativeError>,
 }
 
-/// Inspect one lock file by the rules for old (pre-OS-lock) files and remove it if stale
-/// and `remove` (while holding its OS lock, and only if the path still names
+/// Inspect one lock file by the rules of docs/spec.md ("Old lock files") and
+/// remove it if stale and `remove` (while holding its OS lock, and only if the path still names
 /// the inode inspected). Never follows symlinks; a non-regular file reports
 /// an error and is left alone.
 #[napi(catch_unwind)]
