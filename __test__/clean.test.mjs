@@ -1,4 +1,4 @@
-// cleanStaleLockFiles (CONTRACT §4): reports every *.jsonl.lock of a sessions
+// cleanStaleLockFiles (docs/spec.md "Old lock files"): reports every *.jsonl.lock of a sessions
 // directory, judges old-module files by the old rules and ours by the OS lock,
 // removes the stale ones and logs each removal.
 import { describe, it, expect, afterEach } from 'vitest'

@@ -1,4 +1,4 @@
-// Hostile files at the lock path (issue 7, CONTRACT §3, §4): a symlink to a
+// Hostile files at the lock path (docs/spec.md: "Paths and exclusion", "Old lock files"): a symlink to a
 // victim, a dangling symlink, a FIFO, a directory, a socket, a device, a hard
 // link to a victim file, a file owned by another user, a 1 GiB sparse file.
 // None is followed, written, truncated or waited on forever: each gives a coded

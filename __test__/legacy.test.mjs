@@ -1,4 +1,4 @@
-// CONTRACT §4 through acquireSessionWriteLock: lock files written by the old
+// docs/spec.md "Old lock files" through acquireSessionWriteLock: lock files written by the old
 // TypeScript module (no "lock": "os", no OS lock) and mixed fleets where an
 // old gateway (the fixture __test__/fixtures/legacy-lock.js, run as a real
 // child process) and ours contend for the same session.
