@@ -1,5 +1,9 @@
-// Types of session-write-lock. The API is CONTRACT §2 and §6: a drop-in for
-// OpenClaw's src/agents/session-write-lock.ts, plus a few extras marked below.
+/// <reference types="node" />
+// Types of session-write-lock (docs/spec.md, "The API"): a drop-in for
+// OpenClaw's src/agents/session-write-lock.ts of both generations (2026.4.x and
+// the later 2026.5.x surface, see docs/migration.md), plus a few extras marked below.
+// They use Node's types (AbortSignal, Symbol.asyncDispose, NodeJS.ProcessEnv):
+// TypeScript consumers need @types/node, an optional peer dependency.
 
 export interface AcquireSessionWriteLockParams {
   /** The session transcript (`.jsonl`); the lock is `<realpath(dir)>/<basename>.lock`. */
@@ -69,6 +73,7 @@ export declare class SessionWriteLockTimeoutError extends Error {
     lockPath: string
     owner: string
     holder?: SessionWriteLockHolder | null
+    hint?: string | null
   })
   readonly name: 'SessionWriteLockTimeoutError' | string
   readonly reason: 'session_busy'
@@ -79,6 +84,12 @@ export declare class SessionWriteLockTimeoutError extends Error {
   readonly owner: string
   /** Extra diagnostics (not in the message). */
   readonly holder: SessionWriteLockHolder | null
+  /**
+   * Extra: set when the holder is this very process (`holder.inProcess`): a
+   * nested acquire without `allowReentrant` waits like any other contender.
+   * Names `allowReentrant` / `reentrantOwner`. Never part of the message.
+   */
+  readonly hint: string | null
 }
 export { SessionWriteLockTimeoutError as SessionWriteLockError }
 
@@ -104,19 +115,50 @@ export type SessionLockInspection = {
   held: boolean
 }
 
+/** An environment to read overrides from (`process.env` fits). */
+export type SessionWriteLockEnv = { [name: string]: string | undefined }
+
+/**
+ * Reads a pid's command line (argv), or null when unknown. An unknown or
+ * empty command line never makes a file stale.
+ */
+export type ReadOwnerProcessArgs = (pid: number) => string[] | null
+
+/**
+ * An entry of `cleanStaleLockFiles`: the inspection, plus `removeError` (the
+ * error code, e.g. "EACCES") when a stale file could not be removed.
+ */
+export type SessionLockCleanEntry = SessionLockInspection & { removeError?: string }
+
 export declare function cleanStaleLockFiles(params: {
   sessionsDir: string
+  /** Explicit wins; else the environment, then `config.session.writeLock.staleMs`, then 1_800_000. */
   staleMs?: number
   removeStale?: boolean
   nowMs?: number
   log?: { warn?: (message: string) => void; info?: (message: string) => void }
-}): Promise<{ locks: SessionLockInspection[]; cleaned: SessionLockInspection[] }>
+  config?: SessionWriteLockConfig
+  /** Where the environment overrides are read; default `process.env`. */
+  env?: SessionWriteLockEnv
+  /**
+   * For `non-openclaw-owner` (old-format files only). Default: /proc/<pid>/cmdline
+   * on Linux, null elsewhere and for this process itself.
+   */
+  readOwnerProcessArgs?: ReadOwnerProcessArgs
+}): Promise<{ locks: SessionLockCleanEntry[]; cleaned: SessionLockCleanEntry[] }>
 
-/** Extra: inspect one lock file (removal only when `remove`). */
+/** Extra: inspect one lock file by the rules of cleanStaleLockFiles (removal only when `remove`). */
 export declare function inspectLockFile(
   lockPath: string,
-  options?: { nowMs?: number; staleMs?: number; remove?: boolean },
-): SessionLockInspection & {
+  options?: {
+    nowMs?: number
+    staleMs?: number
+    remove?: boolean
+    config?: SessionWriteLockConfig
+    env?: SessionWriteLockEnv
+    readOwnerProcessArgs?: ReadOwnerProcessArgs
+  },
+): SessionLockCleanEntry & {
   kind: 'os' | 'legacy'
   hostname: string | null
   maxHoldMs: number | null
@@ -128,6 +170,50 @@ export declare function resolveSessionLockMaxHoldFromTimeout(params: {
   graceMs?: number
   minMs?: number
 }): number
+
+// ---- the later generation's surface (openclaw 2026.5.x) --------------------
+
+export declare const DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: 60_000
+export declare const DEFAULT_SESSION_WRITE_LOCK_STALE_MS: 1_800_000
+export declare const DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: 300_000
+
+export type SessionWriteLockConfig = {
+  session?: { writeLock?: { acquireTimeoutMs?: number; staleMs?: number; maxHoldMs?: number } }
+}
+/** The later generation's name for the same type. */
+export type SessionWriteLockAcquireTimeoutConfig = SessionWriteLockConfig
+
+/**
+ * `OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS` (digits, trimmed, or "Infinity")
+ * wins, then `config.session.writeLock.acquireTimeoutMs` (positive, or Infinity),
+ * then 60_000. Note: `acquireSessionWriteLock`'s own default stays 10_000; pass
+ * this result as `timeoutMs` to keep the later generation's 60 s.
+ */
+export declare function resolveSessionWriteLockAcquireTimeoutMs(
+  config?: SessionWriteLockConfig,
+  env?: SessionWriteLockEnv,
+): number
+/** `OPENCLAW_SESSION_WRITE_LOCK_STALE_MS` (digits), then config, then 1_800_000. */
+export declare function resolveSessionWriteLockStaleMs(config?: SessionWriteLockConfig, env?: SessionWriteLockEnv): number
+/** `OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS` (digits), then config, then `fallback` or 300_000. */
+export declare function resolveSessionWriteLockMaxHoldMs(
+  config?: SessionWriteLockConfig,
+  params?: { env?: SessionWriteLockEnv; fallback?: number },
+): number
+export declare function resolveSessionWriteLockOptions(
+  config?: SessionWriteLockConfig,
+  params?: { env?: SessionWriteLockEnv; maxHoldMsFallback?: number },
+): { timeoutMs: number; staleMs: number; maxHoldMs: number }
+
+/** What `inspectLockPayloadForTest` reports. */
+export type SessionLockPayloadInspection = {
+  pid: number | null
+  pidAlive: boolean
+  createdAt: string | null
+  ageMs: number | null
+  stale: boolean
+  staleReasons: string[]
+}
 
 export type SessionEndReason =
   | 'new'
@@ -197,7 +283,17 @@ export declare const __testing: {
   registryCounts(): { keys: number; holders: number; waiters: number }
   identity(): { pid: number; starttime?: number | null; bootId?: string | null; hostname: string }
   panicForTest(): void
+  /**
+   * `fn(pid)` gives the start time to use for `pid` (null = unknown); null
+   * restores the real ones. Applied to this process at once and to each pid
+   * the clean/inspect functions judge while set (the start-time override seam).
+   */
+  setProcessStartTimeResolverForTest(fn: ((pid: number) => number | null) | null): void
+  /** The old-format rules applied to a parsed payload (no file: no mtime grace, nothing held). */
+  inspectLockPayloadForTest(payload: unknown, staleMs: number, nowMs: number): SessionLockPayloadInspection
 }
+/** The later generation's name for `__testing`. */
+export declare const testing: typeof __testing
 
 export declare function drainSessionWriteLockStateForTest(): Promise<void>
 export declare function resetSessionWriteLockStateForTest(): void

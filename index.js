@@ -1,11 +1,18 @@
 'use strict'
 // session-write-lock: the package entry (CommonJS). See README.md and
-// ../shared/CONTRACT.md for the API; index.d.ts for the types.
+// docs/spec.md for the API, docs/migration.md for both upstream generations;
+// index.d.ts for the types.
 
 const lock = require('./lib/lock')
-const clean = require('./lib/clean')
+const options = require('./lib/options')
+// Sessions and the process hooks keep per-copy state, so they load with this
+// copy (a later require could return another copy's module from the require
+// cache). Cleanup is needed by few calls: it loads on first use.
 const sessions = require('./lib/sessions')
 const shutdown = require('./lib/shutdown')
+
+let cleanModule = null
+const clean = () => (cleanModule ??= require('./lib/clean'))
 
 lock.setFirstUseHook(shutdown.ensureHooksOnFirstUse)
 
@@ -13,7 +20,7 @@ const __testing = {
   get cleanupSignals() {
     return shutdown.cleanupSignals.slice()
   },
-  handleTerminationSignal: shutdown.handleTerminationSignal,
+  handleTerminationSignal: (signal) => shutdown.handleTerminationSignal(signal),
   releaseAllLocksSync() {
     lock.releaseAllSync()
   },
@@ -36,6 +43,10 @@ const __testing = {
   panicForTest() {
     lock.native.panicForTest()
   },
+  /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
+  setProcessStartTimeResolverForTest: (fn) => clean().setProcessStartTimeResolverForTest(fn),
+  /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
+  inspectLockPayloadForTest: (payload, staleMs, nowMs) => clean().inspectLockPayloadForTest(payload, staleMs, nowMs),
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -45,6 +56,7 @@ async function drainSessionWriteLockStateForTest() {
 
 function resetSessionWriteLockStateForTest() {
   sessions.resetForTest()
+  if (cleanModule !== null) cleanModule.resetForTest()
   lock.resetLockStateForTest()
 }
 
@@ -59,14 +71,22 @@ module.exports = {
   SessionWriteLockLostError: lock.SessionWriteLockLostError,
   isSessionWriteLockTimeoutError: lock.isSessionWriteLockTimeoutError,
   resolveSessionLockMaxHoldFromTimeout: lock.resolveSessionLockMaxHoldFromTimeout,
-  cleanStaleLockFiles: clean.cleanStaleLockFiles,
-  inspectLockFile: clean.inspectLockFile,
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: options.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS: options.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  resolveSessionWriteLockAcquireTimeoutMs: options.resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs: options.resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs: options.resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions: options.resolveSessionWriteLockOptions,
+  cleanStaleLockFiles: (params) => clean().cleanStaleLockFiles(params),
+  inspectLockFile: (...args) => clean().inspectLockFile(...args),
   onSessionEnd: sessions.onSessionEnd,
   trackActiveSession: sessions.trackActiveSession,
   listActiveSessions: sessions.listActiveSessions,
   drainActiveSessions: sessions.drainActiveSessions,
   recoverOrphanedSessions: sessions.recoverOrphanedSessions,
   __testing,
+  testing: __testing,
   drainSessionWriteLockStateForTest,
   resetSessionWriteLockStateForTest,
 }

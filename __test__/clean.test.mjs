@@ -1,4 +1,4 @@
-// cleanStaleLockFiles (CONTRACT §4): reports every *.jsonl.lock of a sessions
+// cleanStaleLockFiles (docs/spec.md "Old lock files"): reports every *.jsonl.lock of a sessions
 // directory, judges old-module files by the old rules and ours by the OS lock,
 // removes the stale ones and logs each removal.
 import { describe, it, expect, afterEach } from 'vitest'
@@ -57,9 +57,17 @@ function logger() {
   return { warns, infos, log: { warn: (m) => warns.push(m), info: (m) => infos.push(m) } }
 }
 
+/** An owner reader that never knows: the tests of the other rules keep the owner's command line out of it. */
+const unknownOwner = () => null
+
+/** cleanStaleLockFiles with every owner's command line unknown (no `non-openclaw-owner`) unless told. */
+function cleanWithUnknownOwners(params) {
+  return swl.cleanStaleLockFiles({ readOwnerProcessArgs: unknownOwner, ...params })
+}
+
 /** Inspect exactly one lock file (removeStale false unless told). */
 async function inspectOne(dir, name, opts = {}) {
-  const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, ...opts })
+  const r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false, ...opts })
   const found = r.locks.filter((l) => l.lockPath === path.join(dir, name))
   expect(found).toHaveLength(1)
   return { ...r, lock: found[0] }
@@ -68,7 +76,7 @@ async function inspectOne(dir, name, opts = {}) {
 describe('cleanStaleLockFiles: listing', () => {
   it('a missing directory gives an empty result', async () => {
     const dir = path.join(tmp(), 'does', 'not', 'exist')
-    expect(await swl.cleanStaleLockFiles({ sessionsDir: dir })).toEqual({ locks: [], cleaned: [] })
+    expect(await cleanWithUnknownOwners({ sessionsDir: dir })).toEqual({ locks: [], cleaned: [] })
     expect(fs.existsSync(dir)).toBe(false)
   })
 
@@ -79,7 +87,7 @@ describe('cleanStaleLockFiles: listing', () => {
     const names = ['b.jsonl.lock', 'B.jsonl.lock', 'a.jsonl.lock', '10.jsonl.lock', '9.jsonl.lock', 'é.jsonl.lock', 'Z.jsonl.lock']
     for (const n of names) write(path.join(dir, n), stale)
     for (const n of ['x.lock', 'x.jsonl', 'x.jsonl.lock.tmp', 'x.json.lock', '.jsonl.lock.bak']) write(path.join(dir, n), stale)
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: path.relative(process.cwd(), dir), removeStale: false })
+    const r = await cleanWithUnknownOwners({ sessionsDir: path.relative(process.cwd(), dir), removeStale: false })
     const expected = [...names].sort((a, b) => a.localeCompare(b))
     // Guard: localeCompare order differs from code-unit order here.
     expect(expected).not.toEqual([...names].sort())
@@ -110,7 +118,7 @@ describe('cleanStaleLockFiles: listing', () => {
       oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: startTime(s.pid) }),
     )
     const { warns, log } = logger()
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, log })
     expect(r.locks.map((l) => path.basename(l.lockPath))).toEqual(['dead.jsonl.lock', 'live.jsonl.lock', 'old.jsonl.lock'])
     expect(r.cleaned.map((l) => path.basename(l.lockPath))).toEqual(['dead.jsonl.lock', 'old.jsonl.lock'])
     expect(r.cleaned.every((l) => l.removed && l.stale)).toBe(true)
@@ -129,7 +137,7 @@ describe('cleanStaleLockFiles: listing', () => {
     write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
     write(path.join(dir, 'b.jsonl.lock'), '', 60_000)
     const { warns, log } = logger()
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, log })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false, log })
     expect(r.locks.map((l) => [l.stale, l.removed])).toEqual([
       [true, false],
       [true, false],
@@ -147,7 +155,7 @@ describe('cleanStaleLockFiles: listing', () => {
     const fifo = spawnSync('mkfifo', [path.join(dir, 'c-fifo.jsonl.lock')])
     expect(fifo.status).toBe(0)
     const { warns, log } = logger()
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + YEAR, log })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: Date.now() + YEAR, log })
     expect(r.locks.map((l) => path.basename(l.lockPath))).toEqual(['a-dir.jsonl.lock', 'b-link.jsonl.lock', 'c-fifo.jsonl.lock'])
     for (const l of r.locks) expect(l).toMatchObject({ stale: false, removed: false, held: false })
     expect(r.cleaned).toEqual([])
@@ -174,7 +182,7 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: createdMs + 600, staleMs: 500 }))
     expect(lock).toMatchObject({ stale: true, staleReasons: ['too-old'] })
     // Removed when asked, live holder or not (as the old module did).
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
     expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['too-old']])
     expect(fs.existsSync(path.join(dir, 'a.jsonl.lock'))).toBe(false)
   })
@@ -195,7 +203,7 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real + 7 }))
     write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString(), starttime: real }))
     write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: s.pid, createdAt: new Date().toISOString() }))
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false })
     expect(r.locks.map((l) => [l.pidAlive, l.stale, l.staleReasons])).toEqual([
       [true, true, ['recycled-pid']],
       [true, false, []],
@@ -218,7 +226,7 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     expect((await inspectOne(dir, 'a.jsonl.lock')).lock.staleReasons).toEqual([])
   })
 
-  it('orphan-self-pid: our pid, not held by us, start time ours or absent', async () => {
+  it('orphan-self-pid in the sweep: our pid, not held by us, and a recorded start time equal to ours', async () => {
     const dir = tmp()
     const me = swl.__testing.identity()
     expect(me.pid).toBe(process.pid)
@@ -226,12 +234,17 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now }))
     write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now, starttime: me.starttime }))
     write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now, starttime: me.starttime + 1 }))
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
-    expect(r.locks.map((l) => [l.pidAlive, l.stale, l.staleReasons])).toEqual([
-      [true, true, ['orphan-self-pid']],
-      [true, true, ['orphan-self-pid']],
-      [true, true, ['recycled-pid']], // an earlier process that had our pid
+    write(path.join(dir, 'd.jsonl.lock'), oldPayload({ pid: process.pid, createdAt: now, starttime: 123.5 }))
+    // The default owner reader: our own command line is never consulted.
+    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir })
+    expect(r.locks.map((l) => [path.basename(l.lockPath), l.pidAlive, l.stale, l.staleReasons])).toEqual([
+      // No start time: kept, as every old generation's sweep kept it (the gateway sweeps in-process at start-up).
+      ['a.jsonl.lock', true, false, []],
+      ['b.jsonl.lock', true, true, ['orphan-self-pid']],
+      ['c.jsonl.lock', true, true, ['recycled-pid']], // an earlier process that had our pid
+      ['d.jsonl.lock', true, false, []], // a malformed start time is no start time
     ])
+    expect(fs.readdirSync(dir).sort()).toEqual(['a.jsonl.lock', 'd.jsonl.lock'])
   })
 
   it('payload-less files: reasons listed with stale:false inside the grace, stale and removed after min(staleMs, 5 s)', async () => {
@@ -248,12 +261,12 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     expect(lock.stale).toBe(true)
     // Default removal keeps it while in grace...
     const { warns, log } = logger()
-    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    let r = await cleanWithUnknownOwners({ sessionsDir: dir, log })
     expect(r.cleaned).toEqual([])
     expect(fs.existsSync(p)).toBe(true)
     // ...and removes it once its mtime is old.
     write(p, '{}', 60_000)
-    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    r = await cleanWithUnknownOwners({ sessionsDir: dir, log })
     expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['missing-pid', 'invalid-createdAt']])
     expect(warns).toEqual([`removed stale session lock: ${p} (missing-pid, invalid-createdAt)`])
     expect(fs.existsSync(p)).toBe(false)
@@ -271,6 +284,28 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     expect(lock).toMatchObject({ stale: true, staleReasons: ['invalid-createdAt'] })
   })
 
+  it('a createdAt more than 5 minutes in the future is invalid-createdAt, with the payload-less grace', async () => {
+    const dir = tmp()
+    const s = sleeper()
+    const p = path.join(dir, 'a.jsonl.lock')
+    const q = path.join(dir, 'b.jsonl.lock')
+    const nowMs = Date.now()
+    write(p, oldPayload({ pid: s.pid, createdAt: new Date(nowMs + YEAR).toISOString(), starttime: startTime(s.pid) }))
+    write(q, oldPayload({ pid: s.pid, createdAt: new Date(nowMs + 4 * 60_000).toISOString(), starttime: startTime(s.pid) }))
+    const mtime = fs.statSync(p).mtimeMs
+    const opts = { readOwnerProcessArgs: () => null }
+    let { lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 1_000, ...opts })
+    expect(lock).toMatchObject({ pidAlive: true, ageMs: null, stale: false, staleReasons: ['invalid-createdAt'] })
+    ;({ lock } = await inspectOne(dir, 'a.jsonl.lock', { nowMs: mtime + 10_000, ...opts }))
+    expect(lock).toMatchObject({ stale: true, staleReasons: ['invalid-createdAt'] })
+    // Up to 5 minutes ahead is clock skew: healthy, with its (negative) age.
+    ;({ lock } = await inspectOne(dir, 'b.jsonl.lock', { nowMs: mtime + 10_000, ...opts }))
+    expect(lock).toMatchObject({ stale: false, staleReasons: [] })
+    expect(lock.ageMs).toBeLessThan(0)
+    // The same verdict from inspectLockFile.
+    expect(swl.inspectLockFile(p, { nowMs: mtime + 10_000, ...opts })).toMatchObject({ stale: true, staleReasons: ['invalid-createdAt'] })
+  })
+
   it("another host's pid is never judged by local liveness, only by too-old", async () => {
     const dir = tmp()
     const gone = deadPid()
@@ -279,13 +314,13 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
     write(path.join(dir, 'a.jsonl.lock'), oldPayload({ pid: gone, ...base }))
     write(path.join(dir, 'b.jsonl.lock'), oldPayload({ pid: process.pid, ...base })) // not our orphan
     write(path.join(dir, 'c.jsonl.lock'), oldPayload({ pid: process.ppid, ...base })) // live here, different start
-    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false, nowMs: createdMs + 1000 })
+    let r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false, nowMs: createdMs + 1000 })
     expect(r.locks.map((l) => [l.stale, l.staleReasons])).toEqual([
       [false, []],
       [false, []],
       [false, []],
     ])
-    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
+    r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: createdMs + 2 * HOUR })
     expect(r.cleaned.map((l) => l.staleReasons)).toEqual([['too-old'], ['too-old'], ['too-old']])
     expect(fs.readdirSync(dir)).toEqual([])
   })
@@ -309,7 +344,7 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
       const swl = require(${JSON.stringify(INDEX)})
       let kill = 'ok'
       try { process.kill(${s.pid}, 0) } catch (e) { kill = e.code }
-      swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)} }).then((r) => console.log(JSON.stringify({ kill, r })))`
+      swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)}, readOwnerProcessArgs: () => null }).then((r) => console.log(JSON.stringify({ kill, r })))`
     const res = spawnSync(process.execPath, ['-e', script], { ...t.spawnOpts, encoding: 'utf8', timeout: 30_000 })
     expect(res.stderr).toBe('')
     const { kill, r } = JSON.parse(res.stdout.trim())
@@ -332,7 +367,7 @@ describe('cleanStaleLockFiles: old-module files (§4 rules)', () => {
       path.join(dir, 'b.jsonl.lock'),
       oldPayload({ pid: process.ppid, createdAt: new Date().toISOString(), hostname: me.hostname, bootId: me.bootId }),
     )
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false })
     expect(r.locks.map((l) => [l.stale, l.staleReasons])).toEqual([
       [true, ['dead-pid']],
       [false, []],
@@ -359,7 +394,7 @@ describe('cleanStaleLockFiles: malformed payloads never throw and follow the pay
     const names = Object.keys(cases).map((n, i) => `m${i}.jsonl.lock`)
     Object.values(cases).forEach((make, i) => write(path.join(dir, names[i]), make()))
     const nowMs = Date.now()
-    let r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs })
+    let r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs })
     expect(r.locks).toHaveLength(names.length)
     for (const l of r.locks) {
       expect(l).toMatchObject({ pid: null, pidAlive: false, createdAt: null, ageMs: null, stale: false, removed: false, held: false })
@@ -367,7 +402,7 @@ describe('cleanStaleLockFiles: malformed payloads never throw and follow the pay
     }
     expect(r.cleaned).toEqual([])
     const { warns, log } = logger()
-    r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: nowMs + 60_000, log })
+    r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: nowMs + 60_000, log })
     expect(r.cleaned).toHaveLength(names.length)
     expect(warns).toHaveLength(names.length)
     expect(fs.readdirSync(dir)).toEqual([])
@@ -380,7 +415,7 @@ describe('cleanStaleLockFiles: our OS-locked files', () => {
     const holder = await ourHolderChild(path.join(dir, 'a.jsonl'))
     const before = fs.readFileSync(holder.lockPath, 'utf8')
     const { warns, log } = logger()
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1, log })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1, log })
     expect(r.locks).toHaveLength(1)
     expect(r.locks[0]).toMatchObject({
       lockPath: holder.lockPath,
@@ -400,7 +435,7 @@ describe('cleanStaleLockFiles: our OS-locked files', () => {
   it('a live lock held by this process is kept, held and never stale', async () => {
     const dir = tmp()
     const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'a.jsonl') })
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1 })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, nowMs: Date.now() + 100 * YEAR, staleMs: 1 })
     expect(r.locks).toHaveLength(1)
     expect(r.locks[0]).toMatchObject({ lockPath: lease.lockPath, pid: process.pid, held: true, stale: false, removed: false })
     expect(r.cleaned).toEqual([])
@@ -415,7 +450,7 @@ describe('cleanStaleLockFiles: our OS-locked files', () => {
     await holder.child.exited
     expect(JSON.parse(fs.readFileSync(holder.lockPath, 'utf8')).lock).toBe('os')
     const { warns, log } = logger()
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, log })
     expect(r.locks).toHaveLength(1)
     const l = r.locks[0]
     expect(l).toMatchObject({ pid: holder.child.pid, pidAlive: false, held: false, stale: true, removed: true })
@@ -438,7 +473,52 @@ describe('cleanStaleLockFiles: our OS-locked files', () => {
         2,
       ),
     )
-    const r = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    const r = await cleanWithUnknownOwners({ sessionsDir: dir, removeStale: false })
     expect(r.locks[0]).toMatchObject({ pidAlive: true, held: false, stale: true, staleReasons: ['not-held'], removed: false })
+  })
+})
+
+describe('cleanStaleLockFiles / inspectLockFile: failures are reported, never silent', () => {
+  const canDropPrivileges = typeof process.getuid === 'function' && process.getuid() === 0
+
+  it.skipIf(!canDropPrivileges)('a stale file that cannot be removed (EACCES, as uid 65534) carries removeError and is logged', () => {
+    const dir = tmp()
+    fs.chmodSync(dir, 0o755) // root's directory: uid 65534 may read, not unlink
+    const p = path.join(dir, 'dead.jsonl.lock')
+    write(p, oldPayload({ pid: deadPid(), createdAt: new Date().toISOString() }))
+    fs.chmodSync(p, 0o644)
+    const script = `
+      const swl = require(${JSON.stringify(INDEX)})
+      const warns = []
+      swl.cleanStaleLockFiles({ sessionsDir: ${JSON.stringify(dir)}, log: { warn: (m) => warns.push(m) } })
+        .then((r) => {
+          const one = swl.inspectLockFile(${JSON.stringify(p)}, { remove: true })
+          console.log(JSON.stringify({ uid: process.getuid(), r, warns, one }))
+        })`
+    const res = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000 })
+    expect(res.stderr).toBe('')
+    const { uid, r, warns, one } = JSON.parse(res.stdout.trim())
+    expect(uid).toBe(65534)
+    expect(r.locks).toHaveLength(1)
+    expect(r.locks[0]).toMatchObject({ stale: true, removed: false, staleReasons: ['dead-pid'], removeError: 'EACCES' })
+    expect(r.cleaned).toEqual([])
+    expect(warns).toEqual([`could not remove stale session lock: ${p} (dead-pid): EACCES`])
+    expect(one).toMatchObject({ stale: true, removed: false, removeError: 'EACCES' })
+    expect(one.error).toMatchObject({ code: 'EACCES', syscall: 'unlink', path: p })
+    expect(fs.existsSync(p)).toBe(true)
+    // Removed entries and kept fresh ones carry no removeError field at all.
+    const ok = spawnSync(process.execPath, ['-e', script.replace('uid: process.getuid(), ', '')], { encoding: 'utf8', timeout: 30_000 })
+    const done = JSON.parse(ok.stdout.trim())
+    expect(done.r.cleaned).toHaveLength(1)
+    expect('removeError' in done.r.cleaned[0]).toBe(false)
+    expect(done.warns).toEqual([`removed stale session lock: ${p} (dead-pid)`])
+  })
+
+  it('inspectLockFile: a path that is not a non-empty string without NUL is a TypeError', () => {
+    for (const bad of [5, undefined, null, '', 'a\0b', {}, Symbol('x')]) {
+      expect(() => swl.inspectLockFile(bad)).toThrow(TypeError)
+    }
+    expect(() => swl.inspectLockFile('/tmp/x.jsonl.lock', 5)).toThrow(TypeError)
+    expect(() => swl.inspectLockFile('/tmp/x.jsonl.lock', { readOwnerProcessArgs: 'ps' })).toThrow(TypeError)
   })
 })

@@ -1,4 +1,4 @@
-// The session-lock CLI (issue 9), run as a real process against real child
+// The session-lock CLI, run as a real process against real child
 // holders: inspect rows, exit status and --json schema; clean --dry-run and
 // clean; hold's exclusion, exit status and signal forwarding; the demo.
 import { describe, it, expect, afterEach } from 'vitest'
@@ -136,9 +136,9 @@ describe('session-lock inspect', () => {
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
-    expect(lines[1]).toMatch(/^FILE\s+KIND\s+PID\s+HOST\s+ALIVE\s+HELD\s+AGE\s+MAX HOLD\s+STALE REASONS\s+CLEAN WOULD$/)
+    expect(lines[1]).toMatch(/^FILE\s+KIND\s+PID\s+ALIVE\s+HELD\s+AGE\s+STALE REASONS\s+CLEAN WOULD$/)
     const rowA = lines.find((l) => l.startsWith('a.jsonl.lock'))
-    expect(rowA.split(/\s+/).slice(0, 6)).toEqual(['a.jsonl.lock', 'os', String(ia.pid), 'local', 'yes', 'yes'])
+    expect(rowA.split(/\s+/).slice(0, 5)).toEqual(['a.jsonl.lock', 'os', String(ia.pid), 'yes', 'yes'])
     expect(rowA).toMatch(/keep: held$/)
     expect(r.stdout).toMatch(/2 lock files, 0 markers, 2 held, nothing stuck/)
     expect(r.stdout).not.toMatch(/\x1b\[/) // not a TTY: no color
@@ -147,7 +147,7 @@ describe('session-lock inspect', () => {
     r = await cli(['inspect', dir])
     expect(r.code).toBe(1)
     const rowB = r.stdout.split('\n').find((l) => l.startsWith('b.jsonl.lock'))
-    expect(rowB.split(/\s+/).slice(0, 6)).toEqual(['b.jsonl.lock', 'os', String(ib.pid), 'local', 'no', 'no'])
+    expect(rowB.split(/\s+/).slice(0, 5)).toEqual(['b.jsonl.lock', 'os', String(ib.pid), 'no', 'no'])
     expect(rowB).toMatch(/dead-pid,not-held\s+remove: dead-pid, not-held$/)
     expect(r.stdout).toMatch(/1 stuck \(session-lock clean would remove 1\)/)
   })
@@ -208,7 +208,11 @@ describe('session-lock inspect', () => {
 
   it('a live old-module holder is not stuck until --stale-ms says it is too old', async () => {
     const dir = tmp()
-    legacyLock(path.join(dir, 'old.jsonl.lock'), process.pid, new Date(Date.now() - 60_000).toISOString())
+    // The old holder runs as an OpenClaw process (an `openclaw` argument): a live pid whose
+    // command line is something else would be stale as non-openclaw-owner.
+    const holder = track(spawn(process.execPath, ['-e', 'console.log("ready"); setInterval(() => {}, 1000)', 'openclaw'], { stdio: ['ignore', 'pipe', 'ignore'] }))
+    await new Promise((resolve) => holder.stdout.once('data', resolve)) // exec'd: its own command line
+    legacyLock(path.join(dir, 'old.jsonl.lock'), holder.pid, new Date(Date.now() - 60_000).toISOString())
     let r = await cli(['inspect', dir, '--json'])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout).rows[0]).toMatchObject({ kind: 'legacy', pidAlive: true, stale: false, action: 'keep' })
@@ -483,5 +487,161 @@ describe('session-lock demo', () => {
       }
     })
     expect(survivors).toEqual([])
+  })
+})
+
+// What a new operator ran into: refusals that protect a cron job from a typo,
+// one-line errors instead of stack traces, failures that say what to do.
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+
+/** A temporary directory that uid 65534 can enter (mkdtemp makes 0700 ones). */
+function sharedTmp() {
+  const d = tmp()
+  fs.chmodSync(d, 0o755)
+  return d
+}
+
+describe('session-lock hold refuses paths that would protect nothing', () => {
+  it('a missing directory: one line, exit 2, nothing created', async () => {
+    const dir = tmp()
+    const missing = path.join(dir, 'no-such-dir')
+    const r = await cli(['hold', path.join(missing, 's.jsonl'), '--', 'true'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`session-lock hold: ${missing}: no such directory (ENOENT); the session file's directory must exist\n`)
+    expect(fs.existsSync(missing)).toBe(false)
+  })
+
+  it('a directory instead of a session file: one line, exit 2, no <dir>.lock', async () => {
+    const dir = tmp()
+    const sessions = path.join(dir, 'sessions')
+    fs.mkdirSync(sessions)
+    const r = await cli(['hold', sessions, '--', 'true'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`session-lock hold: ${sessions}: is a directory (EISDIR); pass a session file (for example ${sessions}/<id>.jsonl)\n`)
+    expect(fs.readdirSync(dir)).toEqual(['sessions'])
+  })
+})
+
+describe('session-lock clean reports failures with their cause', () => {
+  it.skipIf(!isRoot)('an unreadable directory: one line and exit 2, like inspect (as uid 65534)', async () => {
+    const dir = sharedTmp()
+    const locked = path.join(dir, 'private')
+    fs.mkdirSync(locked, { mode: 0o700 })
+    for (const cmd of ['clean', 'inspect']) {
+      const r = await new Promise((resolve) => {
+        const c = track(spawn(process.execPath, [BIN, cmd, locked], { stdio: ['ignore', 'pipe', 'pipe'], uid: 65534, gid: 65534 }))
+        let stdout = ''
+        let stderr = ''
+        c.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+        c.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+        c.on('close', (code) => resolve({ code, stdout, stderr }))
+      })
+      expect(r.code, cmd).toBe(2)
+      expect(r.stdout, cmd).toBe('')
+      expect(r.stderr, cmd).toBe(`session-lock ${cmd}: ${locked}: permission denied (EACCES)\n`)
+    }
+  })
+
+  it.skipIf(!isRoot)('a removal that fails names the path, the code and what to do; --json carries the code', async () => {
+    const dir = sharedTmp()
+    const sticky = path.join(dir, 'sessions')
+    fs.mkdirSync(sticky)
+    fs.chmodSync(sticky, 0o1777) // anyone may create, only the owner may remove
+    const lockPath = path.join(sticky, 'old.jsonl.lock')
+    legacyLock(lockPath, await deadPid())
+    const asNobody = (args) =>
+      new Promise((resolve) => {
+        const c = track(spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], uid: 65534, gid: 65534 }))
+        let stdout = ''
+        let stderr = ''
+        c.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+        c.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+        c.on('close', (code) => resolve({ code, stdout, stderr }))
+      })
+    const r = await asNobody(['clean', sticky])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain(
+      `failed to remove ${lockPath}: operation not permitted (EPERM); run as the user that owns the sessions directory`,
+    )
+    const j = JSON.parse((await asNobody(['clean', sticky, '--json'])).stdout)
+    expect(j.failed).toEqual([
+      expect.objectContaining({ path: lockPath, code: 'EPERM', hint: 'run as the user that owns the sessions directory' }),
+    ])
+    expect(fs.existsSync(lockPath)).toBe(true)
+  })
+
+  it('says what still needs a hand (a FIFO, a directory, a symlink at lock paths) and exits 1', async () => {
+    const dir = tmp()
+    fs.mkdirSync(path.join(dir, 'd.jsonl.lock'))
+    require('node:child_process').execFileSync('mkfifo', [path.join(dir, 'f.jsonl.lock')])
+    fs.symlinkSync('/etc/hostname', path.join(dir, 's.jsonl.lock'))
+    const r = await cli(['clean', dir])
+    expect(r.code).toBe(1)
+    expect(r.stdout).not.toMatch(/nothing to clean/)
+    expect(r.stdout).toMatch(/^needs a hand: d\.jsonl\.lock: is a directory \(EISDIR\)/m)
+    expect(r.stdout).toMatch(/^needs a hand: f\.jsonl\.lock: not a regular file \(EINVAL\)/m)
+    expect(r.stdout).toMatch(/^needs a hand: s\.jsonl\.lock: is a symbolic link/m)
+    expect(r.stdout).toMatch(/3 entries need a hand/)
+    const j = JSON.parse((await cli(['clean', dir, '--json'])).stdout)
+    expect(j.needsHand.map((x) => [x.file, x.code])).toEqual([
+      ['d.jsonl.lock', 'EISDIR'],
+      ['f.jsonl.lock', 'EINVAL'],
+      ['s.jsonl.lock', 'ELOOP'],
+    ])
+    expect(fs.readdirSync(dir).sort()).toEqual(['d.jsonl.lock', 'f.jsonl.lock', 's.jsonl.lock'])
+  })
+})
+
+describe('session-lock output an operator can read', () => {
+  it('inspect fits 100 columns with long names, and labels a garbage file "garbage", not "legacy"', async () => {
+    const dir = tmp()
+    const long = `agent-main-${'0123456789abcdef'.repeat(4)}`
+    const crashed = startHolder(path.join(dir, `${long}.jsonl`), ['--track', `session-${'x'.repeat(40)}`])
+    await crashed.held
+    await kill9(crashed.child)
+    const junk = path.join(dir, 'junk.jsonl.lock')
+    fs.writeFileSync(junk, '\u0000\u0001not json at all')
+    fs.utimesSync(junk, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000))
+    const r = await cli(['inspect', dir])
+    expect(r.code).toBe(1)
+    for (const line of r.stdout.trimEnd().split('\n')) expect(line.length, line).toBeLessThanOrEqual(100)
+    const junkRow = r.stdout.split('\n').find((l) => l.startsWith('junk.jsonl.lock'))
+    expect(junkRow.split(/\s+/)[1]).toBe('garbage')
+    const j = JSON.parse((await cli(['inspect', dir, '--json'])).stdout)
+    expect(rowsOf(j)['junk.jsonl.lock']).toMatchObject({ kind: 'garbage', pid: null, action: 'remove' })
+    // A long name wraps inside its column, never cut: its pieces join up again.
+    const lines = r.stdout.split('\n')
+    const fileWidth = lines[1].indexOf('KIND')
+    const fileColumn = lines.slice(2).map((l) => l.slice(0, fileWidth).trim()).join('')
+    expect(fileColumn).toContain(`${long}.jsonl.lock`)
+    expect(fileColumn).toContain(`${long}.jsonl.active`)
+  })
+
+  it('an unknown command says "see --help" once', async () => {
+    const r = await cli(['frobnicate'])
+    expect(r.code).toBe(2)
+    expect(r.stderr.match(/--help/g)).toHaveLength(1)
+  })
+
+  it('without its native addon: the loader\'s message on one line and exit 69, no stack', async () => {
+    const root = tmp()
+    const repo = fileURLToPath(new URL('..', import.meta.url))
+    for (const f of ['index.js', 'loader.js', 'package.json']) fs.copyFileSync(path.join(repo, f), path.join(root, f))
+    for (const d of ['lib', 'bin']) fs.cpSync(path.join(repo, d), path.join(root, d), { recursive: true })
+    const env = { ...process.env, NO_COLOR: '' }
+    delete env.SESSION_WRITE_LOCK_NATIVE_PATH
+    delete env.__SESSION_WRITE_LOCK_NATIVE
+    const r = await new Promise((resolve) => {
+      const c = track(spawn(process.execPath, [path.join(root, 'bin', 'session-lock.js'), 'inspect', root], { stdio: ['ignore', 'pipe', 'pipe'], env }))
+      let stdout = ''
+      let stderr = ''
+      c.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+      c.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+      c.on('close', (code) => resolve({ code, stdout, stderr }))
+    })
+    expect(r.code).toBe(69)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/^session-lock inspect: session-write-lock: no native addon for linux-x64-gnu\. .*npm run build/)
+    expect(r.stderr).not.toMatch(/internal error|\n\s+at /)
   })
 })

@@ -1,5 +1,5 @@
 // Core in-process behaviour of acquireSessionWriteLock through the public API
-// (CONTRACT §2, §3): acquire/release, payload, path normalization, file mode,
+// (docs/spec.md: "The API", "Paths and exclusion"): acquire/release, payload, path normalization, file mode,
 // FIFO waiters, reentrancy, release/releaseAll, abort, bad input, listHeldLocks.
 import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'

@@ -1,4 +1,4 @@
-// Cross-process exclusion with real child processes (CONTRACT §3): a shared
+// Cross-process exclusion with real child processes (docs/spec.md "Paths and exclusion"): a shared
 // counter never loses an update, a SIGKILLed holder frees the lock for a
 // waiting child or parent, and hand-over between processes works both ways.
 import { describe, it, expect, afterEach } from 'vitest'

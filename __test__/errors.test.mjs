@@ -1,4 +1,4 @@
-// Errors (CONTRACT §2, §3, §7): the timeout error, env overrides, the max-hold
+// Errors (docs/spec.md: "The API", "Paths and exclusion", "Failure behaviour"): the timeout error, env overrides, the max-hold
 // helper, hostile lock paths and OS errors (EACCES, ENOTDIR) with no file or
 // descriptor left behind.
 import { describe, it, expect, afterEach, vi } from 'vitest'

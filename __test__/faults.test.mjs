@@ -1,4 +1,4 @@
-// Fault injection (issue 7, CONTRACT §7): a file system that fills up (ENOSPC,
+// Fault injection (docs/spec.md "Failure behaviour"): a file system that fills up (ENOSPC,
 // blocks and inodes), a read-only bind mount (EROFS), a directory without write
 // permission for a non-root user (EACCES), and descriptor exhaustion (EMFILE).
 // Each case: a coded JS error (code, syscall, path = the lock path), no lock

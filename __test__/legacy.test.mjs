@@ -1,4 +1,4 @@
-// CONTRACT §4 through acquireSessionWriteLock: lock files written by the old
+// docs/spec.md "Old lock files" through acquireSessionWriteLock: lock files written by the old
 // TypeScript module (no "lock": "os", no OS lock) and mixed fleets where an
 // old gateway (the fixture __test__/fixtures/legacy-lock.js, run as a real
 // child process) and ours contend for the same session.
@@ -34,6 +34,7 @@ const tmp = () => dirs.make()
 
 afterEach(() => resetAfterTest(swl, dirs))
 
+const YEAR = 365 * 24 * 3_600_000
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 function collect(child) {
@@ -316,6 +317,23 @@ describe('old lock files judged by acquire (§4)', () => {
     await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
     writeOld(lockPath, oldPayload({ pid: s.pid, createdAt: 'yesterday-ish', starttime: startTime(s.pid) }), 60_000)
     await expectReclaimed(sessionFile, lockPath)
+  })
+
+  it('a createdAt more than 5 minutes in the future is invalid-createdAt: reclaimed once its mtime grace is over', async () => {
+    const dir = tmp()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const s = sleeper()
+    const fields = { pid: s.pid, starttime: startTime(s.pid) }
+    // A year ahead: without the rule it would never age, and a live pid would block the session for good.
+    const future = new Date(Date.now() + YEAR).toISOString()
+    writeOld(lockPath, oldPayload({ ...fields, createdAt: future }))
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
+    writeOld(lockPath, oldPayload({ ...fields, createdAt: future }), 60_000)
+    await expectReclaimed(sessionFile, lockPath)
+    // Clock skew of up to 5 minutes is tolerated: such a file is a live holder, waited for even when old on disk.
+    writeOld(lockPath, oldPayload({ ...fields, createdAt: new Date(Date.now() + 4 * 60_000).toISOString() }), 60_000)
+    await expectWaitsAndTimesOut(sessionFile, lockPath, `pid=${s.pid}`)
   })
 
   it('payload-less file: waited for while its mtime is fresh, reclaimed once older than min(staleMs, 5 s)', async () => {

@@ -1,4 +1,4 @@
-// Loading (issue 7, CONTRACT §1, §3): the package loaded more than once in a
+// Loading (docs/spec.md: "Package", "Paths and exclusion"): the package loaded more than once in a
 // process, and from worker threads. Exclusion must hold in every case, and the
 // in-process state (registry: holders, FIFO queues) is process-wide whenever
 // the copies share one addon.

@@ -12,9 +12,10 @@ import * as swl from '../index.mjs'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
 const CLI = path.join(root, 'bin', 'session-lock.js')
+const COMMAND = path.join(root, 'bin', 'commands', 'openclaw.js')
 const CACHE = path.join(root, '.cache', 'openclaw')
 const WORK = path.join(CACHE, 'work')
-const { KNOWN } = await import(pathToFileURL(path.join(root, 'bin', 'lib', 'openclaw.js')).href).then((m) => m.default ?? m)
+const { KNOWN } = await import(pathToFileURL(COMMAND).href).then((m) => m.default ?? m)
 const VERSIONS = ['2026.4.23', '2026.5.22']
 // The 2026.5 chunk exports the later generation's names; a package without
 // them must be refused by name (and is, until it has them).
@@ -140,6 +141,29 @@ async function lockThroughChunk(installDir, chunkName, acquireName) {
 }
 
 const lockChunkOf = (version) => Object.entries(KNOWN[version].chunks).find(([, c]) => c.role === 'lock')[0]
+
+describe('session-lock openclaw (no tarball needed)', () => {
+  it('--help, and usage errors exit 2', async () => {
+    const h = await cli(['--help'])
+    expect(h.status).toBe(0)
+    expect(h.stdout).toMatch(/^Usage: session-lock openclaw <apply\|verify\|revert>/)
+    expect(h.stdout).toContain(Object.keys(KNOWN).join(', '))
+    for (const args of [[], ['frobnicate', '/tmp'], ['apply'], ['verify', '/tmp', '--dry-run'], ['apply', '/tmp', '--nope']]) {
+      const r = await cli(args)
+      expect(r.status, args.join(' ')).toBe(2)
+    }
+  })
+
+  it('a directory that is not an openclaw install is refused (exit 3)', async () => {
+    fs.mkdirSync(WORK, { recursive: true })
+    const dir = fs.mkdtempSync(path.join(WORK, 'notoc-'))
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'something-else', version: '1.0.0' }))
+    const r = await cli(['apply', dir])
+    expect(r.status).toBe(3)
+    expect(r.stderr).toContain('is not openclaw')
+    expect(fs.readdirSync(dir)).toEqual(['package.json'])
+  })
+})
 
 describe.each(VERSIONS)('openclaw %s', (version) => {
   let pkgDir = null
@@ -284,8 +308,8 @@ describe.each(VERSIONS)('openclaw %s', (version) => {
     const dir = workInstall(pkgDir, 'nonative')
     const before = treeHashes(dir)
     const r = await cli(['apply', dir], { SESSION_WRITE_LOCK_NATIVE_PATH: path.join(dir, 'missing.node') })
-    expect(r.status).toBe(3)
-    expect(r.stderr).toContain('native binary does not load here')
+    expect(r.status).toBe(69)
+    expect(r.stderr).toContain('native addon does not load here, refusing to patch')
     expect(treeHashes(dir)).toEqual(before)
   })
 })

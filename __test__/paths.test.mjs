@@ -1,4 +1,4 @@
-// CONTRACT §3 / issue 6: the directory realpath cache never serves a stale
+// docs/spec.md "Paths and exclusion": the directory realpath cache never serves a stale
 // answer. Each case changes what a cached directory path leads to, then
 // checks the lock lands where a fresh realpath says it must.
 import { describe, it, expect, afterEach } from 'vitest'

@@ -1,4 +1,4 @@
-// session_end API in one process (CONTRACT §6): tracking, markers, handlers,
+// session_end API in one process (docs/spec.md "Shutdown and session_end"): tracking, markers, handlers,
 // drains, recovery of hand-made orphans. Cross-process and signal cases are
 // in shutdown.test.mjs.
 import { describe, it, expect, afterEach, vi } from 'vitest'

@@ -1,4 +1,4 @@
-// Shutdown hooks: real child processes, real signals, real
+// Shutdown hooks (docs/spec.md "Shutdown and session_end"): real child processes, real signals, real
 // SIGKILL. Each child records what its session_end handlers saw in an
 // evidence file (one JSON line per fact) that the test reads afterwards.
 import { describe, it, expect, afterEach } from 'vitest'

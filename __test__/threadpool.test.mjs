@@ -1,4 +1,4 @@
-// CONTRACT §3: a waiter never occupies a thread of Node's libuv pool (four
+// docs/spec.md "Paths and exclusion": a waiter never occupies a thread of Node's libuv pool (four
 // threads shared with fs, dns, zlib). Eight acquisitions blocked on locks held
 // by another process must leave fs.readFile free to complete.
 import { describe, it, expect, afterAll } from 'vitest'

@@ -1,4 +1,4 @@
-// The maxHoldMs watchdog, lost leases and leaked leases (CONTRACT §5, issue 5).
+// The maxHoldMs watchdog, lost leases and leaked leases (docs/spec.md "Leaks and the watchdog").
 import { describe, it, expect, afterEach, vi } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'

@@ -1,4 +1,4 @@
-// Worker threads (CONTRACT §1, §3): one registry per process shared with
+// Worker threads (docs/spec.md: "Package", "Paths and exclusion"): one registry per process shared with
 // workers, but a worker never reenters the main thread's lock; it waits, FIFO.
 // A worker's releaseAll only drops its own locks; a terminated worker's locks
 // are released.

@@ -8,12 +8,19 @@
 //   {id, op:'release', impl, file}               -> {id, ok, t, m}   t = just before release()
 //   (m: the same instant on CLOCK_MONOTONIC in µs, process.hrtime)
 //   {id, op:'cpu'}                               -> {id, ok, user, system}  (µs, all threads)
-//   {id, op:'many', impl, dir, n}                -> {id, ok, ms, fdBefore, fdAfter, rssBefore, rssAfter}
+//   {id, op:'many', impl, dir, n, cold}          -> {id, ok, ms, fdBefore, fdAfter, rssBefore, rssAfter}
+//        (cold: no warm-up round and no garbage collection around the figures)
+//   {id, op:'loop', impl, file, n, idleMs, reentrant} -> {id, ok, samples}  acquire + release n times,
+//        each after idleMs of idle (µs per call; reentrant: inside an outer hold of the same lock)
+//   {id, op:'fifo', impl, file, waiters, rounds} -> {id, ok, ...}  scenario (e), see fifo.js
 
 const fs = require('node:fs')
 const path = require('node:path')
 const readline = require('node:readline')
 const { IMPLS } = require('./impls')
+const { fifoRun } = require('./fifo')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 const now = () => performance.timeOrigin + performance.now()
 // CLOCK_MONOTONIC in µs, the clock bench/bare stamps with (a cross-check of `t`).
@@ -28,9 +35,22 @@ function fdCount() {
   return fs.readdirSync('/proc/self/fd').length
 }
 
-async function many({ impl, dir, n }) {
+async function many({ impl, dir, n, cold }) {
   const im = IMPLS[impl]
   im.load()
+  if (cold) {
+    const files = []
+    for (let i = 0; i < n; i++) files.push(path.join(dir, `s${i}.jsonl`))
+    const fdBefore = fdCount()
+    const rssBefore = process.memoryUsage().rss
+    const t0 = performance.now()
+    const releases = await Promise.all(files.map((f) => im.acquire(f)))
+    const ms = performance.now() - t0
+    const fdAfter = fdCount()
+    const rssAfter = process.memoryUsage().rss
+    await Promise.all(releases.map((r) => r()))
+    return { ms, fdBefore, fdAfter, rssBefore, rssAfter }
+  }
   // Warm the implementation with one identical round on other files (lazy
   // initialisation and V8's baseline tiers are not part of the figure: a gateway
   // locks sessions all day). Every implementation gets the same warm-up.
@@ -78,6 +98,22 @@ async function handle(msg) {
       return {}
     case 'many':
       return many(msg)
+    case 'loop': {
+      const im = IMPLS[msg.impl]
+      const outer = msg.reentrant ? await im.acquire(msg.file, { reentrant: true }) : null
+      const samples = []
+      for (let i = 0; i < msg.n; i++) {
+        if (msg.idleMs > 0) await sleep(msg.idleMs)
+        const t0 = process.hrtime.bigint()
+        const rel = await im.acquire(msg.file, { reentrant: msg.reentrant === true })
+        await rel()
+        samples.push(Number(process.hrtime.bigint() - t0) / 1000)
+      }
+      if (outer) await outer()
+      return { samples }
+    }
+    case 'fifo':
+      return fifoRun(msg.impl, msg.file, msg.waiters, msg.rounds)
     default:
       throw new Error(`unknown op ${msg.op}`)
   }

@@ -12,6 +12,9 @@
 // - legacy: __test__/fixtures/legacy-lock.js, a reference of the old TypeScript module's
 //           algorithm: exclusive create of a pid file, waiters poll on a 50 ms x attempt ramp
 //           capped at 1 s, dead pid => reclaim.
+// - base:   another build of this package (a directory holding index.js and its built
+//           .node), given with `npm run bench -- --baseline <dir>` (the bench passes it
+//           to its children as SWL_BENCH_BASELINE): before/after figures in one run.
 
 const path = require('node:path')
 
@@ -20,12 +23,26 @@ const LEGACY_PATH = path.join(ROOT, '__test__', 'fixtures', 'legacy-lock.js')
 const WAIT_TIMEOUT_MS = 120_000
 const PROPER_RETRIES = { retries: 3000, factor: 1.5, minTimeout: 10, maxTimeout: 100 }
 
+const BASELINE = process.env.SWL_BENCH_BASELINE || null
 const cache = {}
 
 const IMPLS = {
   ours: {
     load() {
       return (cache.ours ??= require(path.join(ROOT, 'index.js')))
+    },
+    async acquire(sessionFile, o = {}) {
+      const lease = await this.load().acquireSessionWriteLock({
+        sessionFile,
+        timeoutMs: WAIT_TIMEOUT_MS,
+        allowReentrant: o.reentrant === true,
+      })
+      return () => lease.release()
+    },
+  },
+  base: {
+    load() {
+      return (cache.base ??= require(path.join(BASELINE, 'index.js')))
     },
     async acquire(sessionFile, o = {}) {
       const lease = await this.load().acquireSessionWriteLock({
@@ -61,4 +78,6 @@ const IMPLS = {
   },
 }
 
-module.exports = { IMPLS, LEGACY_PATH, PROPER_RETRIES, ROOT }
+if (!BASELINE) delete IMPLS.base
+
+module.exports = { IMPLS, LEGACY_PATH, PROPER_RETRIES, ROOT, BASELINE }

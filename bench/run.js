@@ -1,17 +1,25 @@
 #!/usr/bin/env node
 'use strict'
-// `npm run bench [-- --quick] [-- --json <file>]`
+// `npm run bench [-- --quick] [-- --json <file>] [-- --only a,c] [-- --baseline <dir>]`
 //
 // Measures this package ("ours") side by side with proper-lockfile ("proper"), a
-// reference of the old TypeScript module's algorithm ("legacy", the test fixture) and
-// the bare OS calls ("bare", bench/bare: a std-only Rust program doing open + flock),
-// in one run, interleaving the implementations so machine drift hits all alike.
-// Prints medians, p99 and ratios vs ours, and CONTRACT §8's target next to each of our
-// figures with PASS/MISS. Scenarios:
+// reference of the old TypeScript module's algorithm ("legacy", the test fixture),
+// optionally another build of this package ("base", --baseline <dir>: a directory with
+// index.js and its built .node, for before/after figures in one run), and the floors:
+// bare native programs (bench/bare, std-only Rust, built here with cargo) doing
+//   floor (1): the package's own system calls for one uncontended acquire + release,
+//              read off `strace -f` of an acquire + release in this run, replayed;
+//   floor (2): a bare waiter blocked in flock on a Node holder (this package) that
+//              releases, or that is SIGKILLed.
+// Every scenario is measured warm (long-lived processes, back-to-back calls, warm-up
+// rounds as a steady-state gateway would have) and cold (a fresh process, no warm-up,
+// each call after >= 50 ms idle where the scenario allows): a gateway takes one lock
+// per agent turn after seconds of idle, so cold is what users feel.
+// Prints medians, p99, ratios and the performance targets with PASS/MISS. Scenarios:
 //   (a) uncontended acquire + release, tmpfs and disk   (e) 50 in-process waiters x 20 rounds
 //   (b) reentrant acquire                                (f) 1,000 sessions locked at once
 //   (c) cross-process hand-off latency                   (g) waiter CPU use while waiting
-//   (d) SIGKILLed holder to waiter acquiring             (h) addon load time and size
+//   (d) SIGKILLed holder to waiter acquiring             (h) require() time and addon size
 // Children always die with the bench (they exit when their stdin closes, and are
 // SIGKILLed on exit); every file lives in temporary directories removed at the end.
 
@@ -20,46 +28,63 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const readline = require('node:readline')
-const { IMPLS, LEGACY_PATH, PROPER_RETRIES, ROOT } = require('./impls')
 
 // ---------------------------------------------------------------- options
 
 const argv = process.argv.slice(2)
 const QUICK = argv.includes('--quick')
-const jsonIdx = argv.indexOf('--json')
-const JSON_OUT = jsonIdx >= 0 ? argv[jsonIdx + 1] : null
-const onlyIdx = argv.indexOf('--only')
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(',')) : null
-if (argv.includes('--help') || (jsonIdx >= 0 && !JSON_OUT)) {
-  console.log('usage: node bench/run.js [--quick] [--json <file>] [--only a,b,c,...]')
-  process.exit(jsonIdx >= 0 && !JSON_OUT ? 2 : 0)
+const argOf = (name) => {
+  const i = argv.indexOf(name)
+  return i >= 0 ? argv[i + 1] || '' : null
 }
+const JSON_OUT = argOf('--json')
+const onlyArg = argOf('--only')
+const ONLY = onlyArg ? new Set(onlyArg.split(',')) : null
+const baselineArg = argOf('--baseline')
+if (argv.includes('--help') || JSON_OUT === '' || onlyArg === '' || baselineArg === '') {
+  console.log('usage: node bench/run.js [--quick] [--json <file>] [--only a,b,c,...] [--baseline <dir>]')
+  process.exit(argv.includes('--help') ? 0 : 2)
+}
+if (baselineArg) {
+  const dir = path.resolve(baselineArg)
+  if (!fs.existsSync(path.join(dir, 'index.js'))) {
+    console.error(`bench: --baseline ${dir} has no index.js`)
+    process.exit(2)
+  }
+  process.env.SWL_BENCH_BASELINE = dir // read by impls.js, here and in every child
+}
+const { IMPLS, LEGACY_PATH, PROPER_RETRIES, ROOT, BASELINE } = require('./impls')
+const { fifoRun } = require('./fifo')
 
-// Sizes: full run takes a few minutes, --quick under 60 s.
+// Sizes: a full run takes several minutes, --quick about two.
+// cold: {procs, n}: `procs` fresh processes per implementation, `n` calls each, 50 ms apart.
 const CFG = QUICK
   ? {
-      a: { batches: 6, batch: 200, otherBatch: 50 },
-      b: { n: 2000 },
-      c: { ours: 60, proper: 20, legacy: 16, bare: 60 },
-      d: { ours: 12, proper: 2, legacy: 6, bare: 12 },
-      e: { waiters: 50, rounds: 20, otherWaiters: 10, otherRounds: 20, oursReps: 3 },
-      f: { n: 1000, reps: 1 },
+      a: { batches: 4, batch: 200, otherBatch: 50, cold: { procs: 3, n: 8 } },
+      b: { n: 2000, cold: { procs: 2, n: 8 } },
+      c: { ours: 40, base: 40, proper: 12, legacy: 10, cold: { ours: 16, base: 16, proper: 6, legacy: 4 } },
+      d: { ours: 8, base: 8, proper: 2, legacy: 3, bare: 8, cold: { ours: 5, base: 5, proper: 1, legacy: 2, bare: 5 } },
+      e: { waiters: 50, rounds: 20, otherWaiters: 10, otherRounds: 20, oursReps: 3, coldProcs: 3, otherColdProcs: 1 },
+      f: { n: 1000, reps: 1, coldReps: 2 },
       g: { seconds: 2 },
-      h: { reps: 5 },
+      h: { reps: 9 },
+      idleMs: 50,
     }
   : {
-      a: { batches: 20, batch: 500, otherBatch: 100 },
-      b: { n: 20000 },
-      c: { ours: 400, proper: 80, legacy: 60, bare: 400 },
-      d: { ours: 60, proper: 5, legacy: 20, bare: 60 },
-      e: { waiters: 50, rounds: 20, otherWaiters: 50, otherRounds: 20, oursReps: 5 },
-      f: { n: 1000, reps: 3 },
+      a: { batches: 20, batch: 500, otherBatch: 100, cold: { procs: 8, n: 20 } },
+      b: { n: 20000, cold: { procs: 4, n: 20 } },
+      c: { ours: 400, base: 400, proper: 80, legacy: 60, cold: { ours: 100, base: 100, proper: 20, legacy: 12 } },
+      d: { ours: 40, base: 40, proper: 5, legacy: 12, bare: 40, cold: { ours: 20, base: 20, proper: 3, legacy: 6, bare: 20 } },
+      e: { waiters: 50, rounds: 20, otherWaiters: 50, otherRounds: 20, oursReps: 5, coldProcs: 7, otherColdProcs: 1 },
+      f: { n: 1000, reps: 3, coldReps: 5 },
       g: { seconds: 10 },
-      h: { reps: 15 },
+      h: { reps: 31 },
+      idleMs: 50,
     }
 
 const HAVE_LEGACY = fs.existsSync(LEGACY_PATH)
-const IMPL_NAMES = ['ours', 'proper', ...(HAVE_LEGACY ? ['legacy'] : [])]
+const IMPL_NAMES = ['ours', ...(BASELINE ? ['base'] : []), 'proper', ...(HAVE_LEGACY ? ['legacy'] : [])]
+const OURS_LIKE = new Set(['ours', 'base']) // builds of this package (reentry, ...)
 
 // ---------------------------------------------------------------- cleanup
 
@@ -235,6 +260,98 @@ function log(msg) {
   process.stderr.write(`bench: ${msg}\n`)
 }
 
+// ---------------------------------------------------------------- cold helpers
+
+/** Cold calls: `procs` fresh children, each making `n` acquire + release, idleMs apart. */
+async function coldLoop(impl, dir, procs, n, reentrant = false) {
+  const all = []
+  const first = []
+  for (let p = 0; p < procs; p++) {
+    const c = await startChild()
+    await c.call({ op: 'load', impl })
+    const file = path.join(dir, `cold-${impl}-${p}.jsonl`)
+    const r = await c.call({ op: 'loop', impl, file, n, idleMs: CFG.idleMs, reentrant })
+    await c.close()
+    all.push(...r.samples)
+    first.push(r.samples[0])
+  }
+  return { all, first }
+}
+
+// ---------------------------------------------------------------- floor (1): our system calls, replayed
+
+// The sequence when strace is missing (read off strace -f on Linux, tmpfs, at the time of writing).
+const FALLBACK_SEQUENCE = 'statx_dir,open_tmpfile,flock_ex_nb,pwrite:238,linkat_fd,statx_fd,statx_path,unlink,close'
+let floorSequence = { ops: FALLBACK_SEQUENCE, source: 'built-in (strace unavailable)', unreplayed: [] }
+
+/**
+ * Run one steady-state acquire + release of this package under `strace -f` and turn
+ * its system calls into the bare replayer's tokens.
+ */
+function traceSequence(dir) {
+  const out = path.join(dir, 'strace.out')
+  const file = path.join(dir, 'trace.jsonl')
+  const code =
+    `const fs=require('fs');const m=require(${JSON.stringify(path.join(ROOT, 'index.js'))});` +
+    `(async()=>{for(let i=0;i<5;i++){const l=await m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}});await l.release()}` +
+    `fs.writeSync(2,'SWL-MARK-BEGIN\\n');const l=await m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}});` +
+    `await l.release();fs.writeSync(2,'SWL-MARK-END\\n')})()`
+  const r = spawnSync('strace', ['-f', '-qq', '-o', out, '-e', 'trace=!futex,mmap,munmap,mprotect,madvise,brk,epoll_wait,epoll_pwait,epoll_ctl,getpid,gettid,clock_gettime', process.execPath, '-e', code], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  if (r.status !== 0 || !fs.existsSync(out)) return null
+  const lines = fs.readFileSync(out, 'utf8').split('\n')
+  const begin = lines.findIndex((l) => l.includes('SWL-MARK-BEGIN'))
+  const end = lines.findIndex((l) => l.includes('SWL-MARK-END'))
+  if (begin < 0 || end < begin) return null
+  const lockPath = `${file}.lock`
+  const ops = []
+  const unreplayed = []
+  const raw = []
+  for (const l of lines.slice(begin + 1, end)) {
+    const m = /^\d+\s+(\w+)\((.*)$/.exec(l)
+    if (!m) continue
+    const [, name, rest] = m
+    raw.push(name)
+    const size = () => (/,\s*(\d+)(?:,\s*\d+)?\)\s*=/.exec(rest) || [])[1] || '0'
+    if (name === 'statx' || name === 'newfstatat' || name === 'fstat' || name === 'lstat' || name === 'stat') {
+      if (/^\d+,\s*""/.test(rest) || name === 'fstat') ops.push('statx_fd')
+      else if (rest.includes(JSON.stringify(lockPath))) ops.push('statx_path')
+      else ops.push('statx_dir')
+    } else if (name === 'openat' || name === 'open') {
+      if (rest.includes('O_TMPFILE')) ops.push('open_tmpfile')
+      else if (rest.includes('O_EXCL')) ops.push('open_excl')
+      else ops.push('open')
+    } else if (name === 'flock') {
+      ops.push(rest.includes('LOCK_UN') ? 'flock_un' : rest.includes('LOCK_NB') ? 'flock_ex_nb' : 'flock_ex')
+    } else if (name === 'pwrite64' || name === 'write' || name === 'pwrite') {
+      if (/^[12],/.test(rest)) continue // our own stdout/stderr
+      ops.push(`pwrite:${size()}`)
+    } else if (name === 'pread64' || name === 'read') {
+      ops.push(`pread:${size()}`)
+    } else if (name === 'linkat' || name === 'link') {
+      ops.push('linkat_fd')
+    } else if (name === 'unlink' || name === 'unlinkat') {
+      ops.push('unlink')
+    } else if (name === 'close') {
+      ops.push('close')
+    } else if (name === 'ftruncate') {
+      ops.push(`ftruncate:${(/,\s*(\d+)\)/.exec(rest) || [])[1] || '0'}`)
+    } else if (name === 'fsync' || name === 'fdatasync') {
+      ops.push('fsync')
+    } else {
+      unreplayed.push(name)
+    }
+  }
+  if (ops.length === 0) return null
+  return { ops: ops.join(','), source: `strace -f of this package (${raw.length} calls)`, unreplayed }
+}
+
+function replayFloor(dir, n, idleMs) {
+  return bare('replay', dir, path.join(dir, 'floor.jsonl.lock'), n, idleMs, floorSequence.ops)
+}
+
 // ---------------------------------------------------------------- (a) uncontended
 
 async function timedLoop(impl, file, n, out) {
@@ -247,30 +364,47 @@ async function timedLoop(impl, file, n, out) {
   }
 }
 
-// bare: open + flock + unlock + close (CONTRACT §8's "2 us"). The two below replay our
-// lock's own recipe with bare calls: the floor for ours without JS, N-API or Rust logic.
-const BARE_PROTO = 'bare, create+write+unlink'
-const BARE_PROTO_STAT = 'bare, same + 5 stat calls'
+const FLOOR1 = 'floor (1): our calls replayed'
+const BARE_FLOCK = 'bare open+flock+unlock+close'
 
 async function scenarioA() {
+  if (haveBare) {
+    const traced = traceSequence(tmpDir(SHM, 'trace'))
+    if (traced) floorSequence = traced
+    else log('(a) strace unavailable or failed: floor (1) replays the built-in sequence')
+    log(`(a) floor (1) sequence: ${floorSequence.ops}`)
+  }
   for (const [fsName, base] of [['tmpfs', SHM], ['disk', DISK]]) {
     const dir = tmpDir(base, 'a')
-    const samples = Object.fromEntries([...IMPL_NAMES, 'bare', BARE_PROTO, BARE_PROTO_STAT].map((k) => [k, []]))
-    // Warm-up batch, discarded.
+    const warm = Object.fromEntries([...IMPL_NAMES, FLOOR1, BARE_FLOCK].map((k) => [k, []]))
+    // Warm: a discarded warm-up batch, then interleaved batches.
     for (const impl of IMPL_NAMES) await timedLoop(impl, path.join(dir, `${impl}.jsonl`), 20, [])
     for (let b = 0; b < CFG.a.batches; b++) {
       for (const impl of IMPL_NAMES) {
-        const n = impl === 'ours' ? CFG.a.batch : CFG.a.otherBatch
-        await timedLoop(impl, path.join(dir, `${impl}.jsonl`), n, samples[impl])
+        const n = OURS_LIKE.has(impl) ? CFG.a.batch : CFG.a.otherBatch
+        await timedLoop(impl, path.join(dir, `${impl}.jsonl`), n, warm[impl])
       }
       if (haveBare) {
-        const lp = path.join(dir, 'bare.jsonl.lock')
-        samples.bare.push(...bare('uncontended', lp, CFG.a.batch).slice(1))
-        samples[BARE_PROTO].push(...bare('protocol', lp, CFG.a.batch).slice(1))
-        samples[BARE_PROTO_STAT].push(...bare('protocol', lp, CFG.a.batch, 'statx').slice(1))
+        warm[FLOOR1].push(...replayFloor(dir, CFG.a.batch, 0).slice(1))
+        warm[BARE_FLOCK].push(...bare('uncontended', path.join(dir, 'bare.jsonl.lock'), CFG.a.batch).slice(1))
       }
     }
-    for (const [impl, s] of Object.entries(samples)) if (s.length) record(`a.${fsName}`, impl, stats(s))
+    for (const [impl, s] of Object.entries(warm)) if (s.length) record(`a.${fsName}`, impl, { warm: stats(s) })
+    if (fsName !== 'tmpfs') continue
+    // Cold: fresh processes, calls 50 ms apart, the first call of each process included.
+    const { procs, n } = CFG.a.cold
+    for (const impl of IMPL_NAMES) {
+      const r = await coldLoop(impl, dir, procs, n)
+      results[`a.${fsName}`][impl].cold = stats(r.all)
+      record('a.first', impl, { cold: stats(r.first) })
+    }
+    if (haveBare) {
+      results[`a.${fsName}`][FLOOR1].cold = stats(replayFloor(dir, procs * n, CFG.idleMs))
+      results[`a.${fsName}`][BARE_FLOCK].cold = stats(
+        // uncontended has no idle option: one call per run, each run a fresh process.
+        Array.from({ length: procs * 2 }, () => bare('uncontended', path.join(dir, 'bare.jsonl.lock'), 1)[0]),
+      )
+    }
   }
 }
 
@@ -278,74 +412,110 @@ async function scenarioA() {
 
 async function scenarioB() {
   const dir = tmpDir(SHM, 'b')
-  const file = path.join(dir, 'r.jsonl')
-  const ours = IMPLS.ours
-  const outer = await ours.acquire(file, { reentrant: true })
-  const s = []
-  for (let i = 0; i < CFG.b.n; i++) {
-    const t0 = process.hrtime.bigint()
-    const rel = await ours.acquire(file, { reentrant: true })
-    await rel()
-    if (i >= 50) s.push(Number(process.hrtime.bigint() - t0) / 1000)
+  for (const impl of IMPL_NAMES.filter((k) => OURS_LIKE.has(k))) {
+    const file = path.join(dir, `${impl}.jsonl`)
+    const im = IMPLS[impl]
+    const outer = await im.acquire(file, { reentrant: true })
+    const s = []
+    for (let i = 0; i < CFG.b.n; i++) {
+      const t0 = process.hrtime.bigint()
+      const rel = await im.acquire(file, { reentrant: true })
+      await rel()
+      if (i >= 50) s.push(Number(process.hrtime.bigint() - t0) / 1000)
+    }
+    await outer()
+    const cold = await coldLoop(impl, dir, CFG.b.cold.procs, CFG.b.cold.n, true)
+    record('b', impl, { warm: stats(s), cold: stats(cold.all) })
   }
-  await outer()
-  record('b', 'ours', stats(s))
 }
 
 // ---------------------------------------------------------------- (c) hand-off
 
+const FLOOR2_REL = 'floor (2): Node holder -> bare waiter'
+
+/** One hand-off between the two children of `pair`; `idle` = [lo, hi] ms before the release. */
+async function handoff(pair, st, impl, idle) {
+  const holder = pair[st.holder]
+  const waiter = pair[1 - st.holder]
+  const got = waiter.call({ op: 'acquire', impl, file: st.file })
+  await sleep(rand(idle[0], idle[1])) // the waiter is blocked by now; both sit idle
+  const rel = await holder.call({ op: 'release', impl, file: st.file })
+  const acq = await got
+  clockDiffMax = Math.max(clockDiffMax, Math.abs((acq.t - rel.t) * 1000 - (acq.m - rel.m)))
+  st.holder = 1 - st.holder
+  return (acq.t - rel.t) * 1000
+}
+
 async function scenarioC() {
   const dir = tmpDir(SHM, 'c')
+  // Warm: one long-lived pair for every implementation, hand-offs 5-15 ms apart.
   const pair = [await startChild(), await startChild()]
   const state = {}
-  const samples = Object.fromEntries([...IMPL_NAMES, 'bare', OURS_TO_BARE, BARE_TO_OURS].map((k) => [k, []]))
+  const warm = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, OURS_TO_BARE, BARE_TO_OURS].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const file = path.join(dir, `${impl}.jsonl`)
     await pair[0].call({ op: 'acquire', impl, file })
     state[impl] = { file, holder: 0 }
   }
-  const total = Math.max(CFG.c.ours, ...IMPL_NAMES.map((k) => CFG.c[k]))
-  const bareChunk = 20
+  const total = Math.max(...IMPL_NAMES.map((k) => CFG.c[k]))
   for (let cycle = 0; cycle < total; cycle++) {
     for (const impl of IMPL_NAMES) {
       if (!takesPart(cycle, CFG.c[impl], total)) continue
-      const st = state[impl]
-      const holder = pair[st.holder]
-      const waiter = pair[1 - st.holder]
-      const got = waiter.call({ op: 'acquire', impl, file: st.file })
-      await sleep(rand(5, 15)) // the waiter is blocked by now
-      const rel = await holder.call({ op: 'release', impl, file: st.file })
-      const acq = await got
-      samples[impl].push((acq.t - rel.t) * 1000)
-      clockDiffMax = Math.max(clockDiffMax, Math.abs((acq.t - rel.t) * 1000 - (acq.m - rel.m)))
-      st.holder = 1 - st.holder
-    }
-    if (haveBare && takesPart(cycle, CFG.c.bare / bareChunk, total)) {
-      samples.bare.push(...bare('handoff', path.join(dir, 'bare.jsonl.lock'), bareChunk))
+      warm[impl].push(await handoff(pair, state[impl], impl, [5, 15]))
     }
   }
   for (const impl of IMPL_NAMES) await pair[state[impl].holder].call({ op: 'release', impl, file: state[impl].file })
-  // Where does ours' hand-off time go? Time each half against bare flock (CLOCK_MONOTONIC):
-  //   ours holder -> bare waiter: our release path (JS release -> unlink + unlock)
+  // Floor (2), warm, and where ours' time goes (each half against bare flock, CLOCK_MONOTONIC):
+  //   ours holder -> bare waiter: our release path (JS release -> unlink + unlock) = floor (2)
   //   bare holder -> ours waiter: our waiting path (kernel wake -> waiting thread -> promise)
   if (haveBare) {
     const n = Math.max(10, Math.round(CFG.c.ours / 4))
     for (let i = 0; i < n; i++) {
-      samples[OURS_TO_BARE].push(await oursToBare(pair[0], path.join(dir, `otb${i}.jsonl`)))
-      samples[BARE_TO_OURS].push(await bareToOurs(pair[1], path.join(dir, `bto${i}.jsonl`)))
+      warm[FLOOR2_REL].push(await oursToBare(pair[0], path.join(dir, `otb${i}.jsonl`), [5, 15]))
+      warm[BARE_TO_OURS].push(await bareToOurs(pair[1], path.join(dir, `bto${i}.jsonl`), [5, 15]))
     }
   }
   await Promise.all(pair.map((c) => c.close()))
-  for (const [impl, s] of Object.entries(samples)) if (s.length) record('c', impl, stats(s))
+  // Cold: a fresh pair per implementation, no warm-up, every hand-off after >= 50 ms idle.
+  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, BARE_TO_OURS].map((k) => [k, []]))
+  for (const impl of IMPL_NAMES) {
+    const cp = [await startChild(), await startChild()]
+    await Promise.all(cp.map((c) => c.call({ op: 'load', impl })))
+    const st = { file: path.join(dir, `cold-${impl}.jsonl`), holder: 0 }
+    await cp[0].call({ op: 'acquire', impl, file: st.file })
+    for (let i = 0; i < CFG.c.cold[impl]; i++) cold[impl].push(await handoff(cp, st, impl, [CFG.idleMs, CFG.idleMs + 20]))
+    await cp[st.holder].call({ op: 'release', impl, file: st.file })
+    await Promise.all(cp.map((c) => c.close()))
+  }
+  if (haveBare) {
+    const n = Math.max(6, Math.round(CFG.c.cold.ours / 2))
+    for (let i = 0; i < n; i++) {
+      // Each measurement in fresh Node processes: the first lock call of each.
+      const h = await startChild()
+      await h.call({ op: 'load', impl: 'ours' })
+      cold[FLOOR2_REL].push(await oursToBare(h, path.join(dir, `cotb${i}.jsonl`), [CFG.idleMs, CFG.idleMs + 20]))
+      await h.close()
+      const w = await startChild()
+      await w.call({ op: 'load', impl: 'ours' })
+      cold[BARE_TO_OURS].push(await bareToOurs(w, path.join(dir, `cbto${i}.jsonl`), [CFG.idleMs, CFG.idleMs + 20]))
+      await w.close()
+    }
+  }
+  for (const k of Object.keys(warm)) {
+    const entry = {}
+    if (warm[k].length) entry.warm = stats(warm[k])
+    if (cold[k] && cold[k].length) entry.cold = stats(cold[k])
+    if (entry.warm || entry.cold) record('c', k, entry)
+  }
   record('c.clockCheck', 'all', { maxAbsDiffUs: clockDiffMax })
 }
 
 const OURS_TO_BARE = 'ours -> bare'
-const BARE_TO_OURS = 'bare -> ours'
+const BARE_TO_OURS = 'bare holder -> ours waiter'
 let clockDiffMax = 0
 
-function spawnBare(args) {
-  const p = spawn(BARE_BIN, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+function spawnBare(args, env) {
+  const p = spawn(BARE_BIN, args, { stdio: ['pipe', 'pipe', 'inherit'], env: env ? { ...process.env, ...env } : process.env })
   children.add(p)
   const lines = []
   let wake = null
@@ -364,25 +534,25 @@ function spawnBare(args) {
   return { p, line, exited }
 }
 
-async function oursToBare(holder, file) {
+async function oursToBare(holder, file, idle) {
   await holder.call({ op: 'acquire', impl: 'ours', file })
   const b = spawnBare(['waitstamp', `${file}.lock`])
   await b.line() // "waiting": it is about to block in flock
-  await sleep(rand(5, 15))
+  await sleep(rand(idle[0], idle[1]))
   const rel = await holder.call({ op: 'release', impl: 'ours', file })
   const { t } = JSON.parse(await b.line())
   await b.exited
   return t - rel.m
 }
 
-async function bareToOurs(waiter, file) {
+async function bareToOurs(waiter, file, idle) {
   const lockPath = `${file}.lock`
   const b = spawnBare(['holdstamp', lockPath])
   await b.line() // "ready": it holds the flock
   // A payload like ours, so the waiter treats the file as an OS-locked one.
   fs.writeFileSync(lockPath, JSON.stringify({ pid: b.p.pid, createdAt: new Date().toISOString(), hostname: os.hostname(), lock: 'os' }, null, 2))
   const got = waiter.call({ op: 'acquire', impl: 'ours', file })
-  await sleep(rand(5, 15))
+  await sleep(rand(idle[0], idle[1]))
   b.p.stdin.write('go\n')
   const { t } = JSON.parse(await b.line())
   const acq = await got
@@ -393,88 +563,96 @@ async function bareToOurs(waiter, file) {
 
 // ---------------------------------------------------------------- (d) SIGKILL
 
+const FLOOR2_KILL = 'floor (2): Node holder killed -> bare waiter'
+
+async function killOnce(dir, impl, waiter, holderP, idle) {
+  const file = path.join(dir, `${impl}.jsonl`)
+  const stale = 2000 // proper-lockfile's minimum; the others ignore it
+  const holder = await holderP
+  await holder.call({ op: 'acquire', impl, file, stale })
+  const got = waiter.call({ op: 'acquire', impl, file, stale })
+  await sleep(rand(idle[0], idle[1]))
+  const t1 = now()
+  holder.proc.kill('SIGKILL')
+  const acq = await got
+  await waiter.call({ op: 'release', impl, file })
+  await holder.exited
+  return (acq.t - t1) * 1000
+}
+
+function floorKill(dir, n, idleMs) {
+  // A bare flock waiter on a lock held by a Node process (this package) that is SIGKILLed.
+  // The kernel drops the lock only when it closes the dead process's descriptors, after
+  // tearing down its address space.
+  const sf = path.join(dir, 'node-held.jsonl')
+  const holder = `require(${JSON.stringify(path.join(ROOT, 'index.js'))}).acquireSessionWriteLock(` +
+    `{sessionFile:${JSON.stringify(sf)},timeoutMs:60000}).then(()=>{console.log('ready');process.stdin.resume()})`
+  const r = spawnSync(BARE_BIN, ['kill', `${sf}.lock`, String(n), '--', process.execPath, '-e', holder], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, BARE_IDLE_MS: String(idleMs) },
+  })
+  if (r.status !== 0) throw new Error(`bare kill failed: ${r.stderr || r.error}`)
+  return JSON.parse(r.stdout).samples_ns.map((ns) => ns / 1000)
+}
+
 async function scenarioD() {
   const dir = tmpDir(SHM, 'd')
+  // Warm: one long-lived waiter; the next holder starts while a round runs; 10-20 ms idle.
   const waiter = await startChild()
-  const samples = Object.fromEntries([...IMPL_NAMES, 'bare', BARE_NODE].map((k) => [k, []]))
+  const warm = Object.fromEntries([...IMPL_NAMES, 'bare', FLOOR2_KILL].map((k) => [k, []]))
   const total = Math.max(...IMPL_NAMES.map((k) => CFG.d[k]))
-  let spare = startChild() // the next holder starts while this round runs
+  let spare = startChild()
   for (let cycle = 0; cycle < total; cycle++) {
     for (const impl of IMPL_NAMES) {
       if (!takesPart(cycle, CFG.d[impl], total)) continue
-      const file = path.join(dir, `${impl}.jsonl`)
-      const stale = 2000 // proper-lockfile's minimum; the others ignore it
-      const holder = await spare
+      const holderP = spare
       spare = startChild()
-      await holder.call({ op: 'acquire', impl, file, stale })
-      const got = waiter.call({ op: 'acquire', impl, file, stale })
-      await sleep(rand(10, 20))
-      const t1 = now()
-      holder.proc.kill('SIGKILL')
-      const acq = await got
-      samples[impl].push((acq.t - t1) * 1000)
-      await waiter.call({ op: 'release', impl, file })
-      await holder.exited
-    }
-    if (haveBare && takesPart(cycle, CFG.d.bare / 4, total)) {
-      samples.bare.push(...bare('kill', path.join(dir, 'bare.jsonl.lock'), 4))
-      // The floor for a Node holder: a bare flock waiter on a lock held by a Node process
-      // (this package) that is SIGKILLed. The kernel drops the lock only when it closes the
-      // dead process's descriptors, after tearing down its address space.
-      const sf = path.join(dir, 'node-held.jsonl')
-      const holder = `require(${JSON.stringify(path.join(ROOT, 'index.js'))}).acquireSessionWriteLock(` +
-        `{sessionFile:${JSON.stringify(sf)},timeoutMs:60000}).then(()=>{console.log('ready');process.stdin.resume()})`
-      samples[BARE_NODE].push(...bare('kill', `${sf}.lock`, 4, '--', process.execPath, '-e', holder))
+      warm[impl].push(await killOnce(dir, impl, waiter, holderP, [10, 20]))
     }
   }
   ;(await spare).close()
   await waiter.close()
-  for (const [impl, s] of Object.entries(samples)) if (s.length) record('d', impl, stats(s))
+  if (haveBare) {
+    warm.bare.push(...bare('kill', path.join(dir, 'bare.jsonl.lock'), CFG.d.bare))
+    warm[FLOOR2_KILL].push(...floorKill(dir, CFG.d.bare, 0))
+  }
+  // Cold: a fresh waiter and holder per sample, >= 50 ms idle before the kill.
+  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_KILL].map((k) => [k, []]))
+  for (const impl of IMPL_NAMES) {
+    for (let i = 0; i < CFG.d.cold[impl]; i++) {
+      const w = await startChild()
+      await w.call({ op: 'load', impl })
+      const h = startChild()
+      await (await h).call({ op: 'load', impl })
+      cold[impl].push(await killOnce(dir, impl, w, h, [CFG.idleMs, CFG.idleMs + 20]))
+      await w.close()
+    }
+  }
+  if (haveBare) cold[FLOOR2_KILL].push(...floorKill(dir, CFG.d.cold.bare, CFG.idleMs))
+  for (const k of Object.keys(warm)) {
+    const entry = {}
+    if (warm[k].length) entry.warm = stats(warm[k])
+    if (cold[k] && cold[k].length) entry.cold = stats(cold[k])
+    if (entry.warm || entry.cold) record('d', k, entry)
+  }
 }
 
 // ---------------------------------------------------------------- (e) FIFO
 
-async function fifoRun(impl, file, waiters, rounds) {
-  const im = IMPLS[impl]
-  let seq = 0
-  const pending = new Set()
-  let outOfOrder = 0
-  let grants = 0
-  let worstMs = 0
-  const waitsMs = []
-  const t0 = performance.now()
-  await Promise.all(
-    Array.from({ length: waiters }, async () => {
-      for (let r = 0; r < rounds; r++) {
-        const s = seq++
-        pending.add(s)
-        const tReq = performance.now()
-        const rel = await im.acquire(file, { wait: true })
-        const w = performance.now() - tReq
-        pending.delete(s)
-        for (const p of pending) {
-          if (p < s) {
-            outOfOrder++
-            break
-          }
-        }
-        grants++
-        waitsMs.push(w)
-        if (w > worstMs) worstMs = w
-        await rel()
-      }
-    }),
-  )
-  const elapsedMs = performance.now() - t0
+function summarizeFifo(rs) {
+  // The median run by throughput, with the worst FIFO figures of all runs.
+  const byRate = rs.slice().sort((x, y) => x.handoffsPerSec - y.handoffsPerSec)
+  const mid = byRate[Math.floor(byRate.length / 2)]
   return {
-    waiters,
-    rounds,
-    grants,
-    elapsedMs,
-    handoffsPerSec: grants / (elapsedMs / 1000),
-    outOfOrderPct: (100 * outOfOrder) / grants,
-    worstWaitMs: worstMs,
-    p50WaitMs: median(waitsMs),
+    waiters: mid.waiters,
+    rounds: mid.rounds,
+    handoffsPerSec: mid.handoffsPerSec,
+    firstRoundPerSec: median(rs.map((r) => r.firstRoundPerSec)),
+    runs: rs.length,
+    outOfOrderPctMax: Math.max(...rs.map((r) => r.outOfOrderPct)),
+    worstWaitMsMax: Math.max(...rs.map((r) => r.worstWaitMs)),
+    perRound: mid.perRound,
   }
 }
 
@@ -482,66 +660,67 @@ async function scenarioE() {
   const dir = tmpDir(SHM, 'e')
   // The others poll with synchronised backoff ramps (a thundering herd), so their run
   // time grows with the number of waiters, not rounds: --quick gives them 10 waiters.
-  const { waiters, rounds, otherWaiters, otherRounds, oursReps } = CFG.e
-  const runs = { ours: [] }
-  // Discarded warm-up runs: the first thousand hand-offs run in V8's baseline
-  // tiers (measured here: 33k/s on the first run, 90-100k/s from the fifth).
-  // Every implementation gets them; the others spend their time in timers, so
-  // theirs are short.
-  for (let i = 0; i < 4; i++) await fifoRun('ours', path.join(dir, `warm${i}.jsonl`), waiters, rounds)
-  for (const impl of IMPL_NAMES.filter((k) => k !== 'ours')) {
-    await fifoRun(impl, path.join(dir, `warm-${impl}.jsonl`), 5, 2)
+  const { waiters, rounds, otherWaiters, otherRounds, oursReps, coldProcs, otherColdProcs } = CFG.e
+  const size = (impl) => (OURS_LIKE.has(impl) ? [waiters, rounds] : [otherWaiters, otherRounds])
+  // Warm: in this process, after discarded warm-up runs (the first thousand hand-offs
+  // run in V8's baseline tiers). The others spend their time in timers: short warm-ups.
+  const warm = {}
+  for (const impl of IMPL_NAMES) {
+    const ours = OURS_LIKE.has(impl)
+    for (let i = 0; i < (ours ? 4 : 1); i++) await fifoRun(impl, path.join(dir, `warm-${impl}${i}.jsonl`), ours ? waiters : 5, ours ? rounds : 2)
   }
   for (let rep = 0; rep < oursReps; rep++) {
-    runs.ours.push(await fifoRun('ours', path.join(dir, `ours${rep}.jsonl`), waiters, rounds))
-    if (rep === Math.floor(oursReps / 2)) {
-      for (const impl of IMPL_NAMES.filter((k) => k !== 'ours')) {
-        log(`(e) ${impl}: ${otherWaiters} waiters x ${otherRounds} rounds ...`)
-        runs[impl] = [await fifoRun(impl, path.join(dir, `${impl}.jsonl`), otherWaiters, otherRounds)]
-      }
+    for (const impl of IMPL_NAMES) {
+      if (!OURS_LIKE.has(impl) && rep !== Math.floor(oursReps / 2)) continue
+      if (!OURS_LIKE.has(impl)) log(`(e) ${impl}: ${otherWaiters} waiters x ${otherRounds} rounds ...`)
+      ;(warm[impl] ??= []).push(await fifoRun(impl, path.join(dir, `${impl}${rep}.jsonl`), ...size(impl)))
     }
   }
-  for (const [impl, rs] of Object.entries(runs)) {
-    // The median run by throughput, with the worst FIFO figures of all runs.
-    const byRate = rs.slice().sort((x, y) => x.handoffsPerSec - y.handoffsPerSec)
-    const mid = byRate[Math.floor(byRate.length / 2)]
-    record('e', impl, {
-      ...mid,
-      runs: rs.length,
-      outOfOrderPctMax: Math.max(...rs.map((r) => r.outOfOrderPct)),
-      worstWaitMsMax: Math.max(...rs.map((r) => r.worstWaitMs)),
-    })
+  // Cold: the first run of a fresh process, no warm-up.
+  const cold = {}
+  for (const impl of IMPL_NAMES) {
+    const procs = OURS_LIKE.has(impl) ? coldProcs : otherColdProcs
+    for (let p = 0; p < procs; p++) {
+      const c = await startChild()
+      await c.call({ op: 'load', impl })
+      const [w, r] = size(impl)
+      ;(cold[impl] ??= []).push(await c.call({ op: 'fifo', impl, file: path.join(dir, `cold-${impl}${p}.jsonl`), waiters: w, rounds: r }))
+      await c.close()
+    }
   }
+  for (const impl of IMPL_NAMES) record('e', impl, { warm: summarizeFifo(warm[impl]), cold: summarizeFifo(cold[impl]) })
 }
 
 // ---------------------------------------------------------------- (f) 1,000 at once
 
 async function scenarioF() {
-  const runs = Object.fromEntries([...IMPL_NAMES, 'bare'].map((k) => [k, []]))
-  for (let rep = 0; rep < CFG.f.reps; rep++) {
+  const runs = Object.fromEntries([...IMPL_NAMES, 'bare'].map((k) => [k, { warm: [], cold: [] }]))
+  const one = async (impl, cold) => {
+    const dir = tmpDir(SHM, 'f')
+    const c = await startChild(['--expose-gc'])
+    const r = await c.call({ op: 'many', impl, dir, n: CFG.f.n, cold })
+    await c.close()
+    return { ms: r.ms, fds: r.fdAfter - r.fdBefore, rssMiB: (r.rssAfter - r.rssBefore) / 2 ** 20 }
+  }
+  for (let rep = 0; rep < Math.max(CFG.f.reps, CFG.f.coldReps); rep++) {
     for (const impl of IMPL_NAMES) {
-      const dir = tmpDir(SHM, 'f')
-      const c = await startChild(['--expose-gc'])
-      const r = await c.call({ op: 'many', impl, dir, n: CFG.f.n })
-      await c.close()
-      runs[impl].push({ ms: r.ms, fds: r.fdAfter - r.fdBefore, rssMiB: (r.rssAfter - r.rssBefore) / 2 ** 20 })
+      if (rep < CFG.f.reps) runs[impl].warm.push(await one(impl, false))
+      if (rep < CFG.f.coldReps) runs[impl].cold.push(await one(impl, true))
     }
-    if (haveBare) {
-      const dir = tmpDir(SHM, 'f')
-      const r = bare('many', dir, CFG.f.n)
-      runs.bare.push({ ms: r.ns / 1e6, fds: r.fdAfter - r.fdBefore, rssMiB: (r.rssAfter - r.rssBefore) / 2 ** 20 })
+    if (haveBare && rep < CFG.f.reps) {
+      const r = bare('many', tmpDir(SHM, 'f'), CFG.f.n)
+      runs.bare.warm.push({ ms: r.ns / 1e6, fds: r.fdAfter - r.fdBefore, rssMiB: (r.rssAfter - r.rssBefore) / 2 ** 20 })
     }
   }
-  for (const [impl, rs] of Object.entries(runs)) {
-    if (!rs.length) continue
-    record('f', impl, {
-      n: CFG.f.n,
-      runs: rs.length,
-      ms: median(rs.map((r) => r.ms)),
-      fds: Math.max(...rs.map((r) => r.fds)),
-      rssMiB: median(rs.map((r) => r.rssMiB)),
-      all: rs,
-    })
+  const sum = (rs) =>
+    rs.length
+      ? { n: CFG.f.n, runs: rs.length, ms: median(rs.map((r) => r.ms)), fds: Math.max(...rs.map((r) => r.fds)), rssMiB: median(rs.map((r) => r.rssMiB)), all: rs }
+      : null
+  for (const [impl, r] of Object.entries(runs)) {
+    const entry = {}
+    if (r.warm.length) entry.warm = sum(r.warm)
+    if (r.cold.length) entry.cold = sum(r.cold)
+    if (entry.warm || entry.cold) record('f', impl, entry)
   }
 }
 
@@ -631,6 +810,7 @@ async function scenarioH() {
   const targets = {
     ours: path.join(ROOT, 'index.js'),
     ...(addon ? { 'ours-addon': addon } : {}),
+    ...(BASELINE ? { base: path.join(BASELINE, 'index.js') } : {}),
     proper: 'proper-lockfile',
     ...(HAVE_LEGACY ? { legacy: LEGACY_PATH } : {}),
   }
@@ -680,7 +860,8 @@ const fmtUs = (us) => {
   if (us < 1e6) return `${(us / 1000).toFixed(us < 1e4 ? 2 : 1)} ms`
   return `${(us / 1e6).toFixed(2)} s`
 }
-const fmtRatio = (x) => (Number.isFinite(x) ? `${x >= 100 ? x.toFixed(0) : x.toFixed(1)}x` : '')
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x >= 100 ? x.toFixed(0) : x.toFixed(x >= 10 ? 1 : 2)}x` : '')
+const fmtRate = (x) => (Number.isFinite(x) ? `${Math.round(x).toLocaleString('en-US')}/s` : 'n/a')
 /** ok: boolean, or a list of [name, ok] parts (the MISS names the parts missed). */
 const verdict = (ok) => {
   if (!Array.isArray(ok)) return ok ? 'PASS' : 'MISS'
@@ -689,52 +870,87 @@ const verdict = (ok) => {
 }
 const allOk = (ok) => (Array.isArray(ok) ? ok.every(([, good]) => good) : !!ok)
 
+const HEAD = ['scenario', 'impl', 'warm p50', 'warm p99', 'cold p50', 'cold p99', 'cold vs ours', 'target (ours)', '']
+
 function buildRows() {
   const rows = []
   const checks = []
-  const row = (scenario, impl, a, b, c, vs, target, ok) => {
+  const row = (scenario, impl, cells, vs, target, ok) => {
     const v = target ? verdict(ok) : ''
-    rows.push([scenario, impl, a, b, c, vs, target || '', v])
+    rows.push([scenario, impl, ...cells, vs, target || '', v])
     if (target) checks.push({ scenario, target, ok: allOk(ok), verdict: v })
   }
-  // Latency scenarios: p50 / p99 / n / ratio of p50 vs ours.
+  const w = (e, k) => (e && e.warm ? e.warm[k] : NaN)
+  const c = (e, k) => (e && e.cold ? e.cold[k] : NaN)
+  // Latency scenarios: warm and cold p50 / p99; ratio of cold p50 vs ours.
   const lat = (key, label, targetFn) => {
     const r = results[key]
     if (!r) return
     const ours = r.ours
-    for (const [impl, s] of Object.entries(r)) {
-      const vs = impl !== 'ours' && ours ? fmtRatio(s.p50 / ours.p50) : ''
-      const [target, ok] = impl === 'ours' && targetFn ? targetFn(s) : [null, null]
-      row(label, impl, fmtUs(s.p50), fmtUs(s.p99), String(s.n), vs, target, ok)
+    for (const [impl, e] of Object.entries(r)) {
+      const base = impl !== 'ours' && ours ? c(e, 'p50') / c(ours, 'p50') : NaN
+      const [target, ok] = impl === 'ours' && targetFn ? targetFn(e, r) : [null, null]
+      row(label, impl, [fmtUs(w(e, 'p50')), fmtUs(w(e, 'p99')), fmtUs(c(e, 'p50')), fmtUs(c(e, 'p99'))], fmtRatio(base), target, ok)
     }
   }
-  lat('a.tmpfs', '(a) uncontended, tmpfs', (s) => ['p50 <= 15 us', s.p50 <= 15])
-  lat('a.disk', '(a) uncontended, disk', null)
+  lat('a.tmpfs', '(a) uncontended, tmpfs', (e, r) => {
+    const f = r[FLOOR1]
+    if (!f) return ['warm p50 <= 1.3x floor (1); cold p50 <= 3x warm p50', [['cold', c(e, 'p50') <= 3 * w(e, 'p50')]]]
+    return [
+      `warm p50 <= 1.3x floor (1) (${fmtUs(1.3 * w(f, 'p50'))}, now ${fmtRatio(w(e, 'p50') / w(f, 'p50'))}); cold p50 <= 3x warm p50 (now ${fmtRatio(c(e, 'p50') / w(e, 'p50'))})`,
+      [['warm vs floor', w(e, 'p50') <= 1.3 * w(f, 'p50')], ['cold vs warm', c(e, 'p50') <= 3 * w(e, 'p50')]],
+    ]
+  })
+  lat('a.first', '(a) first call of a fresh process', null)
+  lat('a.disk', '(a) uncontended, disk (warm)', null)
   lat('b', '(b) reentrant acquire', null)
-  lat('c', '(c) hand-off, 2 processes', (s) => ['p50 <= 200 us, p99 <= 2 ms', [['p50', s.p50 <= 200], ['p99', s.p99 <= 2000]]])
-  lat('d', '(d) SIGKILL -> waiter', (s) => ['p50 <= 1 ms, p99 <= 10 ms', [['p50', s.p50 <= 1000], ['p99', s.p99 <= 10000]]])
+  const twoMs = (e, k) => [['p50', e[k].p50 <= 200], ['p99', e[k].p99 <= 2000]]
+  lat('c', '(c) hand-off, 2 processes', (e) => [
+    'p50 <= 200 us, p99 <= 2 ms, cold and warm',
+    [...twoMs(e, 'cold').map(([n, ok]) => [`cold ${n}`, ok]), ...twoMs(e, 'warm').map(([n, ok]) => [`warm ${n}`, ok])],
+  ])
+  lat('d', '(d) SIGKILL -> waiter', (e, r) => {
+    const f = r[FLOOR2_KILL]
+    const parts = [['cold p99', c(e, 'p99') <= 10000], ['warm p99', w(e, 'p99') <= 10000]]
+    if (f) parts.unshift(['cold p50', c(e, 'p50') <= c(f, 'p50') + 500], ['warm p50', w(e, 'p50') <= w(f, 'p50') + 500])
+    return ['p50 <= floor (2) kill + 0.5 ms, p99 <= 10 ms', parts]
+  })
   if (results.e) {
+    const ours = results.e.ours
     for (const [impl, e] of Object.entries(results.e)) {
-      const label = `(e) ${e.waiters} waiters x ${e.rounds}`
-      const ok = [['FIFO', e.outOfOrderPctMax === 0], ['rate', e.handoffsPerSec >= 50_000]]
-      const vs = impl !== 'ours' && results.e.ours ? fmtRatio(results.e.ours.handoffsPerSec / e.handoffsPerSec) : ''
-      row(label, impl, `${Math.round(e.handoffsPerSec).toLocaleString('en-US')}/s`,
-        `${e.outOfOrderPctMax.toFixed(1)}% unfair`, `worst ${fmtUs(e.worstWaitMsMax * 1000)}`, vs,
-        impl === 'ours' ? 'FIFO, >= 50,000/s' : null, ok)
+      const label = `(e) ${e.cold.waiters} waiters x ${e.cold.rounds}`
+      const ok = [
+        ['FIFO', e.warm.outOfOrderPctMax === 0 && e.cold.outOfOrderPctMax === 0],
+        ['warm rate', e.warm.handoffsPerSec >= 50_000],
+        ['cold rate', e.cold.handoffsPerSec >= 50_000],
+        ['cold first round', e.cold.firstRoundPerSec >= 50_000],
+      ]
+      const vs = impl !== 'ours' && ours ? fmtRatio(ours.cold.handoffsPerSec / e.cold.handoffsPerSec) : ''
+      row(label, impl,
+        [fmtRate(e.warm.handoffsPerSec), `${e.warm.outOfOrderPctMax.toFixed(1)}% unfair`,
+          `${fmtRate(e.cold.handoffsPerSec)} (1st round ${fmtRate(e.cold.firstRoundPerSec)})`,
+          `${e.cold.outOfOrderPctMax.toFixed(1)}% unfair, worst ${fmtUs(Math.max(e.cold.worstWaitMsMax, e.warm.worstWaitMsMax) * 1000)}`],
+        vs, impl === 'ours' ? 'FIFO, >= 50,000/s from the first round, cold and warm' : null, ok)
     }
   }
   if (results.f) {
+    const ours = results.f.ours
     for (const [impl, f] of Object.entries(results.f)) {
-      const ok = [['time', f.ms <= 30], ['fds', f.fds <= f.n + 16], ['memory', f.rssMiB <= 5]]
-      const vs = impl !== 'ours' && results.f.ours ? fmtRatio(f.ms / results.f.ours.ms) : ''
-      row(`(f) ${f.n} sessions at once`, impl, fmtUs(f.ms * 1000), `+${f.fds} fds`,
-        `${f.rssMiB >= 0 ? '+' : ''}${f.rssMiB.toFixed(1)} MiB`, vs,
-        impl === 'ours' ? '<= 30 ms, 1 fd each, <= 5 MiB' : null, ok)
+      const cell = (x) => (x ? `${fmtUs(x.ms * 1000)}, ${x.rssMiB >= 0 ? '+' : ''}${x.rssMiB.toFixed(1)} MiB` : 'n/a')
+      const fds = (x) => (x ? `+${x.fds} fds` : '')
+      const parts = []
+      for (const [k, x] of [['cold', f.cold], ['warm', f.warm]]) {
+        if (!x) continue
+        parts.push([`${k} time`, x.ms <= 30], [`${k} fds`, x.fds <= x.n + 16], [`${k} memory`, x.rssMiB <= 5])
+      }
+      const vs = impl !== 'ours' && ours && f.cold ? fmtRatio(f.cold.ms / ours.cold.ms) : ''
+      row(`(f) ${CFG.f.n} sessions at once`, impl, [cell(f.warm), fds(f.warm), cell(f.cold), fds(f.cold)], vs,
+        impl === 'ours' ? '<= 30 ms, 1 fd each, <= 5 MiB, cold and warm' : null, parts)
     }
   }
   if (results.g) {
     for (const [impl, g] of Object.entries(results.g)) {
-      row(`(g) waiter CPU over ${g.seconds} s`, impl, `${g.pctCore.toFixed(3)}% core`, `${g.cpuMs.toFixed(1)} ms cpu`, '', '',
+      row(`(g) waiter CPU over ${g.seconds} s`, impl, [`${g.pctCore.toFixed(3)}% core`, `${g.cpuMs.toFixed(1)} ms cpu`, '', ''], '',
         impl === 'ours' ? '< 1% of a core' : null, g.pctCore < 1)
     }
   }
@@ -742,27 +958,24 @@ function buildRows() {
     const r = results['h.load']
     for (const [impl, s] of Object.entries(r)) {
       const vs = impl !== 'ours' && r.ours ? fmtRatio(s.p50 / r.ours.p50) : ''
-      const isAddon = impl === 'ours-addon'
-      row(`(h) require() in fresh node`, impl, fmtUs(s.p50), fmtUs(s.p99), String(s.n), vs,
-        isAddon ? '< 5 ms' : null, s.p50 < 5000)
+      row('(h) require() in a fresh node', impl, ['', '', fmtUs(s.p50), fmtUs(s.p99)], vs,
+        impl === 'ours' ? 'p50 <= 3 ms' : null, s.p50 <= 3000)
     }
     const p = results['h.process'] && results['h.process'].ours
-    if (p) row('(h) node -e startup', 'ours', `${p.deltaMs >= 0 ? "+" : ""}${p.deltaMs.toFixed(1)} ms`, `base ${p.baselineMs.toFixed(0)} ms`, '', '', '', '')
+    if (p) row('(h) node -e startup', 'ours', ['', '', `+${p.deltaMs.toFixed(1)} ms`, `base ${p.baselineMs.toFixed(0)} ms`], '', '', '')
   }
   if (results['h.size']) {
     const s = results['h.size'].ours
-    row('(h) .node size', 'ours', `${(s.strippedBytes / 1024).toFixed(0)} KiB`, s.note, '', '',
-      '< 1 MB stripped', s.strippedBytes < 1_000_000)
+    row('(h) .node size', 'ours', [`${(s.strippedBytes / 1024).toFixed(0)} KiB`, s.note, '', ''], '', '< 1 MB stripped', s.strippedBytes < 1_000_000)
   }
   return { rows, checks }
 }
 
 function renderTable(rows) {
-  const head = ['scenario', 'impl', 'p50 / figure', 'p99 / figure', 'n / figure', 'vs ours', 'target (ours)', '']
-  const all = [head, ...rows]
-  const widths = head.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)))
+  const all = [HEAD, ...rows]
+  const widths = HEAD.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)))
   const line = (r) => r.map((c, i) => String(c).padEnd(widths[i])).join('  ').trimEnd()
-  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')]
+  const out = [line(HEAD), widths.map((w) => '-'.repeat(w)).join('  ')]
   let last = null
   for (const r of rows) {
     out.push(line(r[0] === last ? ['', ...r.slice(1)] : r))
@@ -798,6 +1011,7 @@ function machine() {
     commit,
     addon: addonId(),
     nproc: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
+    loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '),
     cpu,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
@@ -837,18 +1051,22 @@ async function main() {
   const elapsed = (performance.now() - started) / 1000
   console.log(
     `session-write-lock bench ${QUICK ? '(--quick) ' : ''}${meta.date} commit ${meta.commit}\n` +
-      `machine: ${meta.nproc} cpus, ${meta.cpu}, ${meta.kernel}, node ${meta.node}; ` +
+      `machine: ${meta.nproc} cpus, ${meta.cpu}, ${meta.kernel}, node ${meta.node}, load average at start ${meta.loadavg}; ` +
       `tmpfs ${meta.tmpfsDir}, disk ${meta.diskDir}\n` +
       (meta.addon ? `addon: ${meta.addon.file} sha256 ${meta.addon.sha256}, built ${meta.addon.mtime}\n` : '') +
       (addonChanged ? `WARNING: the addon was rebuilt during this run (now sha256 ${addonEnd.sha256}); figures mix two builds\n` : '') +
-      `impls: ours = this package; proper = proper-lockfile 4.1.2 (retries min 10 ms x1.5 max 100 ms, stale 2 s in (d)); ` +
-      `legacy = old algorithm reference${HAVE_LEGACY ? '' : ' (missing)'}; bare = open+flock in Rust${haveBare ? '' : ' (unavailable)'}\n` +
-      `"vs ours": p50 ratio (other / ours; for (e) ours' rate / other's rate). Times per operation.\n`,
+      `impls: ours = this package${BASELINE ? `; base = ${BASELINE} (another build, for before/after)` : ''}; ` +
+      `proper = proper-lockfile 4.1.2 (retries min 10 ms x1.5 max 100 ms, stale 2 s in (d)); ` +
+      `legacy = old algorithm reference${HAVE_LEGACY ? '' : ' (missing)'}; bare = native programs (bench/bare)${haveBare ? '' : ' (unavailable)'}\n` +
+      `floor (1) replays, per call, the system calls of one acquire + release read off ${floorSequence.source}: ` +
+      `${floorSequence.ops}${floorSequence.unreplayed.length ? ` (not replayed: ${floorSequence.unreplayed.join(', ')})` : ''}\n` +
+      `warm: long-lived processes, back-to-back calls after warm-up; cold: fresh processes, no warm-up, calls >= ${CFG.idleMs} ms apart.\n` +
+      `"cold vs ours": cold p50 ratio (other / ours; for (e) ours' rate / other's rate). Times per operation.\n`,
   )
   console.log(renderTable(rows))
   const missed = checks.filter((c) => !c.ok)
   console.log(
-    `\ntargets (CONTRACT §8): ${checks.length - missed.length}/${checks.length} PASS` +
+    `\ntargets (docs/performance.md): ${checks.length - missed.length}/${checks.length} PASS` +
       (missed.length ? `; missed: ${missed.map((c) => `${c.scenario} ${c.verdict}`).join('; ')}` : '') +
       `\ntotal ${elapsed.toFixed(1)} s`,
   )

@@ -1,17 +1,18 @@
 #!/usr/bin/env node
 'use strict'
 // session-lock: see, clean, hold and demo session write locks.
-// Commands live in ./lib; this file dispatches and turns errors into one line
-// on stderr and an exit status.
+// Each command is one module under ./commands exporting run(argv) and HELP,
+// registered in COMMANDS below (name -> loader). This file dispatches and turns
+// errors into one line on stderr and an exit status.
 
 const { UsageError } = require('./lib/util')
 
 const COMMANDS = {
-  inspect: () => require('./lib/inspect'),
-  clean: () => require('./lib/clean'),
-  hold: () => require('./lib/hold'),
-  demo: () => require('./lib/demo'),
-  openclaw: () => require('./lib/openclaw'),
+  inspect: () => require('./commands/inspect'),
+  clean: () => require('./commands/clean'),
+  hold: () => require('./commands/hold'),
+  demo: () => require('./commands/demo'),
+  openclaw: () => require('./commands/openclaw'),
 }
 
 const HELP = `Usage: session-lock <command> [options]
@@ -32,7 +33,12 @@ Commands:
         bundled lock chunk; revert restores it byte for byte)
 
 Run "session-lock <command> --help" for a command's options.
-Options: -h, --help   this help;   -V, --version   the package version`
+Options: -h, --help   this help;   -V, --version   the package version
+Exit status 69: the native addon cannot be loaded here (the message says why).`
+
+/** The package's native addon cannot be loaded here (EX_UNAVAILABLE of sysexits.h). */
+const EXIT_NO_ADDON = 69
+const NO_ADDON = new Set(['SESSION_WRITE_LOCK_NO_NATIVE', 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'])
 
 function version() {
   return require('../package.json').version
@@ -58,7 +64,7 @@ async function main(argv) {
   }
   const load = Object.prototype.hasOwnProperty.call(COMMANDS, cmd) ? COMMANDS[cmd] : undefined
   if (load === undefined) {
-    throw new UsageError(`unknown command "${cmd}" (inspect, clean, hold, demo, openclaw; see --help)`)
+    throw new UsageError(`unknown command "${cmd}" (${Object.keys(COMMANDS).join(', ')})`)
   }
   if (cmd !== 'demo') {
     // `session-lock inspect dir | head`: a closed pipe is not an error worth a stack.
@@ -81,7 +87,11 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     const where = err && err.command ? `session-lock ${err.command}` : 'session-lock'
-    if (err && typeof err.exitCode === 'number') {
+    if (err && NO_ADDON.has(err.code)) {
+      // The loader's own message says what is missing and how to build it.
+      process.stderr.write(`${where}: ${String(err.message).split('\n')[0]}\n`)
+      process.exitCode = EXIT_NO_ADDON
+    } else if (err && typeof err.exitCode === 'number') {
       const hint = err instanceof UsageError ? ` (see: ${where} --help)` : ''
       if (err.quiet !== true) process.stderr.write(`${where}: ${err.message}${hint}\n`)
       process.exitCode = err.exitCode

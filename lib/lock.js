@@ -1,5 +1,5 @@
 'use strict'
-// The drop-in lock API (CONTRACT §2, §3, §5): acquireSessionWriteLock, leases,
+// The drop-in lock API (docs/spec.md, "The API"): acquireSessionWriteLock, leases,
 // release/releaseAll, errors, the maxHoldMs watchdog and leaked-lease reports.
 // Exclusion, FIFO queues and cross-process waiting live in the native engine;
 // this file validates input, shapes errors like the old module's, and keeps
@@ -8,14 +8,11 @@
 const path = require('node:path')
 const native = require('../loader')
 
-const DEFAULT_TIMEOUT_MS = 10_000
-const DEFAULT_STALE_MS = 1_800_000
-const DEFAULT_MAX_HOLD_MS = 300_000
+const options = require('./options')
+
+const DEFAULT_MAX_HOLD_MS = options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
 const WATCHDOG_MAX_INTERVAL_MS = 60_000
 const MAX_TIMER_MS = 2_147_000_000
-const ENV_TIMEOUT = 'OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS'
-const ENV_STALE = 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS'
-const ENV_MAX_HOLD = 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS'
 const LOG_PREFIX = '[session-write-lock]'
 
 const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
@@ -34,6 +31,7 @@ class SessionWriteLockTimeoutError extends Error {
     this.owner = owner
     // Richer diagnostics stay out of the message (the old text is parsed).
     this.holder = params.holder ?? null
+    this.hint = params.hint ?? null
   }
 }
 
@@ -74,36 +72,14 @@ function abortReason(signal) {
 
 // ---------------------------------------------------------------- options
 
-function envNumber(name, allowInfinity) {
-  const raw = process.env[name]
-  if (raw === undefined) return undefined
-  const v = raw.trim()
-  if (allowInfinity && v === 'Infinity') return Infinity
-  if (!/^\d+$/.test(v)) return undefined
-  const n = Number(v)
-  return n > 0 ? n : undefined
-}
-
 function positive(v) {
   return typeof v === 'number' && v > 0 && !Number.isNaN(v)
 }
 
-function resolveTimeoutMs(v) {
-  if (v === Infinity) return Infinity
-  if (positive(v) && Number.isFinite(v)) return v
-  return envNumber(ENV_TIMEOUT, true) ?? DEFAULT_TIMEOUT_MS
-}
-
-function resolveStaleMs(v) {
-  if (positive(v)) return v
-  return envNumber(ENV_STALE, false) ?? DEFAULT_STALE_MS
-}
-
-/** maxHoldMs: +Infinity disables the watchdog for that lock. */
-function resolveMaxHoldMs(v) {
-  if (positive(v)) return v
-  return envNumber(ENV_MAX_HOLD, false) ?? DEFAULT_MAX_HOLD_MS
-}
+// Defaults and environment overrides: lib/options.js.
+const resolveTimeoutMs = options.resolveTimeoutParam
+const resolveStaleMs = options.resolveStaleParam
+const resolveMaxHoldMs = options.resolveMaxHoldParam
 
 function resolveSessionLockMaxHoldFromTimeout(params) {
   const p = params ?? {}
@@ -149,21 +125,86 @@ function pump() {
   dropKeepAliveIfIdle()
 }
 
-/** The keep-alive interval exists only while an infinite wait is pending. */
+/**
+ * The timers of pending acquisitions exist only while one is pending: the
+ * shared deadline timer (finite waits) and the keep-alive interval (infinite
+ * waits).
+ */
 function dropKeepAliveIfIdle() {
-  if (pending.size === 0 && keepAlive !== null) {
+  if (pending.size !== 0) return
+  if (keepAlive !== null) {
     clearInterval(keepAlive)
     keepAlive = null
   }
+  if (deadlineTimer !== null) {
+    clearTimeout(deadlineTimer)
+    deadlineTimer = null
+    deadlineAt = Infinity
+  }
 }
 
-ctx = native.registerContext(() => {
+// One timer for every finite wait of this context, armed at the earliest
+// deadline (a timer per waiter costs a timer object and two timer-list updates
+// per acquire). Like the per-waiter timers it replaces, it keeps the process
+// alive while a wait is pending.
+let deadlineTimer = null
+let deadlineAt = Infinity
+
+/** Monotonic milliseconds (`performance` is not a global in every vm context jest makes). */
+function monoMs() {
+  return process.uptime() * 1000
+}
+
+/** Arm the shared timer for deadline `at` (monoMs() time), `delayMs` from now. */
+function armDeadline(at, delayMs) {
+  if (deadlineTimer !== null && at >= deadlineAt) return
+  if (deadlineTimer !== null) clearTimeout(deadlineTimer)
+  deadlineAt = at
+  deadlineTimer = setTimeout(onDeadline, Math.min(MAX_TIMER_MS, Math.max(1, delayMs)))
+}
+
+function onDeadline() {
+  // The timer ran its full delay: whatever was due at its deadline is due now,
+  // even if the clock read below lags (a timer can fire a fraction of a
+  // millisecond early, and test clocks may move timers only).
+  const now = Math.max(monoMs(), deadlineAt)
+  deadlineTimer = null
+  deadlineAt = Infinity
+  const due = []
+  let next = Infinity
+  for (const w of pending.values()) {
+    if (w.deadline <= now) due.push(w)
+    else if (w.deadline < next) next = w.deadline
+  }
+  for (const w of due) w.timeOut()
+  if (next !== Infinity && pending.size !== 0) armDeadline(next, Math.ceil(next - now))
+}
+
+function onWake() {
   try {
     pump()
   } catch (err) {
     process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
   }
-})
+}
+
+// The context's wake-up (a thread-safe function) is armed on its first wait,
+// not here: requiring the package creates no async resource, thread or descriptor.
+// An addon of an older copy of the package (shared, see loader.js) has no
+// armContext: it takes the wake-up at registration.
+let armed = typeof native.armContext !== 'function'
+ctx = armed ? native.registerContext(onWake) : native.registerContext()
+
+/**
+ * Arm the wake-up before the first wait. Deliveries that reached the outbox
+ * before it existed were not signalled: drain once afterwards. Throws (and
+ * the acquire rejects) when it cannot be created; the next wait tries again.
+ */
+function armWake() {
+  native.armContext(ctx, onWake)
+  armed = true
+  pumpSoon()
+}
 
 // ---------------------------------------------------------------- leases
 
@@ -228,8 +269,11 @@ class SessionWriteLockLease {
 
   assertOwned() {
     if (this.#released) throw new SessionWriteLockLostError(this.lockPath, 'released')
-    if (!native.leaseHeld(this.#id)) {
-      throw new SessionWriteLockLostError(this.lockPath, 'no longer held')
+    // One lstat: a held lease whose file was deleted or replaced is lost.
+    const why = native.leaseOwned(this.#id)
+    if (why !== null) {
+      if (signals.size !== 0) abortLease(this.#id, this.lockPath, why)
+      throw new SessionWriteLockLostError(this.lockPath, why)
     }
   }
 
@@ -274,7 +318,46 @@ function makeLease(id, lockPath, token, key, acquiredAt, maxHoldMs) {
   const lease = new SessionWriteLockLease(id, lockPath, token, key, acquiredAt)
   leaked.register(lease, { id, lockPath, stack: debugStacks ? new Error('acquired here').stack : undefined }, lease)
   if (maxHoldMs !== Infinity) scheduleWatchdog(acquiredAt + maxHoldMs)
+  if (refreshTimer === null) startRefresh()
   return lease
+}
+
+// ---------------------------------------------------------------- createdAt refresh
+
+// Old-module peers judge a file by its createdAt (too-old past their staleMs,
+// 30 min by default): every REFRESH_MS this context rewrites the createdAt of
+// each hold whose payload is REFRESH_MS or more old, so it is never more than
+// about 2 x REFRESH_MS old (40 s by default). The hold's real start stays in
+// the registry (listHeldLocks, the watchdog) and in the file's mtime. The
+// timer is unref'd and runs only while this context holds a lock. The same
+// tick aborts the signal of a lease whose lock file was deleted or replaced.
+// SESSION_WRITE_LOCK_REFRESH_MS (digits) overrides the interval (tests).
+const REFRESH_MS = options.readEnvMs('SESSION_WRITE_LOCK_REFRESH_MS') ?? 20_000
+let refreshTimer = null
+
+function startRefresh() {
+  refreshTimer = setInterval(onRefreshTimer, REFRESH_MS)
+  refreshTimer.unref()
+}
+
+function stopRefresh() {
+  if (refreshTimer !== null) {
+    clearInterval(refreshTimer)
+    refreshTimer = null
+  }
+}
+
+function onRefreshTimer() {
+  try {
+    const r = native.refreshHeld(Date.now(), REFRESH_MS)
+    for (const l of r.lost) abortLease(l.leaseId, l.lockPath, 'lock file deleted or replaced')
+    for (const e of r.errors) {
+      process.stderr.write(`${LOG_PREFIX} could not refresh createdAt (${e.code}): ${e.path}\n`)
+    }
+    if (r.holds === 0) stopRefresh()
+  } catch (err) {
+    process.stderr.write(`${LOG_PREFIX} refresh error: ${err && err.stack}\n`)
+  }
 }
 
 // ---------------------------------------------------------------- watchdog
@@ -319,6 +402,11 @@ function runWatchdog(nowMs) {
 
 // ---------------------------------------------------------------- acquire
 
+const IN_PROCESS_HINT =
+  'this process already holds this session lock: a nested acquire waits for it like any other. ' +
+  'Pass allowReentrant: true (and the same reentrantOwner as the holder, if it set one) to re-enter, ' +
+  'or release the outer lease first.'
+
 function timeoutError(timeoutMs, key, lockPath) {
   const h = native.holderOf(key)
   if (h !== null) {
@@ -328,6 +416,7 @@ function timeoutError(timeoutMs, key, lockPath) {
       lockPath,
       owner: `pid=${pid}`,
       holder: { pid, inProcess: true, acquiredAt: new Date(h.acquiredAt).toISOString(), lockPath },
+      hint: IN_PROCESS_HINT,
     })
   }
   const peek = native.peekHolder(lockPath)
@@ -372,54 +461,91 @@ function acquireSessionWriteLock(params) {
       return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.key, r.acquiredAt, maxHoldMs))
     }
     if (r.status === 2) return Promise.reject(osError(r.error))
+    if (!armed) {
+      try {
+        armWake()
+      } catch (err) {
+        // Granted meanwhile (cancel fails): the delivery is in the outbox and
+        // the waitFor below drains it; otherwise nothing is left behind.
+        if (native.cancel(r.id)) {
+          if (err != null && typeof err === 'object' && err.code == null) {
+            err.code = 'SESSION_WRITE_LOCK_WAKE_FAILED'
+            err.syscall = 'napi_create_threadsafe_function'
+          }
+          return Promise.reject(err)
+        }
+        pumpSoon()
+      }
+    }
     return waitFor(r.id, r.key, r.lockPath, timeoutMs, maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
   }
 }
 
+/** A pending acquisition of this context (one object per wait, no closures but the executor). */
+class Waiter {
+  constructor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject) {
+    this.requestId = requestId
+    this.key = key
+    this.lockPath = lockPath
+    this.timeoutMs = timeoutMs
+    this.maxHoldMs = maxHoldMs
+    this.signal = signal
+    this.resolve = resolve
+    this.reject = reject
+    this.deadline = timeoutMs === Infinity ? Infinity : monoMs() + Math.min(timeoutMs, MAX_TIMER_MS)
+    this.onAbort = null
+  }
+
+  /** A delivery for this request: the grant, or the error that ended it. */
+  settle(d) {
+    this.cleanup()
+    if (d.error != null) this.reject(osError(d.error))
+    else this.resolve(makeLease(d.leaseId, d.lockPath, d.token, this.key, d.acquiredAt, this.maxHoldMs))
+  }
+
+  cleanup() {
+    if (this.onAbort !== null) {
+      this.signal.removeEventListener('abort', this.onAbort)
+      this.onAbort = null
+    }
+  }
+
+  timeOut() {
+    this.giveUp(timeoutError(this.timeoutMs, this.key, this.lockPath))
+  }
+
+  giveUp(err) {
+    if (native.cancel(this.requestId)) {
+      pending.delete(this.requestId)
+      this.cleanup()
+      this.reject(err)
+      dropKeepAliveIfIdle()
+    } else {
+      // Granted (or failed) already: the delivery wins.
+      pump()
+    }
+  }
+}
+
 function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
   return new Promise((resolve, reject) => {
-    let timer = null
-    let onAbort = null
-    const cleanup = () => {
-      if (timer !== null) clearTimeout(timer)
-      if (onAbort !== null) signal.removeEventListener('abort', onAbort)
-    }
-    const giveUp = (err) => {
-      if (native.cancel(requestId)) {
-        pending.delete(requestId)
-        cleanup()
-        reject(err)
-        dropKeepAliveIfIdle()
-      } else {
-        // Granted (or failed) already: the delivery wins.
-        pump()
-      }
-    }
-    pending.set(requestId, {
-      settle(d) {
-        cleanup()
-        if (d.error != null) reject(osError(d.error))
-        else resolve(makeLease(d.leaseId, d.lockPath, d.token, key, d.acquiredAt, maxHoldMs))
-      },
-    })
-    if (timeoutMs !== Infinity) {
-      timer = setTimeout(() => {
-        timer = null
-        giveUp(timeoutError(timeoutMs, key, lockPath))
-      }, Math.min(timeoutMs, MAX_TIMER_MS))
+    const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
+    pending.set(requestId, w)
+    if (w.deadline !== Infinity) {
+      armDeadline(w.deadline, Math.min(timeoutMs, MAX_TIMER_MS))
     } else if (keepAlive === null) {
       // A pending acquire keeps the process alive, as the old module's polling
       // timers did; the native side never does.
       keepAlive = setInterval(() => {}, MAX_TIMER_MS)
     }
     if (signal != null) {
-      onAbort = () => {
-        onAbort = null
-        giveUp(abortReason(signal))
+      w.onAbort = () => {
+        w.onAbort = null
+        w.giveUp(abortReason(signal))
       }
-      signal.addEventListener('abort', onAbort, { once: true })
+      signal.addEventListener('abort', w.onAbort, { once: true })
     }
   })
 }
@@ -515,6 +641,7 @@ function resetLockStateForTest() {
     watchdogTimer = null
     watchdogAt = Infinity
   }
+  stopRefresh()
   signals.clear()
   native.clearPathCache()
   native.setStartTimeOverride(0, null, true)

@@ -1,5 +1,5 @@
 'use strict'
-// session_end tracking (CONTRACT §6): onSessionEnd, trackActiveSession,
+// session_end tracking (docs/spec.md, "Shutdown and session_end"): onSessionEnd, trackActiveSession,
 // listActiveSessions, drainActiveSessions, recoverOrphanedSessions.
 //
 // Every session ends exactly once: whichever path gets there first (end(),

@@ -1,6 +1,6 @@
 'use strict'
-// Process hooks: on `exit` and on termination signals, end the tracked
-// sessions (session_end, reason "shutdown") and release every lock.
+// Process hooks (docs/spec.md, "Shutdown and session_end"): on `exit` and on termination signals, end the
+// tracked sessions (session_end, reason "shutdown") and release every lock.
 //
 // One set of listeners per process (per thread in a worker: each worker has
 // its own `process` emitter), however many copies of the package are loaded
@@ -19,9 +19,13 @@
 //   sessions locked; the locks go at `exit`, by releaseAll, or with the
 //   process (the kernel frees an OS lock whatever the death).
 
-const os = require('node:os')
-const { isMainThread } = require('node:worker_threads')
 const lock = require('./lock')
+
+// node:worker_threads costs milliseconds to load; the addon answers for free.
+function isMainThread() {
+  const n = typeof lock.native.isMainThread === 'function' ? lock.native.isMainThread() : null
+  return typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread
+}
 
 const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
 // Other names of a hooked signal's number. Node emits a delivered signal under
@@ -29,12 +33,16 @@ const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
 // SIGABRT: without a listener of ours there, its SIGIOT listener would see
 // itself alone and end the process (reporting SIGIOT) before our drain.
 // Our listener on an alias does nothing itself; it only stands in for ours.
-const SIGNAL_ALIASES = (() => {
-  const numbers = os.constants.signals || {}
-  const out = {}
-  if (numbers.SIGIOT !== undefined && numbers.SIGIOT === numbers.SIGABRT) out.SIGABRT = ['SIGIOT']
-  return out
-})()
+let signalAliases = null
+function aliasesOf(signal) {
+  if (signalAliases === null) {
+    // Read on first use (install), not at require time.
+    const numbers = require('node:os').constants.signals || {}
+    signalAliases = {}
+    if (numbers.SIGIOT !== undefined && numbers.SIGIOT === numbers.SIGABRT) signalAliases.SIGABRT = ['SIGIOT']
+  }
+  return signalAliases[signal] || []
+}
 const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
 const HUB_VERSION = 1
 const DEFAULT_DRAIN_MS = 2000
@@ -138,14 +146,14 @@ function ensureHooksOnFirstUse() {
 
 function signalsHooked() {
   // Signals are never delivered to a worker's `process`.
-  return isMainThread ? cleanupSignals : []
+  return isMainThread() ? cleanupSignals : []
 }
 
 function install(hub) {
   const listeners = { exit: () => onExit(hub) }
   for (const sig of signalsHooked()) {
     listeners[sig] = (signal) => onSignal(hub, signal || sig)
-    for (const alias of SIGNAL_ALIASES[sig] || []) listeners[alias] = () => {}
+    for (const alias of aliasesOf(sig)) listeners[alias] = () => {}
   }
   hub.listeners = listeners
   for (const [event, fn] of Object.entries(listeners)) process.on(event, fn)
@@ -212,7 +220,7 @@ function signalExitListenerCount() {
  */
 function endsWithoutUs(hub, signal) {
   const signalExit = signalExitListenerCount()
-  for (const name of [signal, ...(SIGNAL_ALIASES[signal] || [])]) {
+  for (const name of [signal, ...aliasesOf(signal)]) {
     const ours = hub.listeners !== null ? hub.listeners[name] : undefined
     let others = 0
     for (const fn of process.listeners(name)) if (fn !== ours) others++
@@ -297,7 +305,7 @@ function finish(hub, signal) {
     return
   }
   releaseEverything(hub)
-  for (const name of [signal, ...(SIGNAL_ALIASES[signal] || [])]) {
+  for (const name of [signal, ...aliasesOf(signal)]) {
     const ours = hub.listeners !== null ? hub.listeners[name] : undefined
     if (ours !== undefined) process.removeListener(name, ours)
   }

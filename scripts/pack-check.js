@@ -14,7 +14,8 @@
 // 4. In that project, still without cargo/rustc on PATH:
 //    - tsc --noEmit: a module shaped like the gateway's
 //      (`export * from "session-write-lock"`) and code using every export the
-//      old TypeScript module had, under NodeNext and under Bundler resolution;
+//      old TypeScript module had and every export the later generation
+//      (openclaw 2026.5.x) added, under NodeNext and under Bundler resolution;
 //    - vitest: an ESM test file imports the package and acquires/releases;
 //    - jest: two CommonJS test files in one process (--runInBand), so the addon
 //      is loaded again in each test file's context;
@@ -23,7 +24,9 @@
 //    the addon needs (objdump -T; fails above SWL_MAX_GLIBC when that is set,
 //    as the release workflow does) and the time each step took.
 //
-// Option: --keep keeps the temporary directory (its path is printed).
+// Option: --keep keeps the temporary directory and prints where the two
+// tarballs are and the command that installs them (the documented way to get
+// installable tarballs before anything is on the registry: docs/distribution.md).
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -304,6 +307,73 @@ export function wireSessionEnd(): () => void {
 }
 `
 
+// The later generation's surface (openclaw 2026.5.x) through the same
+// module: every export it added, the way its gateway and tests use them.
+const USES_LATER_API = `import {
+  acquireSessionWriteLock,
+  cleanStaleLockFiles,
+  inspectLockFile,
+  SessionWriteLockTimeoutError,
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  resolveSessionLockMaxHoldFromTimeout,
+  resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions,
+  testing,
+  type SessionWriteLockAcquireTimeoutConfig,
+  type SessionWriteLockConfig,
+  type SessionLockCleanEntry,
+  type SessionLockPayloadInspection,
+  type ReadOwnerProcessArgs,
+} from "./agents/session-write-lock.js";
+
+export async function runTurn(sessionFile: string, config?: SessionWriteLockAcquireTimeoutConfig): Promise<string> {
+  const timeoutMs: number = resolveSessionWriteLockAcquireTimeoutMs(config);
+  const options: { timeoutMs: number; staleMs: number; maxHoldMs: number } = resolveSessionWriteLockOptions(config, {
+    env: process.env,
+    maxHoldMsFallback: resolveSessionLockMaxHoldFromTimeout({ timeoutMs }),
+  });
+  try {
+    const lock = await acquireSessionWriteLock({ sessionFile, ...options });
+    await lock.release();
+    return "ok";
+  } catch (err) {
+    if (err instanceof SessionWriteLockTimeoutError) {
+      return \`\${err.message} \${err.hint ?? ""} \${err.holder?.inProcess ?? false}\`;
+    }
+    throw err;
+  }
+}
+
+export async function doctorLocks(sessionsDir: string, config: SessionWriteLockConfig): Promise<number> {
+  const staleMs: number = resolveSessionWriteLockStaleMs(config, process.env);
+  const maxHoldMs: number = resolveSessionWriteLockMaxHoldMs(config, { env: process.env, fallback: 600_000 });
+  const readOwnerProcessArgs: ReadOwnerProcessArgs = (pid: number) => (pid > 0 ? null : ["openclaw", "gateway"]);
+  const result: { locks: SessionLockCleanEntry[]; cleaned: SessionLockCleanEntry[] } = await cleanStaleLockFiles({
+    sessionsDir,
+    config,
+    env: { OPENCLAW_SESSION_WRITE_LOCK_STALE_MS: "60000" },
+    removeStale: false,
+    readOwnerProcessArgs,
+  });
+  const failed: string[] = result.locks.flatMap((l) => (l.removeError ? [l.removeError] : []));
+  const one = inspectLockFile(\`\${sessionsDir}/a.jsonl.lock\`, { config, readOwnerProcessArgs });
+  testing.setProcessStartTimeResolverForTest((pid: number) => (pid === process.pid ? 12345 : null));
+  const verdict: SessionLockPayloadInspection = testing.inspectLockPayloadForTest(
+    { pid: process.pid, createdAt: new Date().toISOString() },
+    DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+    Date.now(),
+  );
+  testing.setProcessStartTimeResolverForTest(null);
+  const defaults: number =
+    DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS + DEFAULT_SESSION_WRITE_LOCK_STALE_MS + DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS;
+  return staleMs + maxHoldMs + failed.length + one.staleReasons.length + verdict.staleReasons.length + defaults;
+}
+`
+
 function tsconfig(moduleKind, resolution) {
   return `${JSON.stringify(
     {
@@ -400,6 +470,7 @@ step('consumer: write the gateway-shaped module and tests', () => {
   fs.writeFileSync(path.join(consumer, 'src', 'agents', 'session-write-lock.ts'), GATEWAY_MODULE)
   fs.writeFileSync(path.join(consumer, 'src', 'uses-old-api.ts'), USES_OLD_API)
   fs.writeFileSync(path.join(consumer, 'src', 'uses-new-api.ts'), USES_NEW_API)
+  fs.writeFileSync(path.join(consumer, 'src', 'uses-later-api.ts'), USES_LATER_API)
   fs.writeFileSync(path.join(consumer, 'tsconfig.json'), tsconfig('NodeNext', 'NodeNext'))
   fs.writeFileSync(path.join(consumer, 'tsconfig.bundler.json'), tsconfig('ESNext', 'Bundler'))
   fs.writeFileSync(path.join(consumer, 'vitest.config.mjs'), VITEST_CONFIG)
@@ -467,5 +538,9 @@ console.log(
   `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, maxGlibc: glibc, totalMs })}`,
 )
 
-if (keep) console.log(`kept ${work}`)
+if (keep) {
+  console.log(`kept ${work}`)
+  console.log(`tarballs in ${tarballs}; install both in a project with:`)
+  console.log(`  npm install ${main.file} ${platform.file}`)
+}
 else fs.rmSync(work, { recursive: true, force: true })

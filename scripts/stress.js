@@ -34,7 +34,7 @@
 //        [--legacy K] [--legacy-sections M]
 //                         (K more processes run the old module's algorithm, the
 //                         test suite's stand-in in __test__/fixtures/legacy-lock.js,
-//                         M sections each: a mixed fleet, CONTRACT §4)
+//                         M sections each: a mixed fleet, docs/spec.md "Old lock files")
 //
 // --quick (run by `npm test`): 4 processes, 3,000 sections, faster kills.
 

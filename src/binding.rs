@@ -93,12 +93,23 @@ unsafe extern "C" fn call_wake(
     }
 }
 
-/// Register this module instance. `wake` is called (asynchronously, on this
-/// thread) whenever grants for it arrive from another thread. Returns the
-/// context id. When the env is torn down (worker exit), the context's waiters
-/// are cancelled and its locks released.
-#[napi(catch_unwind)]
-pub fn register_context(env: Env, wake: Function<'_, (), ()>) -> Result<f64> {
+/// The wake-up of one context: empty until the context first waits (a
+/// thread-safe function is an async resource that tools such as jest's
+/// `--detectOpenHandles` report, and nothing should exist before it is needed).
+type WakeSlot = Arc<std::sync::Mutex<Option<Tsfn>>>;
+
+fn wake_slots() -> &'static std::sync::Mutex<std::collections::HashMap<u64, WakeSlot>> {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<u64, WakeSlot>>> =
+        std::sync::OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+fn lock_slot<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Create the unref'd thread-safe function that calls `wake` on this env's thread.
+fn create_wake_tsfn(env: &Env, wake: &Function<'_, (), ()>) -> Result<Tsfn> {
     let raw_env = env.raw();
     let mut tsfn: sys::napi_threadsafe_function = ptr::null_mut();
     let mut name = ptr::null_mut();
@@ -124,35 +135,80 @@ pub fn register_context(env: Env, wake: Function<'_, (), ()>) -> Result<f64> {
             Some(call_wake),
             &mut tsfn,
         ))?;
-        check(sys::napi_unref_threadsafe_function(raw_env, tsfn))?;
+        if let Err(e) = check(sys::napi_unref_threadsafe_function(raw_env, tsfn)) {
+            sys::napi_release_threadsafe_function(tsfn, sys::ThreadsafeFunctionReleaseMode::abort);
+            return Err(e);
+        }
     }
-    let handle = Arc::new(Tsfn(tsfn));
-    let for_waker = handle.clone();
+    Ok(Tsfn(tsfn))
+}
+
+/// Register this module instance; returns the context id. When the env is torn
+/// down (worker exit), the context's waiters are cancelled and its locks
+/// released. The wake-up (see `arm_context`) is created only when `wake` is
+/// given here (older callers) or on the context's first wait: an acquire that
+/// never waits creates no thread-safe function, no thread and no descriptor.
+#[napi(catch_unwind)]
+pub fn register_context(env: Env, wake: Option<Function<'_, (), ()>>) -> Result<f64> {
+    let slot: WakeSlot = Arc::new(std::sync::Mutex::new(None));
+    let for_waker = slot.clone();
     let waker: registry::Waker = Arc::new(move || {
-        // SAFETY: the registry calls wakers under its lock, and the context
-        // is unregistered (under the same lock) before the handle is released.
-        unsafe {
-            sys::napi_call_threadsafe_function(
-                for_waker.0,
-                ptr::null_mut(),
-                sys::ThreadsafeFunctionCallMode::nonblocking,
-            );
+        // Called under the registry's lock. With no wake-up armed yet the
+        // delivery stays in the outbox: `arm_context`'s caller drains it.
+        if let Some(t) = lock_slot(&for_waker).as_ref() {
+            // SAFETY: the context is unregistered (under the registry lock)
+            // before the handle is released, so the handle is live here.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    t.0,
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                );
+            }
         }
     });
     let ctx = registry::global().register_ctx(Some(waker));
-    env.add_env_cleanup_hook((ctx, handle), |(ctx, handle)| {
+    lock_slot(wake_slots()).insert(ctx, slot.clone());
+    env.add_env_cleanup_hook((ctx, slot), |(ctx, slot)| {
         registry::global().unregister_ctx(ctx);
+        lock_slot(wake_slots()).remove(&ctx);
         // Runs on the env's own thread: its markers become recoverable.
         crate::marker::abandon_thread(thread());
-        // SAFETY: the context can no longer be woken; release our reference.
-        unsafe {
-            sys::napi_release_threadsafe_function(
-                handle.0,
-                sys::ThreadsafeFunctionReleaseMode::abort,
-            );
+        if let Some(t) = lock_slot(&slot).take() {
+            // SAFETY: the context can no longer be woken; release our reference.
+            unsafe {
+                sys::napi_release_threadsafe_function(
+                    t.0,
+                    sys::ThreadsafeFunctionReleaseMode::abort,
+                );
+            }
         }
     })?;
+    if let Some(wake) = wake {
+        arm(&env, ctx, &wake)?;
+    }
     Ok(ctx as f64)
+}
+
+fn arm(env: &Env, ctx: u64, wake: &Function<'_, (), ()>) -> Result<bool> {
+    let Some(slot) = lock_slot(wake_slots()).get(&ctx).cloned() else {
+        return Ok(false);
+    };
+    let mut s = lock_slot(&slot);
+    if s.is_none() {
+        *s = Some(create_wake_tsfn(env, wake)?);
+    }
+    Ok(true)
+}
+
+/// Give context `ctx` its wake-up (`wake` is called, asynchronously on this
+/// thread, whenever grants for it arrive from another thread). Idempotent.
+/// Deliveries that arrived before it was armed are not signalled: the caller
+/// drains the context's outbox once right after this returns. Returns false
+/// when the context is unknown.
+#[napi(catch_unwind)]
+pub fn arm_context(env: Env, ctx: f64, wake: Function<'_, (), ()>) -> Result<bool> {
+    arm(&env, ctx as u64, &wake)
 }
 
 fn check(status: sys::napi_status) -> Result<()> {
@@ -405,6 +461,73 @@ pub fn lease_held(lease_id: f64) -> bool {
     registry::global().lease_held(lease_id as u64)
 }
 
+/// `null` when the lease is held and its lock path still names its file
+/// (one `lstat`), else why not.
+#[napi(catch_unwind)]
+pub fn lease_owned(lease_id: f64) -> Option<String> {
+    registry::global()
+        .lease_owned(lease_id as u64)
+        .err()
+        .map(str::to_string)
+}
+
+#[napi(object)]
+pub struct LostLease {
+    pub lease_id: f64,
+    pub lock_path: String,
+}
+
+#[napi(object)]
+pub struct RefreshResult {
+    /// Holds of this thread, refreshed or not.
+    pub holds: u32,
+    pub refreshed: u32,
+    pub lost: Vec<LostLease>,
+    pub errors: Vec<NativeError>,
+}
+
+/// Rewrite `createdAt` (to `now_ms`) in the payload of every hold of this
+/// thread written `older_than_ms` or more ago; report leases whose file was
+/// deleted or replaced.
+#[napi(catch_unwind)]
+pub fn refresh_held(now_ms: f64, older_than_ms: f64) -> RefreshResult {
+    let r = registry::global().refresh(thread(), now_ms as i64, older_than_ms as i64);
+    RefreshResult {
+        holds: r.holds as u32,
+        refreshed: r.refreshed as u32,
+        lost: r
+            .lost
+            .into_iter()
+            .map(|(id, p)| LostLease {
+                lease_id: id as f64,
+                lock_path: p.to_string(),
+            })
+            .collect(),
+        errors: r.errors.into_iter().map(Into::into).collect(),
+    }
+}
+
+#[napi(object)]
+pub struct CreateCounts {
+    pub tmpfile: f64,
+    pub temp_link: f64,
+    pub exclusive: f64,
+    pub fallbacks: f64,
+}
+
+/// How this process's lock-file creates went (tests, diagnostics).
+#[napi(catch_unwind)]
+pub fn create_counts() -> CreateCounts {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &lockfile::CREATE_COUNTS;
+    CreateCounts {
+        tmpfile: c[0].load(Relaxed) as f64,
+        temp_link: c[1].load(Relaxed) as f64,
+        exclusive: c[2].load(Relaxed) as f64,
+        fallbacks: c[3].load(Relaxed) as f64,
+    }
+}
+
 /// `null` when the lease is current on disk, else why not.
 #[napi(catch_unwind)]
 pub fn lease_current(lease_id: f64) -> Option<String> {
@@ -487,8 +610,8 @@ pub struct NativeInspection {
     pub error: Option<NativeError>,
 }
 
-/// Inspect one lock file by the rules of CONTRACT §4 and remove it if stale
-/// and `remove` (while holding its OS lock, and only if the path still names
+/// Inspect one lock file by the rules of docs/spec.md ("Old lock files") and
+/// remove it if stale and `remove` (while holding its OS lock, and only if the path still names
 /// the inode inspected). Never follows symlinks; a non-regular file reports
 /// an error and is left alone.
 #[napi(catch_unwind)]
@@ -655,4 +778,27 @@ pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
 #[napi(catch_unwind)]
 pub fn abi_version() -> u32 {
     1
+}
+
+/// Whether the calling thread is the process's main thread (Node's main
+/// thread: `worker_threads.isMainThread`), or null where this cannot be told
+/// cheaply (the caller then asks `node:worker_threads`, which costs a couple of
+/// milliseconds to load).
+#[napi(catch_unwind)]
+pub fn is_main_thread() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        // The main thread's id is the process id.
+        // SAFETY: gettid and getpid have no preconditions.
+        Some(unsafe { libc::gettid() == libc::getpid() })
+    }
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: pthread_main_np has no preconditions.
+        Some(unsafe { libc::pthread_main_np() } != 0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        None
+    }
 }

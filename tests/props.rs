@@ -95,13 +95,14 @@ fn check_parsed(bytes: &[u8], p: &ParsedPayload) {
 }
 
 /// The judge's reasons are in contract order and drawn from the known set.
-fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict) {
-    const ORDER: [&str; 6] = [
+fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
+    const ORDER: [&str; 7] = [
         "missing-pid",
         "dead-pid",
         "recycled-pid",
         "invalid-createdAt",
         "too-old",
+        "hold-exceeded",
         "orphan-self-pid",
     ];
     let idx: Vec<usize> = v
@@ -121,10 +122,19 @@ fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict) {
     );
     let pid_reasons = v.reasons.iter().filter(|r| idx_of(r) < 3).count();
     assert!(pid_reasons <= 1, "{:?}", v.reasons);
-    assert!(!(v.reasons.contains(&"invalid-createdAt") && v.reasons.contains(&"too-old")));
+    let age_reasons = v
+        .reasons
+        .iter()
+        .filter(|r| (3..6).contains(&idx_of(r)))
+        .count();
+    assert!(age_reasons <= 1, "{:?}", v.reasons);
     assert_eq!(p.pid.is_none(), v.reasons.contains(&"missing-pid"));
+    // A createdAt more than 5 minutes ahead of the clock is invalid too.
+    let future = p
+        .created_at_ms
+        .is_some_and(|c| now.saturating_sub(c) < -legacy::MAX_FUTURE_SKEW_MS);
     assert_eq!(
-        p.created_at_ms.is_none(),
+        p.created_at_ms.is_none() || future,
         v.reasons.contains(&"invalid-createdAt")
     );
     if v.reasons.is_empty() {
@@ -153,7 +163,7 @@ fn corpus_payloads_parse_and_judge_without_panicking() {
         for stale_ms in [0u64, 1, 5_000, 1_800_000, u64::MAX] {
             for mtime in [now, now - 4_000, now - 10_000, 0] {
                 let v = legacy::judge(&p, mtime, now, stale_ms, false);
-                check_verdict(&p, &v);
+                check_verdict(&p, &v, now);
                 let _ = registry::judge_found(&p, mtime, stale_ms);
             }
         }
@@ -432,7 +442,7 @@ proptest! {
     ) {
         let now = registry::now_ms();
         let v = legacy::judge(&p, now - mtime_back, now, stale_ms, we_hold);
-        check_verdict(&p, &v);
+        check_verdict(&p, &v, now);
         if we_hold { prop_assert!(!v.reasons.contains(&"orphan-self-pid")); }
         if p.hostname.as_deref() == Some("elsewhere.example") {
             // Another host's pid is never judged by local liveness.
@@ -450,7 +460,7 @@ proptest! {
         stale_ms in any::<u64>(),
     ) {
         let v = legacy::judge(&p, mtime, now, stale_ms, false);
-        check_verdict(&p, &v);
+        check_verdict(&p, &v, now);
     }
 
     #[test]
@@ -501,6 +511,76 @@ proptest! {
             Ok(Attempt::Busy(w)) => prop_assert!(w.legacy),
             Err(e) => prop_assert!(false, "unexpected error {}", e),
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+}
+
+// ---------------------------------------------------------------- rewrites
+
+fn render(created_ms: i64, max_hold_ms: Option<u64>, token: &str) -> String {
+    let mut s = String::new();
+    LockPayload {
+        pid: 4242,
+        created_at_ms: created_ms,
+        start_time: Some(12345),
+        max_hold_ms,
+        fencing_token: token,
+        hostname: "host",
+        boot_id: Some("13b3eaac-aff3-4513-908f-e8762d0024f6"),
+    }
+    .render(&mut s);
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any rewrite leaves exactly the new payload, and a rewrite that kept
+    /// the inode (in place) is one a torn read cannot break: every mix of a
+    /// prefix of one payload and the rest of the other parses to the same
+    /// keys with the same pid and createdAt.
+    #[test]
+    fn rewrites_in_place_only_when_any_torn_read_parses(
+        created in 0i64..253_402_300_800_000,
+        created2 in 0i64..253_402_300_800_000,
+        keep_created in any::<bool>(),
+        hold_a in prop::option::of(0u64..10_000_000_000),
+        hold_b in prop::option::of(0u64..10_000_000_000),
+        token_a in "[0-9a-f]{24}",
+        token_b in "[0-9a-f]{24}",
+    ) {
+        let d = scratch("rewrite");
+        let lock = d.join("s.jsonl.lock");
+        let a = render(created, hold_a, &token_a);
+        let b = render(if keep_created { created } else { created2 }, hold_b, &token_b);
+        let Ok(Attempt::Acquired(mut lf)) = lockfile::attempt(
+            &lock,
+            lock.to_str().unwrap(),
+            None,
+            &mut |_, _| Judgement::Reclaim,
+            &mut |s| s.push_str(&a),
+        ) else {
+            panic!("a fresh directory is free")
+        };
+        let before = lf.id();
+        prop_assert_eq!(lf.rewrite(&lock, b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
+        prop_assert_eq!(fs::read(&lock).unwrap(), b.as_bytes());
+        if lf.id() == before {
+            let (x, y) = (a.as_bytes(), b.as_bytes());
+            prop_assert_eq!(x.len(), y.len());
+            for k in 0..=x.len() {
+                for mix in [[&x[..k], &y[k..]].concat(), [&y[..k], &x[k..]].concat()] {
+                    let v: serde_json::Value = serde_json::from_slice(&mix).expect("a torn read parses");
+                    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+                    let want: serde_json::Value = serde_json::from_str(&b).unwrap();
+                    prop_assert_eq!(keys, want.as_object().unwrap().keys().collect::<Vec<_>>());
+                    prop_assert_eq!(&v["pid"], &want["pid"]);
+                    prop_assert_eq!(&v["createdAt"], &want["createdAt"]);
+                }
+            }
+        }
+        lf.release(&lock);
+        prop_assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
         let _ = fs::remove_dir_all(&d);
     }
 }

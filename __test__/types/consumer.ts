@@ -17,6 +17,20 @@ import {
   drainActiveSessions,
   recoverOrphanedSessions,
   __testing,
+  testing as laterTesting,
+  inspectLockFile,
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions,
+  type SessionWriteLockConfig,
+  type SessionWriteLockAcquireTimeoutConfig,
+  type SessionLockCleanEntry,
+  type SessionLockPayloadInspection,
+  type ReadOwnerProcessArgs,
   drainSessionWriteLockStateForTest,
   resetSessionWriteLockStateForTest,
   type SessionWriteLockLease,
@@ -93,6 +107,60 @@ export async function testing(): Promise<void> {
   void n
   await drainSessionWriteLockStateForTest()
   resetSessionWriteLockStateForTest()
+}
+
+// The later generation's surface (openclaw 2026.5.x), as its gateway uses it.
+export async function laterGeneration(sessionFile: string, sessionsDir: string): Promise<number> {
+  const config: SessionWriteLockConfig = { session: { writeLock: { acquireTimeoutMs: 90_000, staleMs: 45_000 } } }
+  const same: SessionWriteLockAcquireTimeoutConfig = config
+  const timeoutMs: number = resolveSessionWriteLockAcquireTimeoutMs(same)
+  const envOnly: number = resolveSessionWriteLockAcquireTimeoutMs(undefined, process.env)
+  const staleMs: number = resolveSessionWriteLockStaleMs(config, { OPENCLAW_SESSION_WRITE_LOCK_STALE_MS: '60000' })
+  const maxHoldMs: number = resolveSessionWriteLockMaxHoldMs(config, { env: process.env, fallback: 600_000 })
+  const opts: { timeoutMs: number; staleMs: number; maxHoldMs: number } = resolveSessionWriteLockOptions(config, {
+    env: process.env,
+    maxHoldMsFallback: resolveSessionLockMaxHoldFromTimeout({ timeoutMs }),
+  })
+  const defaults: [60_000, 1_800_000, 300_000] = [
+    DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+    DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+    DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  ]
+  try {
+    const lease = await acquireSessionWriteLock({ sessionFile, ...opts })
+    await lease.release()
+  } catch (err) {
+    if (err instanceof SessionWriteLockTimeoutError) {
+      const hint: string | null = err.hint
+      const inProcess: boolean | undefined = err.holder?.inProcess
+      void hint
+      void inProcess
+    }
+  }
+  const reader: ReadOwnerProcessArgs = (pid: number) => (pid > 0 ? ['node', 'openclaw.mjs', 'gateway'] : null)
+  const swept = await cleanStaleLockFiles({
+    sessionsDir,
+    config,
+    env: process.env,
+    removeStale: true,
+    readOwnerProcessArgs: reader,
+  })
+  const first: SessionLockCleanEntry | undefined = swept.locks[0]
+  const removeError: string | undefined = first?.removeError
+  const one = inspectLockFile(`${sessionsDir}/a.jsonl.lock`, { config, env: {}, readOwnerProcessArgs: () => null })
+  laterTesting.setProcessStartTimeResolverForTest((pid: number) => (pid === process.pid ? 12345 : null))
+  laterTesting.setProcessStartTimeResolverForTest(null)
+  const verdict: SessionLockPayloadInspection = laterTesting.inspectLockPayloadForTest(
+    { pid: process.pid, createdAt: new Date().toISOString(), maxHoldMs: 1000 },
+    DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+    Date.now(),
+  )
+  const reasons: string[] = verdict.staleReasons.concat(one.staleReasons)
+  const same2: typeof __testing = laterTesting
+  void same2
+  return (
+    timeoutMs + envOnly + staleMs + maxHoldMs + defaults.length + reasons.length + (removeError ?? '').length
+  )
 }
 
 // @ts-expect-error sessionFile is required

@@ -121,9 +121,14 @@ function parseOptions(argv, spec, command, { maxPositionals = Infinity, stopAtPo
   return { values, positionals, rest }
 }
 
-/** Effective staleMs as the library resolves it (explicit > env > default). */
+/**
+ * Effective staleMs: the explicit value, else the library's own resolution
+ * (environment, then default) through its public API when it has one.
+ */
 function effectiveStaleMs(explicit) {
   if (typeof explicit === 'number' && explicit > 0) return explicit
+  const api = require('../../index.js')
+  if (typeof api.resolveSessionWriteLockStaleMs === 'function') return api.resolveSessionWriteLockStaleMs()
   const raw = process.env.OPENCLAW_SESSION_WRITE_LOCK_STALE_MS
   if (raw !== undefined && /^\d+$/.test(raw.trim()) && Number(raw) > 0) return Number(raw)
   return 1_800_000
@@ -172,23 +177,78 @@ function fmtDuration(ms) {
   return neg ? `-${s}` : s
 }
 
-// eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;]*m/g
-const visibleLength = (s) => String(s).replace(ANSI, '').length
+/**
+ * Split `text` into lines of at most `width` characters, breaking after a
+ * space, comma, slash, dot, dash or underscore where possible (so paths and
+ * file names wrap at their separators), hard-splitting what is longer.
+ */
+function wrap(text, width, breaks = /(?<=[ ,/._-])/) {
+  const s = String(text)
+  if (width <= 0 || s.length <= width) return [s]
+  const tokens = s.split(breaks)
+  const lines = []
+  let cur = ''
+  for (let tok of tokens) {
+    if (cur.length + tok.trimEnd().length > width && cur !== '') {
+      lines.push(cur.trimEnd())
+      cur = ''
+      tok = tok.trimStart()
+    }
+    while (tok.length > width) {
+      lines.push(tok.slice(0, width))
+      tok = tok.slice(width)
+    }
+    cur += tok
+  }
+  if (cur.trim() !== '') lines.push(cur.trimEnd())
+  return lines
+}
 
-/** Render rows (arrays of cells, possibly colored) under headers, columns padded. */
-function table(headers, rows, paint) {
-  const widths = headers.map((h, i) => Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i]))))
-  const line = (cells, f = (x) => x) =>
-    cells
-      .map((c, i) => {
-        const s = String(c)
-        const pad = i === cells.length - 1 ? '' : ' '.repeat(widths[i] - visibleLength(s))
-        return f(s) + pad
+/**
+ * Render rows under headers, columns separated by two spaces, every line at
+ * most `maxWidth` columns: the columns listed in `minWidths` ({ index: min })
+ * give up width (the widest first) and their cells wrap onto continuation
+ * lines, broken where `breaks` ({ index: RegExp }, default: after a space,
+ * comma, slash, dot, dash or underscore) allows. A cell is a string, or
+ * [text, paint] where paint colors each line (after wrapping, so escapes
+ * never split).
+ */
+function table(headers, rows, paint, { maxWidth = 100, minWidths = {}, breaks = {} } = {}) {
+  const n = headers.length
+  const cell = (c) => (Array.isArray(c) ? [String(c[0]), c[1]] : [String(c), null])
+  const body = rows.map((r) => r.map(cell))
+  const widths = headers.map((h, i) => Math.max(h.length, ...body.map((r) => r[i][0].length)))
+  const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (n - 1)
+  const flex = Object.keys(minWidths).map(Number)
+  // Shrink the flexible column with the most room above its minimum; should
+  // the minimums not fit (a long pid@host), go below them down to 6.
+  for (const floor of [(i) => minWidths[i], () => 6]) {
+    while (total() > maxWidth) {
+      let best = -1
+      let bestSlack = 0
+      for (const i of flex) {
+        const slack = widths[i] - floor(i)
+        if (slack > bestSlack) [best, bestSlack] = [i, slack]
+      }
+      if (best < 0) break
+      widths[best]--
+    }
+  }
+  const render = (cells) => {
+    const wrapped = cells.map(([t, p], i) => wrap(t, widths[i], breaks[i]).map((l) => [l, p]))
+    const height = Math.max(...wrapped.map((w) => w.length))
+    const lines = []
+    for (let k = 0; k < height; k++) {
+      const parts = wrapped.map((w, i) => {
+        const [t, p] = w[k] ?? ['', null]
+        const pad = i === n - 1 ? '' : ' '.repeat(Math.max(0, widths[i] - t.length))
+        return (p && t ? p(t) : t) + pad
       })
-      .join('  ')
-      .trimEnd()
-  return [line(headers, paint.bold), ...rows.map((r) => line(r))].join('\n')
+      lines.push(parts.join('  ').trimEnd())
+    }
+    return lines
+  }
+  return [...render(headers.map((h) => [h, paint.bold])), ...body.flatMap(render)].join('\n')
 }
 
 /** Read at most `max` bytes of a file without following symlinks. */
@@ -209,8 +269,11 @@ function readBounded(file, max = 64 * 1024) {
   }
 }
 
-/** Fail with exit 2 and a clear line unless `dir` is a readable directory. */
-function requireDirectory(dir) {
+/**
+ * The names in `dir`, or a CliError (one line, exit 2) when it is missing, not
+ * a directory, or cannot be read (EACCES: run as the owner).
+ */
+function readDirectory(dir) {
   let st
   try {
     st = fs.statSync(dir)
@@ -218,6 +281,19 @@ function requireDirectory(dir) {
     throw new CliError(describeError(err, dir))
   }
   if (!st.isDirectory()) throw new CliError(`${dir}: not a directory (ENOTDIR)`)
+  try {
+    return fs.readdirSync(dir)
+  } catch (err) {
+    throw new CliError(describeError(err, dir))
+  }
+}
+
+/** What an operator can do about a failed removal or an unreadable path, or null. */
+function hintFor(code) {
+  if (code === 'EACCES' || code === 'EPERM') return 'run as the user that owns the sessions directory'
+  if (code === 'EROFS') return 'the file system is mounted read-only'
+  if (code === 'EBUSY') return 'the file is in use by another process'
+  return null
 }
 
 const localHost = os.hostname()
@@ -233,7 +309,9 @@ module.exports = {
   painter,
   fmtDuration,
   table,
+  wrap,
   readBounded,
-  requireDirectory,
+  readDirectory,
+  hintFor,
   localHost,
 }

@@ -13,6 +13,10 @@
 //!   wait <file>              block in flock until granted, print "acquired"
 //!   many <dir> <n>           open + flock n files at once: total ns, descriptors and RSS before/after
 //!   waitstamp <file>         print "waiting", block in flock, print CLOCK_MONOTONIC µs once granted
+//!   replay <dir> <lockpath> <n> <idle_ms> <ops>  floor (1): replay the package's own system-call
+//!                            sequence for one acquire + release (read off `strace -f` by the bench;
+//!                            ops: comma-separated tokens, see `replay_op`), n times, sleeping
+//!                            idle_ms before each (0 = warm, back to back)
 //!   holdstamp <file>         lock, print "ready"; on a stdin line: stamp, unlink, unlock, print the stamp
 //!                            (µs, CLOCK_MONOTONIC: the clock of Node's process.hrtime, shared by all
 //!                            processes), so a Node holder or waiter can be timed against bare flock
@@ -169,6 +173,10 @@ fn kill(path: &str, n: usize, holder: &[String]) {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("ready");
         let f = open(path);
+        // BARE_IDLE_MS: let the holder sit idle first (the cold variant of the bench).
+        if let Some(ms) = std::env::var("BARE_IDLE_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
         let t = Instant::now();
         child.kill().expect("kill");
         f.lock().expect("lock");
@@ -218,6 +226,135 @@ fn many(dir: &str, n: usize) {
     );
 }
 
+// ---------------------------------------------------------------- replay (floor 1)
+
+extern "C" {
+    fn openat(dirfd: i32, path: *const u8, flags: i32, mode: u32) -> i32;
+    fn flock(fd: i32, op: i32) -> i32;
+    fn pwrite(fd: i32, buf: *const u8, n: usize, off: i64) -> isize;
+    fn pread(fd: i32, buf: *mut u8, n: usize, off: i64) -> isize;
+    fn linkat(olddirfd: i32, old: *const u8, newdirfd: i32, new: *const u8, flags: i32) -> i32;
+    fn unlink(path: *const u8) -> i32;
+    fn close(fd: i32) -> i32;
+    fn statx(dirfd: i32, path: *const u8, flags: i32, mask: u32, buf: *mut u8) -> i32;
+    fn ftruncate(fd: i32, len: i64) -> i32;
+    fn fsync(fd: i32) -> i32;
+}
+
+// Linux x86_64 / aarch64 values.
+const AT_FDCWD: i32 = -100;
+const O_RDWR: i32 = 0o2;
+const O_CREAT: i32 = 0o100;
+const O_EXCL: i32 = 0o200;
+const O_NONBLOCK: i32 = 0o4000;
+const O_CLOEXEC: i32 = 0o2000000;
+const O_NOFOLLOW: i32 = 0o400000;
+const O_TMPFILE: i32 = 0o20000000 | 0o200000;
+const LOCK_EX: i32 = 2;
+const LOCK_NB: i32 = 4;
+const LOCK_UN: i32 = 8;
+const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+const AT_SYMLINK_FOLLOW: i32 = 0x400;
+const AT_EMPTY_PATH: i32 = 0x1000;
+const STATX_ALL: u32 = 0xfff;
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// One step of the replayed sequence. Returns the descriptor after the step.
+fn replay_op(op: &str, dir: &[u8], lock: &[u8], fd: i32, buf: &mut [u8]) -> i32 {
+    let (name, arg) = op.split_once(':').unwrap_or((op, "0"));
+    let n: usize = arg.parse().unwrap_or(0).min(buf.len());
+    let mut st = [0u8; 256];
+    // SAFETY: plain system calls on NUL-terminated paths and buffers we own.
+    unsafe {
+        match name {
+            "statx_dir" => {
+                statx(AT_FDCWD, dir.as_ptr(), AT_SYMLINK_NOFOLLOW, STATX_ALL, st.as_mut_ptr());
+            }
+            "statx_path" => {
+                statx(AT_FDCWD, lock.as_ptr(), AT_SYMLINK_NOFOLLOW, STATX_ALL, st.as_mut_ptr());
+            }
+            "statx_fd" => {
+                statx(fd, b"\0".as_ptr(), AT_EMPTY_PATH, STATX_ALL, st.as_mut_ptr());
+            }
+            "open_tmpfile" => return openat(AT_FDCWD, dir.as_ptr(), O_RDWR | O_CLOEXEC | O_TMPFILE, 0o644),
+            "open_excl" => {
+                return openat(AT_FDCWD, lock.as_ptr(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+            }
+            "open" => {
+                return openat(
+                    AT_FDCWD,
+                    lock.as_ptr(),
+                    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                    0o644,
+                )
+            }
+            "flock_ex_nb" => {
+                flock(fd, LOCK_EX | LOCK_NB);
+            }
+            "flock_ex" => {
+                flock(fd, LOCK_EX);
+            }
+            "flock_un" => {
+                flock(fd, LOCK_UN);
+            }
+            "pwrite" | "write" => {
+                pwrite(fd, buf.as_ptr(), n, 0);
+            }
+            "pread" | "read" => {
+                pread(fd, buf.as_mut_ptr(), n, 0);
+            }
+            "ftruncate" => {
+                ftruncate(fd, n as i64);
+            }
+            "fsync" => {
+                fsync(fd);
+            }
+            "linkat_fd" => {
+                let src = cstr(&format!("/proc/self/fd/{fd}"));
+                linkat(AT_FDCWD, src.as_ptr(), AT_FDCWD, lock.as_ptr(), AT_SYMLINK_FOLLOW);
+            }
+            "unlink" => {
+                unlink(lock.as_ptr());
+            }
+            "close" => {
+                close(fd);
+                return -1;
+            }
+            _ => {}
+        }
+    }
+    fd
+}
+
+fn replay(dir: &str, lock: &str, n: usize, idle_ms: u64, ops: &str) {
+    let ops: Vec<&str> = ops.split(',').filter(|o| !o.is_empty()).collect();
+    let (d, l) = (cstr(dir), cstr(lock));
+    let mut buf = vec![b'x'; 4096];
+    let mut s = Vec::with_capacity(n);
+    for _ in 0..n {
+        if idle_ms > 0 {
+            std::thread::sleep(Duration::from_millis(idle_ms));
+        }
+        let t = Instant::now();
+        let mut fd = -1;
+        for op in &ops {
+            fd = replay_op(op, &d, &l, fd, &mut buf);
+        }
+        s.push(t.elapsed().as_nanos());
+        if fd >= 0 {
+            // SAFETY: closing the descriptor the sequence left open.
+            unsafe { close(fd) };
+        }
+        let _ = fs::remove_file(lock);
+    }
+    println!("{{\"samples_ns\":{}}}", json_list(&s));
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let n = |i: usize| a.get(i).and_then(|x| x.parse().ok()).unwrap_or(100usize);
@@ -231,6 +368,7 @@ fn main() {
         Some("many") => many(&a[2], n(3)),
         Some("waitstamp") => waitstamp(&a[2]),
         Some("holdstamp") => holdstamp(&a[2]),
+        Some("replay") => replay(&a[2], &a[3], n(4), a.get(5).and_then(|x| x.parse().ok()).unwrap_or(0), a.get(6).map_or("", String::as_str)),
         _ => {
             eprintln!("usage: bare-flock uncontended|handoff|kill|hold|wait|many <path> [n]");
             std::process::exit(2);

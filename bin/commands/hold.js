@@ -4,11 +4,12 @@
 // signal that ended it) is passed through; signals sent to this process are
 // forwarded to the command, and the lock is released only after it exits.
 
+const fs = require('node:fs')
 const path = require('node:path')
 const tty = require('node:tty')
 const { spawn } = require('node:child_process')
 const { acquireSessionWriteLock, isSessionWriteLockTimeoutError, inspectLockFile } = require('../../index.js')
-const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('./util')
+const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('../lib/util')
 
 /** Lock not acquired within --timeout (EX_TEMPFAIL of sysexits.h). */
 const EXIT_BUSY = 75
@@ -39,7 +40,8 @@ exactly as long as the command.
 Exit status: the command's; if it was killed by a signal, this process ends by
 the same signal. 75 the lock was busy past --timeout, 71 the lock could not be
 taken (e.g. permission denied), 126 the command cannot be run, 127 not found,
-2 usage error.`
+2 usage error, or <sessionFile> is a directory or its directory does not exist
+(hold never creates directories).`
 
 const FORWARDED = ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR2']
 
@@ -70,6 +72,32 @@ function parse(argv) {
   return { file, command, timeoutMs, quiet: values.quiet === true }
 }
 
+/**
+ * The CLI protects a session file in an existing directory, nothing else: a
+ * typo in a cron job must fail loudly, not lock a fresh directory's file or
+ * `<dir>.lock` (the library itself still creates missing directories, as the
+ * module it replaces did).
+ */
+function checkSessionPath(sessionFile) {
+  const dir = path.dirname(sessionFile)
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new CliError(`${dir}: no such directory (ENOENT); the session file's directory must exist`, 2)
+    if (err.code === 'ENOTDIR') throw new CliError(`${dir}: not a directory (ENOTDIR)`, 2)
+    return // EACCES and the like: the acquire reports them (exit 71)
+  }
+  let st = null
+  try {
+    st = fs.statSync(sessionFile)
+  } catch {
+    return // a session file that does not exist yet is fine
+  }
+  if (st.isDirectory()) {
+    throw new CliError(`${sessionFile}: is a directory (EISDIR); pass a session file (for example ${sessionFile}/<id>.jsonl)`, 2)
+  }
+}
+
 function exitBySignal(sig) {
   for (const l of process.listeners(sig)) process.removeListener(sig, l)
   const num = require('node:os').constants.signals[sig] || 0
@@ -84,8 +112,9 @@ function run(argv) {
     process.stdout.write(`${HELP}\n`)
     return 0
   }
+  const sessionFile = path.resolve(opts.file)
+  checkSessionPath(sessionFile)
   return new Promise((resolve, reject) => {
-    const sessionFile = path.resolve(opts.file)
     const interactive = tty.isatty(0)
     const ac = new AbortController()
     let child = null

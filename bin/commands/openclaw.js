@@ -50,8 +50,9 @@ removing or moving it. Running from a temporary npx cache is refused.
 Known OpenClaw versions: %KNOWN%. Others are refused.
 
 Exit status: 0 done (or nothing to do), 1 verification failed (the install was
-restored), 2 usage error, 3 refused (unknown version, chunks not as published,
-native binary not loadable, install changed since apply).`
+restored) or, for verify, not applied; 2 usage error; 3 refused (unknown
+version, chunks not as published, install changed since apply, I/O error);
+69 this package's native addon does not load here (nothing written).`
 
 const STATE_DIR = '.session-write-lock'
 const MANIFEST = 'manifest.json'
@@ -227,7 +228,8 @@ function loadPackage(root) {
     pkg.releaseAllSync()
   } catch (err) {
     const why = String((err && err.message) || err).split('\n')[0]
-    throw new OpenclawError(`the session-write-lock native binary does not load here, refusing to patch: ${why}`)
+    // 69 as for every session-lock command without its addon (EX_UNAVAILABLE).
+    throw new OpenclawError(`the session-write-lock native addon does not load here, refusing to patch: ${why}`, 69)
   }
   const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version
   return { pkg, version, entry: path.join(root, 'index.mjs'), url: pathToFileURL(path.join(root, 'index.mjs')).href }

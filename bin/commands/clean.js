@@ -6,19 +6,19 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { cleanStaleLockFiles, recoverOrphanedSessions, inspectLockFile } = require('../../index.js')
+const { inspectDir } = require('./inspect')
 const {
   UsageError,
+  CliError,
   describeError,
   parseMs,
   parseOptions,
-  effectiveStaleMs,
   useColor,
   painter,
   fmtDuration,
-  readBounded,
-  requireDirectory,
+  hintFor,
   localHost,
-} = require('./util')
+} = require('../lib/util')
 
 const HELP = `Usage: session-lock clean <sessionsDir> [--dry-run] [--stale-ms N] [--locks-only] [--json]
 
@@ -26,7 +26,8 @@ Remove stale session lock files (*.jsonl.lock) with cleanStaleLockFiles, and
 recover orphaned active-session markers (*.active whose owner died without
 ending its sessions): each gets a session_end event with reason "unknown",
 printed here, and its marker is removed. A lock or marker that is held by a
-live process is never touched.
+live process is never touched. What clean cannot fix (a directory, FIFO or
+symlink at a lock path) is listed as "needs a hand".
 
 Note: session_end handlers registered in your gateway do not run in this
 process; the recovered events are printed (and in --json). Use --locks-only to
@@ -41,54 +42,39 @@ Options:
   -h, --help      show this help
 
 Exit status: 0 done (whether or not anything was stale), 1 something stale could
-not be removed or recovered, 2 usage error or the directory cannot be read.`
+not be removed or recovered, or something needs a hand, 2 usage error or the
+directory cannot be read.`
 
-function readMarker(file) {
-  try {
-    const v = JSON.parse(readBounded(file))
-    return v !== null && typeof v === 'object' ? v : null
-  } catch {
-    return null
+/** A failed removal: where, the error code, and what to do about it. */
+function failure(lockPath, err) {
+  const code = err && typeof err.code === 'string' ? err.code : null
+  return {
+    path: lockPath,
+    file: path.basename(lockPath),
+    code,
+    message: err ? describeError({ code, message: err.message }) : 'could not remove',
+    hint: hintFor(code),
   }
-}
-
-/** Markers in `dir` whose OS lock is free, as recoverOrphanedSessions would see them. */
-function orphanedMarkers(dir, nowMs) {
-  const out = []
-  let names = []
-  try {
-    names = fs.readdirSync(dir)
-  } catch {
-    return out
-  }
-  for (const name of names.filter((n) => n.endsWith('.active')).sort((a, b) => a.localeCompare(b))) {
-    const file = path.join(dir, name)
-    const r = inspectLockFile(file, { nowMs })
-    if (r.error || r.held) continue
-    const m = readMarker(file) || {}
-    out.push({
-      path: file,
-      sessionId: m.sessionId ?? null,
-      sessionKey: m.sessionKey,
-      sessionFile: m.sessionFile,
-      messageCount: m.messageCount ?? 0,
-      recovered: { pid: m.pid ?? r.pid, hostname: m.hostname ?? r.hostname, startedAt: m.startedAt },
-    })
-  }
-  return out
 }
 
 async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = false, nowMs = Date.now() } = {}) {
   const dir = path.resolve(sessionsDir)
-  requireDirectory(dir)
-  const effStale = effectiveStaleMs(staleMs)
-  const res = await cleanStaleLockFiles({
-    sessionsDir: dir,
-    staleMs: effStale,
-    removeStale: !dryRun,
-    nowMs,
-    log: { warn() {}, info() {} },
-  })
+  // One pass with inspect's rules first: it refuses an unreadable directory
+  // (one line, exit 2), lists what needs a hand, and what a dry run would recover.
+  const before = inspectDir(dir, { staleMs, nowMs })
+  const effStale = before.staleMs
+  let res
+  try {
+    res = await cleanStaleLockFiles({
+      sessionsDir: dir,
+      staleMs: effStale,
+      removeStale: !dryRun,
+      nowMs,
+      log: { warn() {}, info() {} },
+    })
+  } catch (err) {
+    throw new CliError(describeError(err, dir))
+  }
   const removed = []
   const failed = []
   for (const l of res.locks) {
@@ -96,10 +82,16 @@ async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = fals
     if (dryRun || l.removed) {
       removed.push(l)
     } else if (fs.existsSync(l.lockPath)) {
-      // Not removed: taken over meanwhile (fine) or an error (say which).
-      const again = inspectLockFile(l.lockPath, { nowMs, staleMs: effStale })
-      if (again.held || !again.stale) continue
-      failed.push({ path: l.lockPath, cause: again.error ? describeError(again.error, l.lockPath) : 'could not remove' })
+      // Not removed: taken over meanwhile (fine) or an error (say which). The
+      // library names the error code; without it, one more try tells it.
+      if (typeof l.removeError === 'string') {
+        failed.push(failure(l.lockPath, { code: l.removeError }))
+        continue
+      }
+      const again = inspectLockFile(l.lockPath, { nowMs, staleMs: effStale, remove: true })
+      if (again.removed) removed.push({ ...l, removed: true })
+      else if (again.error) failed.push(failure(l.lockPath, again.error))
+      else if (!again.held && again.stale) failed.push(failure(l.lockPath, null))
     }
   }
   const held = res.locks.filter((l) => l.held).length
@@ -107,7 +99,17 @@ async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = fals
   let markerError = null
   if (!locksOnly) {
     if (dryRun) {
-      recovered = orphanedMarkers(dir, nowMs).map((m) => ({ ...m, reason: 'unknown' }))
+      recovered = before.rows
+        .filter((r) => r.action === 'recover')
+        .map((r) => ({
+          path: r.path,
+          sessionId: r.session ? r.session.sessionId : null,
+          sessionKey: r.session ? r.session.sessionKey ?? undefined : undefined,
+          sessionFile: r.session ? r.session.sessionFile ?? undefined : undefined,
+          messageCount: r.session ? r.session.messageCount ?? 0 : 0,
+          reason: 'unknown',
+          recovered: { pid: r.pid, hostname: r.hostname, startedAt: r.createdAt },
+        }))
     } else {
       try {
         const r = await recoverOrphanedSessions({ sessionsDir: dir })
@@ -117,6 +119,15 @@ async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = fals
       }
     }
   }
+  const needsHand = before.rows
+    .filter((r) => r.action === 'none' && r.error && r.error.code !== 'ENOENT')
+    .map((r) => ({
+      file: r.file,
+      path: r.path,
+      code: r.error.code,
+      message: describeError({ code: r.error.code, message: r.error.message }),
+      hint: hintFor(r.error.code) ?? 'acquires of this session fail until it is removed by hand',
+    }))
   return {
     version: 1,
     sessionsDir: dir,
@@ -126,6 +137,7 @@ async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = fals
     recovered,
     failed,
     markerError,
+    needsHand,
     heldLocks: held,
   }
 }
@@ -150,15 +162,23 @@ function renderClean(r, paint) {
         ` -> session_end reason=${e.reason ?? 'unknown'}${r.dryRun ? '' : ', marker removed'}`,
     )
   }
-  for (const f of r.failed) out.push(`${paint.red('failed')} ${f.cause}`)
+  for (const f of r.failed) {
+    out.push(`${paint.red('failed to remove')} ${f.path}: ${f.message}${f.hint ? `; ${f.hint}` : ''}`)
+  }
   if (r.markerError) out.push(`${paint.red('failed')} marker recovery: ${r.markerError}`)
+  for (const h of r.needsHand) out.push(`${paint.red('needs a hand')}: ${h.file}: ${h.message}; ${h.hint}`)
   const n = r.removed.length
   const m = r.recovered.length
   const summary = []
-  if (n === 0 && m === 0 && r.failed.length === 0 && !r.markerError) summary.push('nothing to clean')
-  else {
+  if (n === 0 && m === 0 && r.failed.length === 0 && !r.markerError && r.needsHand.length === 0) {
+    summary.push('nothing to clean')
+  } else {
     summary.push(`${r.dryRun ? 'would remove' : 'removed'} ${n} stale lock file${n === 1 ? '' : 's'}`)
     summary.push(`${r.dryRun ? 'would recover' : 'recovered'} ${m} orphaned session${m === 1 ? '' : 's'}`)
+    if (r.failed.length > 0) summary.push(`${r.failed.length} could not be removed`)
+    if (r.needsHand.length > 0) {
+      summary.push(`${r.needsHand.length} ${r.needsHand.length === 1 ? 'entry needs' : 'entries need'} a hand`)
+    }
   }
   summary.push(`${r.heldLocks} held lock${r.heldLocks === 1 ? '' : 's'} left alone`)
   out.push(`${r.sessionsDir}: ${summary.join('; ')}`)
@@ -192,7 +212,7 @@ async function run(argv) {
   })
   if (values.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`)
   else process.stdout.write(`${renderClean(r, painter(useColor(process.stdout)))}\n`)
-  return r.failed.length > 0 || r.markerError ? 1 : 0
+  return r.failed.length > 0 || r.markerError || r.needsHand.length > 0 ? 1 : 0
 }
 
 module.exports = { run, HELP, cleanDir, renderClean }

@@ -13,7 +13,6 @@ const path = require('node:path')
 const { inspectLockFile } = require('../../index.js')
 const {
   UsageError,
-  CliError,
   describeError,
   parseMs,
   parseOptions,
@@ -23,9 +22,10 @@ const {
   fmtDuration,
   table,
   readBounded,
-  requireDirectory,
+  readDirectory,
+  wrap,
   localHost,
-} = require('./util')
+} = require('../lib/util')
 
 const JSON_SCHEMA_VERSION = 1
 
@@ -33,9 +33,10 @@ const HELP = `Usage: session-lock inspect <sessionsDir> [--json] [--stale-ms N]
 
 Show every session lock file (*.lock) and active-session marker (*.active) in
 <sessionsDir>: kind (os = held through an OS lock, legacy = written by the old
-TypeScript module), holder pid and host, whether that pid is alive, whether an
-OS lock is held on the file right now, age, max hold, stale reasons, and what
-\`session-lock clean\` would do with it. Nothing is changed.
+TypeScript module, garbage = no payload naming a pid), holder pid (pid@host
+for another machine), whether that pid is alive, whether an OS lock is held on
+the file right now, age, stale reasons, and what \`session-lock clean\` would
+do with it. Lines fit 100 columns (long cells wrap). Nothing is changed.
 
 Options:
   --json          print one JSON document instead of the table
@@ -56,6 +57,17 @@ function parseJsonLoose(text) {
   }
 }
 
+/**
+ * "os" (validity is the OS lock), "legacy" (an old module's payload naming a
+ * pid), "garbage" (no payload with a pid: empty, not JSON, binary, truncated),
+ * or null when the entry cannot be opened as a lock file.
+ */
+function kindOf(r) {
+  if (r.error) return null
+  if (r.kind === 'legacy' && r.pid == null) return 'garbage'
+  return r.kind
+}
+
 function errorInfo(e) {
   return e ? { code: e.code, syscall: e.syscall, path: e.path, message: e.message } : null
 }
@@ -69,7 +81,7 @@ function lockRow(dir, name, nowMs, staleMs) {
     file: name,
     path: file,
     type: 'lock',
-    kind: r.error ? null : r.kind,
+    kind: kindOf(r),
     pid: r.pid,
     hostname: r.hostname,
     pidAlive: r.pid == null ? null : r.pidAlive,
@@ -94,7 +106,7 @@ function lockRow(dir, name, nowMs, staleMs) {
       row.why = `held past its max hold (${fmtDuration(r.ageMs)} > ${fmtDuration(r.maxHoldMs)}): is pid ${r.pid} stuck?`
       row.stuck = true
     } else {
-      row.why = 'held'
+      row.why = r.maxHoldMs != null ? `held (max hold ${fmtDuration(r.maxHoldMs)})` : 'held'
     }
   } else if (r.stale) {
     if (cleanable) {
@@ -142,7 +154,7 @@ function markerRow(dir, name, nowMs, staleMs) {
     file: name,
     path: file,
     type: 'marker',
-    kind: r.error ? null : m.lock === 'os' ? 'os' : r.kind,
+    kind: r.error ? null : m.lock === 'os' ? 'os' : kindOf(r),
     pid: typeof m.pid === 'number' ? m.pid : r.pid,
     hostname: typeof m.hostname === 'string' ? m.hostname : r.hostname,
     pidAlive: r.pid == null ? null : r.pidAlive,
@@ -168,7 +180,7 @@ function markerRow(dir, name, nowMs, staleMs) {
   } else {
     row.action = 'recover'
     row.why = session
-      ? `owner gone: session_end(reason=unknown) for ${session.sessionId}, then remove`
+      ? `owner gone: session_end for ${session.sessionId}, then remove`
       : 'owner gone: remove'
     row.stuck = true
   }
@@ -182,13 +194,7 @@ function markerRow(dir, name, nowMs, staleMs) {
  */
 function inspectDir(sessionsDir, { staleMs, nowMs = Date.now() } = {}) {
   const dir = path.resolve(sessionsDir)
-  requireDirectory(dir)
-  let names
-  try {
-    names = fs.readdirSync(dir)
-  } catch (err) {
-    throw new CliError(describeError(err, dir))
-  }
+  const names = readDirectory(dir)
   const effStale = effectiveStaleMs(staleMs)
   const rows = []
   for (const name of names.sort((a, b) => a.localeCompare(b))) {
@@ -217,36 +223,58 @@ function inspectDir(sessionsDir, { staleMs, nowMs = Date.now() } = {}) {
   }
 }
 
-function renderInspection(report, paint) {
+/** Width of the text output: 100 columns, or the terminal's when narrower. */
+function outputWidth(stream = process.stdout) {
+  const cols = stream && stream.isTTY && stream.columns
+  return cols && cols < 100 ? Math.max(cols, 60) : 100
+}
+
+/** A holder column: the pid, with its host when that is another machine. */
+function holderCell(r, localHostname) {
+  if (r.pid == null) return '-'
+  if (r.hostname == null || r.hostname === localHostname) return String(r.pid)
+  const host = r.hostname.length > 16 ? `${r.hostname.slice(0, 15)}…` : r.hostname
+  return `${r.pid}@${host}`
+}
+
+/**
+ * The table of an inspection, every line at most `width` columns: long file
+ * names, reasons and actions wrap onto continuation lines (never cut; the
+ * JSON output has every field whole).
+ */
+function renderInspection(report, paint, width = outputWidth()) {
   const rows = report.rows.map((r) => {
     const other = r.hostname != null && r.hostname !== report.hostname
-    const alive = r.pidAlive == null ? '-' : other ? '?' : r.pidAlive ? paint.green('yes') : paint.red('no')
+    const alive = r.pidAlive == null ? '-' : other ? '?' : r.pidAlive ? ['yes', paint.green] : ['no', paint.red]
+    const actionText = `${r.action}${r.why ? `: ${r.why}` : ''}`
     const action =
       r.action === 'remove' || r.action === 'recover'
-        ? paint.yellow(`${r.action}: ${r.why}`)
+        ? [actionText, paint.yellow]
         : r.stuck
-          ? paint.red(`${r.action}: ${r.why}`)
-          : paint.dim(`${r.action}${r.why ? `: ${r.why}` : ''}`)
+          ? [actionText, paint.red]
+          : [actionText, paint.dim]
     return [
       r.file,
       r.kind ?? '-',
-      r.pid ?? '-',
-      r.hostname == null ? '-' : other ? r.hostname : 'local',
+      holderCell(r, report.hostname),
       alive,
-      r.held ? paint.green('yes') : 'no',
+      r.held ? ['yes', paint.green] : 'no',
       fmtDuration(r.ageMs),
-      r.maxHoldMs == null ? '-' : fmtDuration(r.maxHoldMs),
       r.staleReasons.length ? r.staleReasons.join(',') : '-',
       action,
     ]
   })
   const out = []
-  out.push(paint.bold(`${report.sessionsDir}`))
+  for (const line of wrap(report.sessionsDir, width, /(?<=\/)/)) out.push(paint.bold(line))
   if (rows.length === 0) {
     out.push('no lock files or active-session markers')
   } else {
     out.push(
-      table(['FILE', 'KIND', 'PID', 'HOST', 'ALIVE', 'HELD', 'AGE', 'MAX HOLD', 'STALE REASONS', 'CLEAN WOULD'], rows, paint),
+      table(['FILE', 'KIND', 'PID', 'ALIVE', 'HELD', 'AGE', 'STALE REASONS', 'CLEAN WOULD'], rows, paint, {
+        maxWidth: width,
+        minWidths: { 0: 20, 6: 17, 7: 19 },
+        breaks: { 0: /(?<=[._-])/, 6: /(?<=,)/, 7: /(?<= )/ },
+      }),
     )
   }
   const s = report.summary
@@ -288,4 +316,4 @@ function run(argv) {
   return report.stuck ? 1 : 0
 }
 
-module.exports = { run, HELP, inspectDir, renderInspection, JSON_SCHEMA_VERSION }
+module.exports = { run, HELP, inspectDir, renderInspection, outputWidth, JSON_SCHEMA_VERSION }

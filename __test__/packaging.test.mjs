@@ -1,0 +1,104 @@
+// Packaging: a platform package must never ship without its binary. `npm pack`
+// (and so `npm publish`) in npm/<target> refuses while the .node is missing,
+// and packs it once it is there.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const targets = fs.readdirSync(path.join(root, 'npm')).sort()
+const dirs = []
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+/** A copy of npm/<target> without any .node, in a temporary directory. */
+function stage(target) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `swl-pack-${target}-`))
+  dirs.push(d)
+  for (const f of fs.readdirSync(path.join(root, 'npm', target))) {
+    if (!f.endsWith('.node')) fs.copyFileSync(path.join(root, 'npm', target, f), path.join(d, f))
+  }
+  return d
+}
+
+function npmPack(cwd) {
+  return spawnSync('npm', ['pack', '--json', '--pack-destination', cwd], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_update_notifier: 'false' },
+  })
+}
+
+describe('platform packages', () => {
+  it('there are six, each naming its binary in main and files', () => {
+    expect(targets).toHaveLength(6)
+    for (const t of targets) {
+      const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', t, 'package.json'), 'utf8'))
+      expect(pkg.main, t).toBe(`session-write-lock.${t}.node`)
+      expect(pkg.files, t).toEqual([pkg.main])
+    }
+  })
+
+  it.each(targets)('npm pack in npm/%s refuses without its .node: a clear message, no tarball', (target) => {
+    const d = stage(target)
+    const r = npmPack(d)
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain(`refusing to pack session-write-lock-${target}: session-write-lock.${target}.node is missing`)
+    expect(fs.readdirSync(d).filter((f) => f.endsWith('.tgz'))).toEqual([])
+  }, 60_000)
+
+  it('npm pack packs the .node once it is there', () => {
+    const d = stage('linux-x64-gnu')
+    fs.writeFileSync(path.join(d, 'session-write-lock.linux-x64-gnu.node'), 'not really an addon')
+    const r = npmPack(d)
+    expect(r.status, r.stderr).toBe(0)
+    const info = JSON.parse(r.stdout.slice(r.stdout.indexOf('[')))[0]
+    expect(info.files.map((f) => f.path).sort()).toEqual(['README.md', 'package.json', 'session-write-lock.linux-x64-gnu.node'])
+    expect(fs.existsSync(path.join(d, info.filename))).toBe(true)
+  }, 60_000)
+})
+
+describe('types', () => {
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+
+  /** A consumer project in a temporary directory with the package's types. */
+  function consumer(withNodeTypes) {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-types-'))
+    dirs.push(d)
+    const pkg = path.join(d, 'node_modules', 'session-write-lock')
+    fs.mkdirSync(pkg, { recursive: true })
+    for (const f of ['package.json', 'index.d.ts']) fs.copyFileSync(path.join(root, f), path.join(pkg, f))
+    if (withNodeTypes) fs.symlinkSync(path.join(root, 'node_modules', '@types'), path.join(d, 'node_modules', '@types'), 'dir')
+    fs.writeFileSync(
+      path.join(d, 'a.ts'),
+      'import { acquireSessionWriteLock } from "session-write-lock";\n' +
+        'export async function f(): Promise<void> {\n' +
+        '  await using lease = await acquireSessionWriteLock({ sessionFile: "s.jsonl" });\n' +
+        '  lease.assertOwned();\n}\n',
+    )
+    fs.writeFileSync(
+      path.join(d, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false, lib: ['ES2022', 'ESNext.Disposable'] },
+        files: ['a.ts'],
+      }),
+    )
+    return spawnSync(process.execPath, [tsc, '-p', d], { encoding: 'utf8' })
+  }
+
+  it('declare their need for Node\'s types: without @types/node the error names it; with it they compile', () => {
+    const without = consumer(false)
+    expect(without.status).not.toBe(0)
+    expect(without.stdout).toContain("Cannot find type definition file for 'node'")
+    const withTypes = consumer(true)
+    expect(withTypes.stdout + withTypes.stderr).toBe('')
+    expect(withTypes.status).toBe(0)
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+    expect(pkg.peerDependenciesMeta['@types/node']).toEqual({ optional: true })
+  }, 120_000)
+})

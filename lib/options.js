@@ -1,0 +1,121 @@
+'use strict'
+// Every default, environment override and configuration lookup of the
+// package's millisecond options, in one place. Pure functions: nothing here
+// touches the disk or the native addon, so the CLI and the shutdown code can
+// use them without loading anything else.
+
+/** The acquire timeout of the later OpenClaw generation's resolver (60 s). */
+const DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS = 60_000
+const DEFAULT_SESSION_WRITE_LOCK_STALE_MS = 1_800_000
+const DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS = 300_000
+/** `acquireSessionWriteLock`'s own default timeout (the old module's 10 s). */
+const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000
+
+const ENV = Object.freeze({
+  acquireTimeoutMs: 'OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS',
+  staleMs: 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS',
+  maxHoldMs: 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS',
+})
+
+/**
+ * A millisecond count written in the environment: decimal digits only, after
+ * trimming white space, and above zero; `"Infinity"` too when `allowInfinity`.
+ * Anything else (empty, signs, exponents, hex, fractions, `0`) is `undefined`,
+ * so the caller falls back to its default.
+ */
+function parseEnvMs(raw, allowInfinity = false) {
+  if (typeof raw !== 'string') return undefined
+  const v = raw.trim()
+  if (allowInfinity && v === 'Infinity') return Infinity
+  if (!/^\d+$/.test(v)) return undefined
+  const n = Number(v)
+  return n > 0 && Number.isFinite(n) ? n : undefined
+}
+
+/** `parseEnvMs(env[name])`; `env` defaults to `process.env` (also when not an object). */
+function readEnvMs(name, { env, allowInfinity = false } = {}) {
+  const source = env !== null && typeof env === 'object' ? env : process.env
+  return parseEnvMs(source[name], allowInfinity)
+}
+
+/** A positive finite number (or `Infinity` when allowed), else `undefined`. */
+function positiveMs(v, allowInfinity = false) {
+  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0) return undefined
+  if (v === Infinity) return allowInfinity ? Infinity : undefined
+  return v
+}
+
+function configMs(config, key, allowInfinity) {
+  const writeLock = config?.session?.writeLock
+  if (writeLock === null || typeof writeLock !== 'object') return undefined
+  return positiveMs(writeLock[key], allowInfinity)
+}
+
+/** env, then `config.session.writeLock[key]`, then `fallback`. */
+function resolveMs(key, config, env, fallback, allowInfinity) {
+  return readEnvMs(ENV[key], { env, allowInfinity }) ?? configMs(config, key, allowInfinity) ?? fallback
+}
+
+/**
+ * The acquire timeout a caller should pass: the environment variable wins,
+ * then `config.session.writeLock.acquireTimeoutMs`, then 60 s. `Infinity` is
+ * accepted from both (wait forever).
+ */
+function resolveSessionWriteLockAcquireTimeoutMs(config, env) {
+  return resolveMs('acquireTimeoutMs', config, env, DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS, true)
+}
+
+/** The stale age for old-format files: env, then config, then 30 minutes. */
+function resolveSessionWriteLockStaleMs(config, env) {
+  return resolveMs('staleMs', config, env, DEFAULT_SESSION_WRITE_LOCK_STALE_MS, false)
+}
+
+/** The watchdog's limit: env, then config, then `fallback` (a positive number) or 5 minutes. */
+function resolveSessionWriteLockMaxHoldMs(config, params) {
+  const fallback = positiveMs(params?.fallback, true) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+  return resolveMs('maxHoldMs', config, params?.env, fallback, false)
+}
+
+/** All three, as `acquireSessionWriteLock` takes them. */
+function resolveSessionWriteLockOptions(config, params) {
+  const env = params?.env
+  return {
+    timeoutMs: resolveSessionWriteLockAcquireTimeoutMs(config, env),
+    staleMs: resolveSessionWriteLockStaleMs(config, env),
+    maxHoldMs: resolveSessionWriteLockMaxHoldMs(config, { env, fallback: params?.maxHoldMsFallback }),
+  }
+}
+
+// Per-call parameters of acquireSessionWriteLock / cleanStaleLockFiles: an
+// explicit valid value wins, then the environment, then the default.
+
+function resolveTimeoutParam(v) {
+  return positiveMs(v, true) ?? readEnvMs(ENV.acquireTimeoutMs, { allowInfinity: true }) ?? DEFAULT_ACQUIRE_TIMEOUT_MS
+}
+
+function resolveStaleParam(v) {
+  return positiveMs(v, true) ?? readEnvMs(ENV.staleMs) ?? DEFAULT_SESSION_WRITE_LOCK_STALE_MS
+}
+
+/** `Infinity` disables the watchdog for that lock. */
+function resolveMaxHoldParam(v) {
+  return positiveMs(v, true) ?? readEnvMs(ENV.maxHoldMs) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+}
+
+module.exports = {
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
+  DEFAULT_ACQUIRE_TIMEOUT_MS,
+  ENV,
+  parseEnvMs,
+  readEnvMs,
+  positiveMs,
+  resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions,
+  resolveTimeoutParam,
+  resolveStaleParam,
+  resolveMaxHoldParam,
+}
