@@ -218,24 +218,33 @@ describe('signal with no other listener', () => {
 })
 
 describe('signal with an app listener', () => {
-  it('releases the locks and ends sessions, never kills the process, keeps every listener', async () => {
+  // The application decides how the process ends, so the locks stay with the
+  // process (the old module released them here, and a process that went on
+  // running then wrote its session unlocked): gone at exit, or with the process.
+  it('ends sessions, keeps the locks, never kills the process, keeps every listener; exit releases', async () => {
     const { dir, evidence, cfg } = scenario({ appListener: 'SIGTERM' })
     const c = spawnChild(cfg)
     await c.ready
     c.child.kill('SIGTERM')
-    await waitUntil(() => lockFilesIn(dir).length === 0, 'locks released')
     await waitUntil(
       () => readEvidence(evidence).filter((e) => e.kind === 'done' && e.name === 'async1').length === 2,
       'async handlers done',
     )
     expect(readEvidence(evidence).some((e) => e.kind === 'app' && e.signal === 'SIGTERM')).toBe(true)
     expect(markersIn(dir)).toEqual([])
+    // The handlers ran with the locks held, and they are still held.
+    for (const s of readEvidence(evidence).filter((e) => e.kind === 'start')) expect(s.locksPresent).toEqual([true, true])
+    expect(lockFilesIn(dir).sort()).toEqual(['l1.jsonl.lock', 'l2.jsonl.lock'])
+    await expect(swl.acquireSessionWriteLock({ sessionFile: cfg.locks[0], timeoutMs: 200 })).rejects.toMatchObject({
+      code: 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT',
+    })
     // Still alive, and it exits on its own terms.
     expect(c.child.exitCode).toBe(null)
     expect(c.child.signalCode).toBe(null)
     c.child.stdin.write('exit 7\n')
     const r = await c.closed
     expect(r).toMatchObject({ code: 7, signal: null })
+    expect(lockFilesIn(dir)).toEqual([])
     // The app's listener and ours, both still there.
     expect(readEvidence(evidence).find((e) => e.kind === 'listeners').count).toBe(2)
     // Ended once: the exit hook found nothing left to end.
@@ -484,7 +493,7 @@ describe('hooks installed once', () => {
     expect(markersIn(dir)).toEqual([])
   })
 
-  it('handleTerminationSignal with another listener present: releases and ends sessions, keeps listeners, no kill', async () => {
+  it('handleTerminationSignal with another listener present: ends sessions, keeps the lock and the listeners, no kill', async () => {
     const dir = tmp()
     const other = () => {}
     process.on('SIGTERM', other)
@@ -497,14 +506,63 @@ describe('hooks installed once', () => {
       })
       const before = process.listenerCount('SIGTERM')
       swl.__testing.handleTerminationSignal('SIGTERM')
-      expect(fs.existsSync(lease.lockPath)).toBe(false)
-      expect(() => lease.assertOwned()).toThrow(swl.SessionWriteLockLostError)
+      await waitUntil(() => seen.length === 1, 'the drain')
       expect(seen).toEqual(['h1:shutdown'])
       expect(markersIn(dir)).toEqual([])
+      // The application decides: the lock stays held until exit or releaseAll.
+      expect(fs.existsSync(lease.lockPath)).toBe(true)
+      lease.assertOwned()
       expect(process.listenerCount('SIGTERM')).toBe(before)
       expect(ours('SIGTERM')).toBe(1)
+      expect(await swl.releaseAll()).toBe(1)
+      expect(fs.existsSync(lease.lockPath)).toBe(false)
     } finally {
       process.removeListener('SIGTERM', other)
     }
+  })
+})
+
+describe('signal-exit counts as "nobody else" (handleTerminationSignal, process.kill recorded)', () => {
+  const V4 = Symbol.for('signal-exit emitter')
+
+  /** Hold a lock, add `others` listeners, fake signal-exit's counters, run our listener. */
+  async function scenarioWith({ v3 = 0, v4 = 0, others = 0 }) {
+    const dir = tmp()
+    const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 'se.jsonl') })
+    const fns = Array.from({ length: others }, () => () => {})
+    for (const fn of fns) process.on('SIGTERM', fn)
+    const hadV3 = Object.prototype.hasOwnProperty.call(process, '__signal_exit_emitter__')
+    if (v3) process.__signal_exit_emitter__ = { count: v3 }
+    if (v4) globalThis[V4] = { count: v4 }
+    const kills = []
+    const realKill = process.kill
+    process.kill = (pid, sig) => {
+      kills.push(sig)
+      return true
+    }
+    try {
+      swl.__testing.handleTerminationSignal('SIGTERM')
+    } finally {
+      process.kill = realKill
+      for (const fn of fns) process.removeListener('SIGTERM', fn)
+      if (!hadV3) delete process.__signal_exit_emitter__
+      delete globalThis[V4]
+    }
+    const held = fs.existsSync(lease.lockPath)
+    await swl.releaseAll()
+    return { kills, held }
+  }
+
+  it.each([
+    { name: 'v3 listener alone', v3: 1, others: 1, ends: true },
+    { name: 'v4 listener alone', v4: 1, others: 1, ends: true },
+    { name: 'v3 and v4 together', v3: 1, v4: 1, others: 2, ends: true },
+    { name: 'two v3 copies', v3: 2, others: 2, ends: true },
+    { name: 'v3 plus an application listener', v3: 1, others: 2, ends: false },
+    { name: 'an application listener, no signal-exit', others: 1, ends: false },
+  ])('$name', async ({ v3, v4, others, ends }) => {
+    const r = await scenarioWith({ v3, v4, others })
+    if (ends) expect(r).toEqual({ kills: ['SIGTERM'], held: false })
+    else expect(r).toEqual({ kills: [], held: true })
   })
 })

@@ -12,6 +12,7 @@ const COMMANDS = {
   clean: () => require('./commands/clean'),
   hold: () => require('./commands/hold'),
   demo: () => require('./commands/demo'),
+  openclaw: () => require('./commands/openclaw'),
 }
 
 const HELP = `Usage: session-lock <command> [options]
@@ -27,6 +28,9 @@ Commands:
   demo [dir]
         workers contending on sessions, a SIGKILLed holder taken over, a
         SIGTERMed process ending its sessions, then inspect and clean
+  openclaw <apply|verify|revert> <openclaw install dir> [--dry-run]
+        run this package under an installed OpenClaw gateway (patch its
+        bundled lock chunk; revert restores it byte for byte)
 
 Run "session-lock <command> --help" for a command's options.
 Options: -h, --help   this help;   -V, --version   the package version

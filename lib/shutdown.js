@@ -8,6 +8,16 @@
 // hub stored on `process` under a `Symbol.for` key; each loaded copy joins
 // the hub once, on first use, and the listeners delegate to every copy that
 // joined. Signals are plain `process.on` listeners, never native sigaction.
+//
+// The hooks never change whether a signal ends the process:
+// - when our listener is the only one, or every other listener belongs to
+//   the signal-exit library (which re-raises only when it sees itself alone),
+//   we drain the sessions, release the locks, remove our listener and
+//   re-raise: the process ends as it would have without us;
+// - when the application listens too, it decides: we start the drain and keep
+//   the locks (and our listener). A process that goes on running keeps its
+//   sessions locked; the locks go at `exit`, by releaseAll, or with the
+//   process (the kernel frees an OS lock whatever the death).
 
 const lock = require('./lock')
 
@@ -18,6 +28,21 @@ function isMainThread() {
 }
 
 const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
+// Other names of a hooked signal's number. Node emits a delivered signal under
+// every name that has listeners, and signal-exit listens to SIGIOT as well as
+// SIGABRT: without a listener of ours there, its SIGIOT listener would see
+// itself alone and end the process (reporting SIGIOT) before our drain.
+// Our listener on an alias does nothing itself; it only stands in for ours.
+let signalAliases = null
+function aliasesOf(signal) {
+  if (signalAliases === null) {
+    // Read on first use (install), not at require time.
+    const numbers = require('node:os').constants.signals || {}
+    signalAliases = {}
+    if (numbers.SIGIOT !== undefined && numbers.SIGIOT === numbers.SIGABRT) signalAliases.SIGABRT = ['SIGIOT']
+  }
+  return signalAliases[signal] || []
+}
 const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
 const HUB_VERSION = 1
 const DEFAULT_DRAIN_MS = 2000
@@ -126,7 +151,10 @@ function signalsHooked() {
 
 function install(hub) {
   const listeners = { exit: () => onExit(hub) }
-  for (const sig of signalsHooked()) listeners[sig] = (signal) => onSignal(hub, signal || sig)
+  for (const sig of signalsHooked()) {
+    listeners[sig] = (signal) => onSignal(hub, signal || sig)
+    for (const alias of aliasesOf(sig)) listeners[alias] = () => {}
+  }
   hub.listeners = listeners
   for (const [event, fn] of Object.entries(listeners)) process.on(event, fn)
 }
@@ -166,14 +194,49 @@ function releaseEverything(hub) {
   }
 }
 
+// signal-exit keeps a process-wide count of its loaded copies: v3 on
+// `process.__signal_exit_emitter__`, v4 on a `Symbol.for('signal-exit
+// emitter')` global. Each loaded copy has one listener per signal, and a copy
+// re-raises only when the signal's listener count equals that count (v4 adds
+// v3's count to its own), i.e. when it believes itself alone.
+const SIGNAL_EXIT_V4 = Symbol.for('signal-exit emitter')
+
+function emitterCount(emitter) {
+  if (emitter === null || (typeof emitter !== 'object' && typeof emitter !== 'function')) return 0
+  const n = emitter.count
+  return Number.isInteger(n) && n > 0 ? n : 0
+}
+
+/** How many listeners of a signal the loaded signal-exit copies account for. */
+function signalExitListenerCount() {
+  return emitterCount(process.__signal_exit_emitter__) + emitterCount(globalThis[SIGNAL_EXIT_V4])
+}
+
+/**
+ * Whether the process would end by `signal` without our listener: nobody else
+ * listens, or every other listener is signal-exit's (the test signal-exit
+ * applies itself once ours is gone). Anything else is the application's own
+ * listener, and then the application decides.
+ */
+function endsWithoutUs(hub, signal) {
+  const signalExit = signalExitListenerCount()
+  for (const name of [signal, ...aliasesOf(signal)]) {
+    const ours = hub.listeners !== null ? hub.listeners[name] : undefined
+    let others = 0
+    for (const fn of process.listeners(name)) if (fn !== ours) others++
+    if (others !== 0 && others !== signalExit) return false
+  }
+  return true
+}
+
 function onSignal(hub, signal) {
-  const ours = hub.listeners !== null ? hub.listeners[signal] : undefined
-  const listening = process.listeners(signal)
-  const sole = ours !== undefined && listening.length === 1 && listening[0] === ours
   const budgetMs = shutdownDrainMs()
-  if (!sole) {
-    // Someone else decides how the process ends: start the drain, release
-    // the locks (as the old module did), keep every listener, never re-raise.
+  if (!endsWithoutUs(hub, signal)) {
+    // The application listens and decides how (and whether) the process
+    // ends: start the drain, keep every listener, never re-raise, and keep
+    // the locks. A process that goes on running (as an agent finishing its
+    // turn does) must not write its session unlocked; the locks are released
+    // at exit, by releaseAll, or by the kernel when the process dies.
     for (const p of hub.participants) {
       try {
         p.startDrain('shutdown', budgetMs)
@@ -181,7 +244,6 @@ function onSignal(hub, signal) {
         report('session drain failed', err)
       }
     }
-    releaseEverything(hub)
     return
   }
   if (hub.shuttingDown !== null) {
@@ -190,8 +252,7 @@ function onSignal(hub, signal) {
     return
   }
   if (!anyPendingWork(hub)) {
-    // Nothing to drain (locks only): release and re-raise right away, as the
-    // old module did.
+    // Nothing to drain (locks only): release and re-raise right away.
     finish(hub, signal)
     return
   }
@@ -230,20 +291,26 @@ function anyPendingWork(hub) {
   return false
 }
 
-/** Release everything, remove our listener, re-raise with the default action. */
+/**
+ * Release everything, remove our listener, re-raise: with no listener left
+ * Node restores the default action, which ends the process with a status
+ * naming the signal; with only signal-exit's left, it now sees itself alone,
+ * runs its exit callbacks and re-raises in turn.
+ */
 function finish(hub, signal) {
-  releaseEverything(hub)
-  const ours = hub.listeners !== null ? hub.listeners[signal] : undefined
-  if (ours !== undefined) process.removeListener(signal, ours)
-  if (process.listenerCount(signal) > 0) {
-    // Someone started listening while we drained: theirs to decide now.
-    if (ours !== undefined) process.on(signal, ours)
-    hub.shuttingDown = null
+  hub.shuttingDown = null
+  if (!endsWithoutUs(hub, signal)) {
+    // The application started listening while we drained: its decision now,
+    // and the locks stay (see onSignal).
     return
   }
-  // With no listener left, Node restores the default action: this ends the
-  // process, and its exit status names the signal. (No exit fallback: tests
-  // that stub process.kill, as the old module's did, must survive this.)
+  releaseEverything(hub)
+  for (const name of [signal, ...aliasesOf(signal)]) {
+    const ours = hub.listeners !== null ? hub.listeners[name] : undefined
+    if (ours !== undefined) process.removeListener(name, ours)
+  }
+  // (No exit fallback: tests that stub process.kill, as the old module's
+  // did, must survive this.)
   try {
     process.kill(process.pid, signal)
   } catch (err) {
