@@ -145,9 +145,10 @@ function run(argv) {
     const started = Date.now()
     acquireSessionWriteLock({ sessionFile, timeoutMs: opts.timeoutMs === 0 ? undefined : opts.timeoutMs, maxHoldMs: Infinity, signal: ac.signal }).then(
       (lease) => {
-        // The library's own signal listeners would release the lock on SIGTERM
-        // while the command still runs; the command is the holder here, so this
-        // process decides: forward, wait for the command, release, then exit.
+        // The command is the holder here, so this process alone decides what a
+        // signal does: forward it, wait for the command, release, then exit.
+        // The library's listeners (which, beside ours, would only start a
+        // session drain) are taken off so nothing else reacts to it.
         for (const sig of FORWARDED) {
           for (const l of process.listeners(sig)) if (l !== handlers.get(sig)) process.removeListener(sig, l)
         }
