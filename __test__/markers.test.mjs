@@ -104,6 +104,39 @@ describe('trackActiveSession over a dead owner\'s marker', () => {
     expect(JSON.parse(fs.readFileSync(`${file}.active`, 'utf8')).pid).toBe(process.pid)
   })
 
+  it('re-tracking while another process recovers the same orphan: one session_end in total', async () => {
+    const dir = tmp()
+    const files = ['a', 'b', 'c', 'd'].map((n) => path.join(dir, `${n}.jsonl`))
+    await trackedThenKilled(
+      dir,
+      files.map((f, i) => ({ sessionId: `orphan${i}`, sessionFile: f })),
+    )
+    const other = spawn(process.execPath, [path.join(here, 'fixtures', 'shutdown-recover.js'), dir], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    })
+    let out = ''
+    other.stdout.setEncoding('utf8')
+    const ready = new Promise((resolve) => {
+      other.stdout.on('data', (d) => {
+        out += d
+        if (out.includes('ready\n')) resolve()
+      })
+    })
+    const closed = new Promise((resolve) => other.on('close', resolve))
+    await ready
+    const seen = []
+    swl.onSessionEnd((e) => {
+      if (e.recovered) seen.push(e.sessionId)
+    })
+    other.stdin.write('go\n')
+    for (const [i, f] of files.entries()) swl.trackActiveSession({ sessionId: `new${i}`, sessionFile: f })
+    await closed
+    const theirs = JSON.parse(out.split('\n').find((l) => l.startsWith('{')))
+    await new Promise((r) => setImmediate(r))
+    expect([...seen, ...theirs.recovered].sort()).toEqual(['orphan0', 'orphan1', 'orphan2', 'orphan3'])
+    for (const [i, f] of files.entries()) expect(JSON.parse(fs.readFileSync(`${f}.active`, 'utf8')).sessionId).toBe(`new${i}`)
+  })
+
   it('a foreign regular file at the marker path is never overwritten: tracked without a marker, warned', async () => {
     const dir = tmp()
     const file = path.join(dir, 'f.jsonl')
