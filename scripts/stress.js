@@ -364,6 +364,7 @@ async function main() {
   }
 
   const implOf = (r) => (r.old ? 'old' : 'ours')
+  const minBig = (a, b) => (BigInt(a) < BigInt(b) ? a : b)
   /**
    * Replay one session's journal with old-module contenders. Every section
    * entered while another (not killed before) was inside is an overlap; its
@@ -390,7 +391,9 @@ async function main() {
     const removalIn = (after, before) =>
       removals.filter((R) => BigInt(R.t1) > BigInt(after) && BigInt(R.t0) < BigInt(before))
     const why = (R) =>
-      R.read === 'enoent'
+      R.read === 'release'
+        ? "old module's release removed the path without checking that it still named its own file"
+        : R.read === 'enoent'
         ? 'old module removed the path after its existence check found the file gone'
         : R.read === 'empty'
           ? "old module removed a file between another old holder's create and write"
@@ -404,13 +407,30 @@ async function main() {
     let expected = { v: 0, wid: '-', seq: 0 }
     let writes = 0
     let tainted = false
+    // A process of ours hands the lock to its next in-process waiter
+    // without reopening the path: a chain of its consecutive sections holds
+    // one file. `chain` = when that file was acquired.
+    let lastPid = null
+    let chainAcq = null
+    const HANDOFF =
+      'ours: in-process hand-off of a file the old module had already removed (no path check before the hand-off; fixed in the engine)'
     const overlap = (A, B) => {
-      const Rs = removalIn(A.acq ?? A.mono, B.mono)
+      // A removal after A entered (its file was at the path: its own disk
+      // check said so, or it is classified below), or the one that had
+      // already replaced A's file before A read it.
+      // An old holder's file may go between its create and its record: its
+      // window starts when it began acquiring (its own removals excepted).
+      const Rs = A.old ? removalIn(A.acq, B.mono).filter((R) => R.wid !== A.wid || BigInt(R.t0) > BigInt(A.mono)) : removalIn(A.mono, B.mono)
+      if (Rs.length === 0 && A.replacedBy) Rs.push(A.replacedBy)
       const pair = `${implOf(A)} inside, ${implOf(B)} entered`
       const torn = Rs.find((R) => R.read === 'invalid' && R.ours)
+      const chained = Rs.length === 0 ? removalIn(minBig(A.chain, B.chain), B.mono) : []
       if (torn) {
         classify(`${pair}: ${why(torn)}`, true)
         violation(`s${s}: ${keyOf(B)} entered while ${keyOf(A)} was inside: ${why(torn)}`)
+      } else if (chained.length > 0 && (!A.old || !B.old)) {
+        classify(`${pair}: ${HANDOFF}`, true)
+        violation(`s${s}: ${keyOf(B)} entered while ${keyOf(A)} was inside: ${HANDOFF}`)
       } else if (Rs.length > 0) {
         classify(`${pair}: ${why(Rs[0])}`, false)
         involved.add(keyOf(A))
@@ -447,6 +467,9 @@ async function main() {
       }
       if (r.t === 'E') {
         out.enters++
+        if (r.pid === lastPid && !r.old) r.chain = chainAcq
+        else chainAcq = r.chain = r.acq
+        lastPid = r.pid
         if (tokens.has(r.tok)) violation(`s${s}: fencing token ${r.tok} reused`)
         tokens.add(r.tok)
         for (const I of Array.from(insiders.values())) {
@@ -457,11 +480,15 @@ async function main() {
         if (!r.old && (r.diskTok !== r.tok || r.diskPid !== r.pid)) {
           const Rs = removalIn(r.acq, r.mono)
           if (Rs.length > 0) {
+            r.replacedBy = Rs[0]
             const torn = Rs[0].read === 'invalid' && Rs[0].ours
             classify(`(not an overlap by itself) ours entered, its file gone or replaced before it read it: ${why(Rs[0])}`, torn, false)
             if (torn) violation(`s${s}: ${keyOf(r)}: ${why(Rs[0])}`)
             involved.add(keyOf(r))
             tainted = true
+          } else if (removalIn(r.chain, r.mono).length > 0) {
+            classify(`(not an overlap by itself) ours entered, its file gone or replaced before it read it: ${HANDOFF}`, true, false)
+            violation(`s${s}: ${keyOf(r)}: lock file names token ${r.diskTok}/pid ${r.diskPid}: ${HANDOFF}`)
           } else {
             violation(`s${s}: lock file names token ${r.diskTok}/pid ${r.diskPid}, holder has ${r.tok}/pid ${r.pid}`)
           }
