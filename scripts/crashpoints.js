@@ -386,7 +386,11 @@ async function discover(op) {
     const ret = /=\s+(-?\d+)/.exec(p.rest.slice(p.rest.lastIndexOf(') =')))
     if ((p.name === 'openat' || p.name === 'open') && ret && Number(ret[1]) >= 0) ourFds.add(Number(ret[1]))
     if (p.name === 'close' && onOurFd) ourFds.delete(Number(fd))
-    const sig = p.rest.split(dir).join('<dir>')
+    // Payloads (pid, time, token) differ from run to run: not in labels.
+    const sig = p.rest
+      .split(dir)
+      .join('<dir>')
+      .replace(/"(?:[^"\\]|\\.){24,}"(?:\.\.\.)?/g, '"<payload>"')
     calls.push({
       tid: p.tid,
       comm: comms[p.tid] || '?',
