@@ -287,7 +287,7 @@ describe('limits: parties that do not play by the OS lock', () => {
     return { child, exited }
   }
 
-  it('a third party deleting a held lock file breaks exclusion; assertCurrent tells the holder', async () => {
+  it('a third party deleting a held lock file breaks exclusion; assertOwned and assertCurrent tell the holder', async () => {
     const { dir, sessionFile, lockPath } = setup()
     const lease = await swl.acquireSessionWriteLock({ sessionFile })
     fs.unlinkSync(lockPath)
@@ -298,7 +298,7 @@ describe('limits: parties that do not play by the OS lock', () => {
     expect(r.code).toBe(0)
     // Another process got "the" lock while we still hold ours.
     expect(JSON.parse(r.out.trim().split('\n').pop()).acquired).toBe(true)
-    expect(() => lease.assertOwned()).not.toThrow() // the in-memory view cannot know
+    expect(() => lease.assertOwned()).toThrow(swl.SessionWriteLockLostError) // one lstat tells
     await expect(lease.assertCurrent()).rejects.toBeInstanceOf(swl.SessionWriteLockLostError)
     await lease.release()
   })

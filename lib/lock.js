@@ -228,8 +228,11 @@ class SessionWriteLockLease {
 
   assertOwned() {
     if (this.#released) throw new SessionWriteLockLostError(this.lockPath, 'released')
-    if (!native.leaseHeld(this.#id)) {
-      throw new SessionWriteLockLostError(this.lockPath, 'no longer held')
+    // One lstat: a held lease whose file was deleted or replaced is lost.
+    const why = native.leaseOwned(this.#id)
+    if (why !== null) {
+      if (signals.size !== 0) abortLease(this.#id, this.lockPath, why)
+      throw new SessionWriteLockLostError(this.lockPath, why)
     }
   }
 
@@ -274,7 +277,46 @@ function makeLease(id, lockPath, token, key, acquiredAt, maxHoldMs) {
   const lease = new SessionWriteLockLease(id, lockPath, token, key, acquiredAt)
   leaked.register(lease, { id, lockPath, stack: debugStacks ? new Error('acquired here').stack : undefined }, lease)
   if (maxHoldMs !== Infinity) scheduleWatchdog(acquiredAt + maxHoldMs)
+  if (refreshTimer === null) startRefresh()
   return lease
+}
+
+// ---------------------------------------------------------------- createdAt refresh
+
+// Old-module peers judge a file by its createdAt (too-old past their staleMs,
+// 30 min by default): every REFRESH_MS this context rewrites the createdAt of
+// each hold whose payload is REFRESH_MS or more old, so it is never more than
+// about 2 x REFRESH_MS old (40 s by default). The hold's real start stays in
+// the registry (listHeldLocks, the watchdog) and in the file's mtime. The
+// timer is unref'd and runs only while this context holds a lock. The same
+// tick aborts the signal of a lease whose lock file was deleted or replaced.
+// SESSION_WRITE_LOCK_REFRESH_MS (digits) overrides the interval (tests).
+const REFRESH_MS = envNumber('SESSION_WRITE_LOCK_REFRESH_MS', false) ?? 20_000
+let refreshTimer = null
+
+function startRefresh() {
+  refreshTimer = setInterval(onRefreshTimer, REFRESH_MS)
+  refreshTimer.unref()
+}
+
+function stopRefresh() {
+  if (refreshTimer !== null) {
+    clearInterval(refreshTimer)
+    refreshTimer = null
+  }
+}
+
+function onRefreshTimer() {
+  try {
+    const r = native.refreshHeld(Date.now(), REFRESH_MS)
+    for (const l of r.lost) abortLease(l.leaseId, l.lockPath, 'lock file deleted or replaced')
+    for (const e of r.errors) {
+      process.stderr.write(`${LOG_PREFIX} could not refresh createdAt (${e.code}): ${e.path}\n`)
+    }
+    if (r.holds === 0) stopRefresh()
+  } catch (err) {
+    process.stderr.write(`${LOG_PREFIX} refresh error: ${err && err.stack}\n`)
+  }
 }
 
 // ---------------------------------------------------------------- watchdog
@@ -514,6 +556,7 @@ function resetLockStateForTest() {
     watchdogTimer = null
     watchdogAt = Infinity
   }
+  stopRefresh()
   signals.clear()
   native.clearPathCache()
   native.setStartTimeOverride(0, null, true)

@@ -411,6 +411,73 @@ pub fn lease_held(lease_id: f64) -> bool {
     registry::global().lease_held(lease_id as u64)
 }
 
+/// `null` when the lease is held and its lock path still names its file
+/// (one `lstat`), else why not.
+#[napi(catch_unwind)]
+pub fn lease_owned(lease_id: f64) -> Option<String> {
+    registry::global()
+        .lease_owned(lease_id as u64)
+        .err()
+        .map(str::to_string)
+}
+
+#[napi(object)]
+pub struct LostLease {
+    pub lease_id: f64,
+    pub lock_path: String,
+}
+
+#[napi(object)]
+pub struct RefreshResult {
+    /// Holds of this thread, refreshed or not.
+    pub holds: u32,
+    pub refreshed: u32,
+    pub lost: Vec<LostLease>,
+    pub errors: Vec<NativeError>,
+}
+
+/// Rewrite `createdAt` (to `now_ms`) in the payload of every hold of this
+/// thread written `older_than_ms` or more ago; report leases whose file was
+/// deleted or replaced.
+#[napi(catch_unwind)]
+pub fn refresh_held(now_ms: f64, older_than_ms: f64) -> RefreshResult {
+    let r = registry::global().refresh(thread(), now_ms as i64, older_than_ms as i64);
+    RefreshResult {
+        holds: r.holds as u32,
+        refreshed: r.refreshed as u32,
+        lost: r
+            .lost
+            .into_iter()
+            .map(|(id, p)| LostLease {
+                lease_id: id as f64,
+                lock_path: p.to_string(),
+            })
+            .collect(),
+        errors: r.errors.into_iter().map(Into::into).collect(),
+    }
+}
+
+#[napi(object)]
+pub struct CreateCounts {
+    pub tmpfile: f64,
+    pub temp_link: f64,
+    pub exclusive: f64,
+    pub fallbacks: f64,
+}
+
+/// How this process's lock-file creates went (tests, diagnostics).
+#[napi(catch_unwind)]
+pub fn create_counts() -> CreateCounts {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &lockfile::CREATE_COUNTS;
+    CreateCounts {
+        tmpfile: c[0].load(Relaxed) as f64,
+        temp_link: c[1].load(Relaxed) as f64,
+        exclusive: c[2].load(Relaxed) as f64,
+        fallbacks: c[3].load(Relaxed) as f64,
+    }
+}
+
 /// `null` when the lease is current on disk, else why not.
 #[napi(catch_unwind)]
 pub fn lease_current(lease_id: f64) -> Option<String> {

@@ -18,13 +18,24 @@
 //!   while we hold its lock and a fresh file is created in its place. The
 //!   exclusive create is also what the old TypeScript module linearizes on, so
 //!   a reclaim race between old and new code has one winner.
-//! - **No empty window** (Linux): a new lock file is built unnamed
-//!   (`O_TMPFILE`), locked, filled with its payload, and only then given its
-//!   name with `linkat` (which fails with `EEXIST` rather than replace
-//!   anything). No reader, ours or the old module's, ever sees a lock file of
-//!   ours empty or unlocked, and a failed payload write leaves nothing behind.
-//!   Where `O_TMPFILE` is unsupported we fall back to `O_CREAT | O_EXCL`, then
-//!   lock, then write.
+//! - **No incomplete file, ever**: a new lock file is built where nobody can
+//!   see it, locked and filled with its payload, and only then given its name
+//!   by a call that fails with `EEXIST` rather than replace anything. On Linux
+//!   the file is unnamed (`O_TMPFILE`) and named with `linkat`; elsewhere, or
+//!   when that fails for this attempt, it is built under a temporary name in
+//!   the same directory ([`temp_name`]: `.<lock file name>.<pid>-<n>.tmp`,
+//!   which never ends in `.lock`, so nothing takes it for a lock) and named
+//!   with `link`, after which the temporary name is removed. A process killed
+//!   at any instant leaves no lock file or a complete one (plus, at worst, a
+//!   stray `*.tmp` name). Only a file system without hard links falls back to
+//!   `O_CREAT | O_EXCL`, then lock, then write.
+//! - **Every rewrite parses**: an in-process hand-off rewrites the payload in
+//!   place in one `pwrite`; a shorter payload is first padded with spaces to
+//!   the old length (still valid JSON) and only then trimmed, so a reader sees
+//!   the old payload, the padded new one, or the exact new one.
+//! - **Per attempt**: a failed fast path (`O_TMPFILE` refused, `linkat`
+//!   failing) only sends *that* create down the portable path; nothing is
+//!   cached, so the next create tries the fast path again.
 //! - **Unlink races**: after locking, the descriptor's inode must still be the
 //!   one the path names; otherwise we retry. Release unlinks only while still
 //!   holding the lock and only if the path still names our inode, then closes.
@@ -68,7 +79,37 @@ pub struct FileId {
 pub struct LockFile {
     file: File,
     id: FileId,
-    len: u64,
+    /// The payload as last written (compared with the next one to decide
+    /// whether it may be rewritten in place).
+    written: Vec<u8>,
+    /// The `createdAt` the payload carries, epoch ms (set by the registry).
+    pub created_ms: i64,
+}
+
+/// The outcome of [`LockFile::rewrite`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    Done,
+    /// The lock path no longer names our file (deleted or replaced): nothing
+    /// was written where anyone can see it.
+    Lost,
+}
+
+/// Can `old` be overwritten by `new` in one `pwrite` such that any mix of
+/// their bytes a concurrent reader might see (Linux does not serialize reads
+/// against writes of a page) is still valid JSON with the same keys? True
+/// when both have the same length and every byte that differs is a lower-case
+/// hex digit on both sides: the fencing token (24 hex digits in a string) and
+/// a same-width `maxHoldMs` number change, nothing else. Both are payloads
+/// rendered by us in this process (same keys, pid, host): the check is on
+/// bytes, not on JSON structure.
+fn mix_safe(old: &[u8], new: &[u8]) -> bool {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(&a, &b)| a == b || (hex(a) && hex(b)))
 }
 
 /// An open descriptor on a lock file someone else holds, kept while waiting
@@ -146,6 +187,7 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
             .open(path);
         match created {
             Ok(f) => {
+                count(COUNT_EXCL);
                 // O_EXCL only ever makes a regular file.
                 let meta = f
                     .metadata()
@@ -199,8 +241,23 @@ enum Publish {
     Unsupported,
 }
 
-#[cfg(target_os = "linux")]
-static TMPFILE_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// How creates went, for tests and diagnostics (`__testing`): linked from
+/// `O_TMPFILE`, linked from a temporary name, plain exclusive creates, and
+/// fast-path attempts that fell back.
+pub static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+const COUNT_TMPFILE: usize = 0;
+const COUNT_TEMP_LINK: usize = 1;
+const COUNT_EXCL: usize = 2;
+const COUNT_FALLBACK: usize = 3;
+
+fn count(i: usize) {
+    CREATE_COUNTS[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// `SESSION_WRITE_LOCK_PORTABLE_CREATE=1` forces the create-then-write path
 /// that systems without `O_TMPFILE` use, so that tests cover it here too.
@@ -214,8 +271,8 @@ fn portable_only() -> bool {
 
 /// Build the lock file unnamed, lock it, write the payload, then link it into
 /// place (see the module docs). Any failure to create or link other than
-/// `EEXIST` falls back to the portable path, which reports errors with the
-/// `open` syscall as Node would.
+/// `EEXIST` sends this attempt (only this one) to the portable path, which
+/// reports errors with the `open` syscall as Node would.
 #[cfg(target_os = "linux")]
 fn publish(
     path: &Path,
@@ -225,8 +282,7 @@ fn publish(
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::FromRawFd;
-    use std::sync::atomic::Ordering;
-    if !TMPFILE_WORKS.load(Ordering::Relaxed) || portable_only() {
+    if portable_only() {
         return Ok(Publish::Unsupported);
     }
     let dir = match path.parent() {
@@ -246,19 +302,16 @@ fn publish(
         )
     };
     if fd < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        if matches!(
-            errno,
-            Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-        ) {
-            TMPFILE_WORKS.store(false, Ordering::Relaxed);
-        }
+        // No O_TMPFILE in this directory (EOPNOTSUPP, EISDIR, EINVAL) or any
+        // other refusal: the portable path decides, and reports real errors.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
     // SAFETY: `fd` is a fresh descriptor nobody else owns.
     let file = unsafe { File::from_raw_fd(fd) };
     if !try_lock_exclusive(&file, path_str)? {
         // Nobody else can see an unnamed inode; be safe anyway.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
     let mut buf = String::with_capacity(320);
@@ -287,22 +340,20 @@ fn publish(
         if errno == Some(libc::EEXIST) {
             return Ok(Publish::Exists);
         }
-        if matches!(
-            errno,
-            Some(libc::ENOENT) | Some(libc::EPERM) | Some(libc::EXDEV)
-        ) {
-            // No /proc, or linking an O_TMPFILE is refused here.
-            TMPFILE_WORKS.store(false, Ordering::Relaxed);
-        }
+        // No /proc, or linking an O_TMPFILE refused here (ENOENT, EPERM,
+        // EXDEV...): this attempt only goes the portable way.
+        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
+    count(COUNT_TMPFILE);
     let meta = file
         .metadata()
         .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
     Ok(Publish::Done(LockFile {
         file,
         id: meta_id(&meta),
-        len: buf.len() as u64,
+        written: buf.into_bytes(),
+        created_ms: 0,
     }))
 }
 
@@ -313,6 +364,123 @@ fn publish(
     _render: &mut dyn FnMut(&mut String),
 ) -> Result<Publish, OsError> {
     Ok(Publish::Unsupported)
+}
+
+enum Linked {
+    Done(LockFile),
+    Exists,
+    /// The file system has no hard links: only a plain exclusive create is
+    /// left.
+    NoLinks,
+}
+
+/// The temporary name a portable create builds its file under:
+/// `.<lock file name>.<pid>-<n>.tmp` in the lock's directory. It never ends
+/// in `.lock`, so neither cleanup nor an acquire ever takes it for a lock; a
+/// process killed between the `link` and the `unlink` below leaves it behind
+/// as a second name of a file nobody holds (harmless; removable by hand).
+pub fn temp_name(path: &Path) -> Option<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name()?;
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name);
+    t.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    Some(path.with_file_name(t))
+}
+
+/// The portable create: build the complete, locked file under a temporary
+/// name, then `link` it to the lock path (which fails with `EEXIST` instead
+/// of replacing anything), then drop the temporary name.
+#[cfg(unix)]
+fn publish_linked(
+    path: &Path,
+    path_str: &str,
+    render: &mut dyn FnMut(&mut String),
+) -> Result<Linked, OsError> {
+    let Some(mut tmp) = temp_name(path) else {
+        return Ok(Linked::NoLinks);
+    };
+    let mut tries = 0;
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(OPEN_FLAGS)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(f) => break f,
+            // A stray name left by a killed process of a recycled pid.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+                tries += 1;
+                tmp = temp_name(path).expect("has a file name");
+            }
+            // A read-only or full directory: an existing lock file still
+            // decides first (as `O_EXCL` reports EEXIST before EROFS).
+            Err(e) => {
+                return match open_existing(path, path_str)? {
+                    Some(_) => Ok(Linked::Exists),
+                    None => Err(classify_open_error(&e, path, path_str)),
+                }
+            }
+        }
+    };
+    let cleanup = |tmp: &Path| {
+        let _ = std::fs::remove_file(tmp);
+    };
+    match try_lock_exclusive(&file, path_str) {
+        Ok(true) => {}
+        Ok(false) => {
+            // Someone opened our private name and locked it: give up this
+            // name and let the caller try the plain way.
+            cleanup(&tmp);
+            return Ok(Linked::NoLinks);
+        }
+        Err(e) => {
+            cleanup(&tmp);
+            return Err(e);
+        }
+    }
+    let mut buf = String::with_capacity(320);
+    render(&mut buf);
+    {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = file.write_all_at(buf.as_bytes(), 0) {
+            cleanup(&tmp);
+            return Err(OsError::from_io(&e, "write", path_str));
+        }
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    cleanup(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) => {
+            return match e.raw_os_error() {
+                Some(libc::EEXIST) => Ok(Linked::Exists),
+                Some(libc::EPERM)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::ENOSYS)
+                | Some(libc::EMLINK) => Ok(Linked::NoLinks),
+                _ => Err(OsError::from_io(&e, "link", path_str)),
+            }
+        }
+    }
+    count(COUNT_TEMP_LINK);
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+    Ok(Linked::Done(LockFile {
+        file,
+        id: meta_id(&meta),
+        written: buf.into_bytes(),
+        created_ms: 0,
+    }))
 }
 
 fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
@@ -364,6 +532,22 @@ fn try_lock_exclusive(file: &File, path_str: &str) -> Result<bool, OsError> {
 
 fn unlock(file: &File) {
     let _ = flock(file, libc::LOCK_UN);
+}
+
+/// Set a file's modification time (access time untouched); best effort.
+fn set_mtime(file: &File, ms: i64) {
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: ms.div_euclid(1000) as libc::time_t,
+            tv_nsec: (ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
+        },
+    ];
+    // SAFETY: an open descriptor and two valid timespecs.
+    unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) };
 }
 
 /// Does `path` (not following a final symlink) name the inode `id`?
@@ -478,7 +662,14 @@ pub fn attempt(
                     // Released between our link and our open: go again.
                     None => continue,
                 },
-                Publish::Unsupported => open_lock_path(path, path_str)?,
+                Publish::Unsupported => match publish_linked(path, path_str, render)? {
+                    Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                    Linked::Exists => match open_existing(path, path_str)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    },
+                    Linked::NoLinks => open_lock_path(path, path_str)?,
+                },
             },
         };
         let id = meta_id(&meta);
@@ -508,7 +699,12 @@ pub fn attempt(
         if created {
             let mut buf = String::with_capacity(320);
             render(&mut buf);
-            let mut lf = LockFile { file, id, len: 0 };
+            let mut lf = LockFile {
+                file,
+                id,
+                written: Vec::new(),
+                created_ms: 0,
+            };
             if let Err(e) = lf.write_payload(buf.as_bytes()) {
                 let err = OsError::from_io(&e, "write", path_str);
                 lf.release(path);
@@ -553,17 +749,184 @@ impl LockFile {
         self.id
     }
 
-    /// Replace the payload (in-process hand-off to the next holder). Writes in
-    /// place, then trims if the new payload is shorter.
+    /// Write the payload of a file nobody has seen yet, or, as a last resort,
+    /// rewrite in place: one `pwrite` at offset 0; a shorter payload is first
+    /// padded with spaces to the old length (still valid JSON) and only then
+    /// trimmed. Between two whole writes no state is half-written, but a read
+    /// that races the `pwrite` itself may see a mix of old and new bytes:
+    /// [`LockFile::rewrite`] uses this only where nothing better exists.
     pub fn write_payload(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        self.file.write_all_at(bytes, 0)?;
-        let new_len = bytes.len() as u64;
-        if new_len < self.len {
-            self.file.set_len(new_len)?;
+        let old_len = self.written.len();
+        if bytes.len() < old_len {
+            let mut padded = Vec::with_capacity(old_len);
+            padded.extend_from_slice(bytes);
+            padded.resize(old_len, b' ');
+            self.file.write_all_at(&padded, 0)?;
+            self.file.set_len(bytes.len() as u64)?;
+        } else {
+            self.file.write_all_at(bytes, 0)?;
         }
-        self.len = new_len;
+        self.written.clear();
+        self.written.extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// Replace the payload of the file we hold so that every state another
+    /// process can observe is a complete payload (in-process hand-off,
+    /// `createdAt` refresh):
+    /// - in place, one `pwrite`, when `in_place` is allowed and the change is
+    ///   mix-safe (only hex digits change: a new token, a same-width
+    ///   `maxHoldMs`), so even a read racing the write parses;
+    /// - otherwise (Linux) a new file, complete and locked under a temporary
+    ///   name, swapped with the lock path by `renameat2(RENAME_EXCHANGE)`: a
+    ///   reader opens the old file or the new one. The old file, now under the
+    ///   temporary name, is checked to be ours (else the swap is undone and
+    ///   the lease is [`Rewrite::Lost`]), unlinked and closed;
+    /// - where the exchange is unsupported, padded in place (see
+    ///   [`LockFile::write_payload`]).
+    ///
+    /// `mtime_ms`: the modification time to give the file (a refresh keeps
+    /// the hold's real start there); `None` leaves it at the write time.
+    pub fn rewrite(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        mtime_ms: Option<i64>,
+        in_place: bool,
+    ) -> io::Result<Rewrite> {
+        if in_place && mix_safe(&self.written, bytes) {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(bytes, 0)?;
+            self.written.clear();
+            self.written.extend_from_slice(bytes);
+            if let Some(ms) = mtime_ms {
+                set_mtime(&self.file, ms);
+            }
+            return Ok(Rewrite::Done);
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(r) = self.exchange(path, bytes, mtime_ms)? {
+            return Ok(r);
+        }
+        if !path_names(path, self.id) {
+            return Ok(Rewrite::Lost);
+        }
+        self.write_payload(bytes)?;
+        if let Some(ms) = mtime_ms {
+            set_mtime(&self.file, ms);
+        }
+        Ok(Rewrite::Done)
+    }
+
+    /// The exchange of [`LockFile::rewrite`]. `None`: unsupported here.
+    #[cfg(target_os = "linux")]
+    fn exchange(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        mtime_ms: Option<i64>,
+    ) -> io::Result<Option<Rewrite>> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileExt;
+        let Some(mut tmp) = temp_name(path) else {
+            return Ok(None);
+        };
+        let mut tries = 0;
+        let file = loop {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(OPEN_FLAGS)
+                .mode(0o644)
+                .open(&tmp)
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+                    tries += 1;
+                    tmp = temp_name(path).expect("has a file name");
+                }
+                // A directory made read-only or full since we took the lock:
+                // rewriting our own file in place still works.
+                Err(_) => return Ok(None),
+            }
+        };
+        let drop_tmp = |tmp: &Path| {
+            let _ = std::fs::remove_file(tmp);
+        };
+        let ready = (|| -> io::Result<bool> {
+            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+                return Ok(false);
+            }
+            file.write_all_at(bytes, 0)?;
+            if let Some(ms) = mtime_ms {
+                set_mtime(&file, ms);
+            }
+            Ok(true)
+        })();
+        match ready {
+            Ok(true) => {}
+            Ok(false) => {
+                drop_tmp(&tmp);
+                return Ok(None);
+            }
+            Err(e) => {
+                drop_tmp(&tmp);
+                return Err(e);
+            }
+        }
+        let (Ok(ctmp), Ok(cpath)) = (
+            CString::new(tmp.as_os_str().as_bytes()),
+            CString::new(path.as_os_str().as_bytes()),
+        ) else {
+            drop_tmp(&tmp);
+            return Ok(None);
+        };
+        let swap = || -> io::Result<()> {
+            // SAFETY: two valid NUL-terminated paths.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    ctmp.as_ptr(),
+                    libc::AT_FDCWD,
+                    cpath.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        if let Err(e) = swap() {
+            drop_tmp(&tmp);
+            return match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(None),
+                // Nothing at the lock path any more: our file was deleted.
+                Some(libc::ENOENT) => Ok(Some(Rewrite::Lost)),
+                _ => Err(e),
+            };
+        }
+        // The temporary name now names what the lock path named.
+        if !path_names(&tmp, self.id) {
+            // Someone else's file was there: put it back, and never remove a
+            // name we cannot account for.
+            if swap().is_ok() {
+                drop_tmp(&tmp);
+            }
+            return Ok(Some(Rewrite::Lost));
+        }
+        drop_tmp(&tmp);
+        let meta = file.metadata()?;
+        // The old file (unlinked now) closes here, freeing its OS lock.
+        self.file = file;
+        self.id = meta_id(&meta);
+        self.written.clear();
+        self.written.extend_from_slice(bytes);
+        Ok(Some(Rewrite::Done))
     }
 
     /// Re-read our own file: is the path still ours, and what does it say?
@@ -700,6 +1063,74 @@ mod tests {
     }
 
     #[test]
+    fn mix_safe_only_when_hex_digits_change() {
+        assert!(mix_safe(
+            b"{\"t\": \"00ab\", \"m\": 300}",
+            b"{\"t\": \"ff01\", \"m\": 900}"
+        ));
+        assert!(!mix_safe(b"{\"m\": 300}", b"{\"m\": 3000}"));
+        assert!(!mix_safe(
+            b"{\"t\": \"2026-01-01T09:00\"}",
+            b"{\"t\": \"2026-01-01T10:0x\"}"
+        ));
+        assert!(!mix_safe(b"{\"x\": 1}", b"{\"y\": 1}"));
+    }
+
+    #[test]
+    fn rewrite_swaps_in_a_new_locked_file_or_reports_loss() {
+        let d = tmpdir("swap");
+        let p = d.join("a.jsonl.lock");
+        let Attempt::Acquired(mut a) = go(&p, None).unwrap() else {
+            panic!()
+        };
+        let before = a.id();
+        // Not mix-safe: a new file is swapped in, still locked by us.
+        assert_eq!(
+            a.rewrite(
+                &p,
+                b"{\"pid\": 1, \"lock\": \"os\", \"x\": 1}",
+                Some(1000),
+                false
+            )
+            .unwrap(),
+            Rewrite::Done
+        );
+        assert_ne!(a.id(), before);
+        assert!(a.still_named_by(&p));
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"{\"pid\": 1, \"lock\": \"os\", \"x\": 1}"
+        );
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.mtime(), 1);
+        let Attempt::Busy(_) = go(&p, None).unwrap() else {
+            panic!("the swapped-in file is locked")
+        };
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary name left");
+        // Mix-safe: in place, same inode.
+        let id = a.id();
+        a.rewrite(&p, b"{\"pid\": 2, \"lock\": \"os\", \"x\": 9}", None, true)
+            .unwrap();
+        assert_eq!(a.id(), id);
+        // Deleted and replaced by someone else: lost, their file untouched.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, "theirs").unwrap();
+        assert_eq!(
+            a.rewrite(&p, b"{\"pid\": 3}", None, false).unwrap(),
+            Rewrite::Lost
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            a.rewrite(&p, b"{\"pid\": 3}", None, false).unwrap(),
+            Rewrite::Lost
+        );
+        assert!(!p.exists());
+    }
+
+    #[test]
     fn payload_rewrite_trims() {
         let d = tmpdir("rewrite");
         let p = d.join("a.jsonl.lock");
@@ -709,6 +1140,8 @@ mod tests {
         a.write_payload(b"0123456789").unwrap();
         a.write_payload(b"abc").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
+        a.write_payload(b"0123456789").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"0123456789");
         a.release(&p);
     }
 }

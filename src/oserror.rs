@@ -91,6 +91,8 @@ errnos! {
     EFBIG => "file too large",
     ENOMEM => "not enough memory",
     EXDEV => "cross-device link not permitted",
+    ENOSYS => "function not implemented",
+    EMLINK => "too many links",
     EOPNOTSUPP => "operation not supported on socket",
 }
 

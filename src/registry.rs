@@ -82,6 +82,17 @@ pub struct Dropped {
     pub max_hold_ms: Option<u64>,
 }
 
+/// What [`Registry::refresh`] did.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Holds of the thread (refreshed or not).
+    pub holds: usize,
+    pub refreshed: usize,
+    /// Leases whose lock file was deleted or replaced, with their lock path.
+    pub lost: Vec<(u64, Arc<str>)>,
+    pub errors: Vec<OsError>,
+}
+
 #[derive(Debug, Clone)]
 pub struct HolderInfo {
     pub lock_path: String,
@@ -186,6 +197,10 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// An in-process hand-off keeps the payload's `createdAt` when it is younger
+/// than this (the refresh keeps held payloads fresh anyway).
+const HANDOFF_KEEP_CREATED_MS: i64 = 15_000;
 
 /// Fencing tokens: 64 random bits fixed per process, then a counter, as 24
 /// hex digits (fixed length, so in-place payload rewrites never shrink).
@@ -369,7 +384,8 @@ impl Registry {
         };
         let w = Waiter::new(id, req);
         let outcome = match attempt {
-            Attempt::Acquired(file) => {
+            Attempt::Acquired(mut file) => {
+                file.created_ms = at;
                 ks.holder = Some(Holder::of(w, file, token.clone(), at, id));
                 inner.leases.insert(id, key.clone());
                 AcquireOutcome::Granted(Grant {
@@ -380,10 +396,12 @@ impl Registry {
                 })
             }
             Attempt::Busy(wait) => {
+                // Nothing is recorded unless the waiting machinery runs: an
+                // acquire that cannot wait fails at once, leaving nothing.
+                waiter::contend(key.clone(), lock_path, Some(wait))?;
                 ks.waiters.push_back(w);
                 ks.contending = true;
                 inner.requests.insert(id, key.clone());
-                waiter::contend(key.clone(), lock_path, Some(wait));
                 AcquireOutcome::Pending(id)
             }
         };
@@ -482,9 +500,27 @@ impl Registry {
                     return;
                 }
                 Ok((Attempt::Busy(wait), _, _)) => {
-                    ks.contending = true;
-                    waiter::contend(key.clone(), lock_path, Some(wait));
-                    return;
+                    match waiter::contend(key.clone(), lock_path, Some(wait)) {
+                        Ok(()) => {
+                            ks.contending = true;
+                            return;
+                        }
+                        // The waiting machinery cannot start: this head fails
+                        // now (never hangs); the next one tries again.
+                        Err(err) => {
+                            let w = ks.waiters.pop_front().expect("head");
+                            inner.requests.remove(&w.request_id);
+                            Self::deliver(
+                                inner,
+                                caller,
+                                w.ctx,
+                                Delivery {
+                                    request_id: w.request_id,
+                                    result: Err(err),
+                                },
+                            );
+                        }
+                    }
                 }
                 Err(err) => {
                     let w = ks.waiters.pop_front().expect("head");
@@ -522,34 +558,63 @@ impl Registry {
             return;
         };
         let lock_path = ks.lock_path.clone();
-        let Some(w) = ks.waiters.pop_front() else {
+        if ks.waiters.is_empty() {
             file.release(Path::new(&*lock_path));
             inner.keys.remove(key);
             return;
-        };
+        }
+        if written.is_none() && !file.still_named_by(Path::new(&*lock_path)) {
+            // The file being handed over was deleted or replaced (an `rm`, a
+            // reclaim): it excludes nobody any more. Drop it without touching
+            // the path, and let the head contend afresh at the OS level.
+            file.abandon();
+            self.advance(inner, caller, key);
+            return;
+        }
+        let w = ks.waiters.pop_front().expect("not empty");
         inner.requests.remove(&w.request_id);
         let (token, at) = match written {
-            Some((token, at, max_hold)) if max_hold == w.max_hold_ms => (token, at),
+            Some((token, at, max_hold)) if max_hold == w.max_hold_ms => {
+                file.created_ms = at;
+                (token, at)
+            }
             _ => {
                 let token = new_token();
                 let at = now_ms();
+                // A recent createdAt is kept (old-module peers only need it
+                // fresh), so that a hand-off between holders of the same
+                // maxHoldMs changes hex digits only and is rewritten in place.
+                let keep = written.is_none()
+                    && (0..HANDOFF_KEEP_CREATED_MS).contains(&(at - file.created_ms));
+                let created = if keep { file.created_ms } else { at };
                 let mut buf = String::with_capacity(320);
-                render_payload(&mut buf, at, w.max_hold_ms, &token);
-                if let Err(e) = file.write_payload(buf.as_bytes()) {
-                    let err = OsError::from_io(&e, "write", &lock_path);
-                    file.release(Path::new(&*lock_path));
-                    let request_id = w.request_id;
-                    Self::deliver(
-                        inner,
-                        caller,
-                        w.ctx,
-                        Delivery {
-                            request_id,
-                            result: Err(err),
-                        },
-                    );
-                    self.advance(inner, caller, key);
-                    return;
+                render_payload(&mut buf, created, w.max_hold_ms, &token);
+                match file.rewrite(Path::new(&*lock_path), buf.as_bytes(), None, keep) {
+                    Ok(lockfile::Rewrite::Done) => file.created_ms = created,
+                    Ok(lockfile::Rewrite::Lost) => {
+                        // Deleted or replaced under us: nobody gets this file.
+                        ks.waiters.push_front(w);
+                        inner.requests.insert(ks.waiters[0].request_id, key.clone());
+                        file.abandon();
+                        self.advance(inner, caller, key);
+                        return;
+                    }
+                    Err(e) => {
+                        let err = OsError::from_io(&e, "write", &lock_path);
+                        file.release(Path::new(&*lock_path));
+                        let request_id = w.request_id;
+                        Self::deliver(
+                            inner,
+                            caller,
+                            w.ctx,
+                            Delivery {
+                                request_id,
+                                result: Err(err),
+                            },
+                        );
+                        self.advance(inner, caller, key);
+                        return;
+                    }
                 }
                 (token, at)
             }
@@ -749,6 +814,65 @@ impl Registry {
     /// Is the lease still held (in this process's view)?
     pub fn lease_held(&self, lease_id: u64) -> bool {
         self.lock().leases.contains_key(&lease_id)
+    }
+
+    /// Is the lease still held, and does the lock path still name its file
+    /// (one `lstat`)? `Err` with the reason otherwise.
+    pub fn lease_owned(&self, lease_id: u64) -> Result<(), &'static str> {
+        let inner = self.lock();
+        let key = inner.leases.get(&lease_id).ok_or("no longer held")?;
+        let ks = inner.keys.get(key).ok_or("no longer held")?;
+        let h = ks.holder.as_ref().ok_or("no longer held")?;
+        if !h.file.still_named_by(Path::new(&*ks.lock_path)) {
+            return Err("lock file deleted or replaced");
+        }
+        Ok(())
+    }
+
+    /// Keep the payloads of `thread`'s holds fresh for old-module peers:
+    /// every hold whose `createdAt` was written `older_than_ms` or more before
+    /// `now` gets it rewritten to `now` (same token, same everything else,
+    /// swapped in whole by [`LockFile::rewrite`]), with the file's
+    /// mtime kept at the hold's real start. A hold whose path no longer names
+    /// its file is not written; its lease ids are returned as lost.
+    pub fn refresh(&self, thread: ThreadId, now: i64, older_than_ms: i64) -> Refreshed {
+        let mut inner = self.lock();
+        let mut out = Refreshed::default();
+        let mut buf = String::new();
+        for ks in inner.keys.values_mut() {
+            let lock_path = ks.lock_path.clone();
+            let Some(h) = ks.holder.as_mut().filter(|h| h.thread == thread) else {
+                continue;
+            };
+            out.holds += 1;
+            if now - h.file.created_ms < older_than_ms {
+                continue;
+            }
+            if !h.file.still_named_by(Path::new(&*lock_path)) {
+                // Never swap another holder's file out, even for a moment.
+                out.lost
+                    .extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
+                continue;
+            }
+            render_payload(&mut buf, now, h.max_hold_ms, &h.token);
+            match h.file.rewrite(
+                Path::new(&*lock_path),
+                buf.as_bytes(),
+                Some(h.acquired_at_ms),
+                false,
+            ) {
+                Ok(lockfile::Rewrite::Done) => {
+                    h.file.created_ms = now;
+                    out.refreshed += 1;
+                }
+                Ok(lockfile::Rewrite::Lost) => {
+                    out.lost
+                        .extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
+                }
+                Err(e) => out.errors.push(OsError::from_io(&e, "write", &lock_path)),
+            }
+        }
+        out
     }
 
     /// Check a lease against the disk: `Ok` if held and the path still names

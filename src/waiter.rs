@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::lockfile::{Attempt, WaitFile};
+use crate::oserror::OsError;
 use crate::registry;
 
 /// Fallback poll for a lock held through the OS lock elsewhere.
@@ -54,61 +55,179 @@ struct Shared {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+/// Serializes attempts to start the machinery.
+static STARTING: Mutex<()> = Mutex::new(());
 
-fn shared() -> &'static Shared {
-    SHARED.get_or_init(|| {
-        let mut fds = [0i32; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe() writes.
-        let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
-        if rc != 0 {
-            // Without a wake pipe the thread still polls on its timer.
-            fds = [-1, -1];
-        } else {
-            for fd in fds {
-                // SAFETY: plain fcntl flag updates on descriptors we own.
-                unsafe {
-                    libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-            }
-        }
-        let read_fd = fds[0];
-        std::thread::Builder::new()
-            .name("session-write-lock-waiter".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(read_fd))
-            .expect("spawn the waiting thread");
-        Shared {
-            cmds: Mutex::new(Vec::new()),
-            wake_w: fds[1],
-        }
-    })
+/// Test-only seam: `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=<what>:<n>` makes the
+/// first `n` attempts to start the waiting machinery fail at `<what>`:
+/// `pipe` (EMFILE), `inotify` (EMFILE), `spawn` (EAGAIN), or
+/// `inotify-missing` (ENOSYS, as on a kernel without inotify). Read only while
+/// the machinery is not running; never set it in production.
+fn injected(what: &str) -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static USED: AtomicU32 = AtomicU32::new(0);
+    let Some(v) = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL") else {
+        return false;
+    };
+    let v = v.to_string_lossy();
+    let Some((w, n)) = v.split_once(':') else {
+        return false;
+    };
+    let n: u32 = n.parse().unwrap_or(0);
+    w == what && USED.fetch_add(1, Ordering::Relaxed) < n
 }
 
-fn send(cmd: Cmd) {
-    let s = shared();
-    s.cmds.lock().unwrap_or_else(|e| e.into_inner()).push(cmd);
-    if s.wake_w >= 0 {
-        let b = 1u8;
-        // SAFETY: writing one byte from a valid buffer; a full pipe (EAGAIN)
-        // already guarantees a pending wake-up.
-        unsafe { libc::write(s.wake_w, (&b as *const u8).cast(), 1) };
+fn close_fd(fd: i32) {
+    if fd >= 0 {
+        // SAFETY: closing a descriptor we created and nobody else owns.
+        unsafe { libc::close(fd) };
     }
 }
 
-/// Start contending for `key` on behalf of its queue head. `wait` is the
-/// descriptor of the busy attempt that led here.
-pub fn contend(key: Arc<str>, lock_path: Arc<str>, wait: Option<WaitFile>) {
-    send(Cmd::Contend {
-        key,
+fn make_pipe(lock_path: &str) -> Result<[i32; 2], OsError> {
+    if injected("pipe") {
+        return Err(OsError::new("EMFILE", libc::EMFILE, "pipe", lock_path));
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe() writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(OsError::from_io(
+            &std::io::Error::last_os_error(),
+            "pipe",
+            lock_path,
+        ));
+    }
+    for fd in fds {
+        // SAFETY: plain fcntl flag updates on descriptors we own.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok(fds)
+}
+
+/// The inotify descriptor, `-1` when this kernel has none (polling, said
+/// once on stderr), or the error that stops waiting from starting.
+#[cfg(target_os = "linux")]
+fn make_inotify(lock_path: &str) -> Result<i32, OsError> {
+    let errno = if injected("inotify") {
+        libc::EMFILE
+    } else if injected("inotify-missing") {
+        libc::ENOSYS
+    } else {
+        // SAFETY: no pointers involved.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd >= 0 {
+            return Ok(fd);
+        }
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    };
+    if matches!(errno, libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) {
+        report_polling(errno);
+        return Ok(-1);
+    }
+    Err(OsError::new(
+        crate::oserror::code_of(errno),
+        errno,
+        "inotify_init1",
         lock_path,
-        wait,
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn make_inotify(_lock_path: &str) -> Result<i32, OsError> {
+    Ok(-1)
+}
+
+/// Say once per process that cross-process waits poll.
+#[cfg(target_os = "linux")]
+fn report_polling(errno: i32) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!(
+            "[session-write-lock] inotify is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
+            crate::oserror::code_of(errno),
+            PORTABLE_POLL.as_millis()
+        );
     });
+}
+
+/// The running machinery, started on first use. When it cannot be started
+/// (no descriptor for the wake pipe or inotify, no thread), the error is
+/// returned, nothing is kept, and the next call tries again.
+fn shared(lock_path: &str) -> Result<&'static Shared, OsError> {
+    if let Some(s) = SHARED.get() {
+        return Ok(s);
+    }
+    let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = SHARED.get() {
+        return Ok(s);
+    }
+    let [read_fd, write_fd] = make_pipe(lock_path)?;
+    let inotify_fd = match make_inotify(lock_path) {
+        Ok(fd) => fd,
+        Err(e) => {
+            close_fd(read_fd);
+            close_fd(write_fd);
+            return Err(e);
+        }
+    };
+    let spawned = if injected("spawn") {
+        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+    } else {
+        std::thread::Builder::new()
+            .name("session-write-lock-waiter".into())
+            .stack_size(256 * 1024)
+            .spawn(move || run(read_fd, inotify_fd))
+    };
+    if let Err(e) = spawned {
+        close_fd(read_fd);
+        close_fd(write_fd);
+        close_fd(inotify_fd);
+        let mut err = OsError::from_io(&e, "pthread_create", lock_path);
+        if e.raw_os_error().is_none() {
+            err = OsError::new("EAGAIN", libc::EAGAIN, "pthread_create", lock_path);
+        }
+        return Err(err);
+    }
+    Ok(SHARED.get_or_init(|| Shared {
+        cmds: Mutex::new(Vec::new()),
+        wake_w: write_fd,
+    }))
+}
+
+fn send(s: &Shared, cmd: Cmd) {
+    s.cmds.lock().unwrap_or_else(|e| e.into_inner()).push(cmd);
+    let b = 1u8;
+    // SAFETY: writing one byte from a valid buffer; a full pipe (EAGAIN)
+    // already guarantees a pending wake-up.
+    unsafe { libc::write(s.wake_w, (&b as *const u8).cast(), 1) };
+}
+
+/// Start contending for `key` on behalf of its queue head. `wait` is the
+/// descriptor of the busy attempt that led here. Fails (dropping `wait`)
+/// when the waiting machinery cannot be started; the caller then fails the
+/// acquire that needed it.
+pub fn contend(key: Arc<str>, lock_path: Arc<str>, wait: Option<WaitFile>) -> Result<(), OsError> {
+    let s = shared(&lock_path)?;
+    send(
+        s,
+        Cmd::Contend {
+            key,
+            lock_path,
+            wait,
+        },
+    );
+    Ok(())
 }
 
 /// Stop contending for `key` (its queue emptied).
 pub fn stop(key: Arc<str>) {
-    send(Cmd::Stop { key });
+    // Contention ran, so the machinery exists.
+    if let Some(s) = SHARED.get() {
+        send(s, Cmd::Stop { key });
+    }
 }
 
 struct Entry {
@@ -152,11 +271,12 @@ const WATCH_MASK: u32 = libc::IN_CLOSE_WRITE
     | libc::IN_DONT_FOLLOW;
 
 impl Watches {
-    fn new() -> Self {
+    fn new(fd: i32) -> Self {
+        #[cfg(not(target_os = "linux"))]
+        let _ = fd;
         Watches {
             #[cfg(target_os = "linux")]
-            // SAFETY: no pointers involved.
-            fd: unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) },
+            fd,
             by_wd: HashMap::new(),
         }
     }
@@ -256,9 +376,9 @@ impl Watches {
     }
 }
 
-fn run(wake_r: i32) {
+fn run(wake_r: i32, inotify_fd: i32) {
     let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
-    let mut watches = Watches::new();
+    let mut watches = Watches::new(inotify_fd);
     loop {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tick(wake_r, &mut entries, &mut watches)
@@ -302,7 +422,11 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
         // SAFETY: draining the non-blocking wake pipe into a valid buffer.
         while unsafe { libc::read(wake_r, b.as_mut_ptr().cast(), b.len()) } > 0 {}
     }
-    let cmds = std::mem::take(&mut *shared().cmds.lock().unwrap_or_else(|e| e.into_inner()));
+    let Some(s) = SHARED.get() else {
+        // Published right after the spawn; a command cannot predate it.
+        return;
+    };
+    let cmds = std::mem::take(&mut *s.cmds.lock().unwrap_or_else(|e| e.into_inner()));
     let now = Instant::now();
     for cmd in cmds {
         match cmd {

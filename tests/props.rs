@@ -505,6 +505,76 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------- rewrites
+
+fn render(created_ms: i64, max_hold_ms: Option<u64>, token: &str) -> String {
+    let mut s = String::new();
+    LockPayload {
+        pid: 4242,
+        created_at_ms: created_ms,
+        start_time: Some(12345),
+        max_hold_ms,
+        fencing_token: token,
+        hostname: "host",
+        boot_id: Some("13b3eaac-aff3-4513-908f-e8762d0024f6"),
+    }
+    .render(&mut s);
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any rewrite leaves exactly the new payload, and a rewrite that kept
+    /// the inode (in place) is one a torn read cannot break: every mix of a
+    /// prefix of one payload and the rest of the other parses to the same
+    /// keys with the same pid and createdAt.
+    #[test]
+    fn rewrites_in_place_only_when_any_torn_read_parses(
+        created in 0i64..253_402_300_800_000,
+        created2 in 0i64..253_402_300_800_000,
+        keep_created in any::<bool>(),
+        hold_a in prop::option::of(0u64..10_000_000_000),
+        hold_b in prop::option::of(0u64..10_000_000_000),
+        token_a in "[0-9a-f]{24}",
+        token_b in "[0-9a-f]{24}",
+    ) {
+        let d = scratch("rewrite");
+        let lock = d.join("s.jsonl.lock");
+        let a = render(created, hold_a, &token_a);
+        let b = render(if keep_created { created } else { created2 }, hold_b, &token_b);
+        let Ok(Attempt::Acquired(mut lf)) = lockfile::attempt(
+            &lock,
+            lock.to_str().unwrap(),
+            None,
+            &mut |_, _| Judgement::Reclaim,
+            &mut |s| s.push_str(&a),
+        ) else {
+            panic!("a fresh directory is free")
+        };
+        let before = lf.id();
+        prop_assert_eq!(lf.rewrite(&lock, b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
+        prop_assert_eq!(fs::read(&lock).unwrap(), b.as_bytes());
+        if lf.id() == before {
+            let (x, y) = (a.as_bytes(), b.as_bytes());
+            prop_assert_eq!(x.len(), y.len());
+            for k in 0..=x.len() {
+                for mix in [[&x[..k], &y[k..]].concat(), [&y[..k], &x[k..]].concat()] {
+                    let v: serde_json::Value = serde_json::from_slice(&mix).expect("a torn read parses");
+                    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+                    let want: serde_json::Value = serde_json::from_str(&b).unwrap();
+                    prop_assert_eq!(keys, want.as_object().unwrap().keys().collect::<Vec<_>>());
+                    prop_assert_eq!(&v["pid"], &want["pid"]);
+                    prop_assert_eq!(&v["createdAt"], &want["createdAt"]);
+                }
+            }
+        }
+        lf.release(&lock);
+        prop_assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+}
+
 // ---------------------------------------------------------------- races
 
 /// Threads racing acquire/release on one path through the public engine:
