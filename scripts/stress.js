@@ -403,6 +403,7 @@ async function main() {
     const keyOf = (r) => `${r.wid}#${r.seq}`
     const same = (a, b) => a.v === b.v && a.wid === b.wid && a.seq === b.seq
     const insiders = new Map()
+    const entries = new Map()
     const involved = new Set() // sections in an overlap caused by the old module
     let expected = { v: 0, wid: '-', seq: 0 }
     let writes = 0
@@ -414,7 +415,7 @@ async function main() {
     let chainAcq = null
     const HANDOFF =
       'ours: in-process hand-off of a file the old module had already removed (no path check before the hand-off; fixed in the engine)'
-    const overlap = (A, B) => {
+    const overlap = (A, B, hidden = '') => {
       // A removal after A entered (its file was at the path: its own disk
       // check said so, or it is classified below), or the one that had
       // already replaced A's file before A read it.
@@ -422,7 +423,7 @@ async function main() {
       // window starts when it began acquiring (its own removals excepted).
       const Rs = A.old ? removalIn(A.acq, B.mono).filter((R) => R.wid !== A.wid || BigInt(R.t0) > BigInt(A.mono)) : removalIn(A.mono, B.mono)
       if (Rs.length === 0 && A.replacedBy) Rs.push(A.replacedBy)
-      const pair = `${implOf(A)} inside, ${implOf(B)} entered`
+      const pair = `${hidden}${implOf(A)} inside, ${implOf(B)} entered`
       const torn = Rs.find((R) => R.read === 'invalid' && R.ours)
       const chained = Rs.length === 0 ? removalIn(minBig(A.chain, B.chain), B.mono) : []
       if (torn) {
@@ -494,6 +495,12 @@ async function main() {
           }
         }
         if (!same(r.read, expected)) {
+          // A section that read a state older than the last write held the
+          // lock while that write's section ran (an overlap the journal's
+          // order hides: it entered before the other's exit but logged its
+          // entry after it): classify it like any other.
+          const W = entries.get(`${expected.wid}#${expected.seq}`)
+          if (W && !involved.has(keyOf(r)) && !involved.has(keyOf(W)) && BigInt(W.mono) > BigInt(r.acq)) overlap(W, r, 'hidden: ')
           if (involved.has(keyOf(r)) || involved.has(`${expected.wid}#${expected.seq}`) || involved.has(`${r.read.wid}#${r.read.seq}`)) {
             attributedLost++
           } else {
@@ -502,6 +509,7 @@ async function main() {
           expected = r.read
         }
         insiders.set(keyOf(r), r)
+        entries.set(keyOf(r), r)
       } else if (r.t === 'X') {
         if (!insiders.delete(keyOf(r))) violation(`s${s}: exit of ${keyOf(r)} without its entry`)
         if (r.wrote !== expected.v + 1 && !involved.has(keyOf(r))) {
