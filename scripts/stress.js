@@ -130,6 +130,7 @@ async function worker() {
             ? await legacyLease(sessionFile)
             : await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
       const my = ++seq
+      const seen = now()
       // The lock file on disk must name this acquisition.
       let disk = null
       try {
@@ -150,6 +151,7 @@ async function worker() {
         diskPid: disk.pid ?? null,
         pid: process.pid,
         acq,
+        seen,
         old: legacy,
       }
       fs.writeSync(journalFds[s], JSON.stringify(enter) + '\n')
@@ -416,12 +418,12 @@ async function main() {
     const HANDOFF =
       'ours: in-process hand-off of a file the old module had already removed (no path check before the hand-off; fixed in the engine)'
     const overlap = (A, B, hidden = '') => {
-      // A removal after A entered (its file was at the path: its own disk
-      // check said so, or it is classified below), or the one that had
-      // already replaced A's file before A read it.
+      // A removal after A read its lock file (its file was at the path: its
+      // own disk check said so), or the one that had already replaced A's
+      // file before A read it.
       // An old holder's file may go between its create and its record: its
       // window starts when it began acquiring (its own removals excepted).
-      const Rs = A.old ? removalIn(A.acq, B.mono).filter((R) => R.wid !== A.wid || BigInt(R.t0) > BigInt(A.mono)) : removalIn(A.mono, B.mono)
+      const Rs = A.old ? removalIn(A.acq, B.mono).filter((R) => R.wid !== A.wid || BigInt(R.t0) > BigInt(A.mono)) : removalIn(A.seen ?? A.mono, B.mono)
       if (Rs.length === 0 && A.replacedBy) Rs.push(A.replacedBy)
       const pair = `${hidden}${implOf(A)} inside, ${implOf(B)} entered`
       const torn = Rs.find((R) => R.read === 'invalid' && R.ours)
