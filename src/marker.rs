@@ -249,4 +249,41 @@ mod tests {
         assert!(close(id));
         assert!(!p.exists());
     }
+
+    #[test]
+    fn open_takes_over_an_orphan_and_never_overwrites_a_stranger() {
+        let d = std::env::temp_dir().join(format!("swl-marker-take-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        // A dead owner's marker (nobody locks it): taken over, content handed back.
+        let orphan = d.join("o.jsonl.active");
+        let dead = "{\"sessionId\":\"dead\",\"lock\":\"os\"}";
+        std::fs::write(&orphan, dead).unwrap();
+        let o = open(orphan.to_str().unwrap(), "{\"sessionId\":\"new\"}", 1);
+        assert_eq!(o.recovered.as_deref(), Some(dead));
+        let id = o.id.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&orphan).unwrap(),
+            "{\"sessionId\":\"new\"}"
+        );
+        // Ours now, and live: a second open is busy and recovers nothing.
+        let again = open(orphan.to_str().unwrap(), "{}", 1);
+        assert_eq!(again.id.unwrap_err().code, "EBUSY");
+        assert!(again.recovered.is_none());
+        assert!(close(id));
+        // Not a marker (foreign text, JSON without "lock": "os", empty): EEXIST, untouched.
+        for (name, text) in [
+            ("f.active", "someone else's file"),
+            ("j.active", "{\"sessionId\":\"x\"}"),
+            ("e.active", ""),
+        ] {
+            let p = d.join(name);
+            std::fs::write(&p, text).unwrap();
+            let r = open(p.to_str().unwrap(), "{}", 1);
+            assert_eq!(r.id.unwrap_err().code, "EEXIST", "{name}");
+            assert!(r.recovered.is_none());
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "{name}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
