@@ -415,8 +415,15 @@ async function main() {
     // one file. `chain` = when that file was acquired.
     let lastPid = null
     let chainAcq = null
+    // No removal by the old module after the holder read its own lock file,
+    // but one earlier in its process's run of consecutive sections: a file
+    // of ours that was already gone (an in-process hand-off without a path
+    // check, before the engine fix), or a check-then-unlink of ours (reclaim
+    // of a dead file, release) whose check passed before the old module's
+    // removal and whose unlink then took the next holder's file. Counted as
+    // ours.
     const HANDOFF =
-      'ours: in-process hand-off of a file the old module had already removed (no path check before the hand-off; fixed in the engine)'
+      "ours, after an old-module removal: a hand-off of a file already gone, or a check-then-unlink of ours that took the next holder's file"
     const overlap = (A, B, hidden = '') => {
       // A removal after A read its lock file (its file was at the path: its
       // own disk check said so), or the one that had already replaced A's
