@@ -577,9 +577,8 @@ function releaseSync(target) {
     return held
   }
   validateSessionFile(target)
-  const n = native.normalize(path.resolve(target))
-  if (n.error) return false
-  const d = native.releaseKey(ctx, n.key)
+  // Never touches the disk: nothing to create when nothing is held.
+  const d = native.releaseKey(ctx, native.existingKey(path.resolve(target)))
   if (d === null) return false
   releaseDropped(d, 'released')
   pump()

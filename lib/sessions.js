@@ -244,10 +244,19 @@ function trackActiveSession(s) {
   if (sessionFile !== undefined) {
     rec.markerPath = markerPathFor(sessionFile)
     const r = native.markerOpen(rec.markerPath, markerJson(rec))
+    if (typeof r.recovered === 'string') {
+      // A dead owner's marker was there: its session ends now, once, as
+      // recoverOrphanedSessions would have ended it.
+      const late = recoveredEvent(r.recovered, rec.markerPath)
+      if (late === null) warn(`removed an unreadable session marker (no session_end possible): ${rec.markerPath}`)
+      else emit(late.event, late.ctx)
+    }
     if (r.error) {
-      // Tracking goes on without crash evidence; EBUSY means another live
-      // process tracks the same session file.
-      warn(`could not create the session marker ${rec.markerPath}: ${r.error.code} ${r.error.message}`)
+      // Tracking goes on without crash evidence. EBUSY: another live process
+      // tracks the same session file; EEXIST: a file that is not a session
+      // marker is at that path (never overwritten).
+      const why = r.error.code === 'EEXIST' ? 'a file that is not a session marker is in the way' : `${r.error.code} ${r.error.message}`
+      warn(`could not create the session marker ${rec.markerPath}: ${why}`)
     } else {
       rec.markerId = r.id
     }

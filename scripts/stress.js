@@ -43,6 +43,16 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 
+const USAGE = `usage: node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4] [--loops 2]
+       [--kill-ms 60] [--no-chaos] [--quick] [--keep] [--sabotage K]
+       [--legacy K] [--legacy-sections M]
+  --quick          4 processes, 3,000 sections, faster kills (run by npm test)
+  --sabotage K     every K-th section skips the lock (must report violations)
+  --legacy K       K more processes run the old module's algorithm, M sections
+                   each (default 150); overlaps are then classified by cause
+  --keep           keep the working directory
+Prints one summary line ending in the number of violations; exits 1 on any.`
+
 const COUNTER_WIDTH = 64
 
 function counterLine(v, wid, seq) {
@@ -79,8 +89,18 @@ async function worker() {
   // it behind for recoverOrphanedSessions; a worker that finishes ends it.
   const session = legacy ? null : swl.trackActiveSession({ sessionId: wid, sessionFile: path.join(dir, 'markers', `${wid}.jsonl`) })
   let legacyN = 0
+  // Each removal the old module makes (what it read, when it removed the
+  // path) goes to s<k>.legacy, one write per record: the evidence that
+  // classifies overlaps by cause.
+  const legacyFds = legacy ? journalFds.map((_, s) => fs.openSync(path.join(dir, `s${s}.legacy`), 'a')) : []
+  const trace = (e) => {
+    const k = Number(/s(\d+)\.jsonl\.lock$/.exec(e.lockPath)?.[1])
+    if (!Number.isInteger(k)) return
+    const rec = { wid, t0: String(e.t0), t1: String(e.t1), read: e.read, reasons: e.reasons, ours: /"lock":\s*"os"/.test(e.text), text: e.text.slice(0, 120) }
+    fs.writeSync(legacyFds[k], `${JSON.stringify(rec)}\n`)
+  }
   const legacyLease = async (sessionFile) => {
-    const l = await old.acquireLegacy({ sessionFile, timeoutMs: 300_000 })
+    const l = await old.acquireLegacy({ sessionFile, timeoutMs: 300_000, trace })
     return { lockPath: l.lockPath, fencingToken: `legacy-${wid}-${++legacyN}`, release: l.release }
   }
   const buf = Buffer.alloc(COUNTER_WIDTH)
@@ -102,6 +122,7 @@ async function worker() {
       claimed++
       const s = Math.floor(Math.random() * sessions)
       const sessionFile = path.join(dir, `s${s}.jsonl`)
+      const acq = now()
       const lease =
         sabotage > 0 && claimed % sabotage === 0
           ? fakeLease(sessionFile)
@@ -109,6 +130,7 @@ async function worker() {
             ? await legacyLease(sessionFile)
             : await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
       const my = ++seq
+      const seen = now()
       // The lock file on disk must name this acquisition.
       let disk = null
       try {
@@ -128,6 +150,9 @@ async function worker() {
         diskTok: legacy ? lease.fencingToken : (disk.fencingToken ?? null),
         diskPid: disk.pid ?? null,
         pid: process.pid,
+        acq,
+        seen,
+        old: legacy,
       }
       fs.writeSync(journalFds[s], JSON.stringify(enter) + '\n')
       // Give the chaos loop (and the other processes) a chance to land inside.
@@ -153,7 +178,10 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const num = () => Number(argv[++i])
-    if (a === '--procs') o.procs = num()
+    if (a === '--help' || a === '-h') {
+      o.help = true
+      return o
+    } else if (a === '--procs') o.procs = num()
     else if (a === '--target') o.target = num()
     else if (a === '--sessions') o.sessions = num()
     else if (a === '--loops') o.loops = num()
@@ -169,13 +197,22 @@ function parseArgs(argv) {
       o.target = 3_000
       o.killMs = 80
       o.stallMs = 25_000
-    } else throw new Error(`unknown argument ${a}`)
+    } else {
+      o.bad = a
+      return o
+    }
   }
   return o
 }
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
+  if (opts.help || opts.bad) {
+    if (opts.bad) console.error(`unknown argument ${opts.bad}`)
+    console.log(USAGE)
+    process.exitCode = opts.bad ? 2 : 0
+    return
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-stress-'))
   fs.mkdirSync(path.join(dir, 'markers'))
   for (let s = 0; s < opts.sessions; s++) {
@@ -316,7 +353,212 @@ async function main() {
   const killedInsideWids = new Set() // killed inside a section: their session was live
   const swl = require(path.join(__dirname, '..', 'index.js'))
 
+  // Mixed fleets (--legacy): overlaps classified by cause.
+  const overlapCauses = new Map() // "<inside> inside, <entering> entered: <cause>" -> count
+  let oursOverlaps = 0
+  let oldOverlaps = 0
+  let attributedLost = 0
+  const classify = (key, ours, isOverlap = true) => {
+    overlapCauses.set(key, (overlapCauses.get(key) || 0) + 1)
+    if (!isOverlap) return
+    if (ours) oursOverlaps++
+    else oldOverlaps++
+  }
+
+  const implOf = (r) => (r.old ? 'old' : 'ours')
+  const minBig = (a, b) => (BigInt(a) < BigInt(b) ? a : b)
+  /**
+   * Replay one session's journal with old-module contenders. Every section
+   * entered while another (not killed before) was inside is an overlap; its
+   * cause is read from the old module's removals (s<k>.legacy): a removal of
+   * the path after the inside holder began acquiring and before the entering
+   * one entered means the old module deleted a live holder's file; what it had
+   * read says why (the file gone after its existence check, a file between
+   * its create and its write, a torn file). Overlaps that no removal by the
+   * old module explains, or that began with it reading a torn file of ours,
+   * are this package's: violations. Lost updates inside an overlap caused by
+   * the old module are counted with it.
+   */
+  async function replayMixed(s) {
+    const out = { completed: 0, enters: 0, killedInside: 0, killedAfterWrite: 0, leftover: 0, counter: 0 }
+    const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
+    let removals = []
+    try {
+      removals = fs
+        .readFileSync(path.join(dir, `s${s}.legacy`), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    } catch {}
+    const removalIn = (after, before) =>
+      removals.filter((R) => BigInt(R.t1) > BigInt(after) && BigInt(R.t0) < BigInt(before))
+    const why = (R) =>
+      R.read === 'release'
+        ? "old module's release removed the path without checking that it still named its own file"
+        : R.read === 'enoent'
+        ? 'old module removed the path after its existence check found the file gone'
+        : R.read === 'empty'
+          ? "old module removed a file between another old holder's create and write"
+          : R.read === 'invalid'
+            ? `old module removed a file it could not parse (${R.ours ? 'ours, torn' : 'not ours'})`
+            : `old module removed a file it judged stale (${R.reasons.join(',')})`
+    const keyOf = (r) => `${r.wid}#${r.seq}`
+    const same = (a, b) => a.v === b.v && a.wid === b.wid && a.seq === b.seq
+    const insiders = new Map()
+    const entries = new Map()
+    const involved = new Set() // sections in an overlap caused by the old module
+    let expected = { v: 0, wid: '-', seq: 0 }
+    let writes = 0
+    let tainted = false
+    // A process of ours hands the lock to its next in-process waiter
+    // without reopening the path: a chain of its consecutive sections holds
+    // one file. `chain` = when that file was acquired.
+    let lastPid = null
+    let chainAcq = null
+    // No removal by the old module after the holder read its own lock file,
+    // but one earlier in its process's run of consecutive sections: a file
+    // of ours that was already gone (an in-process hand-off without a path
+    // check, before the engine fix), or a check-then-unlink of ours (reclaim
+    // of a dead file, release) whose check passed before the old module's
+    // removal and whose unlink then took the next holder's file. Counted as
+    // ours.
+    const HANDOFF =
+      "ours, after an old-module removal: a hand-off of a file already gone, or a check-then-unlink of ours that took the next holder's file"
+    const overlap = (A, B, hidden = '') => {
+      // A removal after A read its lock file (its file was at the path: its
+      // own disk check said so), or the one that had already replaced A's
+      // file before A read it.
+      // An old holder's file may go between its create and its record: its
+      // window starts when it began acquiring (its own removals excepted).
+      const Rs = A.old ? removalIn(A.acq, B.mono).filter((R) => R.wid !== A.wid || BigInt(R.t0) > BigInt(A.mono)) : removalIn(A.seen ?? A.mono, B.mono)
+      if (Rs.length === 0 && A.replacedBy) Rs.push(A.replacedBy)
+      const pair = `${hidden}${implOf(A)} inside, ${implOf(B)} entered`
+      const torn = Rs.find((R) => R.read === 'invalid' && R.ours)
+      const chained = Rs.length === 0 ? removalIn(minBig(A.chain, B.chain), B.mono) : []
+      if (torn) {
+        classify(`${pair}: ${why(torn)}`, true)
+        violation(`s${s}: ${keyOf(B)} entered while ${keyOf(A)} was inside: ${why(torn)}`)
+      } else if (chained.length > 0 && (!A.old || !B.old)) {
+        classify(`${pair}: ${HANDOFF}`, true)
+        violation(`s${s}: ${keyOf(B)} entered while ${keyOf(A)} was inside: ${HANDOFF}`)
+      } else if (Rs.length > 0) {
+        classify(`${pair}: ${why(Rs[0])}`, false)
+        involved.add(keyOf(A))
+        involved.add(keyOf(B))
+        tainted = true
+      } else if (A.old && B.old) {
+        classify(`${pair}: old vs old, no removal seen`, false)
+        involved.add(keyOf(A))
+        involved.add(keyOf(B))
+        tainted = true
+      } else {
+        classify(`${pair}: nothing the old module did explains it`, true)
+        violation(`s${s}: ${keyOf(B)} entered while ${keyOf(A)} (not killed) was inside: overlap (${pair})`)
+      }
+    }
+    const settle = (I, read) => {
+      out.killedInside++
+      killedInsideWids.add(I.wid)
+      const wroteState = { v: expected.v + 1, wid: I.wid, seq: I.seq }
+      if (read && same(read, wroteState)) {
+        out.killedAfterWrite++
+        writes++
+        expected = wroteState
+      }
+      insiders.delete(keyOf(I))
+    }
+    for (let i = 0; i < lines.length; i++) {
+      let r
+      try {
+        r = JSON.parse(lines[i])
+      } catch {
+        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
+        continue
+      }
+      if (r.t === 'E') {
+        out.enters++
+        if (r.pid === lastPid && !r.old) r.chain = chainAcq
+        else chainAcq = r.chain = r.acq
+        lastPid = r.pid
+        if (tokens.has(r.tok)) violation(`s${s}: fencing token ${r.tok} reused`)
+        tokens.add(r.tok)
+        for (const I of Array.from(insiders.values())) {
+          const k = kills.get(I.wid)
+          if ((k && BigInt(k.mono) <= BigInt(r.mono)) || (!k && crashed.has(I.wid))) settle(I, r.read)
+          else overlap(I, r)
+        }
+        if (!r.old && (r.diskTok !== r.tok || r.diskPid !== r.pid)) {
+          const Rs = removalIn(r.acq, r.mono)
+          if (Rs.length > 0) {
+            r.replacedBy = Rs[0]
+            const torn = Rs[0].read === 'invalid' && Rs[0].ours
+            classify(`(not an overlap by itself) ours entered, its file gone or replaced before it read it: ${why(Rs[0])}`, torn, false)
+            if (torn) violation(`s${s}: ${keyOf(r)}: ${why(Rs[0])}`)
+            involved.add(keyOf(r))
+            tainted = true
+          } else if (removalIn(r.chain, r.mono).length > 0) {
+            classify(`(not an overlap by itself) ours entered, its file gone or replaced before it read it: ${HANDOFF}`, true, false)
+            violation(`s${s}: ${keyOf(r)}: lock file names token ${r.diskTok}/pid ${r.diskPid}: ${HANDOFF}`)
+          } else {
+            violation(`s${s}: lock file names token ${r.diskTok}/pid ${r.diskPid}, holder has ${r.tok}/pid ${r.pid}`)
+          }
+        }
+        if (!same(r.read, expected)) {
+          // A section that read a state older than the last write held the
+          // lock while that write's section ran (an overlap the journal's
+          // order hides: it entered before the other's exit but logged its
+          // entry after it): classify it like any other.
+          const W = entries.get(`${expected.wid}#${expected.seq}`)
+          if (W && !involved.has(keyOf(r)) && !involved.has(keyOf(W)) && BigInt(W.mono) > BigInt(r.acq)) overlap(W, r, 'hidden: ')
+          if (involved.has(keyOf(r)) || involved.has(`${expected.wid}#${expected.seq}`) || involved.has(`${r.read.wid}#${r.read.seq}`)) {
+            attributedLost++
+          } else {
+            violation(`s${s}: ${keyOf(r)} read ${JSON.stringify(r.read)}, expected ${JSON.stringify(expected)}: lost update`)
+          }
+          expected = r.read
+        }
+        insiders.set(keyOf(r), r)
+        entries.set(keyOf(r), r)
+      } else if (r.t === 'X') {
+        if (!insiders.delete(keyOf(r))) violation(`s${s}: exit of ${keyOf(r)} without its entry`)
+        if (r.wrote !== expected.v + 1 && !involved.has(keyOf(r))) {
+          violation(`s${s}: ${keyOf(r)} wrote ${r.wrote}, expected ${expected.v + 1}`)
+        }
+        expected = { v: r.wrote, wid: r.wid, seq: r.seq }
+        writes++
+        out.completed++
+      }
+    }
+    const sessionFile = path.join(dir, `s${s}.jsonl`)
+    const lockPath = `${fs.realpathSync(dir)}/s${s}.jsonl.lock`
+    if (fs.existsSync(lockPath)) out.leftover++
+    // Final sweep (waits out an old holder's payload-less file if one was
+    // killed between its create and its write).
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    const final = parseCounter(fs.readFileSync(path.join(dir, `s${s}.counter`), 'latin1'))
+    await lease.release()
+    for (const I of Array.from(insiders.values())) {
+      if (kills.has(I.wid) || crashed.has(I.wid)) settle(I, final)
+      else violation(`s${s}: ${keyOf(I)} (not killed) never exited`)
+    }
+    out.counter = Number.isFinite(final.v) ? final.v : 0
+    if (final.v !== writes && !tainted) {
+      violation(`s${s}: counter ${final.v} != ${writes} completed sections + landed writes of killed holders`)
+    }
+    return out
+  }
+
   for (let s = 0; s < opts.sessions; s++) {
+    if (opts.legacy > 0) {
+      const r = await replayMixed(s)
+      completed += r.completed
+      enters += r.enters
+      killedInside += r.killedInside
+      killedAfterWrite += r.killedAfterWrite
+      leftoverLocks += r.leftover
+      counterTotal += r.counter
+      continue
+    }
     const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
     let expected = { v: 0, wid: '-', seq: 0 }
     let inside = null
@@ -437,6 +679,10 @@ async function main() {
     `${tokens.size} unique fencing tokens, ` +
     `${(runMs / 1000).toFixed(1)}s, ${violations.length} violations`
   console.log(line)
+  if (opts.legacy > 0) {
+    console.log(`  overlaps with old-module contenders: ${oursOverlaps + oldOverlaps} seen, ${oursOverlaps} caused by this package, ${oldOverlaps} by the old module (${attributedLost} lost updates inside those)`)
+    for (const [k, n] of [...overlapCauses].sort((a, b) => b[1] - a[1])) console.log(`    ${String(n).padStart(5)}  ${k}`)
+  }
   for (const v of violations.slice(0, 50)) console.log(`  violation: ${v}`)
   if (!opts.keep) fs.rmSync(dir, { recursive: true, force: true })
   else console.log(`  kept ${dir}`)

@@ -18,6 +18,7 @@ const steps = [
   ['vitest', npx, ['vitest', 'run']],
   ['tsc', npx, ['tsc', '--noEmit', '-p', '__test__/types/tsconfig.json']],
   ['stress', process.execPath, ['scripts/stress.js', '--quick']],
+  ['crashpoints', process.execPath, ['scripts/crashpoints.js', '--quick']],
 ]
 
 for (const [name, cmd, args] of steps) {

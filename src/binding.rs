@@ -340,6 +340,12 @@ pub fn normalize(resolved: String) -> NormalizedPath {
     }
 }
 
+/// The key a resolved session path normalizes to, creating nothing.
+#[napi(catch_unwind)]
+pub fn existing_key(resolved: String) -> String {
+    paths::existing_key(&resolved)
+}
+
 /// Cancel a pending request; `false` if it was already granted or failed.
 #[napi(catch_unwind)]
 pub fn cancel(request_id: f64) -> bool {
@@ -708,19 +714,26 @@ pub fn panic_for_test() {
 pub struct MarkerResult {
     pub id: f64,
     pub error: Option<NativeError>,
+    /// A dead owner's marker content taken over at that path (its
+    /// session_end is the caller's to emit).
+    pub recovered: Option<String>,
 }
 
-/// Create and OS-lock an active-session marker with `json` as content.
+/// Create and OS-lock an active-session marker with `json` as content,
+/// taking over a dead owner's marker and never overwriting anything else.
 #[napi(catch_unwind)]
 pub fn marker_open(path: String, json: String) -> MarkerResult {
-    match crate::marker::open(&path, &json, thread()) {
+    let o = crate::marker::open(&path, &json, thread());
+    match o.id {
         Ok(id) => MarkerResult {
             id: id as f64,
             error: None,
+            recovered: o.recovered,
         },
         Err(e) => MarkerResult {
             id: 0.0,
             error: Some(e.into()),
+            recovered: o.recovered,
         },
     }
 }

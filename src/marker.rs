@@ -3,10 +3,12 @@
 //! kernel frees the lock and the marker becomes recoverable evidence of a
 //! session that never got its `session_end`.
 //!
-//! Markers reuse the lock-file primitive: created exclusively, locked,
-//! payload written after locking; a marker found in place whose lock is free
-//! is an orphan and is replaced. A marker whose lock is held belongs to a live
-//! process and is never touched.
+//! Markers reuse the lock-file primitive (created exclusively, locked, with
+//! their payload). A marker found in place whose lock is free is an orphan:
+//! it is taken over, and its content handed back so that its session still
+//! gets its `session_end` (exactly once: it is removed under its lock, as
+//! recovery does). A marker whose lock is held belongs to a live process and
+//! is never touched; a file there that is not a marker is never overwritten.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,25 +28,67 @@ fn with_open<R>(f: impl FnOnce(&mut OpenMarkers) -> R) -> R {
     f(g.get_or_insert_with(HashMap::new))
 }
 
+/// What [`open`] did.
+#[derive(Debug)]
+pub struct Opened {
+    /// The open marker's id, or why there is none.
+    pub id: Result<u64, OsError>,
+    /// The content of a dead owner's marker found at the path and removed
+    /// (under its lock) before ours was written: that session's
+    /// `session_end` is now the caller's to emit, exactly once, as recovery
+    /// would have. Set even when `id` is an error.
+    pub recovered: Option<String>,
+}
+
 /// Create and lock the marker at `path` with `json` as its content, owned by
-/// the Node environment `thread`. `EBUSY` when a live process holds a marker
-/// at that path.
-pub fn open(path: &str, json: &str, thread: u64) -> Result<u64, OsError> {
-    let mut attempt = None;
+/// the Node environment `thread`.
+///
+/// A file already at `path` is looked at under its OS lock: one of our
+/// markers whose lock is free (its owner died) is taken over (removed, its
+/// content returned in [`Opened::recovered`]); anything else (another tool's
+/// file, garbage, an empty file) is never overwritten and gives `EEXIST`.
+/// `EBUSY` when a live process holds a marker at that path.
+pub fn open(path: &str, json: &str, thread: u64) -> Opened {
+    let mut recovered = None;
+    let id = open_inner(path, json, thread, &mut recovered);
+    Opened { id, recovered }
+}
+
+fn open_inner(
+    path: &str,
+    json: &str,
+    thread: u64,
+    recovered: &mut Option<String>,
+) -> Result<u64, OsError> {
+    let p = Path::new(path);
     // An inspector (cleanStaleLockFiles, recovery, the CLI) may hold an
     // orphaned marker's lock for a moment: retry briefly before saying EBUSY.
     for round in 0..200 {
-        let a = lockfile::attempt(
-            Path::new(path),
-            path,
-            None,
-            &mut |_, _| Judgement::Reclaim,
-            &mut |buf| buf.push_str(json),
-        )?;
-        let busy = matches!(a, Attempt::Busy(_));
-        attempt = Some(a);
-        if !busy {
-            break;
+        if let Some(probe) = lockfile::Probe::open(p, path)? {
+            if probe.try_lock(path)? {
+                let bytes = probe.read();
+                if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES || !is_marker(&bytes) {
+                    return Err(OsError::synthetic("EEXIST", "open", path));
+                }
+                if probe.remove_if_named(p, path)? && recovered.is_none() {
+                    *recovered = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                continue;
+            }
+        } else {
+            // Nothing there: create. A file that appears meanwhile is never
+            // judged here (`Wait`): the next round looks at it as above.
+            let a = lockfile::attempt(p, path, None, &mut |_, _| Judgement::Wait, &mut |buf| {
+                buf.push_str(json)
+            })?;
+            if let Attempt::Acquired(file) = a {
+                let id = NEXT.fetch_add(1, Ordering::Relaxed);
+                with_open(|m| m.insert(id, (path.to_string(), thread, file)));
+                return Ok(id);
+            }
+            if round == 0 {
+                continue;
+            }
         }
         if round >= 100 {
             std::thread::sleep(std::time::Duration::from_micros(100));
@@ -52,14 +96,7 @@ pub fn open(path: &str, json: &str, thread: u64) -> Result<u64, OsError> {
             std::thread::yield_now();
         }
     }
-    match attempt.expect("at least one attempt") {
-        Attempt::Acquired(file) => {
-            let id = NEXT.fetch_add(1, Ordering::Relaxed);
-            with_open(|m| m.insert(id, (path.to_string(), thread, file)));
-            Ok(id)
-        }
-        Attempt::Busy(_) => Err(OsError::synthetic("EBUSY", "flock", path)),
-    }
+    Err(OsError::synthetic("EBUSY", "flock", path))
 }
 
 /// Rewrite an open marker's content.
@@ -180,8 +217,8 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("s.jsonl.active");
         let ps = p.to_str().unwrap();
-        let id = open(ps, "{\"a\":1}", 1).unwrap();
-        assert_eq!(open(ps, "{}", 1).unwrap_err().code, "EBUSY");
+        let id = open(ps, "{\"a\":1}", 1).id.unwrap();
+        assert_eq!(open(ps, "{}", 1).id.unwrap_err().code, "EBUSY");
         assert!(update(id, "{\"a\":2}").unwrap());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}");
         // Held: not an orphan.
@@ -203,11 +240,50 @@ mod tests {
             d.join("other.active").exists(),
             "foreign files are left alone"
         );
-        let id2 = open(d.join("w.jsonl.active").to_str().unwrap(), "{}", 7).unwrap();
+        let id2 = open(d.join("w.jsonl.active").to_str().unwrap(), "{}", 7)
+            .id
+            .unwrap();
         assert_eq!(abandon_thread(7), 1);
         assert!(!close(id2));
         assert!(d.join("w.jsonl.active").exists(), "abandoned, not removed");
         assert!(close(id));
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn open_takes_over_an_orphan_and_never_overwrites_a_stranger() {
+        let d = std::env::temp_dir().join(format!("swl-marker-take-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        // A dead owner's marker (nobody locks it): taken over, content handed back.
+        let orphan = d.join("o.jsonl.active");
+        let dead = "{\"sessionId\":\"dead\",\"lock\":\"os\"}";
+        std::fs::write(&orphan, dead).unwrap();
+        let o = open(orphan.to_str().unwrap(), "{\"sessionId\":\"new\"}", 1);
+        assert_eq!(o.recovered.as_deref(), Some(dead));
+        let id = o.id.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&orphan).unwrap(),
+            "{\"sessionId\":\"new\"}"
+        );
+        // Ours now, and live: a second open is busy and recovers nothing.
+        let again = open(orphan.to_str().unwrap(), "{}", 1);
+        assert_eq!(again.id.unwrap_err().code, "EBUSY");
+        assert!(again.recovered.is_none());
+        assert!(close(id));
+        // Not a marker (foreign text, JSON without "lock": "os", empty): EEXIST, untouched.
+        for (name, text) in [
+            ("f.active", "someone else's file"),
+            ("j.active", "{\"sessionId\":\"x\"}"),
+            ("e.active", ""),
+        ] {
+            let p = d.join(name);
+            std::fs::write(&p, text).unwrap();
+            let r = open(p.to_str().unwrap(), "{}", 1);
+            assert_eq!(r.id.unwrap_err().code, "EEXIST", "{name}");
+            assert!(r.recovered.is_none());
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "{name}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

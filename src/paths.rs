@@ -138,6 +138,32 @@ pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {
     Ok(SessionPaths { key, lock_path })
 }
 
+/// The key `resolved` would normalize to, without creating or changing
+/// anything on disk (for `release(path)`, which must not touch the disk when
+/// nothing is held). A cached directory is used when it still validates;
+/// otherwise the directory is realpath'd if it exists, and a directory that
+/// does not exist (never created, or removed while a lock was held in it)
+/// gives the resolved path itself, which is the key any lock taken there had
+/// when the directory had no symlink on the way.
+pub fn existing_key(resolved: &str) -> String {
+    let (dir, base) = split(resolved);
+    let cached = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|c| c.get(dir))
+        .map(|e| (e.real.clone(), e.id));
+    if let Some((real, id)) = cached {
+        if lstat_id(&real) == Some(id) && (real == dir || stat_id(dir) == Some(id)) {
+            return join(&real, base);
+        }
+    }
+    match std::fs::canonicalize(dir) {
+        Ok(p) => join(&p.to_string_lossy(), base),
+        Err(_) => resolved.to_string(),
+    }
+}
+
 /// Forget the cached entry for the directory of `resolved` (after an open
 /// there failed with `ENOENT`).
 pub fn forget(resolved: &str) {
@@ -198,5 +224,16 @@ mod tests {
         let n = normalize(deep.to_str().unwrap()).unwrap();
         assert!(n.lock_path.ends_with("/x/y/z/s.jsonl.lock"));
         assert!(root.join("x/y/z").is_dir());
+        // existing_key never creates anything.
+        let missing = root.join("m/n/s.jsonl");
+        assert_eq!(
+            existing_key(missing.to_str().unwrap()),
+            missing.to_str().unwrap()
+        );
+        assert!(!root.join("m").exists());
+        assert_eq!(
+            existing_key(link.join("s.jsonl").to_str().unwrap()),
+            again.key
+        );
     }
 }
