@@ -150,25 +150,13 @@ const OPS = {
 }
 
 /**
- * Cells still bad on main with the engine fixes of the same issue merged
- * (atomic create on every path, whole-file rewrites, the hand-off path
- * check): every create path, the marker's included, takes the new file's
- * identity with an fstat after the file is already linked or swapped into
- * place; when that fstat fails, the acquire rejects with its coded error but
- * leaves the complete, unlocked file behind (a live session's marker then
- * looks orphaned). Marked in the table so that a re-run after the fix shows
- * them turning good; they still count as bad. (Before the engine fixes, the
- * kill cells of the create-then-write path, of the hand-off's trim and of the
- * marker update's trim were bad too; see docs/crashpoints.md.)
+ * Cells whose bad outcome has a known, still-open cause: each entry is
+ * { op, call?, fault?, why } (regexps). They still count as bad (the run
+ * exits 1); the mark only says the cause is understood. Empty: the last known
+ * cause (an fstat after the new file was already linked or swapped into
+ * place) is fixed, and the history is in docs/crashpoints.md.
  */
-const KNOWN_BAD = [
-  {
-    op: /^(acquire|acquire-portable|handoff|marker-write)$/,
-    call: /^(statx|fstat|newfstatat)\(\d+/,
-    fault: /^E/,
-    why: 'an fstat failing after the new file is in place leaves it behind (complete, unlocked); for a marker, a live session then looks orphaned',
-  },
-]
+const KNOWN_BAD = []
 
 function knownBad(op, call, fault) {
   const is = (m, v) => (m instanceof RegExp ? m.test(v) : m === v)

@@ -188,10 +188,15 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
         match created {
             Ok(f) => {
                 count(COUNT_EXCL);
-                // O_EXCL only ever makes a regular file.
-                let meta = f
-                    .metadata()
-                    .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
+                // O_EXCL only ever makes a regular file. If we cannot even
+                // stat it, take back the (empty) name we just created.
+                let meta = match f.metadata() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(path);
+                        return Err(OsError::from_io(&e, "fstat", path_str));
+                    }
+                };
                 return Ok((f, true, meta));
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -321,6 +326,11 @@ fn publish(
         file.write_all_at(buf.as_bytes(), 0)
             .map_err(|e| OsError::from_io(&e, "write", path_str))?;
     }
+    // Identity first: once linked, the file is visible, and a failure after
+    // that would leave a complete but unlocked file at the path.
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
     let proc_path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
     let Ok(target) = CString::new(path.as_os_str().as_bytes()) else {
         return Ok(Publish::Unsupported);
@@ -346,9 +356,6 @@ fn publish(
         return Ok(Publish::Unsupported);
     }
     count(COUNT_TMPFILE);
-    let meta = file
-        .metadata()
-        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
     Ok(Publish::Done(LockFile {
         file,
         id: meta_id(&meta),
@@ -456,6 +463,14 @@ fn publish_linked(
             return Err(OsError::from_io(&e, "write", path_str));
         }
     }
+    // Identity before the name is published (as in `publish`).
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => {
+            cleanup(&tmp);
+            return Err(OsError::from_io(&e, "fstat", path_str));
+        }
+    };
     let linked = std::fs::hard_link(&tmp, path);
     cleanup(&tmp);
     match linked {
@@ -472,9 +487,6 @@ fn publish_linked(
         }
     }
     count(COUNT_TEMP_LINK);
-    let meta = file
-        .metadata()
-        .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
     Ok(Linked::Done(LockFile {
         file,
         id: meta_id(&meta),
@@ -877,6 +889,15 @@ impl LockFile {
                 return Err(e);
             }
         }
+        // Identity before the swap publishes the new file (a failure after it
+        // would leave our complete file at the path with no holder).
+        let meta = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                drop_tmp(&tmp);
+                return Err(e);
+            }
+        };
         let (Ok(ctmp), Ok(cpath)) = (
             CString::new(tmp.as_os_str().as_bytes()),
             CString::new(path.as_os_str().as_bytes()),
@@ -920,7 +941,6 @@ impl LockFile {
             return Ok(Some(Rewrite::Lost));
         }
         drop_tmp(&tmp);
-        let meta = file.metadata()?;
         // The old file (unlinked now) closes here, freeing its OS lock.
         self.file = file;
         self.id = meta_id(&meta);
