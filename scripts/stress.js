@@ -260,14 +260,18 @@ async function main() {
       if (slot.legacy) legacyWids.add(wid)
       pidsOf.set(wid, child.pid)
       let stderr = ''
+      slot.done = 0 // sections this process finished: the chaos loop spares it until one
       child.stdout.on('data', (d) => {
         slot.remaining -= d.length
+        slot.done += d.length
         lastProgress = Date.now()
       })
       child.stderr.on('data', (d) => {
         if (stderr.length < 4000) stderr += d
       })
-      child.on('exit', (code, signal) => {
+      // 'close', not 'exit': on a loaded machine the last dots can arrive
+      // after the process exited, and would then look like unfinished work.
+      child.on('close', (code, signal) => {
         live--
         slot.child = null
         if (signal === 'SIGKILL' && kills.has(wid)) {
@@ -307,7 +311,13 @@ async function main() {
         return
       }
       if (opts.chaos) {
-        const alive = slots.filter((s) => s.child !== null && s.remaining > 0 && s.child.exitCode === null && !kills.has(s.wid))
+        // Only a process that finished a section since it started: on a
+        // loaded machine a restart can take longer than the kill interval,
+        // and killing processes before they get anywhere would only measure
+        // the machine (no progress at all), not the lock.
+        const alive = slots.filter(
+          (s) => s.child !== null && s.done > 0 && s.remaining > 0 && s.child.exitCode === null && !kills.has(s.wid),
+        )
         // Mostly a current holder (the pid its lock file names), else anyone.
         let victim = null
         if (Math.random() < 0.75) {
