@@ -1,0 +1,225 @@
+// Follow-ups on exclusion and inspection (docs/exclusion.md, docs/spec.md):
+// a waiter whose inotify watch cannot be added says so once on stderr and
+// still wakes and times out; inspection shows a long hold's real start
+// (`heldSince`, the file's mtime) while its createdAt is kept fresh; and the
+// sweep removes stray temporary files of the portable create once they are
+// unlocked and past the payload-less grace.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import * as swl from '../index.mjs'
+import helpers from './fixtures/core-helpers.js'
+
+const { tmpDir, spawnNode, holderPath, fixture, parseLine } = helpers
+const BIN = fileURLToPath(new URL('../bin/session-lock.js', import.meta.url))
+const children = []
+const spawnTracked = (args, opts) => {
+  const h = spawnNode(args, opts)
+  children.push(h)
+  return h
+}
+const pause = (ms) => new Promise((r) => setTimeout(r, ms))
+
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill()
+  swl.resetSessionWriteLockStateForTest()
+})
+
+async function holdElsewhere(sessionFile) {
+  const h = spawnTracked([holderPath, sessionFile])
+  const info = parseLine(await h.waitLine('acquired'))
+  return { h, info }
+}
+
+describe('a waiter whose inotify watch cannot be added', () => {
+  it('says so once on stderr (code and path), still times out, and still wakes when the holder releases', async () => {
+    const sessionFile = path.join(tmpDir('swl-follow-'), 's.jsonl')
+    const { h, info } = await holdElsewhere(sessionFile)
+    const w = spawnTracked([fixture('follow-wait.js'), sessionFile, '1500'], {
+      env: { SESSION_WRITE_LOCK_TEST_WAITER_FAIL: 'add-watch:1000000' },
+    })
+    // timeoutMs still bounds a wait without a watch.
+    const first = parseLine(await w.waitLine('first ', 60_000))
+    expect(first).toMatchObject({ code: 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT', name: 'SessionWriteLockTimeoutError' })
+    await w.waitLine('waiting')
+    await pause(300)
+    expect(w.lines.some((l) => l.startsWith('second'))).toBe(false)
+    h.send('release')
+    expect(parseLine(await w.waitLine('second', 30_000))).toMatchObject({ ok: true })
+    expect((await w.exited).code).toBe(0)
+    // Two waits without a watch, one line.
+    const said = w.stderr().split('\n').filter((l) => l.startsWith('[session-write-lock]'))
+    expect(said).toHaveLength(1)
+    expect(said[0]).toContain('inotify_add_watch')
+    expect(said[0]).toContain('ENOSPC')
+    expect(said[0]).toContain(info.lockPath)
+    expect(said[0]).toContain('polling')
+  }, 90_000)
+
+  it('a watch that fails only for a while: one line, and the wait wakes on release', async () => {
+    const sessionFile = path.join(tmpDir('swl-follow-'), 's.jsonl')
+    const { h } = await holdElsewhere(sessionFile)
+    const w = spawnTracked([fixture('follow-wait.js'), sessionFile, '800'], {
+      env: { SESSION_WRITE_LOCK_TEST_WAITER_FAIL: 'add-watch:3' },
+    })
+    expect(parseLine(await w.waitLine('first ', 60_000)).code).toBe('OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT')
+    await w.waitLine('waiting')
+    h.send('release')
+    expect(parseLine(await w.waitLine('second', 30_000))).toMatchObject({ ok: true })
+    const said = w.stderr().split('\n').filter((l) => l.startsWith('[session-write-lock]'))
+    expect(said).toHaveLength(1)
+  }, 90_000)
+
+  it('without the seam a contended wait prints nothing', async () => {
+    const sessionFile = path.join(tmpDir('swl-follow-'), 's.jsonl')
+    const { h } = await holdElsewhere(sessionFile)
+    const w = spawnTracked([fixture('follow-wait.js'), sessionFile, '300'])
+    await w.waitLine('waiting', 60_000)
+    h.send('release')
+    expect(parseLine(await w.waitLine('second', 30_000))).toMatchObject({ ok: true })
+    expect(w.stderr()).toBe('')
+  }, 90_000)
+})
+
+describe('inspection shows the real start of a long hold', () => {
+  it('heldSince is the hold start (the file mtime) while createdAt is kept fresh; the CLI shows the real age', async () => {
+    const dir = tmpDir('swl-follow-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    const h = spawnTracked([fixture('excl-long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' } })
+    const acq = parseLine(await h.waitLine('acquired'))
+    const startMs = Date.parse(acq.acquiredAt)
+
+    // Fresh hold: the file was created at the acquire.
+    const fresh = swl.inspectLockFile(acq.lockPath)
+    expect(fresh.held).toBe(true)
+    expect(typeof fresh.heldSince).toBe('string')
+    expect(Math.abs(Date.parse(fresh.heldSince) - startMs)).toBeLessThanOrEqual(1000)
+
+    // Wait (by what the file says) until the payload was refreshed well after the start.
+    let payload
+    for (let i = 0; i < 600; i++) {
+      payload = JSON.parse(fs.readFileSync(acq.lockPath, 'utf8'))
+      if (Date.parse(payload.createdAt) - startMs >= 2500) break
+      await pause(100)
+    }
+    expect(Date.parse(payload.createdAt) - startMs).toBeGreaterThanOrEqual(2500)
+
+    const r = swl.inspectLockFile(acq.lockPath)
+    expect(r.held).toBe(true)
+    expect(Math.abs(Date.parse(r.heldSince) - startMs)).toBeLessThanOrEqual(1000)
+    expect(Date.parse(r.createdAt)).toBeGreaterThan(Date.parse(r.heldSince) + 1000)
+    expect(r.ageMs).toBeLessThan(Date.now() - Date.parse(r.heldSince))
+
+    const swept = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(swept.locks).toHaveLength(1)
+    expect(swept.locks[0].heldSince).toBe(r.heldSince)
+
+    // The CLI: --json carries heldSince, the table's AGE is the hold's.
+    const j = spawnSync(process.execPath, [BIN, 'inspect', dir, '--json'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+    const row = JSON.parse(j.stdout).rows.find((x) => x.file === 's.jsonl.lock')
+    expect(row.heldSince).toBe(r.heldSince)
+    const before = Date.now()
+    const t = spawnSync(process.execPath, [BIN, 'inspect', dir], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+    const line = t.stdout.split('\n').find((l) => l.startsWith('s.jsonl.lock'))
+    expect(line, t.stdout).toBeDefined()
+    const cells = line.trim().split(/\s{2,}|\s(?=\S)/)
+    const age = cells.find((c) => /^\d+(\.\d+)?(ms|s)$|^\d+m\d\ds$/.test(c))
+    const ageMs = age.endsWith('ms') ? Number(age.slice(0, -2)) : age.includes('m') ? NaN : Number(age.slice(0, -1)) * 1000
+    // Shown to within its rounding: at least the hold's age when the CLI started.
+    expect(ageMs, line).toBeGreaterThanOrEqual(before - startMs - 100)
+    for (const l of t.stdout.split('\n')) expect(l.length).toBeLessThanOrEqual(100)
+
+    h.send('release')
+    await h.waitLine('released')
+  }, 90_000)
+
+  it('heldSince is null for a file nobody holds and for an old-module file', async () => {
+    const dir = tmpDir('swl-follow-')
+    const { h, info } = await holdElsewhere(path.join(dir, 'a.jsonl'))
+    h.kill()
+    await h.exited
+    const old = path.join(dir, 'b.jsonl.lock')
+    fs.writeFileSync(old, JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }, null, 2))
+    expect(swl.inspectLockFile(info.lockPath)).toMatchObject({ held: false, heldSince: null })
+    expect(swl.inspectLockFile(old)).toMatchObject({ heldSince: null })
+  }, 60_000)
+})
+
+describe('stray temporary files of the portable create', () => {
+  /** A real stray: a portable create SIGKILLed between its link and its unlink. */
+  function killedBetweenLinkAndUnlink(sessionFile) {
+    const r = spawnSync(
+      'strace',
+      ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=unlink', '-e', 'inject=unlink:signal=KILL:when=1', process.execPath, holderPath, sessionFile],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' } },
+    )
+    return r
+  }
+
+  it('a SIGKILL between link and unlink leaves one; cleanup removes it only after the grace, and never lists it', async () => {
+    const dir = tmpDir('swl-follow-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    killedBetweenLinkAndUnlink(sessionFile)
+    const names = fs.readdirSync(dir)
+    const stray = names.find((n) => /^\.s\.jsonl\.lock\.\d+-\d+\.tmp$/.test(n))
+    expect(stray, JSON.stringify(names)).toBeDefined()
+    const strayPath = path.join(dir, stray)
+    const info = []
+    const warn = []
+    const log = { info: (m) => info.push(m), warn: (m) => warn.push(m) }
+
+    // Inside the grace (the file is seconds old): kept.
+    let res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(res.locks.map((l) => path.basename(l.lockPath))).toEqual(['s.jsonl.lock'])
+    expect(fs.existsSync(strayPath)).toBe(true)
+    expect(info).toEqual([])
+
+    // Not with removeStale: false.
+    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log, removeStale: false, nowMs: Date.now() + 60_000 })
+    expect(fs.existsSync(strayPath)).toBe(true)
+
+    // Past the grace: removed, logged via info, never an entry.
+    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log, nowMs: Date.now() + 60_000 })
+    expect(res.locks.every((l) => l.lockPath.endsWith('.jsonl.lock'))).toBe(true)
+    expect(res.cleaned.every((l) => l.lockPath.endsWith('.jsonl.lock'))).toBe(true)
+    expect(fs.existsSync(strayPath)).toBe(false)
+    expect(info).toEqual([`removed stray lock temp file: ${strayPath}`])
+    expect(warn.some((m) => m.includes('.tmp'))).toBe(false)
+    expect(fs.readdirSync(dir)).toEqual([])
+  }, 90_000)
+
+  it('the grace is min(staleMs, 5 s), and a flocked temp file is never removed', async () => {
+    const dir = tmpDir('swl-follow-')
+    const mk = (name, ageMs) => {
+      const p = path.join(dir, name)
+      fs.writeFileSync(p, JSON.stringify({ pid: 999999, createdAt: new Date().toISOString(), lock: 'os' }, null, 2))
+      const t = new Date(Date.now() - ageMs)
+      fs.utimesSync(p, t, t)
+      return p
+    }
+    const young = mk('.y.jsonl.lock.4242-1.tmp', 2000)
+    const old = mk('.o.jsonl.lock.4242-2.tmp', 6000)
+    const locked = mk('.l.jsonl.lock.4242-3.tmp', 60_000)
+    const other = mk('.x.jsonl.lock.tmp', 60_000) // not our pattern: left alone
+    const f = spawnTracked([locked, '-c', 'echo locked; read x'], { command: 'flock', nodeArgs: ['-x'] })
+    await f.waitLine('locked')
+    const info = []
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    expect(fs.existsSync(young)).toBe(true)
+    expect(fs.existsSync(old)).toBe(false)
+    expect(fs.existsSync(locked)).toBe(true)
+    expect(fs.existsSync(other)).toBe(true)
+    // A short staleMs shortens the grace.
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, staleMs: 1000, log: { info: (m) => info.push(m) } })
+    expect(fs.existsSync(young)).toBe(false)
+    expect(fs.existsSync(locked)).toBe(true)
+    f.send('go')
+    await f.exited
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    expect(fs.existsSync(locked)).toBe(false)
+    expect(info.sort()).toEqual([old, young, locked].map((p) => `removed stray lock temp file: ${p}`).sort())
+    expect(fs.readdirSync(dir)).toEqual(['.x.jsonl.lock.tmp'])
+  }, 60_000)
+})
