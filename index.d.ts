@@ -113,6 +113,16 @@ export type SessionLockInspection = {
   removed: boolean
   /** An OS lock is held on it right now. */
   held: boolean
+  /**
+   * When the current hold began (ISO 8601), for a file written by this package
+   * (`"lock": "os"`) whose OS lock is held: the file's modification time, which
+   * the holder keeps at the hold's start while it refreshes `createdAt` (a hold
+   * longer than `REFRESH_MS`, 20 s by default, has a recent `createdAt`). `null`
+   * when the file is not held or is an old-module file (whose `createdAt` is its
+   * start). Optional in the type for objects built by hand; the package always
+   * sets it.
+   */
+  heldSince?: string | null
 }
 
 /** An environment to read overrides from (`process.env` fits). */

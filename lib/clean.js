@@ -149,6 +149,7 @@ function toInspection(r) {
     staleReasons: r.staleReasons,
     removed: r.removed,
     held: r.held,
+    heldSince: r.heldSinceMs != null ? new Date(r.heldSinceMs).toISOString() : null,
   }
 }
 
@@ -212,6 +213,31 @@ function inspectLockFile(lockPath, opts) {
   return out
 }
 
+/**
+ * A temporary name of a create or rewrite: `.<name>.jsonl.lock.<pid>-<n>.tmp`.
+ * A process killed between its `link` and `unlink` (or inside a swap) leaves
+ * one behind; it is never a lock entry.
+ */
+const STRAY_TEMP = /^\..+\.jsonl\.lock\.\d+-\d+\.tmp$/
+
+/** Grace of a temp file, as of a payload-less lock file: min(staleMs, 5 s). */
+const PAYLOADLESS_GRACE_MS = 5000
+
+/**
+ * Remove the stray temp files among `names` that nobody holds and whose mtime
+ * is older than the grace; log each removal via `info`, failures via `warn`.
+ */
+function removeStrayTemps(sessionsDir, names, nowMs, staleMs, info, warn) {
+  const graceMs = Math.min(staleMs, PAYLOADLESS_GRACE_MS)
+  for (const name of names) {
+    if (!STRAY_TEMP.test(name)) continue
+    const file = path.join(sessionsDir, name)
+    const r = native.removeStrayTemp(file, nowMs, graceMs)
+    if (r.removed) info(`removed stray lock temp file: ${file}`)
+    else if (r.error && r.error.code !== 'ENOENT') warn(`could not remove stray lock temp file: ${file}: ${r.error.code}`)
+  }
+}
+
 async function cleanStaleLockFiles(params) {
   if (params === null || typeof params !== 'object' || typeof params.sessionsDir !== 'string') {
     throw new TypeError('cleanStaleLockFiles expects { sessionsDir: string }')
@@ -223,6 +249,7 @@ async function cleanStaleLockFiles(params) {
   const nowMs = resolveNow(params.nowMs)
   const log = params.log
   const warn = log && typeof log.warn === 'function' ? (m) => log.warn(m) : () => {}
+  const info = log && typeof log.info === 'function' ? (m) => log.info(m) : () => {}
   let names
   try {
     names = await fs.promises.readdir(sessionsDir)
@@ -230,6 +257,7 @@ async function cleanStaleLockFiles(params) {
     if (err && err.code === 'ENOENT') return { locks: [], cleaned: [] }
     throw err
   }
+  if (removeStale) removeStrayTemps(sessionsDir, names, nowMs, staleMs, info, warn)
   names = names.filter((n) => n.endsWith('.jsonl.lock')).sort((a, b) => a.localeCompare(b))
   const locks = []
   const cleaned = []

@@ -62,19 +62,31 @@ static STARTING: Mutex<()> = Mutex::new(());
 /// first `n` attempts to start the waiting machinery fail at `<what>`:
 /// `pipe` (EMFILE), `inotify` (EMFILE), `spawn` (EAGAIN), or
 /// `inotify-missing` (ENOSYS, as on a kernel without inotify). Read only while
-/// the machinery is not running; never set it in production.
+/// the machinery is not running; never set it in production. (`add-watch`,
+/// read once as the thread starts, is [`injected_add_watch_failures`].)
 fn injected(what: &str) -> bool {
     use std::sync::atomic::{AtomicU32, Ordering};
     static USED: AtomicU32 = AtomicU32::new(0);
-    let Some(v) = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL") else {
+    let Some(n) = seam_count(what) else {
         return false;
     };
+    USED.fetch_add(1, Ordering::Relaxed) < n
+}
+
+/// `n` when the test seam is set to `<what>:<n>`.
+fn seam_count(what: &str) -> Option<u32> {
+    let v = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL")?;
     let v = v.to_string_lossy();
-    let Some((w, n)) = v.split_once(':') else {
-        return false;
-    };
-    let n: u32 = n.parse().unwrap_or(0);
-    w == what && USED.fetch_add(1, Ordering::Relaxed) < n
+    let (w, n) = v.split_once(':')?;
+    (w == what).then(|| n.parse().unwrap_or(0))
+}
+
+/// Test-only seam, `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`: the
+/// first `n` calls to `inotify_add_watch` of the waiting thread fail with
+/// `ENOSPC` (as when `fs.inotify.max_user_watches` is exhausted). Read once,
+/// when the thread starts.
+fn injected_add_watch_failures() -> u32 {
+    seam_count("add-watch").unwrap_or(0)
 }
 
 fn close_fd(fd: i32) {
@@ -148,6 +160,29 @@ fn report_polling(errno: i32) {
         eprintln!(
             "[session-write-lock] inotify is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
             crate::oserror::code_of(errno),
+            PORTABLE_POLL.as_millis()
+        );
+    });
+}
+
+/// Say once per process that a lock file could not be watched, so waits
+/// for it poll (every [`PORTABLE_POLL`]) instead of waking on its events.
+/// `ENOENT` is not reported: the file was just removed (its holder released),
+/// and the next attempt runs at once.
+#[cfg(target_os = "linux")]
+fn report_watch_failed(errno: i32, path: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let hint = if errno == libc::ENOSPC {
+            " (raise fs.inotify.max_user_watches)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "[session-write-lock] inotify_add_watch failed ({}{}) for {}: waits for a lock file that cannot be watched fall back to polling every {} ms (said once per process)",
+            crate::oserror::code_of(errno),
+            hint,
+            path,
             PORTABLE_POLL.as_millis()
         );
     });
@@ -260,6 +295,10 @@ struct Watches {
     #[cfg(target_os = "linux")]
     fd: i32,
     by_wd: HashMap<i32, Vec<Arc<str>>>,
+    /// Test seam: `inotify_add_watch` calls left to fail (see
+    /// [`injected_add_watch_failures`]).
+    #[cfg(target_os = "linux")]
+    fail_add_watch: u32,
 }
 
 #[cfg(target_os = "linux")]
@@ -278,6 +317,12 @@ impl Watches {
             #[cfg(target_os = "linux")]
             fd,
             by_wd: HashMap::new(),
+            #[cfg(target_os = "linux")]
+            fail_add_watch: if fd >= 0 {
+                injected_add_watch_failures()
+            } else {
+                0
+            },
         }
     }
 
@@ -292,7 +337,9 @@ impl Watches {
         }
     }
 
-    /// Watch the inode currently at `path` for `key`; returns the wd.
+    /// Watch the inode currently at `path` for `key`; returns the wd, or
+    /// `None` when it cannot be watched (the caller then polls; a failure
+    /// other than `ENOENT` is said once per process on stderr).
     fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<i32>) -> Option<i32> {
         #[cfg(target_os = "linux")]
         {
@@ -300,9 +347,29 @@ impl Watches {
                 return None;
             }
             let c = std::ffi::CString::new(path).ok()?;
-            // SAFETY: valid NUL-terminated path and our inotify descriptor.
-            let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
-            let new = (wd >= 0).then_some(wd);
+            let wd = if self.fail_add_watch > 0 {
+                self.fail_add_watch -= 1;
+                Err(libc::ENOSPC)
+            } else {
+                // SAFETY: valid NUL-terminated path and our inotify descriptor.
+                let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
+                if wd >= 0 {
+                    Ok(wd)
+                } else {
+                    Err(std::io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EIO))
+                }
+            };
+            let new = match wd {
+                Ok(wd) => Some(wd),
+                Err(errno) => {
+                    if errno != libc::ENOENT {
+                        report_watch_failed(errno, path);
+                    }
+                    None
+                }
+            };
             if new != old {
                 if let Some(o) = old {
                     self.unwatch(key, o);
@@ -517,7 +584,8 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             entry.wait = Some(wait);
             // The path may name a new inode now: watch that one.
             entry.wd = watches.watch(key, &lock_path, entry.wd);
-            let every = if !watches.available() {
+            let every = if !watches.available() || entry.wd.is_none() {
+                // No change notification for this file: poll.
                 PORTABLE_POLL
             } else if entry.quick > 0 {
                 let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
