@@ -14,7 +14,10 @@
 //! Our retries reuse the kept descriptor (no open/close churn, so waiters do
 //! not wake each other), and a fallback poll (every [`FALLBACK_POLL`], or
 //! [`LEGACY_POLL`] for a file held by the old module, which offers no OS lock
-//! and no close event) covers file systems where inotify stays silent.
+//! and no close event) covers file systems where inotify stays silent. A
+//! lock file that cannot be watched (`inotify_add_watch` fails: `ENOSPC` when
+//! `fs.inotify.max_user_watches` is used up, `EACCES`, ...) is polled every
+//! [`PORTABLE_POLL`], and the process says so once on stderr.
 //! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
 //!
 //! Guarantees: at most one attempt in flight per key; a key nobody waits for
@@ -174,15 +177,15 @@ fn report_watch_failed(errno: i32, path: &str) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
         let hint = if errno == libc::ENOSPC {
-            " (raise fs.inotify.max_user_watches)"
+            " (fs.inotify.max_user_watches is used up)"
         } else {
             ""
         };
         eprintln!(
-            "[session-write-lock] inotify_add_watch failed ({}{}) for {}: waits for a lock file that cannot be watched fall back to polling every {} ms (said once per process)",
+            "[session-write-lock] inotify_add_watch failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling every {} ms (said once per process)",
             crate::oserror::code_of(errno),
-            hint,
             path,
+            hint,
             PORTABLE_POLL.as_millis()
         );
     });
