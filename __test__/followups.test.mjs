@@ -147,79 +147,136 @@ describe('inspection shows the real start of a long hold', () => {
   }, 60_000)
 })
 
-describe('stray temporary files of the portable create', () => {
-  /** A real stray: a portable create SIGKILLed between its link and its unlink. */
-  function killedBetweenLinkAndUnlink(sessionFile) {
-    const r = spawnSync(
+describe('stray temporary files of creates and swaps', () => {
+  const STRAY = /^\.s\.jsonl\.lock\.\d+-\d+\.tmp$/
+  const age = (p, ms) => {
+    const t = new Date(Date.now() - ms)
+    fs.utimesSync(p, t, t)
+  }
+  const strayIn = (dir) => {
+    const names = fs.readdirSync(dir)
+    const stray = names.find((n) => STRAY.test(n))
+    expect(stray, JSON.stringify(names)).toBeDefined()
+    return path.join(dir, stray)
+  }
+
+  it('a portable create SIGKILLed between link and unlink: cleanup removes the stray only past the grace, and never lists it', async () => {
+    const dir = tmpDir('swl-follow-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    // A real stray: the first unlink of the process is the temp name's, after its link.
+    spawnSync(
       'strace',
       ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=unlink', '-e', 'inject=unlink:signal=KILL:when=1', process.execPath, holderPath, sessionFile],
       { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' } },
     )
-    return r
-  }
-
-  it('a SIGKILL between link and unlink leaves one; cleanup removes it only after the grace, and never lists it', async () => {
-    const dir = tmpDir('swl-follow-')
-    const sessionFile = path.join(dir, 's.jsonl')
-    killedBetweenLinkAndUnlink(sessionFile)
-    const names = fs.readdirSync(dir)
-    const stray = names.find((n) => /^\.s\.jsonl\.lock\.\d+-\d+\.tmp$/.test(n))
-    expect(stray, JSON.stringify(names)).toBeDefined()
-    const strayPath = path.join(dir, stray)
+    const strayPath = strayIn(dir)
     const info = []
     const warn = []
     const log = { info: (m) => info.push(m), warn: (m) => warn.push(m) }
 
-    // Inside the grace (the file is seconds old): kept.
+    // Inside the grace (the file is a moment old): kept, and only the lock is an entry.
     let res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
     expect(res.locks.map((l) => path.basename(l.lockPath))).toEqual(['s.jsonl.lock'])
+    expect(res.cleaned.map((l) => path.basename(l.lockPath))).toEqual(['s.jsonl.lock'])
+    expect(fs.existsSync(strayPath)).toBe(true)
+    // A clock set ahead does not make a young temp file old.
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log, nowMs: Date.now() + 60_000 })
     expect(fs.existsSync(strayPath)).toBe(true)
     expect(info).toEqual([])
 
+    age(strayPath, 10_000)
     // Not with removeStale: false.
-    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log, removeStale: false, nowMs: Date.now() + 60_000 })
+    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log, removeStale: false })
+    expect(res.locks).toEqual([])
     expect(fs.existsSync(strayPath)).toBe(true)
-
     // Past the grace: removed, logged via info, never an entry.
-    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log, nowMs: Date.now() + 60_000 })
-    expect(res.locks.every((l) => l.lockPath.endsWith('.jsonl.lock'))).toBe(true)
-    expect(res.cleaned.every((l) => l.lockPath.endsWith('.jsonl.lock'))).toBe(true)
+    res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
+    expect(res).toEqual({ locks: [], cleaned: [] })
     expect(fs.existsSync(strayPath)).toBe(false)
     expect(info).toEqual([`removed stray lock temp file: ${strayPath}`])
     expect(warn.some((m) => m.includes('.tmp'))).toBe(false)
     expect(fs.readdirSync(dir)).toEqual([])
   }, 90_000)
 
-  it('the grace is min(staleMs, 5 s), and a flocked temp file is never removed', async () => {
+  it('a refresh swap SIGKILLed at its exchange leaves a complete temp file; cleanup removes it past the grace', async () => {
+    const dir = tmpDir('swl-follow-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    const h = spawnTracked(['-f', '-qq', '-o', '/dev/null', '-e', 'trace=renameat2', '-e', 'inject=renameat2:signal=KILL:when=1', process.execPath, fixture('follow-hold.js'), sessionFile], {
+      command: 'strace',
+      env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' },
+    })
+    const acq = parseLine(await h.waitLine('acquired'))
+    await h.exited // killed by the first refresh's renameat2
+    const strayPath = strayIn(dir)
+    const stray = JSON.parse(fs.readFileSync(strayPath, 'utf8'))
+    expect(stray).toMatchObject({ fencingToken: acq.fencingToken, lock: 'os' })
+    expect(fs.statSync(strayPath).ino).not.toBe(fs.statSync(acq.lockPath).ino)
+    const info = []
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    expect(fs.existsSync(strayPath)).toBe(true)
+    age(strayPath, 10_000)
+    const res = await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    expect(res.locks).toEqual([])
+    expect(info).toEqual([`removed stray lock temp file: ${strayPath}`])
+    expect(fs.readdirSync(dir)).toEqual([])
+  }, 90_000)
+
+  it('the grace is min(staleMs, 5 s) but at least 1 s, and a flocked temp file is never removed', async () => {
     const dir = tmpDir('swl-follow-')
     const mk = (name, ageMs) => {
       const p = path.join(dir, name)
       fs.writeFileSync(p, JSON.stringify({ pid: 999999, createdAt: new Date().toISOString(), lock: 'os' }, null, 2))
-      const t = new Date(Date.now() - ageMs)
-      fs.utimesSync(p, t, t)
+      age(p, ageMs)
       return p
     }
     const young = mk('.y.jsonl.lock.4242-1.tmp', 2000)
     const old = mk('.o.jsonl.lock.4242-2.tmp', 6000)
     const locked = mk('.l.jsonl.lock.4242-3.tmp', 60_000)
-    const other = mk('.x.jsonl.lock.tmp', 60_000) // not our pattern: left alone
+    const other = mk('.x.jsonl.lock.tmp', 60_000) // not the pattern: left alone
     const f = spawnTracked([locked, '-c', 'echo locked; read x'], { command: 'flock', nodeArgs: ['-x'] })
     await f.waitLine('locked')
     const info = []
-    await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    const log = { info: (m) => info.push(m) }
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
     expect(fs.existsSync(young)).toBe(true)
     expect(fs.existsSync(old)).toBe(false)
     expect(fs.existsSync(locked)).toBe(true)
     expect(fs.existsSync(other)).toBe(true)
-    // A short staleMs shortens the grace.
-    await swl.cleanStaleLockFiles({ sessionsDir: dir, staleMs: 1000, log: { info: (m) => info.push(m) } })
+    // A short staleMs shortens the grace, down to 1 s.
+    const fresh = mk('.f.jsonl.lock.4242-4.tmp', 0)
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, staleMs: 1, log })
     expect(fs.existsSync(young)).toBe(false)
+    expect(fs.existsSync(fresh)).toBe(true)
     expect(fs.existsSync(locked)).toBe(true)
     f.send('go')
     await f.exited
-    await swl.cleanStaleLockFiles({ sessionsDir: dir, log: { info: (m) => info.push(m) } })
+    await swl.cleanStaleLockFiles({ sessionsDir: dir, log })
     expect(fs.existsSync(locked)).toBe(false)
     expect(info.sort()).toEqual([old, young, locked].map((p) => `removed stray lock temp file: ${p}`).sort())
-    expect(fs.readdirSync(dir)).toEqual(['.x.jsonl.lock.tmp'])
+    expect(fs.readdirSync(dir).sort()).toEqual(['.f.jsonl.lock.4242-4.tmp', '.x.jsonl.lock.tmp'])
+  }, 60_000)
+
+  it('sweeping with a 1 ms staleMs beside a hold that swaps its file every few ms never removes a temp file in use', async () => {
+    const dir = tmpDir('swl-follow-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    const h = spawnTracked([fixture('follow-hold.js'), sessionFile], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '5' } })
+    const acq = parseLine(await h.waitLine('acquired'))
+    const info = []
+    let sweeps = 0
+    const until = Date.now() + 3000
+    while (Date.now() < until) {
+      const res = await swl.cleanStaleLockFiles({ sessionsDir: dir, staleMs: 1, log: { info: (m) => info.push(m) } })
+      expect(res.cleaned).toEqual([])
+      sweeps++
+    }
+    expect(sweeps).toBeGreaterThan(10)
+    expect(info).toEqual([])
+    h.send('check')
+    expect(parseLine(await h.waitLine('check'))).toEqual({ owned: true })
+    const payload = JSON.parse(fs.readFileSync(acq.lockPath, 'utf8'))
+    expect(payload.fencingToken).toBe(acq.fencingToken)
+    expect(Date.parse(payload.createdAt)).toBeGreaterThan(until - 3000) // it did refresh meanwhile
+    h.send('release')
+    await h.waitLine('released')
   }, 60_000)
 })

@@ -220,19 +220,24 @@ function inspectLockFile(lockPath, opts) {
  */
 const STRAY_TEMP = /^\..+\.jsonl\.lock\.\d+-\d+\.tmp$/
 
-/** Grace of a temp file, as of a payload-less lock file: min(staleMs, 5 s). */
+/** Grace of a temp file, as of a payload-less lock file: min(staleMs, 5 s)... */
 const PAYLOADLESS_GRACE_MS = 5000
+/** ...but never under 1 s: a file in use is unlocked between its open and its flock. */
+const MIN_TEMP_GRACE_MS = 1000
 
 /**
  * Remove the stray temp files among `names` that nobody holds and whose mtime
  * is older than the grace; log each removal via `info`, failures via `warn`.
+ * The grace is judged by the earlier of `nowMs` and the real clock: a caller's
+ * clock set ahead must not make a temp file that is being built look old.
  */
 function removeStrayTemps(sessionsDir, names, nowMs, staleMs, info, warn) {
-  const graceMs = Math.min(staleMs, PAYLOADLESS_GRACE_MS)
+  const graceMs = Math.max(MIN_TEMP_GRACE_MS, Math.min(staleMs, PAYLOADLESS_GRACE_MS))
+  const clockMs = Math.min(nowMs, Date.now())
   for (const name of names) {
     if (!STRAY_TEMP.test(name)) continue
     const file = path.join(sessionsDir, name)
-    const r = native.removeStrayTemp(file, nowMs, graceMs)
+    const r = native.removeStrayTemp(file, clockMs, graceMs)
     if (r.removed) info(`removed stray lock temp file: ${file}`)
     else if (r.error && r.error.code !== 'ENOENT') warn(`could not remove stray lock temp file: ${file}: ${r.error.code}`)
   }
