@@ -146,6 +146,12 @@ export declare function cleanStaleLockFiles(params: {
   staleMs?: number
   removeStale?: boolean
   nowMs?: number
+  /**
+   * `warn`: each stale lock removed (`removed stale session lock: <path> (<reasons>)`)
+   * or that could not be. `info`: each stray temporary file of a killed create or
+   * rewrite removed (`removed stray lock temp file: <path>`; such files are never
+   * entries of `locks` or `cleaned`).
+   */
   log?: { warn?: (message: string) => void; info?: (message: string) => void }
   config?: SessionWriteLockConfig
   /** Where the environment overrides are read; default `process.env`. */
