@@ -16,8 +16,8 @@
 //! [`LEGACY_POLL`] for a file held by the old module, which offers no OS lock
 //! and no close event) covers file systems where inotify stays silent. A
 //! lock file that cannot be watched (`inotify_add_watch` fails: `ENOSPC` when
-//! `fs.inotify.max_user_watches` is used up, `EACCES`, ...) is polled every
-//! [`PORTABLE_POLL`], and the process says so once on stderr.
+//! `fs.inotify.max_user_watches` is used up, `EACCES`, ...) is polled (see
+//! [`unwatched_poll`]), and the process says so once on stderr.
 //! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
 //!
 //! Guarantees: at most one attempt in flight per key; a key nobody waits for
@@ -169,7 +169,7 @@ fn report_polling(errno: i32) {
 }
 
 /// Say once per process that a lock file could not be watched, so waits
-/// for it poll (every [`PORTABLE_POLL`]) instead of waking on its events.
+/// for it poll ([`unwatched_poll`]) instead of waking on its events.
 /// `ENOENT` is not reported: the file was just removed (its holder released),
 /// and the next attempt runs at once.
 #[cfg(target_os = "linux")]
@@ -182,11 +182,12 @@ fn report_watch_failed(errno: i32, path: &str) {
             ""
         };
         eprintln!(
-            "[session-write-lock] inotify_add_watch failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling every {} ms (said once per process)",
+            "[session-write-lock] inotify_add_watch failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling (every {} ms, slowing to {} ms; said once per process)",
             crate::oserror::code_of(errno),
             path,
             hint,
-            PORTABLE_POLL.as_millis()
+            PORTABLE_POLL.as_millis(),
+            FALLBACK_POLL.as_millis()
         );
     });
 }
@@ -276,6 +277,17 @@ struct Entry {
     /// Quick retries left after a wake-up whose attempt still found the lock
     /// busy (see [`RETRY_AFTER_WAKE`]).
     quick: u8,
+    /// Polls in a row while its file could not be watched (see
+    /// [`unwatched_poll`]).
+    unwatched: u8,
+}
+
+/// The poll interval of a file that cannot be watched although inotify
+/// works (`inotify_add_watch` failed): [`PORTABLE_POLL`], doubling with each
+/// busy poll up to [`FALLBACK_POLL`], so a short hold is still followed
+/// closely while many such waits do not each cost 200 attempts a second.
+fn unwatched_poll(n: u8) -> Duration {
+    (PORTABLE_POLL * (1u32 << n.min(4))).min(FALLBACK_POLL)
 }
 
 /// Linux sends the close event of a dying holder's descriptor just before it
@@ -514,6 +526,7 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
                         wd: old_wd,
                         due: now,
                         quick: RETRY_AFTER_WAKE.len() as u8,
+                        unwatched: 0,
                     },
                 );
             }
@@ -587,9 +600,16 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             entry.wait = Some(wait);
             // The path may name a new inode now: watch that one.
             entry.wd = watches.watch(key, &lock_path, entry.wd);
-            let every = if !watches.available() || entry.wd.is_none() {
-                // No change notification for this file: poll.
+            if entry.wd.is_some() {
+                entry.unwatched = 0;
+            }
+            let every = if !watches.available() {
                 PORTABLE_POLL
+            } else if entry.wd.is_none() {
+                // No change notification for this file: poll, slowing down.
+                let every = unwatched_poll(entry.unwatched);
+                entry.unwatched = entry.unwatched.saturating_add(1);
+                every
             } else if entry.quick > 0 {
                 let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
                 entry.quick -= 1;
@@ -609,5 +629,17 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             }
             registry::global().os_failed(key, err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwatched_polls_start_fast_and_slow_down_to_the_fallback() {
+        let seq: Vec<u128> = (0..8).map(|n| unwatched_poll(n).as_millis()).collect();
+        assert_eq!(seq, [5, 10, 20, 40, 50, 50, 50, 50]);
+        assert_eq!(unwatched_poll(u8::MAX), FALLBACK_POLL);
     }
 }
