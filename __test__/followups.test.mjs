@@ -145,6 +145,20 @@ describe('inspection shows the real start of a long hold', () => {
     expect(swl.inspectLockFile(info.lockPath)).toMatchObject({ held: false, heldSince: null })
     expect(swl.inspectLockFile(old)).toMatchObject({ heldSince: null })
   }, 60_000)
+
+  // tmpfs keeps 64-bit times (ext4 clamps them to the year 2446).
+  it.skipIf(!fs.existsSync('/dev/shm'))('a forged mtime outside the range of a Date gives heldSince null, not a throw', async () => {
+    const dir = fs.mkdtempSync('/dev/shm/swl-follow-')
+    const h = spawnTracked([fixture('follow-hold.js'), path.join(dir, 's.jsonl')])
+    const acq = parseLine(await h.waitLine('acquired'))
+    fs.utimesSync(acq.lockPath, 1e13, 1e13) // seconds: year ~318,857
+    expect(swl.inspectLockFile(acq.lockPath)).toMatchObject({ held: true, heldSince: null })
+    const swept = await swl.cleanStaleLockFiles({ sessionsDir: dir, removeStale: false })
+    expect(swept.locks[0]).toMatchObject({ held: true, heldSince: null })
+    h.send('release')
+    await h.waitLine('released')
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 60_000)
 })
 
 describe('stray temporary files of creates and swaps', () => {

@@ -138,6 +138,11 @@ function inspectLockPayloadForTest(payload, staleMs, nowMs) {
 
 // ---------------------------------------------------------------- inspection
 
+/** An mtime (ms) as ISO 8601; null when absent or out of Date's range (a forged mtime). */
+function isoOrNull(ms) {
+  return typeof ms === 'number' && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null
+}
+
 function toInspection(r) {
   return {
     lockPath: r.lockPath,
@@ -149,7 +154,7 @@ function toInspection(r) {
     staleReasons: r.staleReasons,
     removed: r.removed,
     held: r.held,
-    heldSince: r.heldSinceMs != null ? new Date(r.heldSinceMs).toISOString() : null,
+    heldSince: isoOrNull(r.heldSinceMs),
   }
 }
 
