@@ -113,6 +113,16 @@ export type SessionLockInspection = {
   removed: boolean
   /** An OS lock is held on it right now. */
   held: boolean
+  /**
+   * When the current hold began (ISO 8601), for a file written by this package
+   * (`"lock": "os"`) whose OS lock is held: the file's modification time, which
+   * the holder keeps at the hold's start while it refreshes `createdAt` (a hold
+   * longer than `REFRESH_MS`, 20 s by default, has a recent `createdAt`). `null`
+   * when the file is not held or is an old-module file (whose `createdAt` is its
+   * start). Optional in the type for objects built by hand; the package always
+   * sets it.
+   */
+  heldSince?: string | null
 }
 
 /** An environment to read overrides from (`process.env` fits). */
@@ -136,6 +146,12 @@ export declare function cleanStaleLockFiles(params: {
   staleMs?: number
   removeStale?: boolean
   nowMs?: number
+  /**
+   * `warn`: each stale lock removed (`removed stale session lock: <path> (<reasons>)`)
+   * or that could not be. `info`: each stray temporary file of a killed create or
+   * rewrite removed (`removed stray lock temp file: <path>`; such files are never
+   * entries of `locks` or `cleaned`).
+   */
   log?: { warn?: (message: string) => void; info?: (message: string) => void }
   config?: SessionWriteLockConfig
   /** Where the environment overrides are read; default `process.env`. */

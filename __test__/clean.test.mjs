@@ -96,7 +96,7 @@ describe('cleanStaleLockFiles: listing', () => {
     expect(r.cleaned).toEqual([])
     for (const l of r.locks) {
       expect(Object.keys(l).sort()).toEqual(
-        ['ageMs', 'createdAt', 'held', 'lockPath', 'pid', 'pidAlive', 'removed', 'stale', 'staleReasons'].sort(),
+        ['ageMs', 'createdAt', 'held', 'heldSince', 'lockPath', 'pid', 'pidAlive', 'removed', 'stale', 'staleReasons'].sort(),
       )
       expect(l).toMatchObject({ pid: gone, pidAlive: false, stale: true, staleReasons: ['dead-pid'], removed: false, held: false })
     }

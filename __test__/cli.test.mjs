@@ -174,7 +174,7 @@ describe('session-lock inspect', () => {
       'live.jsonl.lock',
       'old.jsonl.lock',
     ])
-    const keys = ['file', 'path', 'type', 'kind', 'pid', 'hostname', 'pidAlive', 'held', 'createdAt', 'ageMs', 'maxHoldMs',
+    const keys = ['file', 'path', 'type', 'kind', 'pid', 'hostname', 'pidAlive', 'held', 'createdAt', 'ageMs', 'heldSince', 'maxHoldMs',
       'stale', 'staleReasons', 'action', 'why', 'stuck', 'session', 'error']
     for (const row of j.rows) {
       expect(Object.keys(row)).toEqual(keys)

@@ -138,6 +138,11 @@ function inspectLockPayloadForTest(payload, staleMs, nowMs) {
 
 // ---------------------------------------------------------------- inspection
 
+/** An mtime (ms) as ISO 8601; null when absent or out of Date's range (a forged mtime). */
+function isoOrNull(ms) {
+  return typeof ms === 'number' && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null
+}
+
 function toInspection(r) {
   return {
     lockPath: r.lockPath,
@@ -149,6 +154,7 @@ function toInspection(r) {
     staleReasons: r.staleReasons,
     removed: r.removed,
     held: r.held,
+    heldSince: isoOrNull(r.heldSinceMs),
   }
 }
 
@@ -212,6 +218,36 @@ function inspectLockFile(lockPath, opts) {
   return out
 }
 
+/**
+ * A temporary name of a create or rewrite: `.<name>.jsonl.lock.<pid>-<n>.tmp`.
+ * A process killed between its `link` and `unlink` (or inside a swap) leaves
+ * one behind; it is never a lock entry.
+ */
+const STRAY_TEMP = /^\..+\.jsonl\.lock\.\d+-\d+\.tmp$/
+
+/** Grace of a temp file, as of a payload-less lock file: min(staleMs, 5 s)... */
+const PAYLOADLESS_GRACE_MS = 5000
+/** ...but never under 1 s: a file in use is unlocked between its open and its flock. */
+const MIN_TEMP_GRACE_MS = 1000
+
+/**
+ * Remove the stray temp files among `names` that nobody holds and whose mtime
+ * is older than the grace; log each removal via `info`, failures via `warn`.
+ * The grace is judged by the earlier of `nowMs` and the real clock: a caller's
+ * clock set ahead must not make a temp file that is being built look old.
+ */
+function removeStrayTemps(sessionsDir, names, nowMs, staleMs, info, warn) {
+  const graceMs = Math.max(MIN_TEMP_GRACE_MS, Math.min(staleMs, PAYLOADLESS_GRACE_MS))
+  const clockMs = Math.min(nowMs, Date.now())
+  for (const name of names) {
+    if (!STRAY_TEMP.test(name)) continue
+    const file = path.join(sessionsDir, name)
+    const r = native.removeStrayTemp(file, clockMs, graceMs)
+    if (r.removed) info(`removed stray lock temp file: ${file}`)
+    else if (r.error && r.error.code !== 'ENOENT') warn(`could not remove stray lock temp file: ${file}: ${r.error.code}`)
+  }
+}
+
 async function cleanStaleLockFiles(params) {
   if (params === null || typeof params !== 'object' || typeof params.sessionsDir !== 'string') {
     throw new TypeError('cleanStaleLockFiles expects { sessionsDir: string }')
@@ -223,6 +259,7 @@ async function cleanStaleLockFiles(params) {
   const nowMs = resolveNow(params.nowMs)
   const log = params.log
   const warn = log && typeof log.warn === 'function' ? (m) => log.warn(m) : () => {}
+  const info = log && typeof log.info === 'function' ? (m) => log.info(m) : () => {}
   let names
   try {
     names = await fs.promises.readdir(sessionsDir)
@@ -230,6 +267,7 @@ async function cleanStaleLockFiles(params) {
     if (err && err.code === 'ENOENT') return { locks: [], cleaned: [] }
     throw err
   }
+  if (removeStale) removeStrayTemps(sessionsDir, names, nowMs, staleMs, info, warn)
   names = names.filter((n) => n.endsWith('.jsonl.lock')).sort((a, b) => a.localeCompare(b))
   const locks = []
   const cleaned = []

@@ -32,6 +32,9 @@ pub struct Report {
     pub reasons: Vec<&'static str>,
     pub removed: bool,
     pub held: bool,
+    /// The hold's real start: the mtime of a `"lock": "os"` file whose OS
+    /// lock is held (a refresh of `createdAt` sets it back to the start).
+    pub held_since_ms: Option<i64>,
     pub os: bool,
     pub hostname: Option<String>,
     pub max_hold_ms: Option<f64>,
@@ -87,6 +90,9 @@ pub fn inspect_with(
         Ok(true) => {}
         Ok(false) => {
             r.held = true;
+            if p.os_lock {
+                r.held_since_ms = Some(probe.mtime_ms);
+            }
             return r;
         }
         Err(e) => {
@@ -126,6 +132,9 @@ pub struct LockFileReport {
     pub stale_reasons: Vec<String>,
     pub removed: bool,
     pub held: bool,
+    /// Milliseconds since the epoch when the current hold began (the file's
+    /// mtime), for a `"lock": "os"` file whose OS lock is held; else absent.
+    pub held_since_ms: Option<f64>,
     /// "os" or "legacy".
     pub kind: String,
     pub hostname: Option<String>,
@@ -170,6 +179,7 @@ pub fn inspect_lock_file(
         stale_reasons: r.reasons.into_iter().map(str::to_string).collect(),
         removed: r.removed,
         held: r.held,
+        held_since_ms: r.held_since_ms.map(|m| m as f64),
         kind: if r.os { "os" } else { "legacy" }.to_string(),
         hostname: r.hostname,
         max_hold_ms: r.max_hold_ms,
@@ -211,4 +221,57 @@ pub fn inspect_lock_payload(json: String, now_ms: f64, stale_ms: f64) -> Payload
         stale: v.stale,
         stale_reasons: v.reasons.into_iter().map(str::to_string).collect(),
     }
+}
+
+/// What [`remove_stray_temp`] did with one temporary file.
+#[napi(object)]
+pub struct StrayTempReport {
+    /// The name was removed.
+    pub removed: bool,
+    /// Someone holds its OS lock (a create or rewrite in progress): kept.
+    pub held: bool,
+    /// Younger than the grace: kept.
+    pub young: bool,
+    pub error: Option<crate::binding::NativeError>,
+}
+
+/// Remove a stray temporary file of a create or rewrite
+/// (`.<lock file name>.<pid>-<n>.tmp`, left when its process was killed
+/// between the `link` and the `unlink`, or inside a swap), if nobody holds
+/// its OS lock and its mtime is more than `grace_ms` before `now_ms`.
+/// Removal happens under its OS lock, and only if the name still names the
+/// inode judged. A file being built is always either younger than the grace
+/// (before its OS lock is taken) or OS-locked, so it is never removed.
+/// Never follows symlinks; a non-regular file reports an error and is kept.
+#[napi(catch_unwind)]
+pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempReport {
+    let mut r = StrayTempReport {
+        removed: false,
+        held: false,
+        young: false,
+        error: None,
+    };
+    let p = Path::new(&path);
+    let probe = match Probe::open(p, &path) {
+        Ok(Some(probe)) => probe,
+        Ok(None) => return r,
+        Err(e) => {
+            r.error = Some(e.into());
+            return r;
+        }
+    };
+    let age = now_ms - probe.mtime_ms as f64;
+    if age.is_nan() || age <= grace_ms {
+        r.young = true;
+        return r;
+    }
+    match probe.try_lock(&path) {
+        Ok(true) => match probe.remove_if_named(p, &path) {
+            Ok(removed) => r.removed = removed,
+            Err(e) => r.error = Some(e.into()),
+        },
+        Ok(false) => r.held = true,
+        Err(e) => r.error = Some(e.into()),
+    }
+    r
 }

@@ -14,7 +14,10 @@
 //! Our retries reuse the kept descriptor (no open/close churn, so waiters do
 //! not wake each other), and a fallback poll (every [`FALLBACK_POLL`], or
 //! [`LEGACY_POLL`] for a file held by the old module, which offers no OS lock
-//! and no close event) covers file systems where inotify stays silent.
+//! and no close event) covers file systems where inotify stays silent. A
+//! lock file that cannot be watched (`inotify_add_watch` fails: `ENOSPC` when
+//! `fs.inotify.max_user_watches` is used up, `EACCES`, ...) is polled (see
+//! [`unwatched_poll`]), and the process says so once on stderr.
 //! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
 //!
 //! Guarantees: at most one attempt in flight per key; a key nobody waits for
@@ -62,19 +65,31 @@ static STARTING: Mutex<()> = Mutex::new(());
 /// first `n` attempts to start the waiting machinery fail at `<what>`:
 /// `pipe` (EMFILE), `inotify` (EMFILE), `spawn` (EAGAIN), or
 /// `inotify-missing` (ENOSYS, as on a kernel without inotify). Read only while
-/// the machinery is not running; never set it in production.
+/// the machinery is not running; never set it in production. (`add-watch`,
+/// read once as the thread starts, is [`injected_add_watch_failures`].)
 fn injected(what: &str) -> bool {
     use std::sync::atomic::{AtomicU32, Ordering};
     static USED: AtomicU32 = AtomicU32::new(0);
-    let Some(v) = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL") else {
+    let Some(n) = seam_count(what) else {
         return false;
     };
+    USED.fetch_add(1, Ordering::Relaxed) < n
+}
+
+/// `n` when the test seam is set to `<what>:<n>`.
+fn seam_count(what: &str) -> Option<u32> {
+    let v = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL")?;
     let v = v.to_string_lossy();
-    let Some((w, n)) = v.split_once(':') else {
-        return false;
-    };
-    let n: u32 = n.parse().unwrap_or(0);
-    w == what && USED.fetch_add(1, Ordering::Relaxed) < n
+    let (w, n) = v.split_once(':')?;
+    (w == what).then(|| n.parse().unwrap_or(0))
+}
+
+/// Test-only seam, `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`: the
+/// first `n` calls to `inotify_add_watch` of the waiting thread fail with
+/// `ENOSPC` (as when `fs.inotify.max_user_watches` is exhausted). Read once,
+/// when the thread starts.
+fn injected_add_watch_failures() -> u32 {
+    seam_count("add-watch").unwrap_or(0)
 }
 
 fn close_fd(fd: i32) {
@@ -149,6 +164,30 @@ fn report_polling(errno: i32) {
             "[session-write-lock] inotify is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
             crate::oserror::code_of(errno),
             PORTABLE_POLL.as_millis()
+        );
+    });
+}
+
+/// Say once per process that a lock file could not be watched, so waits
+/// for it poll ([`unwatched_poll`]) instead of waking on its events.
+/// `ENOENT` is not reported: the file was just removed (its holder released),
+/// and the next attempt runs at once.
+#[cfg(target_os = "linux")]
+fn report_watch_failed(errno: i32, path: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let hint = if errno == libc::ENOSPC {
+            " (fs.inotify.max_user_watches is used up)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "[session-write-lock] inotify_add_watch failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling (every {} ms, slowing to {} ms; said once per process)",
+            crate::oserror::code_of(errno),
+            path,
+            hint,
+            PORTABLE_POLL.as_millis(),
+            FALLBACK_POLL.as_millis()
         );
     });
 }
@@ -238,6 +277,17 @@ struct Entry {
     /// Quick retries left after a wake-up whose attempt still found the lock
     /// busy (see [`RETRY_AFTER_WAKE`]).
     quick: u8,
+    /// Polls in a row while its file could not be watched (see
+    /// [`unwatched_poll`]).
+    unwatched: u8,
+}
+
+/// The poll interval of a file that cannot be watched although inotify
+/// works (`inotify_add_watch` failed): [`PORTABLE_POLL`], doubling with each
+/// busy poll up to [`FALLBACK_POLL`], so a short hold is still followed
+/// closely while many such waits do not each cost 200 attempts a second.
+fn unwatched_poll(n: u8) -> Duration {
+    (PORTABLE_POLL * (1u32 << n.min(4))).min(FALLBACK_POLL)
 }
 
 /// Linux sends the close event of a dying holder's descriptor just before it
@@ -260,6 +310,10 @@ struct Watches {
     #[cfg(target_os = "linux")]
     fd: i32,
     by_wd: HashMap<i32, Vec<Arc<str>>>,
+    /// Test seam: `inotify_add_watch` calls left to fail (see
+    /// [`injected_add_watch_failures`]).
+    #[cfg(target_os = "linux")]
+    fail_add_watch: u32,
 }
 
 #[cfg(target_os = "linux")]
@@ -278,6 +332,12 @@ impl Watches {
             #[cfg(target_os = "linux")]
             fd,
             by_wd: HashMap::new(),
+            #[cfg(target_os = "linux")]
+            fail_add_watch: if fd >= 0 {
+                injected_add_watch_failures()
+            } else {
+                0
+            },
         }
     }
 
@@ -292,7 +352,9 @@ impl Watches {
         }
     }
 
-    /// Watch the inode currently at `path` for `key`; returns the wd.
+    /// Watch the inode currently at `path` for `key`; returns the wd, or
+    /// `None` when it cannot be watched (the caller then polls; a failure
+    /// other than `ENOENT` is said once per process on stderr).
     fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<i32>) -> Option<i32> {
         #[cfg(target_os = "linux")]
         {
@@ -300,9 +362,29 @@ impl Watches {
                 return None;
             }
             let c = std::ffi::CString::new(path).ok()?;
-            // SAFETY: valid NUL-terminated path and our inotify descriptor.
-            let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
-            let new = (wd >= 0).then_some(wd);
+            let wd = if self.fail_add_watch > 0 {
+                self.fail_add_watch -= 1;
+                Err(libc::ENOSPC)
+            } else {
+                // SAFETY: valid NUL-terminated path and our inotify descriptor.
+                let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
+                if wd >= 0 {
+                    Ok(wd)
+                } else {
+                    Err(std::io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EIO))
+                }
+            };
+            let new = match wd {
+                Ok(wd) => Some(wd),
+                Err(errno) => {
+                    if errno != libc::ENOENT {
+                        report_watch_failed(errno, path);
+                    }
+                    None
+                }
+            };
             if new != old {
                 if let Some(o) = old {
                     self.unwatch(key, o);
@@ -444,6 +526,7 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
                         wd: old_wd,
                         due: now,
                         quick: RETRY_AFTER_WAKE.len() as u8,
+                        unwatched: 0,
                     },
                 );
             }
@@ -517,8 +600,16 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             entry.wait = Some(wait);
             // The path may name a new inode now: watch that one.
             entry.wd = watches.watch(key, &lock_path, entry.wd);
+            if entry.wd.is_some() {
+                entry.unwatched = 0;
+            }
             let every = if !watches.available() {
                 PORTABLE_POLL
+            } else if entry.wd.is_none() {
+                // No change notification for this file: poll, slowing down.
+                let every = unwatched_poll(entry.unwatched);
+                entry.unwatched = entry.unwatched.saturating_add(1);
+                every
             } else if entry.quick > 0 {
                 let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
                 entry.quick -= 1;
@@ -538,5 +629,17 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             }
             registry::global().os_failed(key, err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwatched_polls_start_fast_and_slow_down_to_the_fallback() {
+        let seq: Vec<u128> = (0..8).map(|n| unwatched_poll(n).as_millis()).collect();
+        assert_eq!(seq, [5, 10, 20, 40, 50, 50, 50, 50]);
+        assert_eq!(unwatched_poll(u8::MAX), FALLBACK_POLL);
     }
 }

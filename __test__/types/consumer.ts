@@ -76,6 +76,10 @@ export async function sweep(dir: string): Promise<SessionLockInspection[]> {
     log: { warn: (m: string) => void m, info: (m: string) => void m },
   })
   const held: boolean[] = locks.map((l) => l.held)
+  // The real start of a hold whose createdAt is refreshed.
+  const since: Array<string | null | undefined> = locks.map((l) => l.heldSince)
+  const heldForMs: number[] = since.map((s) => (s == null ? 0 : Date.now() - Date.parse(s)))
+  void heldForMs
   return cleaned.concat(locks.filter((_, i) => held[i]))
 }
 
@@ -156,6 +160,8 @@ export async function laterGeneration(sessionFile: string, sessionsDir: string):
     Date.now(),
   )
   const reasons: string[] = verdict.staleReasons.concat(one.staleReasons)
+  const oneSince: string | null | undefined = one.heldSince
+  void oneSince
   const same2: typeof __testing = laterTesting
   void same2
   return (

@@ -35,7 +35,8 @@ Show every session lock file (*.lock) and active-session marker (*.active) in
 <sessionsDir>: kind (os = held through an OS lock, legacy = written by the old
 TypeScript module, garbage = no payload naming a pid), holder pid (pid@host
 for another machine), whether that pid is alive, whether an OS lock is held on
-the file right now, age, stale reasons, and what \`session-lock clean\` would
+the file right now, age (of a held lock: since the hold began, not since its
+refreshed createdAt), stale reasons, and what \`session-lock clean\` would
 do with it. Lines fit 100 columns (long cells wrap). Nothing is changed.
 
 Options:
@@ -72,6 +73,15 @@ function errorInfo(e) {
   return e ? { code: e.code, syscall: e.syscall, path: e.path, message: e.message } : null
 }
 
+/**
+ * How long a row's lock has been held: from `heldSince` (the real start of an
+ * OS-locked hold, kept while `createdAt` is refreshed), else the payload age.
+ */
+function holdAgeMs(row, nowMs) {
+  const since = row.heldSince != null ? Date.parse(row.heldSince) : NaN
+  return Number.isFinite(since) ? Math.max(0, nowMs - since) : row.ageMs
+}
+
 function lockRow(dir, name, nowMs, staleMs) {
   const file = path.join(dir, name)
   const r = inspectLockFile(file, { nowMs, staleMs, remove: false })
@@ -88,6 +98,7 @@ function lockRow(dir, name, nowMs, staleMs) {
     held: r.held,
     createdAt: r.createdAt,
     ageMs: r.ageMs,
+    heldSince: r.heldSince ?? null,
     maxHoldMs: r.maxHoldMs,
     stale: r.stale,
     staleReasons: r.staleReasons,
@@ -102,8 +113,10 @@ function lockRow(dir, name, nowMs, staleMs) {
     row.why = `${describeError(r.error, file)}; acquires fail here, fix by hand`
     row.stuck = true
   } else if (r.held) {
-    if (r.maxHoldMs != null && r.ageMs != null && r.ageMs > r.maxHoldMs) {
-      row.why = `held past its max hold (${fmtDuration(r.ageMs)} > ${fmtDuration(r.maxHoldMs)}): is pid ${r.pid} stuck?`
+    // A long hold keeps createdAt fresh: its real age runs from heldSince.
+    const heldMs = holdAgeMs(row, nowMs)
+    if (r.maxHoldMs != null && heldMs != null && heldMs > r.maxHoldMs) {
+      row.why = `held past its max hold (${fmtDuration(heldMs)} > ${fmtDuration(r.maxHoldMs)}): is pid ${r.pid} stuck?`
       row.stuck = true
     } else {
       row.why = r.maxHoldMs != null ? `held (max hold ${fmtDuration(r.maxHoldMs)})` : 'held'
@@ -161,6 +174,7 @@ function markerRow(dir, name, nowMs, staleMs) {
     held: r.held,
     createdAt: session ? session.startedAt : null,
     ageMs: Number.isFinite(startedMs) ? nowMs - startedMs : null,
+    heldSince: null,
     maxHoldMs: null,
     stale: !r.error && !r.held,
     staleReasons: r.held ? [] : reasons,
@@ -259,7 +273,7 @@ function renderInspection(report, paint, width = outputWidth()) {
       holderCell(r, report.hostname),
       alive,
       r.held ? ['yes', paint.green] : 'no',
-      fmtDuration(r.ageMs),
+      fmtDuration(r.type === 'lock' ? holdAgeMs(r, report.nowMs) : r.ageMs),
       r.staleReasons.length ? r.staleReasons.join(',') : '-',
       action,
     ]
