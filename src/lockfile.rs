@@ -727,8 +727,41 @@ pub fn attempt(
         let parsed = payload::parse(&read_bounded(&file));
         match judge(&parsed, mtime_ms(&meta)) {
             Judgement::Reclaim => {
-                // We hold its lock and the path names it: remove the name, then
-                // race for a fresh exclusive create.
+                // We hold its lock and the path names it. Where the kernel can
+                // exchange two names, put a complete new file of ours in its
+                // place in one step: the path is never empty, and if another
+                // party (an old-module process) replaced the stale file since
+                // our check, the exchange is undone and that file is waited
+                // for. Unlinking the name first would remove such a
+                // replacement, a live old-module lock, along with it.
+                #[cfg(target_os = "linux")]
+                let file = {
+                    let mut lf = LockFile {
+                        file,
+                        id,
+                        written: Vec::new(),
+                        created_ms: 0,
+                    };
+                    let mut buf = String::with_capacity(320);
+                    render(&mut buf);
+                    match lf.exchange(path, buf.as_bytes(), None) {
+                        Ok(Some(Rewrite::Done)) => return Ok(Attempt::Acquired(lf)),
+                        // Replaced since our check: look again.
+                        Ok(Some(Rewrite::Lost)) => continue,
+                        // No exchange here, or not permitted on this name (a
+                        // sticky directory, another user's file): unlink the
+                        // name, as below, which reports what it runs into.
+                        Ok(None) => {}
+                        Err(e)
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::EPERM) | Some(libc::EACCES)
+                            ) => {}
+                        Err(e) => return Err(OsError::from_io(&e, "rename", path_str)),
+                    }
+                    lf.file
+                };
+                // Remove the name, then race for a fresh exclusive create.
                 match std::fs::remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
