@@ -787,10 +787,12 @@ pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
 
 /// Version of the internal JS <-> native interface. A second copy of the
 /// package in one process reuses the first copy's addon (and so its registry)
-/// only when this matches its own.
+/// only when this matches its own. 2: the calls added for the rewrite swap,
+/// the createdAt refresh, lazy wake-ups, marker take-over, `release(path)`
+/// without mkdir, the later generation's inspection and stray temp files.
 #[napi(catch_unwind)]
 pub fn abi_version() -> u32 {
-    1
+    2
 }
 
 /// Whether the calling thread is the process's main thread (Node's main
