@@ -14,10 +14,12 @@
 //!   truncated or removed. We only ever *write* into a file we created
 //!   ourselves with `O_CREAT | O_EXCL`; a file found in place (a dead holder's,
 //!   the old module's, a hostile hard link) is only read (at most
-//!   [`MAX_PAYLOAD_BYTES`]) and, if it is judged stale, its *name* is unlinked
-//!   while we hold its lock and a fresh file is created in its place. The
-//!   exclusive create is also what the old TypeScript module linearizes on, so
-//!   a reclaim race between old and new code has one winner.
+//!   [`MAX_PAYLOAD_BYTES`]) and, if it is judged stale, replaced while we hold
+//!   its lock: on Linux a complete new file of ours is exchanged into its name
+//!   (`renameat2(RENAME_EXCHANGE)`; undone if the name no longer named the
+//!   stale file, so a lock the old module created meanwhile is never removed),
+//!   elsewhere its name is unlinked and a fresh file is created exclusively,
+//!   the step the old TypeScript module linearizes on too.
 //! - **No incomplete file, ever**: a new lock file is built where nobody can
 //!   see it, locked and filled with its payload, and only then given its name
 //!   by a call that fails with `EEXIST` rather than replace anything. On Linux
@@ -29,10 +31,12 @@
 //!   at any instant leaves no lock file or a complete one (plus, at worst, a
 //!   stray `*.tmp` name). Only a file system without hard links falls back to
 //!   `O_CREAT | O_EXCL`, then lock, then write.
-//! - **Every rewrite parses**: an in-process hand-off rewrites the payload in
-//!   place in one `pwrite`; a shorter payload is first padded with spaces to
-//!   the old length (still valid JSON) and only then trimmed, so a reader sees
-//!   the old payload, the padded new one, or the exact new one.
+//! - **Every rewrite parses**: an in-process hand-off or a `createdAt`
+//!   refresh rewrites in place (one `pwrite`) only when any torn mix of old and
+//!   new bytes still parses (only hex digits change); otherwise a complete new
+//!   file is exchanged into the name (see [`LockFile::rewrite`]). Only where no
+//!   exchange exists is a shorter payload padded with spaces to the old length
+//!   and then trimmed.
 //! - **Per attempt**: a failed fast path (`O_TMPFILE` refused, `linkat`
 //!   failing) only sends *that* create down the portable path; nothing is
 //!   cached, so the next create tries the fast path again.
