@@ -598,8 +598,9 @@ pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
     })
 }
 
+/// What the JS side gets from [`inspect_lock_file`].
 #[napi(object)]
-pub struct NativeInspection {
+pub struct LockFileReport {
     pub lock_path: String,
     pub pid: Option<u32>,
     pub pid_alive: bool,
@@ -609,31 +610,44 @@ pub struct NativeInspection {
     pub stale_reasons: Vec<String>,
     pub removed: bool,
     pub held: bool,
+    /// Milliseconds since the epoch when the current hold began (the file's
+    /// mtime), for a `"lock": "os"` file whose OS lock is held; else absent.
+    pub held_since_ms: Option<f64>,
     /// "os" or "legacy".
     pub kind: String,
     pub hostname: Option<String>,
     pub max_hold_ms: Option<f64>,
+    pub owner_checkable: bool,
     pub error: Option<NativeError>,
 }
 
-/// Inspect one lock file by the rules of docs/spec.md ("Old lock files") and
-/// remove it if stale and `remove` (while holding its OS lock, and only if the path still names
-/// the inode inspected). Never follows symlinks; a non-regular file reports
-/// an error and is left alone.
+fn ms_or_max(v: f64) -> u64 {
+    if v.is_finite() && v >= 0.0 {
+        v as u64
+    } else {
+        u64::MAX
+    }
+}
+
+/// Inspect one lock file (see [`crate::inspect::inspect_with`]); remove it when stale and
+/// `remove`, under its OS lock and only if the path still names the inode
+/// inspected. Never follows symlinks; a non-regular file reports an error.
 #[napi(catch_unwind)]
-pub fn inspect_lock(
+pub fn inspect_lock_file(
     lock_path: String,
     now_ms: f64,
     stale_ms: f64,
     remove: bool,
-) -> NativeInspection {
-    let r = crate::inspect::inspect(
+    non_openclaw_pid: Option<u32>,
+) -> LockFileReport {
+    let r = crate::inspect::inspect_with(
         &lock_path,
         now_ms as i64,
-        none_or_ms(stale_ms).unwrap_or(u64::MAX),
+        ms_or_max(stale_ms),
         remove,
+        non_openclaw_pid,
     );
-    NativeInspection {
+    LockFileReport {
         lock_path,
         pid: r.pid,
         pid_alive: r.pid_alive,
@@ -643,11 +657,74 @@ pub fn inspect_lock(
         stale_reasons: r.reasons.into_iter().map(str::to_string).collect(),
         removed: r.removed,
         held: r.held,
+        held_since_ms: r.held_since_ms.map(|m| m as f64),
         kind: if r.os { "os" } else { "legacy" }.to_string(),
         hostname: r.hostname,
         max_hold_ms: r.max_hold_ms,
+        owner_checkable: r.owner_checkable,
         error: r.error.map(Into::into),
     }
+}
+
+/// The verdict of [`inspect_lock_payload`].
+#[napi(object)]
+pub struct PayloadVerdict {
+    pub pid: Option<u32>,
+    pub pid_alive: bool,
+    pub created_at: Option<String>,
+    pub age_ms: Option<f64>,
+    pub stale: bool,
+    pub stale_reasons: Vec<String>,
+}
+
+/// The old rules (sweep variant) applied to a payload given as JSON text, with
+/// no file behind it: no mtime grace (a payload-less verdict is stale at
+/// once), and nothing is held.
+#[napi(catch_unwind)]
+pub fn inspect_lock_payload(json: String, now_ms: f64, stale_ms: f64) -> PayloadVerdict {
+    let (p, v) =
+        crate::inspect::judge_payload_text(json.as_bytes(), now_ms as i64, ms_or_max(stale_ms));
+    PayloadVerdict {
+        pid: p.pid,
+        pid_alive: v.pid_alive,
+        created_at: p.created_at,
+        age_ms: v.age_ms.map(|a| a as f64),
+        stale: v.stale,
+        stale_reasons: v.reasons.into_iter().map(str::to_string).collect(),
+    }
+}
+
+/// What [`remove_stray_temp`] did with one temporary file.
+#[napi(object)]
+pub struct StrayTempReport {
+    /// The name was removed.
+    pub removed: bool,
+    /// Someone holds its OS lock (a create or rewrite in progress): kept.
+    pub held: bool,
+    /// Younger than the grace: kept.
+    pub young: bool,
+    pub error: Option<NativeError>,
+}
+
+/// Remove a stray temporary file of a create or rewrite if nobody holds it
+/// and it is older than `grace_ms` (see [`crate::inspect::remove_stray_temp`]).
+#[napi(catch_unwind)]
+pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempReport {
+    use crate::inspect::StrayTemp;
+    let mut r = StrayTempReport {
+        removed: false,
+        held: false,
+        young: false,
+        error: None,
+    };
+    match crate::inspect::remove_stray_temp(&path, now_ms, grace_ms) {
+        Ok(StrayTemp::Gone) => {}
+        Ok(StrayTemp::Young) => r.young = true,
+        Ok(StrayTemp::Held) => r.held = true,
+        Ok(StrayTemp::Removed(removed)) => r.removed = removed,
+        Err(e) => r.error = Some(e.into()),
+    }
+    r
 }
 
 #[napi(object)]

@@ -15,8 +15,6 @@
 
 use std::path::Path;
 
-use napi_derive::napi;
-
 use crate::legacy;
 use crate::lockfile::Probe;
 use crate::oserror::OsError;
@@ -44,11 +42,7 @@ pub struct Report {
     pub owner_checkable: bool,
 }
 
-pub fn inspect(lock_path: &str, now_ms: i64, stale_ms: u64, remove: bool) -> Report {
-    inspect_with(lock_path, now_ms, stale_ms, remove, None)
-}
-
-/// [`inspect`], where `non_openclaw_pid` is a pid whose command line the
+/// Inspect one lock file (and remove it if stale and `remove`), where `non_openclaw_pid` is a pid whose command line the
 /// caller found not to be an OpenClaw gateway or agent.
 pub fn inspect_with(
     lock_path: &str,
@@ -120,119 +114,31 @@ pub fn inspect_with(
     r
 }
 
-/// What the JS side gets from [`inspect_lock_file`].
-#[napi(object)]
-pub struct LockFileReport {
-    pub lock_path: String,
-    pub pid: Option<u32>,
-    pub pid_alive: bool,
-    pub created_at: Option<String>,
-    pub age_ms: Option<f64>,
-    pub stale: bool,
-    pub stale_reasons: Vec<String>,
-    pub removed: bool,
-    pub held: bool,
-    /// Milliseconds since the epoch when the current hold began (the file's
-    /// mtime), for a `"lock": "os"` file whose OS lock is held; else absent.
-    pub held_since_ms: Option<f64>,
-    /// "os" or "legacy".
-    pub kind: String,
-    pub hostname: Option<String>,
-    pub max_hold_ms: Option<f64>,
-    pub owner_checkable: bool,
-    pub error: Option<crate::binding::NativeError>,
-}
-
-fn ms_or_max(v: f64) -> u64 {
-    if v.is_finite() && v >= 0.0 {
-        v as u64
-    } else {
-        u64::MAX
-    }
-}
-
-/// Inspect one lock file (see [`inspect_with`]); remove it when stale and
-/// `remove`, under its OS lock and only if the path still names the inode
-/// inspected. Never follows symlinks; a non-regular file reports an error.
-#[napi(catch_unwind)]
-pub fn inspect_lock_file(
-    lock_path: String,
-    now_ms: f64,
-    stale_ms: f64,
-    remove: bool,
-    non_openclaw_pid: Option<u32>,
-) -> LockFileReport {
-    let r = inspect_with(
-        &lock_path,
-        now_ms as i64,
-        ms_or_max(stale_ms),
-        remove,
-        non_openclaw_pid,
-    );
-    LockFileReport {
-        lock_path,
-        pid: r.pid,
-        pid_alive: r.pid_alive,
-        created_at: r.created_at,
-        age_ms: r.age_ms.map(|a| a as f64),
-        stale: r.stale,
-        stale_reasons: r.reasons.into_iter().map(str::to_string).collect(),
-        removed: r.removed,
-        held: r.held,
-        held_since_ms: r.held_since_ms.map(|m| m as f64),
-        kind: if r.os { "os" } else { "legacy" }.to_string(),
-        hostname: r.hostname,
-        max_hold_ms: r.max_hold_ms,
-        owner_checkable: r.owner_checkable,
-        error: r.error.map(Into::into),
-    }
-}
-
-/// The verdict of [`inspect_lock_payload`].
-#[napi(object)]
-pub struct PayloadVerdict {
-    pub pid: Option<u32>,
-    pub pid_alive: bool,
-    pub created_at: Option<String>,
-    pub age_ms: Option<f64>,
-    pub stale: bool,
-    pub stale_reasons: Vec<String>,
-}
-
-/// The old rules (sweep variant) applied to a payload given as JSON text, with
-/// no file behind it: no mtime grace (a payload-less verdict is stale at
+/// The old rules (sweep variant) applied to a payload given as JSON text,
+/// with no file behind it: no mtime grace (a payload-less verdict is stale at
 /// once), and nothing is held.
-#[napi(catch_unwind)]
-pub fn inspect_lock_payload(json: String, now_ms: f64, stale_ms: f64) -> PayloadVerdict {
-    let p = payload::parse(json.as_bytes());
-    let v = legacy::judge_with(
-        &p,
-        i64::MIN,
-        now_ms as i64,
-        ms_or_max(stale_ms),
-        false,
-        legacy::Rules::Sweep,
-    );
-    PayloadVerdict {
-        pid: p.pid,
-        pid_alive: v.pid_alive,
-        created_at: p.created_at,
-        age_ms: v.age_ms.map(|a| a as f64),
-        stale: v.stale,
-        stale_reasons: v.reasons.into_iter().map(str::to_string).collect(),
-    }
+pub fn judge_payload_text(
+    json: &[u8],
+    now_ms: i64,
+    stale_ms: u64,
+) -> (payload::ParsedPayload, legacy::Verdict) {
+    let p = payload::parse(json);
+    let v = legacy::judge_with(&p, i64::MIN, now_ms, stale_ms, false, legacy::Rules::Sweep);
+    (p, v)
 }
 
 /// What [`remove_stray_temp`] did with one temporary file.
-#[napi(object)]
-pub struct StrayTempReport {
-    /// The name was removed.
-    pub removed: bool,
-    /// Someone holds its OS lock (a create or rewrite in progress): kept.
-    pub held: bool,
+#[derive(Debug, PartialEq, Eq)]
+pub enum StrayTemp {
+    /// Nothing there any more.
+    Gone,
     /// Younger than the grace: kept.
-    pub young: bool,
-    pub error: Option<crate::binding::NativeError>,
+    Young,
+    /// Someone holds its OS lock (a create or rewrite in progress): kept.
+    Held,
+    /// Its OS lock was free: the name was removed (`false`: the name no
+    /// longer named the file judged, so nothing was removed).
+    Removed(bool),
 }
 
 /// Remove a stray temporary file of a create or rewrite
@@ -243,35 +149,17 @@ pub struct StrayTempReport {
 /// inode judged. A file being built is always either younger than the grace
 /// (before its OS lock is taken) or OS-locked, so it is never removed.
 /// Never follows symlinks; a non-regular file reports an error and is kept.
-#[napi(catch_unwind)]
-pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempReport {
-    let mut r = StrayTempReport {
-        removed: false,
-        held: false,
-        young: false,
-        error: None,
-    };
-    let p = Path::new(&path);
-    let probe = match Probe::open(p, &path) {
-        Ok(Some(probe)) => probe,
-        Ok(None) => return r,
-        Err(e) => {
-            r.error = Some(e.into());
-            return r;
-        }
+pub fn remove_stray_temp(path: &str, now_ms: f64, grace_ms: f64) -> Result<StrayTemp, OsError> {
+    let p = Path::new(path);
+    let Some(probe) = Probe::open(p, path)? else {
+        return Ok(StrayTemp::Gone);
     };
     let age = now_ms - probe.mtime_ms as f64;
     if age.is_nan() || age <= grace_ms {
-        r.young = true;
-        return r;
+        return Ok(StrayTemp::Young);
     }
-    match probe.try_lock(&path) {
-        Ok(true) => match probe.remove_if_named(p, &path) {
-            Ok(removed) => r.removed = removed,
-            Err(e) => r.error = Some(e.into()),
-        },
-        Ok(false) => r.held = true,
-        Err(e) => r.error = Some(e.into()),
+    if !probe.try_lock(path)? {
+        return Ok(StrayTemp::Held);
     }
-    r
+    Ok(StrayTemp::Removed(probe.remove_if_named(p, path)?))
 }
