@@ -404,6 +404,32 @@ pub fn temp_name(path: &Path) -> Option<std::path::PathBuf> {
     Some(path.with_file_name(t))
 }
 
+/// Create a new temporary file for `path` ([`temp_name`], exclusively, mode
+/// 0644, never following). `None`: the path has no file name. A name taken
+/// already (a stray left by a killed process of a recycled pid) is retried
+/// with the next counter value a few times.
+fn create_temp(path: &Path) -> Option<io::Result<(File, std::path::PathBuf)>> {
+    let mut tmp = temp_name(path)?;
+    let mut tries = 0;
+    loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(OPEN_FLAGS)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(f) => return Some(Ok((f, tmp))),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+                tries += 1;
+                tmp = temp_name(path)?;
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
 /// The portable create: build the complete, locked file under a temporary
 /// name, then `link` it to the lock path (which fails with `EEXIST` instead
 /// of replacing anything), then drop the temporary name.
@@ -413,32 +439,15 @@ fn publish_linked(
     path_str: &str,
     render: &mut dyn FnMut(&mut String),
 ) -> Result<Linked, OsError> {
-    let Some(mut tmp) = temp_name(path) else {
-        return Ok(Linked::NoLinks);
-    };
-    let mut tries = 0;
-    let file = loop {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(OPEN_FLAGS)
-            .mode(0o644)
-            .open(&tmp)
-        {
-            Ok(f) => break f,
-            // A stray name left by a killed process of a recycled pid.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
-                tries += 1;
-                tmp = temp_name(path).expect("has a file name");
-            }
-            // A read-only or full directory: an existing lock file still
-            // decides first (as `O_EXCL` reports EEXIST before EROFS).
-            Err(e) => {
-                return match open_existing(path, path_str)? {
-                    Some(_) => Ok(Linked::Exists),
-                    None => Err(classify_open_error(&e, path, path_str)),
-                }
+    let (file, tmp) = match create_temp(path) {
+        None => return Ok(Linked::NoLinks),
+        Some(Ok(created)) => created,
+        // A read-only or full directory: an existing lock file still
+        // decides first (as `O_EXCL` reports EEXIST before EROFS).
+        Some(Err(e)) => {
+            return match open_existing(path, path_str)? {
+                Some(_) => Ok(Linked::Exists),
+                None => Err(classify_open_error(&e, path, path_str)),
             }
         }
     };
@@ -879,28 +888,10 @@ impl LockFile {
         use std::ffi::CString;
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::FileExt;
-        let Some(mut tmp) = temp_name(path) else {
+        // No temporary name, or a directory made read-only or full since we
+        // took the lock: rewriting our own file in place still works.
+        let Some(Ok((file, tmp))) = create_temp(path) else {
             return Ok(None);
-        };
-        let mut tries = 0;
-        let file = loop {
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .custom_flags(OPEN_FLAGS)
-                .mode(0o644)
-                .open(&tmp)
-            {
-                Ok(f) => break f,
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
-                    tries += 1;
-                    tmp = temp_name(path).expect("has a file name");
-                }
-                // A directory made read-only or full since we took the lock:
-                // rewriting our own file in place still works.
-                Err(_) => return Ok(None),
-            }
         };
         let drop_tmp = |tmp: &Path| {
             let _ = std::fs::remove_file(tmp);
