@@ -494,7 +494,7 @@ impl Registry {
             };
             let lock_path = ks.lock_path.clone();
             let max_hold = w.max_hold_ms;
-            match os_attempt(&lock_path, None, w.stale_ms, max_hold) {
+            let err = match os_attempt(&lock_path, None, w.stale_ms, max_hold) {
                 Ok((Attempt::Acquired(file), token, at)) => {
                     self.grant_head(inner, caller, key, file, Some((token, at, max_hold)));
                     return;
@@ -507,35 +507,22 @@ impl Registry {
                         }
                         // The waiting machinery cannot start: this head fails
                         // now (never hangs); the next one tries again.
-                        Err(err) => {
-                            let w = ks.waiters.pop_front().expect("head");
-                            inner.requests.remove(&w.request_id);
-                            Self::deliver(
-                                inner,
-                                caller,
-                                w.ctx,
-                                Delivery {
-                                    request_id: w.request_id,
-                                    result: Err(err),
-                                },
-                            );
-                        }
+                        Err(err) => err,
                     }
                 }
-                Err(err) => {
-                    let w = ks.waiters.pop_front().expect("head");
-                    inner.requests.remove(&w.request_id);
-                    Self::deliver(
-                        inner,
-                        caller,
-                        w.ctx,
-                        Delivery {
-                            request_id: w.request_id,
-                            result: Err(err),
-                        },
-                    );
-                }
-            }
+                Err(err) => err,
+            };
+            let w = ks.waiters.pop_front().expect("head");
+            inner.requests.remove(&w.request_id);
+            Self::deliver(
+                inner,
+                caller,
+                w.ctx,
+                Delivery {
+                    request_id: w.request_id,
+                    result: Err(err),
+                },
+            );
         }
     }
 
