@@ -90,19 +90,22 @@ fn join(dir: &str, base: &str) -> String {
     s
 }
 
-/// Resolve the directory of a session file to its real path, creating it.
-pub fn real_dir(dir: &str) -> Result<String, OsError> {
-    let cached = CACHE
+/// The cached real path of `dir`, if there is one and it still holds: the
+/// real path still names the same directory, and so does `dir` itself.
+fn cached_real_dir(dir: &str) -> Option<String> {
+    let (real, id) = CACHE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .and_then(|c| c.get(dir))
-        .map(|e| (e.real.clone(), e.id));
-    if let Some((real, id)) = cached {
-        let valid = lstat_id(&real) == Some(id) && (real == dir || stat_id(dir) == Some(id));
-        if valid {
-            return Ok(real);
-        }
+        .map(|e| (e.real.clone(), e.id))?;
+    (lstat_id(&real) == Some(id) && (real == dir || stat_id(dir) == Some(id))).then_some(real)
+}
+
+/// Resolve the directory of a session file to its real path, creating it.
+pub fn real_dir(dir: &str) -> Result<String, OsError> {
+    if let Some(real) = cached_real_dir(dir) {
+        return Ok(real);
     }
     std::fs::create_dir_all(dir).map_err(|e| OsError::from_io(&e, "mkdir", dir))?;
     let real = match std::fs::canonicalize(dir) {
@@ -147,16 +150,8 @@ pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {
 /// when the directory had no symlink on the way.
 pub fn existing_key(resolved: &str) -> String {
     let (dir, base) = split(resolved);
-    let cached = CACHE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|c| c.get(dir))
-        .map(|e| (e.real.clone(), e.id));
-    if let Some((real, id)) = cached {
-        if lstat_id(&real) == Some(id) && (real == dir || stat_id(dir) == Some(id)) {
-            return join(&real, base);
-        }
+    if let Some(real) = cached_real_dir(dir) {
+        return join(&real, base);
     }
     match std::fs::canonicalize(dir) {
         Ok(p) => join(&p.to_string_lossy(), base),
