@@ -87,7 +87,7 @@ describe('inspection shows the real start of a long hold', () => {
   it('heldSince is the hold start (the file mtime) while createdAt is kept fresh; the CLI shows the real age', async () => {
     const dir = tmpDir('swl-follow-')
     const sessionFile = path.join(dir, 's.jsonl')
-    const h = spawnTracked([fixture('excl-long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' } })
+    const h = spawnTracked([fixture('long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' } })
     const acq = parseLine(await h.waitLine('acquired'))
     const startMs = Date.parse(acq.acquiredAt)
 
@@ -149,7 +149,7 @@ describe('inspection shows the real start of a long hold', () => {
   // tmpfs keeps 64-bit times (ext4 clamps them to the year 2446).
   it.skipIf(!fs.existsSync('/dev/shm'))('a forged mtime outside the range of a Date gives heldSince null, not a throw', async () => {
     const dir = fs.mkdtempSync('/dev/shm/swl-follow-')
-    const h = spawnTracked([fixture('follow-hold.js'), path.join(dir, 's.jsonl')])
+    const h = spawnTracked([fixture('long-hold.js'), path.join(dir, 's.jsonl'), 'Infinity'])
     const acq = parseLine(await h.waitLine('acquired'))
     fs.utimesSync(acq.lockPath, 1e13, 1e13) // seconds: year ~318,857
     expect(swl.inspectLockFile(acq.lockPath)).toMatchObject({ held: true, heldSince: null })
@@ -215,7 +215,7 @@ describe('stray temporary files of creates and swaps', () => {
   it('a refresh swap SIGKILLed at its exchange leaves a complete temp file; cleanup removes it past the grace', async () => {
     const dir = tmpDir('swl-follow-')
     const sessionFile = path.join(dir, 's.jsonl')
-    const h = spawnTracked(['-f', '-qq', '-o', '/dev/null', '-e', 'trace=renameat2', '-e', 'inject=renameat2:signal=KILL:when=1', process.execPath, fixture('follow-hold.js'), sessionFile], {
+    const h = spawnTracked(['-f', '-qq', '-o', '/dev/null', '-e', 'trace=renameat2', '-e', 'inject=renameat2:signal=KILL:when=1', process.execPath, fixture('long-hold.js'), sessionFile, 'Infinity'], {
       command: 'strace',
       env: { SESSION_WRITE_LOCK_REFRESH_MS: '200' },
     })
@@ -273,7 +273,7 @@ describe('stray temporary files of creates and swaps', () => {
   it('sweeping with a 1 ms staleMs beside a hold that swaps its file every few ms never removes a temp file in use', async () => {
     const dir = tmpDir('swl-follow-')
     const sessionFile = path.join(dir, 's.jsonl')
-    const h = spawnTracked([fixture('follow-hold.js'), sessionFile], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '5' } })
+    const h = spawnTracked([fixture('long-hold.js'), sessionFile, 'Infinity'], { env: { SESSION_WRITE_LOCK_REFRESH_MS: '5' } })
     const acq = parseLine(await h.waitLine('acquired'))
     const info = []
     let sweeps = 0
