@@ -1,4 +1,4 @@
-// A marker left at a session file's `.active` path (issue: crashed sessions'
+// A marker left at a session file's `.active` path: a crashed session's
 // session_end lost on re-track). trackActiveSession on a file whose marker
 // belongs to a dead owner recovers that session first (one session_end with
 // `recovered`, exactly once), then writes its own; a file there that is not a
