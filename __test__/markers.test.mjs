@@ -1,5 +1,5 @@
 // A marker left at a session file's `.active` path: a crashed session's
-// session_end lost on re-track). trackActiveSession on a file whose marker
+// session_end must not be lost on re-track. trackActiveSession on a file whose marker
 // belongs to a dead owner recovers that session first (one session_end with
 // `recovered`, exactly once), then writes its own; a file there that is not a
 // marker is never overwritten. The first owner really dies (SIGKILL).
