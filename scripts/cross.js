@@ -124,23 +124,32 @@ function ensureDebian(pkgs) {
   )
 }
 
+// pip install into the Python on PATH; where that one refuses (Debian's
+// externally managed system Python), into a venv under .cache/cross.
+function pipInstall(pkg) {
+  log(`pip install ${pkg}`)
+  if (run('python3', ['-m', 'pip', 'install', '-q', pkg])) return
+  const venv = path.join(CACHE, 'venv')
+  if (!fs.existsSync(path.join(venv, 'bin', 'python3'))) {
+    mustDo(run('python3', ['-m', 'venv', venv]), `create a venv in ${venv} (python3-venv)`)
+  }
+  process.env.PATH = `${path.join(venv, 'bin')}:${process.env.PATH}`
+  mustDo(run(path.join(venv, 'bin', 'python3'), ['-m', 'pip', 'install', '-q', pkg]), `pip install ${pkg}`)
+}
+
 // zig (PyPI's ziglang: `python3 -m ziglang`) behind a `zig` on PATH, and
 // cargo-zigbuild (PyPI too).
 function ensureZig() {
+  const venvBin = path.join(CACHE, 'venv', 'bin')
+  if (fs.existsSync(venvBin)) process.env.PATH = `${venvBin}:${process.env.PATH}`
   const bin = path.join(CACHE, 'bin')
   if (!has('zig', ['version'])) {
-    if (!has('python3', ['-m', 'ziglang', 'version'])) {
-      log('pip install ziglang')
-      mustDo(run('python3', ['-m', 'pip', 'install', '-q', 'ziglang']), 'pip install ziglang')
-    }
+    if (!has('python3', ['-m', 'ziglang', 'version'])) pipInstall('ziglang')
     fs.mkdirSync(bin, { recursive: true })
     fs.writeFileSync(path.join(bin, 'zig'), '#!/bin/sh\nexec python3 -m ziglang "$@"\n', { mode: 0o755 })
     process.env.PATH = `${bin}:${process.env.PATH}`
   }
-  if (!has('cargo-zigbuild')) {
-    log('pip install cargo-zigbuild')
-    mustDo(run('python3', ['-m', 'pip', 'install', '-q', 'cargo-zigbuild']), 'pip install cargo-zigbuild')
-  }
+  if (!has('cargo-zigbuild')) pipInstall('cargo-zigbuild')
   return capture('zig', ['version']).trim()
 }
 
