@@ -7,7 +7,8 @@
 //
 //   npm run cross                      # every target
 //   npm run cross -- --only linux-arm64-gnu
-//   npm run cross -- --quick           # a smoke subset instead of the full suite under qemu
+//   npm run cross -- --quick           # smoke + cross-process files only under qemu
+//   npm run cross -- --qemu-full       # the whole vitest suite under qemu (over 10 min on 2 cores)
 //
 // What it installs when missing (all from the ordinary registries): rustup
 // targets; Debian's qemu-user-static and the arm64 cross C runtime
@@ -58,12 +59,14 @@ function buildArgs(t, outDir) {
 const argv = process.argv.slice(2)
 let only = null
 let quick = false
+let qemuFull = false
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === '--quick') quick = true
+  else if (argv[i] === '--qemu-full') qemuFull = true
   else if (argv[i] === '--only') only = argv[++i]
   else if (argv[i].startsWith('--only=')) only = argv[i].slice(7)
   else if (argv[i] === '--help' || argv[i] === '-h') {
-    console.log('usage: npm run cross [-- --only <target>] [--quick]\ntargets: ' + TARGETS.map((t) => t.tag).join(', '))
+    console.log('usage: npm run cross [-- --only <target>] [--quick] [--qemu-full]\ntargets: ' + TARGETS.map((t) => t.tag).join(', '))
     process.exit(0)
   } else {
     console.error(`cross: unknown argument ${argv[i]}`)
@@ -283,6 +286,17 @@ function vitest(node, files, env, label) {
 
 // ---------------------------------------------------------------- per target
 const SMOKE = ['__test__/smoke.test.mjs', '__test__/crossprocess.test.mjs']
+// The arm64 platform subset: the files that exercise what differs by
+// architecture or goes through the kernel (flock, inotify, /proc, signals,
+// SIGKILLed holders, the old on-disk format, loading, worker threads). Left
+// out by default, as arch-neutral JavaScript that only gets slow under qemu:
+// openclaw (patches bundles, ~400 s), cli, exclusion (~260 s: its SIGKILL
+// loops), docs, packaging, generations, hostile, faults (strace), idle,
+// followups, clean, markers, sessions, release-path, shutdown, threadpool.
+// --qemu-full runs them all.
+const ARM64_SUBSET = [
+  'smoke', 'crossprocess', 'legacy', 'loader', 'loading', 'core', 'signals', 'watchdog', 'paths', 'errors', 'worker',
+].map((n) => `__test__/${n}.test.mjs`)
 
 function buildTarget(t, row) {
   const outDir = path.join(OUT, t.tag)
@@ -333,10 +347,11 @@ function doLinuxArm64Gnu(t, row) {
   try {
     const version = capture(rt.node, ['--version'], { env: rt.env })
     mustDo(version !== null, `run the arm64 Node under qemu (${rt.node})`)
-    const r = vitest(rt.node, quick ? SMOKE : [], rt.env, t.tag)
+    const files = qemuFull ? [] : quick ? SMOKE : ARM64_SUBSET
+    const r = vitest(rt.node, files, rt.env, t.tag)
     Object.assign(row, { tests: r })
     if (!r.ok) row.red = true
-    row.notes.push(`${quick ? 'subset: smoke + crossprocess' : 'full suite'} under qemu-aarch64, Node ${version.trim()}; SWL_TEST_EMULATED=qemu skips the start-time tests (qemu fakes /proc/<pid>/stat start times)`)
+    row.notes.push(`${qemuFull ? 'full suite' : quick ? 'subset: smoke + crossprocess' : `arm64 platform subset (${ARM64_SUBSET.length} files)`} under qemu-aarch64, Node ${version.trim()}; SWL_TEST_EMULATED=qemu skips the start-time tests (qemu fakes /proc/<pid>/stat start times)`)
   } finally {
     fs.rmSync(local, { force: true })
     undo()
