@@ -57,25 +57,37 @@ const LD = {
   arm64: ['/lib/ld-linux-aarch64.so.1', '/lib/ld-musl-aarch64.so.1'],
 }
 
-// glibc or musl. When exactly one of the two dynamic loaders exists, that is
-// the answer (two existence checks: the first read of a file in a process
-// costs about half a millisecond of fs warm-up). When both or neither exist
-// (musl installed next to glibc, Alpine with gcompat), reading ldd decides (a
-// shell script naming glibc, or the musl loader itself); process.report
-// costs milliseconds, so it is the last resort.
+// Which C library a process's memory map shows: 'musl' when the musl loader
+// (ld-musl-<arch>.so.1) is mapped, 'glibc' when glibc's loader or libc.so.6 is,
+// null when neither (a static binary, an unreadable map). `maps` is the text of
+// /proc/<pid>/maps.
+function libcFromMaps(maps) {
+  if (typeof maps !== 'string') return null
+  if (/\/ld-musl-[^/\s]*\.so/.test(maps)) return 'musl'
+  if (/\/ld-linux[^/\s]*\.so|\/libc\.so\.6\b/.test(maps)) return 'glibc'
+  return null
+}
+
+// glibc or musl, from the running process's own facts: the dynamic loader
+// mapped into this process (/proc/self/maps; one read of ~100 lines, also
+// right under qemu, which shows the guest's map). Which loaders exist on disk
+// says nothing about which one runs this Node (Debian with musl installed,
+// Alpine with gcompat), so the file checks are only a fallback when the map
+// is unreadable; process.report costs milliseconds and comes last.
 function isMusl() {
   if (process.platform !== 'linux') return false
+  let maps = null
+  try {
+    maps = readFileSync('/proc/self/maps', 'latin1')
+  } catch {
+    // No /proc: fall back to the files below.
+  }
+  const fromMaps = libcFromMaps(maps)
+  if (fromMaps !== null) return fromMaps === 'musl'
   const ld = LD[process.arch]
   if (ld !== undefined) {
     const glibc = existsSync(ld[0])
     if (glibc !== existsSync(ld[1])) return !glibc
-  }
-  try {
-    const ldd = readFileSync('/usr/bin/ldd', 'latin1')
-    if (ldd.includes('musl')) return true
-    if (ldd.includes('GNU C Library') || ldd.includes('glibc')) return false
-  } catch {
-    // No ldd: ask the report.
   }
   try {
     const report = process.report && process.report.getReport()
@@ -171,3 +183,4 @@ function load() {
 module.exports = load()
 module.exports.__platformTag = platformTag
 module.exports.__checkNode = checkNode
+module.exports.__libcFromMaps = libcFromMaps

@@ -37,6 +37,16 @@ afterEach(() => resetAfterTest(swl, dirs))
 const YEAR = 365 * 24 * 3_600_000
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
+// Under a user-mode emulator (SWL_TEST_EMULATED=qemu, set by npm run cross for
+// the arm64 run) a process reading its own /proc/self/stat gets a start time
+// the emulator made up, a few ticks off what /proc/<pid>/stat shows to others.
+// The old module records its start time from /proc/self/stat, we compare it
+// with /proc/<pid>/stat, so a live old holder looks recycled. Those tests are
+// skipped there, and say so.
+const EMULATED = process.env.SWL_TEST_EMULATED || ''
+const SELF_STAT_SKIP = `skipped under ${EMULATED}: it fakes /proc/self/stat start times, so the old module's recorded start time never matches`
+const selfStatIt = EMULATED ? (name, fn) => { console.warn(`legacy.test: "${name}" ${SELF_STAT_SKIP}`); return it.skip(name, fn) } : it
+
 function collect(child) {
   const out = { stdout: '', stderr: '' }
   child.stdout.setEncoding('utf8')
@@ -97,7 +107,7 @@ async function expectWaitsAndTimesOut(sessionFile, lockPath, owner, timeoutMs = 
 }
 
 describe('mixed fleet: an old gateway holds, ours waits', () => {
-  it('waits for a live old holder, names it in the timeout, and acquires once it releases', async () => {
+  selfStatIt('waits for a live old holder, names it in the timeout, and acquires once it releases', async () => {
     const dir = tmp()
     const sessionFile = path.join(dir, 's.jsonl')
     const holder = await legacyHolder(sessionFile)
@@ -161,7 +171,7 @@ describe('mixed fleet: an old gateway holds, ours waits', () => {
 })
 
 describe('mixed fleet: ours holds, an old gateway contends', () => {
-  it('the old module sees our file as held by a live process, times out naming us, and acquires after we release', async () => {
+  selfStatIt('the old module sees our file as held by a live process, times out naming us, and acquires after we release', async () => {
     const dir = tmp()
     const sessionFile = path.join(dir, 's.jsonl')
     const lease = await swl.acquireSessionWriteLock({ sessionFile })

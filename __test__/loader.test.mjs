@@ -123,6 +123,35 @@ describe('Node.js version gate', () => {
   })
 })
 
+describe('C library detection', () => {
+  // The truth from Node itself (slow, so the loader does not use it first):
+  // glibcVersionRuntime is set exactly when this Node runs on glibc.
+  const glibcRuntime = process.platform === 'linux' ? process.report.getReport().header.glibcVersionRuntime : undefined
+
+  it.runIf(process.platform === 'linux')('the platform tag names the C library this Node really runs on', () => {
+    if (glibcRuntime) {
+      expect(tag, `glibc ${glibcRuntime} Node detected as musl`).toMatch(/-gnu$/)
+    } else {
+      expect(tag, 'musl Node detected as glibc').toMatch(/-musl$/)
+    }
+  })
+
+  it('decides from the loader mapped into the process, not from files on disk', () => {
+    const line = (p) => `7f9164462000-7f9164488000 r--p 00000000 fe:00 326279   ${p}\n`
+    expect(loader.__libcFromMaps(line('/usr/lib/x86_64-linux-gnu/libc.so.6') + line('/lib64/ld-linux-x86-64.so.2'))).toBe('glibc')
+    expect(loader.__libcFromMaps(line('/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1'))).toBe('glibc')
+    expect(loader.__libcFromMaps(line('/lib/ld-musl-x86_64.so.1'))).toBe('musl')
+    expect(loader.__libcFromMaps(line('/usr/lib/ld-musl-aarch64.so.1') + line('/usr/lib/libgcompat.so.0'))).toBe('musl')
+    expect(loader.__libcFromMaps(line('/usr/local/bin/node') + line('[vdso]'))).toBe(null)
+    expect(loader.__libcFromMaps(null)).toBe(null)
+  })
+
+  it.runIf(process.platform === 'linux')("this process's own map gives the same answer as Node's report", () => {
+    const own = loader.__libcFromMaps(fs.readFileSync('/proc/self/maps', 'latin1'))
+    expect(own).toBe(glibcRuntime ? 'glibc' : 'musl')
+  })
+})
+
 describe('platform packages', () => {
   it.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('this glibc Linux x64 machine is linux-x64-gnu', () => {
     expect(tag).toBe('linux-x64-gnu')
@@ -164,7 +193,7 @@ describe('platform packages', () => {
     expect(r.ok).toBe(false)
     expect(r.code).toBe('SESSION_WRITE_LOCK_NO_NATIVE')
     expect(r.message).toContain(`"session-write-lock-${tag}" is installed but its addon failed to load (${broken})`)
-    expect(r.message).toMatch(/invalid ELF header|file too short|not a valid Win32|not a mach-o|slice is not valid/i)
+    expect(r.message).toMatch(/invalid ELF header|exec format error|file too short|not a valid Win32|not a mach-o|slice is not valid/i)
     expect(r.message).toContain('npx --yes @napi-rs/cli@3 build')
   })
 })

@@ -243,8 +243,11 @@ fn open_existing(
 
 enum Publish {
     /// Our file now has the name, locked and with its payload.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    // only the Linux O_TMPFILE path publishes
     Done(LockFile),
     /// Something already has the name.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Exists,
     /// No `O_TMPFILE` here (or no `/proc`): use create-then-write.
     Unsupported,
@@ -259,9 +262,11 @@ pub static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
 ];
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // counted on the Linux O_TMPFILE path only
 const COUNT_TMPFILE: usize = 0;
 const COUNT_TEMP_LINK: usize = 1;
 const COUNT_EXCL: usize = 2;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const COUNT_FALLBACK: usize = 3;
 
 fn count(i: usize) {

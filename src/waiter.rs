@@ -88,6 +88,7 @@ fn seam_count(what: &str) -> Option<u32> {
 /// first `n` calls to `inotify_add_watch` of the waiting thread fail with
 /// `ENOSPC` (as when `fs.inotify.max_user_watches` is exhausted). Read once,
 /// when the thread starts.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // inotify is Linux-only
 fn injected_add_watch_failures() -> u32 {
     seam_count("add-watch").unwrap_or(0)
 }
@@ -421,6 +422,8 @@ impl Watches {
 
     /// Read pending events; returns the keys to retry now.
     fn drain(&mut self) -> Vec<Arc<str>> {
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+        // filled from inotify on Linux only
         let mut due = Vec::new();
         #[cfg(target_os = "linux")]
         {
