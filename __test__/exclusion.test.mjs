@@ -286,3 +286,35 @@ describe('a long hold keeps createdAt fresh for old-module peers', () => {
     await old2.waitLine('acquired', 30_000)
   }, 90_000)
 })
+
+describe('reclaiming a stale file never removes a lock created meanwhile', () => {
+  // The child judges a dead holder's old-format file stale and, while it
+  // holds that file's OS lock, strace stalls its next replacing call (the
+  // exchange, or an unlink of the name) for 3 s. Meanwhile an old-module
+  // process (played by this test) removes the stale file and creates its own
+  // live lock. The child must not remove that lock: it waits for it instead.
+  oldPeerIt('an old-module lock created between our check and our replace survives, and we wait for it', async () => {
+    const dir = tmpDir('swl-excl-')
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${fs.realpathSync(dir)}/s.jsonl.lock`
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+    fs.writeFileSync(lockPath, JSON.stringify({ pid: Number(dead.stdout), createdAt: new Date().toISOString() }, null, 2))
+    const stall = 'delay_enter=3000000:when=1'
+    const c = spawnTracked(
+      ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=renameat2,unlink', '-e', `inject=renameat2:${stall}`, '-e', `inject=unlink:${stall}`, process.execPath, holderPath, sessionFile, '--timeout-ms', '6000'],
+      { command: 'strace' },
+    )
+    // The child holds the stale file's OS lock: it has judged it, and stalls.
+    const until = Date.now() + 30_000
+    while (!swl.inspectLockFile(lockPath).held) {
+      if (Date.now() > until) throw new Error(`the child never locked the stale file: ${c.stderr()}`)
+      await pause(10)
+    }
+    fs.unlinkSync(lockPath)
+    const theirs = JSON.stringify({ pid: process.pid, createdAt: new Date().toISOString() }, null, 2)
+    fs.writeFileSync(lockPath, theirs, { flag: 'wx' })
+    const line = parseLine(await c.waitLine(/^(acquired|error) /))
+    expect(line.code, JSON.stringify(line)).toBe('OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT')
+    expect(fs.readFileSync(lockPath, 'utf8')).toBe(theirs)
+  }, 60_000)
+})
