@@ -26,33 +26,26 @@ const PROPER_RETRIES = { retries: 3000, factor: 1.5, minTimeout: 10, maxTimeout:
 const BASELINE = process.env.SWL_BENCH_BASELINE || null
 const cache = {}
 
+/** This package, loaded from `dir` (ours, or another build for --baseline). */
+function packageImpl(key, dir) {
+  return {
+    load() {
+      return (cache[key] ??= require(path.join(dir, 'index.js')))
+    },
+    async acquire(sessionFile, o = {}) {
+      const lease = await this.load().acquireSessionWriteLock({
+        sessionFile,
+        timeoutMs: WAIT_TIMEOUT_MS,
+        allowReentrant: o.reentrant === true,
+      })
+      return () => lease.release()
+    },
+  }
+}
+
 const IMPLS = {
-  ours: {
-    load() {
-      return (cache.ours ??= require(path.join(ROOT, 'index.js')))
-    },
-    async acquire(sessionFile, o = {}) {
-      const lease = await this.load().acquireSessionWriteLock({
-        sessionFile,
-        timeoutMs: WAIT_TIMEOUT_MS,
-        allowReentrant: o.reentrant === true,
-      })
-      return () => lease.release()
-    },
-  },
-  base: {
-    load() {
-      return (cache.base ??= require(path.join(BASELINE, 'index.js')))
-    },
-    async acquire(sessionFile, o = {}) {
-      const lease = await this.load().acquireSessionWriteLock({
-        sessionFile,
-        timeoutMs: WAIT_TIMEOUT_MS,
-        allowReentrant: o.reentrant === true,
-      })
-      return () => lease.release()
-    },
-  },
+  ours: packageImpl('ours', ROOT),
+  base: packageImpl('base', BASELINE),
   proper: {
     load() {
       return (cache.proper ??= require('proper-lockfile'))
