@@ -389,9 +389,24 @@ async function main() {
    * are this package's: violations. Lost updates inside an overlap caused by
    * the old module are counted with it.
    */
+  /** Session `s`'s journal as records; a torn line (never expected: a record
+   *  is one write(2), which SIGKILL does not tear) is a violation. */
+  function readJournal(s) {
+    const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
+    const records = []
+    for (let i = 0; i < lines.length; i++) {
+      try {
+        records.push(JSON.parse(lines[i]))
+      } catch {
+        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
+      }
+    }
+    return records
+  }
+
   async function replayMixed(s) {
     const out = { completed: 0, enters: 0, killedInside: 0, killedAfterWrite: 0, leftover: 0, counter: 0 }
-    const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
+    const records = readJournal(s)
     let removals = []
     try {
       removals = fs
@@ -477,14 +492,7 @@ async function main() {
       }
       insiders.delete(keyOf(I))
     }
-    for (let i = 0; i < lines.length; i++) {
-      let r
-      try {
-        r = JSON.parse(lines[i])
-      } catch {
-        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
-        continue
-      }
+    for (const r of records) {
       if (r.t === 'E') {
         out.enters++
         if (r.pid === lastPid && !r.old) r.chain = chainAcq
@@ -569,7 +577,7 @@ async function main() {
       counterTotal += r.counter
       continue
     }
-    const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
+    const records = readJournal(s)
     let expected = { v: 0, wid: '-', seq: 0 }
     let inside = null
     let sessionWrites = 0
@@ -597,15 +605,7 @@ async function main() {
       }
       inside = null
     }
-    for (let i = 0; i < lines.length; i++) {
-      let r
-      try {
-        r = JSON.parse(lines[i])
-      } catch {
-        // A record is one write(2): it is never torn, even by SIGKILL.
-        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
-        continue
-      }
+    for (const r of records) {
       if (r.t === 'E') {
         enters++
         if (tokens.has(r.tok)) violation(`s${s}: fencing token ${r.tok} reused`)
