@@ -318,3 +318,33 @@ describe('reclaiming a stale file never removes a lock created meanwhile', () =>
     expect(fs.readFileSync(lockPath, 'utf8')).toBe(theirs)
   }, 60_000)
 })
+
+describe('every create path keeps the lock file mode at 0644 or stricter', () => {
+  it('under umask 0: the portable create and a swapped-in rewrite', () => {
+    const sessionFile = path.join(tmpDir('swl-excl-'), 's.jsonl')
+    const script = `
+      process.umask(0)
+      const fs = require('node:fs')
+      const swl = require(${JSON.stringify(path.resolve('index.js'))})
+      const mode = (p) => fs.statSync(p).mode & 0o7777
+      ;(async () => {
+        const first = await swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(sessionFile)} })
+        const created = mode(first.lockPath)
+        // A waiter whose payload has another shape (no maxHoldMs) gets a new
+        // file swapped in at the hand-off.
+        const next = swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(sessionFile)}, maxHoldMs: Infinity })
+        await first.release()
+        const second = await next
+        const swapped = mode(second.lockPath)
+        await second.release()
+        process.stdout.write(JSON.stringify({ created, swapped }))
+      })()`
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' }, timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(0)
+    const { created, swapped } = JSON.parse(r.stdout)
+    for (const m of [created, swapped]) {
+      expect(m & ~0o644).toBe(0)
+      expect(m & 0o600).toBe(0o600)
+    }
+  }, 60_000)
+})
