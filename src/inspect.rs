@@ -4,7 +4,7 @@
 //! An OS-locked file is never stale and never removed. A file of ours
 //! (`"lock": "os"`) whose OS lock is free is stale: the old rules' reasons,
 //! then `not-held`. An old-module file is judged by the old rules alone, with
-//! the sweep's `orphan-self-pid` rule (see [`legacy::Rules::Sweep`]), plus
+//! the sweep's `orphan-self-pid` rule (see [`staleness::Rules::Sweep`]), plus
 //! `non-openclaw-owner` when the caller has read the owner's command line and
 //! found it is not OpenClaw's (the caller passes that pid; it applies only if
 //! the file, read again here under this call, still names that pid, is not
@@ -15,10 +15,10 @@
 
 use std::path::Path;
 
-use crate::legacy;
 use crate::lockfile::Probe;
 use crate::oserror::OsError;
 use crate::payload;
+use crate::staleness;
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -70,13 +70,13 @@ pub fn inspect_with(
     r.os = p.os_lock;
     r.hostname = p.hostname.clone();
     r.max_hold_ms = p.max_hold_ms;
-    let verdict = legacy::judge_with(
+    let verdict = staleness::judge_with(
         &p,
         probe.mtime_ms,
         now_ms,
         stale_ms,
         false,
-        legacy::Rules::Sweep,
+        staleness::Rules::Sweep,
     );
     r.pid_alive = verdict.pid_alive;
     r.age_ms = verdict.age_ms;
@@ -121,9 +121,16 @@ pub fn judge_payload_text(
     json: &[u8],
     now_ms: i64,
     stale_ms: u64,
-) -> (payload::ParsedPayload, legacy::Verdict) {
+) -> (payload::ParsedPayload, staleness::Verdict) {
     let p = payload::parse(json);
-    let v = legacy::judge_with(&p, i64::MIN, now_ms, stale_ms, false, legacy::Rules::Sweep);
+    let v = staleness::judge_with(
+        &p,
+        i64::MIN,
+        now_ms,
+        stale_ms,
+        false,
+        staleness::Rules::Sweep,
+    );
     (p, v)
 }
 

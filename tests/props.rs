@@ -13,12 +13,12 @@ use std::sync::{Arc, Barrier};
 
 use proptest::prelude::*;
 
+use session_write_lock::acquire;
 use session_write_lock::identity;
-use session_write_lock::legacy;
 use session_write_lock::lockfile::{self, Attempt, Judgement};
 use session_write_lock::paths;
 use session_write_lock::payload::{self, LockPayload, ParsedPayload, MAX_PAYLOAD_BYTES};
-use session_write_lock::registry;
+use session_write_lock::staleness;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
 
@@ -95,7 +95,7 @@ fn check_parsed(bytes: &[u8], p: &ParsedPayload) {
 }
 
 /// The judge's reasons are in contract order and drawn from the known set.
-fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
+fn check_verdict(p: &ParsedPayload, v: &staleness::Verdict, now: i64) {
     const ORDER: [&str; 7] = [
         "missing-pid",
         "dead-pid",
@@ -132,7 +132,7 @@ fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
     // A createdAt more than 5 minutes ahead of the clock is invalid too.
     let future = p
         .created_at_ms
-        .is_some_and(|c| now.saturating_sub(c) < -legacy::MAX_FUTURE_SKEW_MS);
+        .is_some_and(|c| now.saturating_sub(c) < -staleness::MAX_FUTURE_SKEW_MS);
     assert_eq!(
         p.created_at_ms.is_none() || future,
         v.reasons.contains(&"invalid-createdAt")
@@ -162,9 +162,9 @@ fn corpus_payloads_parse_and_judge_without_panicking() {
         check_parsed(&bytes, &p);
         for stale_ms in [0u64, 1, 5_000, 1_800_000, u64::MAX] {
             for mtime in [now, now - 4_000, now - 10_000, 0] {
-                let v = legacy::judge(&p, mtime, now, stale_ms, false);
+                let v = staleness::judge(&p, mtime, now, stale_ms, false);
                 check_verdict(&p, &v, now);
-                let _ = registry::judge_found(&p, mtime, stale_ms);
+                let _ = acquire::judge_found(&p, mtime, stale_ms);
             }
         }
         eprintln!("corpus payload/{name}: ok ({} bytes)", bytes.len());
@@ -440,8 +440,8 @@ proptest! {
         stale_ms in prop_oneof![Just(0u64), Just(1), 1u64..10_000_000, Just(u64::MAX)],
         we_hold in any::<bool>(),
     ) {
-        let now = registry::now_ms();
-        let v = legacy::judge(&p, now - mtime_back, now, stale_ms, we_hold);
+        let now = acquire::now_ms();
+        let v = staleness::judge(&p, now - mtime_back, now, stale_ms, we_hold);
         check_verdict(&p, &v, now);
         if we_hold { prop_assert!(!v.reasons.contains(&"orphan-self-pid")); }
         if p.hostname.as_deref() == Some("elsewhere.example") {
@@ -459,7 +459,7 @@ proptest! {
         now in any::<i64>(),
         stale_ms in any::<u64>(),
     ) {
-        let v = legacy::judge(&p, mtime, now, stale_ms, false);
+        let v = staleness::judge(&p, mtime, now, stale_ms, false);
         check_verdict(&p, &v, now);
     }
 
@@ -498,7 +498,7 @@ proptest! {
             &lock,
             lock.to_str().unwrap(),
             None,
-            &mut |p, mtime| registry::judge_found(p, mtime, 1_800_000),
+            &mut |p, mtime| acquire::judge_found(p, mtime, 1_800_000),
             &mut |s| s.push_str("{\"lock\": \"os\"}"),
         );
         prop_assert_eq!(fs::read(&victim).unwrap(), content);

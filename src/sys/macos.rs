@@ -5,7 +5,7 @@
 //!
 //! Change notification: none yet. [`ChangeWatcher`] is uninhabited, so
 //! [`ChangeWatcher::create`] reports "no facility" and the waiting thread
-//! polls every `PORTABLE_POLL` (see `waiter`). An event-driven watcher
+//! polls every `PORTABLE_POLL` (see `wait_thread`). An event-driven watcher
 //! (kqueue `EVFILT_VNODE`) replaces this type with the same interface as the
 //! Linux one: `create`, `unsupported`, `limit_hint`, `add`, `remove`, `wait`, `NAME`,
 //! `CREATE_SYSCALL`, `WATCH_SYSCALL`.

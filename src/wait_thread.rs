@@ -20,20 +20,48 @@
 //! [`unwatched_poll`]), and the process says so once on stderr.
 //! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
 //!
+//! The thread knows nothing of queues: whoever asks it to contend for a key
+//! passes the [`Waiters`] it reports to (the registry), which says who waits
+//! first and takes every lock obtained.
+//!
 //! Guarantees: at most one attempt in flight per key; a key nobody waits for
 //! any more is dropped with its descriptor and watch; every OS lock obtained
-//! is handed to the registry, which gives it to the current head of the queue
-//! or releases it. Not guaranteed: wake-ups on network file systems faster
-//! than the fallback poll.
+//! is handed to its [`Waiters`], which gives it to the current head of the
+//! queue or releases it. Not guaranteed: wake-ups on network file systems
+//! faster than the fallback poll.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::lockfile::{Attempt, WaitFile};
+use crate::acquire::{self, Written};
+use crate::lockfile::{Attempt, LockFile, WaitFile};
 use crate::oserror::OsError;
-use crate::registry;
 use crate::sys::{self, errno, ChangeWatcher, WakeReceiver, WakeSender, WatchId};
+
+/// The settings of the request that waits first for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadSettings {
+    /// How old an old-module file must be to count as stale.
+    pub stale_ms: u64,
+    /// The `maxHoldMs` its payload records (`None`: never force-released).
+    pub max_hold_ms: Option<u64>,
+}
+
+/// The waiters of the keys this thread contends for: what the thread asks
+/// before each attempt and tells after one that ended. Called on the waiting
+/// thread, never while it holds anything of its own.
+pub trait Waiters: Sync {
+    /// Who waits first for `key` now; `None` when nobody does any more (the
+    /// thread then drops the key).
+    fn head(&self, key: &str) -> Option<HeadSettings>;
+    /// The OS lock of `key` at `lock_path` was obtained, its payload
+    /// carrying `written`. The callee owns `file` from here: it gives it to
+    /// the head of the queue, or releases it at `lock_path`.
+    fn acquired(&self, key: &Arc<str>, lock_path: &Arc<str>, file: LockFile, written: Written);
+    /// The attempt for `key` failed with an OS error (the head gets it).
+    fn failed(&self, key: &Arc<str>, err: OsError);
+}
 
 /// Fallback poll for a lock held through the OS lock elsewhere.
 pub const FALLBACK_POLL: Duration = Duration::from_millis(50);
@@ -44,6 +72,7 @@ pub const PORTABLE_POLL: Duration = Duration::from_millis(5);
 
 enum Cmd {
     Contend {
+        to: &'static dyn Waiters,
         key: Arc<str>,
         lock_path: Arc<str>,
         wait: Option<WaitFile>,
@@ -198,15 +227,21 @@ fn send(s: &Shared, cmd: Cmd) {
     s.wake.wake();
 }
 
-/// Start contending for `key` on behalf of its queue head. `wait` is the
-/// descriptor of the busy attempt that led here. Fails (dropping `wait`)
-/// when the waiting machinery cannot be started; the caller then fails the
-/// acquire that needed it.
-pub fn contend(key: Arc<str>, lock_path: Arc<str>, wait: Option<WaitFile>) -> Result<(), OsError> {
+/// Start contending for `key` (lock file `lock_path`) on behalf of the
+/// head of its queue in `to`. `wait` is the descriptor of the busy attempt
+/// that led here. Fails (dropping `wait`) when the waiting machinery cannot
+/// be started; the caller then fails the acquire that needed it.
+pub fn contend(
+    to: &'static dyn Waiters,
+    key: Arc<str>,
+    lock_path: Arc<str>,
+    wait: Option<WaitFile>,
+) -> Result<(), OsError> {
     let s = shared(&lock_path)?;
     send(
         s,
         Cmd::Contend {
+            to,
             key,
             lock_path,
             wait,
@@ -224,6 +259,7 @@ pub fn stop(key: Arc<str>) {
 }
 
 struct Entry {
+    to: &'static dyn Waiters,
     lock_path: Arc<str>,
     wait: Option<WaitFile>,
     wd: Option<WatchId>,
@@ -390,6 +426,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
     for cmd in cmds {
         match cmd {
             Cmd::Contend {
+                to,
                 key,
                 lock_path,
                 wait,
@@ -398,6 +435,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                 entries.insert(
                     key,
                     Entry {
+                        to,
                         lock_path,
                         wait,
                         wd: old_wd,
@@ -407,13 +445,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                     },
                 );
             }
-            Cmd::Stop { key } => {
-                if let Some(e) = entries.remove(&key) {
-                    if let Some(wd) = e.wd {
-                        watches.unwatch(&key, wd);
-                    }
-                }
-            }
+            Cmd::Stop { key } => drop_entry(&key, entries, watches),
         }
     }
     for key in changed {
@@ -432,47 +464,52 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
     }
 }
 
-fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
-    let Some(settings) = registry::global().head_settings(key) else {
-        if let Some(e) = entries.remove(key) {
-            if let Some(wd) = e.wd {
-                watches.unwatch(key, wd);
-            }
+/// Forget `key`: its entry, and its watch.
+fn drop_entry(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+    if let Some(e) = entries.remove(key) {
+        if let Some(wd) = e.wd {
+            watches.unwatch(key, wd);
         }
+    }
+}
+
+fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+    let entry = entries.get_mut(key).expect("due entry");
+    let to = entry.to;
+    let Some(head) = to.head(key) else {
+        drop_entry(key, entries, watches);
         return;
     };
-    let (stale_ms, max_hold_ms) = settings;
-    let entry = entries.get_mut(key).expect("due entry");
+    let HeadSettings {
+        stale_ms,
+        max_hold_ms,
+    } = head;
     // Watch before trying, so a release between the try and the wait is seen.
     entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
     let lock_path = entry.lock_path.clone();
     let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len();
-    let mut result = registry::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms);
+    let mut result = acquire::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms);
     if fresh_wake {
         // The dying holder's flock goes a few microseconds after its close
         // event (see RETRY_AFTER_WAKE): spin briefly before sleeping.
         let until = Instant::now() + SPIN_AFTER_WAKE;
-        while let Ok((Attempt::Busy(w), _, _)) = &result {
+        while let Ok((Attempt::Busy(w), _)) = &result {
             if w.legacy || Instant::now() >= until {
                 break;
             }
             std::thread::yield_now();
-            let Ok((Attempt::Busy(w), _, _)) = result else {
+            let Ok((Attempt::Busy(w), _)) = result else {
                 unreachable!()
             };
-            result = registry::os_attempt(&lock_path, Some(w), stale_ms, max_hold_ms);
+            result = acquire::os_attempt(&lock_path, Some(w), stale_ms, max_hold_ms);
         }
     }
     match result {
-        Ok((Attempt::Acquired(file), token, at)) => {
-            if let Some(e) = entries.remove(key) {
-                if let Some(wd) = e.wd {
-                    watches.unwatch(key, wd);
-                }
-            }
-            registry::global().os_acquired(key, file, token, at, max_hold_ms);
+        Ok((Attempt::Acquired(file), written)) => {
+            drop_entry(key, entries, watches);
+            to.acquired(key, &lock_path, file, written);
         }
-        Ok((Attempt::Busy(wait), _, _)) => {
+        Ok((Attempt::Busy(wait), _)) => {
             let legacy = wait.legacy;
             entry.wait = Some(wait);
             // The path may name a new inode now: watch that one.
@@ -499,12 +536,8 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             entry.due = Instant::now() + every;
         }
         Err(err) => {
-            if let Some(e) = entries.remove(key) {
-                if let Some(wd) = e.wd {
-                    watches.unwatch(key, wd);
-                }
-            }
-            registry::global().os_failed(key, err);
+            drop_entry(key, entries, watches);
+            to.failed(key, err);
         }
     }
 }
