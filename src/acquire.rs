@@ -13,7 +13,6 @@
 //! attempt acquires; a busy lock comes back as [`Attempt::Busy`] with the
 //! descriptor to keep while waiting.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -96,7 +95,6 @@ pub fn os_attempt(
     let token = new_token();
     let at = now_ms();
     let attempt = lockfile::attempt(
-        Path::new(lock_path),
         lock_path,
         wait,
         &mut |p, mtime| judge_found(p, mtime, stale_ms),

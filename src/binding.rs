@@ -577,7 +577,7 @@ pub struct PeekedHolder {
 /// lock taken, nothing created); `null` when there is no regular file.
 #[napi(catch_unwind)]
 pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
-    lockfile::peek(std::path::Path::new(&lock_path)).map(|p| PeekedHolder {
+    lockfile::peek(&lock_path).map(|p| PeekedHolder {
         pid: p.pid,
         created_at: p.created_at,
     })

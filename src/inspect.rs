@@ -13,8 +13,6 @@
 //! names the inode we judged, so a file created or taken over meanwhile by a
 //! new holder is never removed.
 
-use std::path::Path;
-
 use crate::lockfile::Probe;
 use crate::oserror::OsError;
 use crate::payload;
@@ -52,8 +50,7 @@ pub fn inspect_with(
     non_openclaw_pid: Option<u32>,
 ) -> Report {
     let mut r = Report::default();
-    let path = Path::new(lock_path);
-    let probe = match Probe::open(path, lock_path) {
+    let probe = match Probe::open(lock_path) {
         Ok(Some(p)) => p,
         Ok(None) => {
             r.error = Some(OsError::synthetic("ENOENT", "open", lock_path));
@@ -106,7 +103,7 @@ pub fn inspect_with(
         r.owner_checkable = verdict.owner_checkable;
     }
     if r.stale && remove {
-        match probe.remove_if_named(path, lock_path) {
+        match probe.remove_if_named(lock_path) {
             Ok(removed) => r.removed = removed,
             Err(e) => r.error = Some(e),
         }
@@ -157,8 +154,7 @@ pub enum StrayTemp {
 /// (before its OS lock is taken) or OS-locked, so it is never removed.
 /// Never follows symlinks; a non-regular file reports an error and is kept.
 pub fn remove_stray_temp(path: &str, now_ms: f64, grace_ms: f64) -> Result<StrayTemp, OsError> {
-    let p = Path::new(path);
-    let Some(probe) = Probe::open(p, path)? else {
+    let Some(probe) = Probe::open(path)? else {
         return Ok(StrayTemp::Gone);
     };
     let age = now_ms - probe.mtime_ms as f64;
@@ -168,5 +164,5 @@ pub fn remove_stray_temp(path: &str, now_ms: f64, grace_ms: f64) -> Result<Stray
     if !probe.try_lock(path)? {
         return Ok(StrayTemp::Held);
     }
-    Ok(StrayTemp::Removed(probe.remove_if_named(p, path)?))
+    Ok(StrayTemp::Removed(probe.remove_if_named(path)?))
 }

@@ -495,7 +495,6 @@ proptest! {
         fs::hard_link(&victim, &lock).unwrap();
         let victim_ino = fs::metadata(&victim).unwrap().ino();
         let r = lockfile::attempt(
-            &lock,
             lock.to_str().unwrap(),
             None,
             &mut |p, mtime| acquire::judge_found(p, mtime, 1_800_000),
@@ -505,7 +504,7 @@ proptest! {
         match r {
             Ok(Attempt::Acquired(lf)) => {
                 prop_assert_ne!(fs::metadata(&lock).unwrap().ino(), victim_ino);
-                lf.release(&lock);
+                lf.release(lock.to_str().unwrap());
                 prop_assert!(!lock.exists());
             }
             Ok(Attempt::Busy(w)) => prop_assert!(w.legacy),
@@ -554,7 +553,6 @@ proptest! {
         let a = render(created, hold_a, &token_a);
         let b = render(if keep_created { created } else { created2 }, hold_b, &token_b);
         let Ok(Attempt::Acquired(mut lf)) = lockfile::attempt(
-            &lock,
             lock.to_str().unwrap(),
             None,
             &mut |_, _| Judgement::Reclaim,
@@ -563,7 +561,7 @@ proptest! {
             panic!("a fresh directory is free")
         };
         let before = fs::metadata(&lock).unwrap().ino();
-        prop_assert_eq!(lf.rewrite(&lock, b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
+        prop_assert_eq!(lf.rewrite(lock.to_str().unwrap(), b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
         prop_assert_eq!(fs::read(&lock).unwrap(), b.as_bytes());
         if fs::metadata(&lock).unwrap().ino() == before {
             let (x, y) = (a.as_bytes(), b.as_bytes());
@@ -579,7 +577,7 @@ proptest! {
                 }
             }
         }
-        lf.release(&lock);
+        lf.release(lock.to_str().unwrap());
         prop_assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
         let _ = fs::remove_dir_all(&d);
     }
@@ -608,7 +606,6 @@ fn racing_attempts_never_fail_and_exclude() {
                 let mut errors = Vec::new();
                 for _ in 0..4000 {
                     match lockfile::attempt(
-                        &lock,
                         lock.to_str().unwrap(),
                         None,
                         &mut |_, _| Judgement::Reclaim,
@@ -622,7 +619,7 @@ fn racing_attempts_never_fail_and_exclude() {
                             );
                             held.fetch_add(1, Ordering::Relaxed);
                             inside.fetch_sub(1, Ordering::SeqCst);
-                            lf.release(&lock);
+                            lf.release(lock.to_str().unwrap());
                         }
                         Ok(Attempt::Busy(_)) => {}
                         Err(e) => errors.push(format!("{} {} {}", e.code, e.syscall, e.path)),

@@ -1,8 +1,6 @@
 //! Queries: whether a lease is held (in memory, by name on disk, or with its
 //! token on disk), the holder of a key, every holder, and counts.
 
-use std::path::Path;
-
 use super::{Holder, HolderInfo, KeyState, Registry};
 
 impl Registry {
@@ -18,7 +16,7 @@ impl Registry {
         let key = inner.leases.get(&lease_id).ok_or("no longer held")?;
         let ks = inner.keys.get(key).ok_or("no longer held")?;
         let h = ks.holder.as_ref().ok_or("no longer held")?;
-        if !h.file.still_named_by(Path::new(&*ks.lock_path)) {
+        if !h.file.still_named_by(&ks.lock_path) {
             return Err("lock file deleted or replaced");
         }
         Ok(())
@@ -31,7 +29,7 @@ impl Registry {
         let key = inner.leases.get(&lease_id).ok_or("released")?;
         let ks = inner.keys.get(key).ok_or("released")?;
         let h = ks.holder.as_ref().ok_or("released")?;
-        if !h.file.still_named_by(Path::new(&*ks.lock_path)) {
+        if !h.file.still_named_by(&ks.lock_path) {
             return Err("lock file deleted or replaced");
         }
         let p = h.file.read_payload();

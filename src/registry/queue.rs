@@ -4,7 +4,6 @@
 //! thread reports back through [`Waiters`]).
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::{
@@ -236,15 +235,15 @@ impl Registry {
     ) {
         let lock_path = lock_path.clone();
         let Some(ks) = inner.keys.get_mut(key) else {
-            file.release(Path::new(&*lock_path));
+            file.release(&lock_path);
             return;
         };
         if ks.queue.is_empty() {
-            file.release(Path::new(&*lock_path));
+            file.release(&lock_path);
             inner.keys.remove(key);
             return;
         }
-        if written.is_none() && !file.still_named_by(Path::new(&*lock_path)) {
+        if written.is_none() && !file.still_named_by(&lock_path) {
             // The file being handed over was deleted or replaced (an `rm`, a
             // reclaim): it excludes nobody any more. Drop it without touching
             // the path, and let the head contend afresh at the OS level.
@@ -274,7 +273,7 @@ impl Registry {
                 let created = if keep { file.created_ms } else { at };
                 let mut buf = String::with_capacity(320);
                 acquire::render_payload(&mut buf, created, w.max_hold_ms, &token);
-                match file.rewrite(Path::new(&*lock_path), buf.as_bytes(), None, keep) {
+                match file.rewrite(&lock_path, buf.as_bytes(), None, keep) {
                     Ok(lockfile::Rewrite::Done) => file.created_ms = created,
                     Ok(lockfile::Rewrite::Lost) => {
                         // Deleted or replaced under us: nobody gets this file.
@@ -286,7 +285,7 @@ impl Registry {
                     }
                     Err(e) => {
                         let err = OsError::from_io(&e, "write", &lock_path);
-                        file.release(Path::new(&*lock_path));
+                        file.release(&lock_path);
                         let request_id = w.request_id;
                         Self::deliver(
                             inner,
@@ -359,7 +358,7 @@ impl Waiters for Registry {
                 self.grant_head(inner, 0, key, lock_path, file, Some(written));
             }
             // Held here meanwhile, or every request left: not needed.
-            _ => file.release(Path::new(&**lock_path)),
+            _ => file.release(lock_path),
         }
     }
 

@@ -1,8 +1,6 @@
 //! Keeping held payloads fresh for old-module peers: `createdAt` rewritten
 //! in place or swapped in whole, the file's mtime kept at the hold's start.
 
-use std::path::Path;
-
 use super::{Refreshed, Registry, ThreadId};
 use crate::acquire::render_payload;
 use crate::lockfile;
@@ -28,19 +26,17 @@ impl Registry {
             if now - h.file.created_ms < older_than_ms {
                 continue;
             }
-            if !h.file.still_named_by(Path::new(&*lock_path)) {
+            if !h.file.still_named_by(&lock_path) {
                 // Never swap another holder's file out, even for a moment.
                 out.lost
                     .extend(h.leases.iter().map(|&l| (l, lock_path.clone())));
                 continue;
             }
             render_payload(&mut buf, now, h.max_hold_ms, &h.token);
-            match h.file.rewrite(
-                Path::new(&*lock_path),
-                buf.as_bytes(),
-                Some(h.acquired_at_ms),
-                false,
-            ) {
+            match h
+                .file
+                .rewrite(&lock_path, buf.as_bytes(), Some(h.acquired_at_ms), false)
+            {
                 Ok(lockfile::Rewrite::Done) => {
                     h.file.created_ms = now;
                     out.refreshed += 1;

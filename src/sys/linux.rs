@@ -42,9 +42,9 @@ pub fn create_unnamed(dir: &Path) -> Option<File> {
 /// `/proc/self/fd`), failing with `EEXIST` rather than replacing anything.
 /// Any other error (no `/proc`, a file system that refuses) means this file
 /// cannot be named this way.
-pub fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
+pub fn link_unnamed(file: &File, target: impl AsRef<Path>) -> io::Result<()> {
     let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
-    let target = CString::new(target.as_os_str().as_bytes())
+    let target = CString::new(target.as_ref().as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {
@@ -66,10 +66,10 @@ pub fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
 /// Exchange the names `a` and `b` in one step (`renameat2` with
 /// `RENAME_EXCHANGE`). `EINVAL`, `ENOSYS` or `EOPNOTSUPP`: not supported
 /// on this file system or kernel.
-pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+pub fn exchange(a: impl AsRef<Path>, b: impl AsRef<Path>) -> io::Result<()> {
     let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(bad)?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(bad)?;
+    let ca = CString::new(a.as_ref().as_os_str().as_bytes()).map_err(bad)?;
+    let cb = CString::new(b.as_ref().as_os_str().as_bytes()).map_err(bad)?;
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {
         libc::renameat2(

@@ -28,12 +28,12 @@ pub fn create_unnamed(_dir: &Path) -> Option<File> {
 }
 
 /// Never called ([`UNNAMED_FILES`] is false).
-pub fn link_unnamed(_file: &File, _target: &Path) -> io::Result<()> {
+pub fn link_unnamed(_file: &File, _target: impl AsRef<Path>) -> io::Result<()> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Never called ([`CAN_EXCHANGE`] is false).
-pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+pub fn exchange(_a: impl AsRef<Path>, _b: impl AsRef<Path>) -> io::Result<()> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 

@@ -47,7 +47,7 @@ pub fn mtime_ms(m: &Metadata) -> i64 {
 
 /// Create `path` exclusively (read-write, mode 0644), never following a
 /// symlink and never blocking.
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -59,7 +59,7 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Open an existing `path` read-only, never following a symlink and never
 /// blocking.
-pub fn open_existing(path: &Path) -> io::Result<File> {
+pub fn open_existing(path: impl AsRef<Path>) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(OPEN_FLAGS)

@@ -49,11 +49,11 @@ pub fn mtime_ms(m: &Metadata) -> i64 {
         .unwrap_or(0)
 }
 
-pub fn create_new(_path: &Path) -> io::Result<File> {
+pub fn create_new(_path: impl AsRef<Path>) -> io::Result<File> {
     Err(unsupported())
 }
 
-pub fn open_existing(_path: &Path) -> io::Result<File> {
+pub fn open_existing(_path: impl AsRef<Path>) -> io::Result<File> {
     Err(unsupported())
 }
 
@@ -77,11 +77,11 @@ pub fn create_unnamed(_dir: &Path) -> Option<File> {
     None
 }
 
-pub fn link_unnamed(_file: &File, _target: &Path) -> io::Result<()> {
+pub fn link_unnamed(_file: &File, _target: impl AsRef<Path>) -> io::Result<()> {
     Err(unsupported())
 }
 
-pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+pub fn exchange(_a: impl AsRef<Path>, _b: impl AsRef<Path>) -> io::Result<()> {
     Err(unsupported())
 }
 
