@@ -37,7 +37,13 @@ use std::time::{Duration, Instant};
 use crate::acquire::{self, Written};
 use crate::lockfile::{Attempt, LockFile, WaitFile};
 use crate::oserror::OsError;
-use crate::sys::{self, errno, ChangeWatcher, WakeReceiver, WakeSender, WatchId};
+use crate::sys::{ChangeWatcher, WakeReceiver, WakeSender, WatchId};
+
+mod start;
+mod watches;
+
+use start::shared;
+use watches::Watches;
 
 /// The settings of the request that waits first for a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,139 +94,6 @@ struct Shared {
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
-/// Serializes attempts to start the machinery.
-static STARTING: Mutex<()> = Mutex::new(());
-
-/// Test-only seam: `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=<what>:<n>` makes the
-/// first `n` attempts to start the waiting machinery fail at `<what>`:
-/// `pipe` (EMFILE), `inotify` (EMFILE), `spawn` (EAGAIN), or
-/// `inotify-missing` (ENOSYS, as on a kernel without inotify). Read only while
-/// the machinery is not running; never set it in production. (`add-watch`,
-/// read once as the thread starts, is [`injected_add_watch_failures`].)
-fn injected(what: &str) -> bool {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static USED: AtomicU32 = AtomicU32::new(0);
-    let Some(n) = seam_count(what) else {
-        return false;
-    };
-    USED.fetch_add(1, Ordering::Relaxed) < n
-}
-
-/// `n` when the test seam is set to `<what>:<n>`.
-fn seam_count(what: &str) -> Option<u32> {
-    let v = std::env::var_os("SESSION_WRITE_LOCK_TEST_WAITER_FAIL")?;
-    let v = v.to_string_lossy();
-    let (w, n) = v.split_once(':')?;
-    (w == what).then(|| n.parse().unwrap_or(0))
-}
-
-/// Test-only seam, `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`: the
-/// first `n` watches the waiting thread adds fail with `ENOSPC` (as when
-/// `fs.inotify.max_user_watches` is exhausted). Read once, when the thread
-/// starts.
-fn injected_add_watch_failures() -> u32 {
-    seam_count("add-watch").unwrap_or(0)
-}
-
-fn make_wake(lock_path: &str) -> Result<(WakeSender, WakeReceiver), OsError> {
-    if injected("pipe") {
-        return Err(OsError::new("EMFILE", errno::EMFILE, "pipe", lock_path));
-    }
-    sys::wake_channel().map_err(|e| OsError::from_io(&e, "pipe", lock_path))
-}
-
-/// The change watcher, `None` when this platform or kernel has none
-/// (polling; a kernel without it is said once on stderr), or the error that
-/// stops waiting from starting.
-fn make_watcher(lock_path: &str) -> Result<Option<ChangeWatcher>, OsError> {
-    let created = if injected("inotify") {
-        Err(errno::EMFILE)
-    } else if injected("inotify-missing") {
-        Err(errno::ENOSYS)
-    } else {
-        ChangeWatcher::create()
-    };
-    match created {
-        Ok(w) => Ok(w),
-        Err(errno) if ChangeWatcher::unsupported(errno) => {
-            report_polling(errno);
-            Ok(None)
-        }
-        Err(errno) => Err(OsError::new(
-            crate::oserror::code_of(errno),
-            errno,
-            ChangeWatcher::CREATE_SYSCALL,
-            lock_path,
-        )),
-    }
-}
-
-/// Say once per process that cross-process waits poll.
-fn report_polling(errno: i32) {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| {
-        eprintln!(
-            "[session-write-lock] {} is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
-            ChangeWatcher::NAME,
-            crate::oserror::code_of(errno),
-            PORTABLE_POLL.as_millis()
-        );
-    });
-}
-
-/// Say once per process that a lock file could not be watched, so waits
-/// for it poll ([`unwatched_poll`]) instead of waking on its events.
-/// `ENOENT` is not reported: the file was just removed (its holder released),
-/// and the next attempt runs at once.
-fn report_watch_failed(errno: i32, path: &str) {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| {
-        eprintln!(
-            "[session-write-lock] {} failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling (every {} ms, slowing to {} ms; said once per process)",
-            ChangeWatcher::WATCH_SYSCALL,
-            crate::oserror::code_of(errno),
-            path,
-            ChangeWatcher::limit_hint(errno),
-            PORTABLE_POLL.as_millis(),
-            FALLBACK_POLL.as_millis()
-        );
-    });
-}
-
-/// The running machinery, started on first use. When it cannot be started
-/// (no descriptor for the wake channel or the watcher, no thread), the error
-/// is returned, nothing is kept (dropping what was made closes it), and the
-/// next call tries again.
-fn shared(lock_path: &str) -> Result<&'static Shared, OsError> {
-    if let Some(s) = SHARED.get() {
-        return Ok(s);
-    }
-    let _g = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = SHARED.get() {
-        return Ok(s);
-    }
-    let (wake, wake_rx) = make_wake(lock_path)?;
-    let watcher = make_watcher(lock_path)?;
-    let spawned = if injected("spawn") {
-        Err(std::io::Error::from_raw_os_error(errno::EAGAIN))
-    } else {
-        std::thread::Builder::new()
-            .name("session-write-lock-waiter".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(wake_rx, watcher))
-    };
-    if let Err(e) = spawned {
-        let mut err = OsError::from_io(&e, "pthread_create", lock_path);
-        if e.raw_os_error().is_none() {
-            err = OsError::new("EAGAIN", errno::EAGAIN, "pthread_create", lock_path);
-        }
-        return Err(err);
-    }
-    Ok(SHARED.get_or_init(|| Shared {
-        cmds: Mutex::new(Vec::new()),
-        wake,
-    }))
-}
 
 fn send(s: &Shared, cmd: Cmd) {
     s.cmds.lock().unwrap_or_else(|e| e.into_inner()).push(cmd);
@@ -295,103 +168,6 @@ const RETRY_AFTER_WAKE: [Duration; 3] = [
 /// before it sleeps: the `flock` of a dying holder goes microseconds after
 /// its close event. Costs at most this much CPU per spurious wake-up.
 const SPIN_AFTER_WAKE: Duration = Duration::from_micros(150);
-
-struct Watches {
-    /// `None`: no change notification here; every wait polls.
-    watcher: Option<ChangeWatcher>,
-    by_wd: HashMap<WatchId, Vec<Arc<str>>>,
-    /// Test seam: watches left to fail (see
-    /// [`injected_add_watch_failures`]).
-    fail_add_watch: u32,
-}
-
-impl Watches {
-    fn new(watcher: Option<ChangeWatcher>) -> Self {
-        let fail_add_watch = if watcher.is_some() {
-            injected_add_watch_failures()
-        } else {
-            0
-        };
-        Watches {
-            watcher,
-            by_wd: HashMap::new(),
-            fail_add_watch,
-        }
-    }
-
-    fn available(&self) -> bool {
-        self.watcher.is_some()
-    }
-
-    /// Watch the file currently at `path` for `key`; returns the watch, or
-    /// `None` when it cannot be watched (the caller then polls; a failure
-    /// other than `ENOENT` is said once per process on stderr).
-    fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<WatchId>) -> Option<WatchId> {
-        let watcher = self.watcher.as_mut()?;
-        let wd = if self.fail_add_watch > 0 {
-            self.fail_add_watch -= 1;
-            Err(errno::ENOSPC)
-        } else {
-            watcher.add(path)
-        };
-        let new = match wd {
-            Ok(wd) => Some(wd),
-            Err(errno) => {
-                if errno != errno::ENOENT {
-                    report_watch_failed(errno, path);
-                }
-                None
-            }
-        };
-        if new != old {
-            if let Some(o) = old {
-                self.unwatch(key, o);
-            }
-            if let Some(n) = new {
-                let v = self.by_wd.entry(n).or_default();
-                if !v.iter().any(|k| k == key) {
-                    v.push(key.clone());
-                }
-            }
-        }
-        new
-    }
-
-    fn unwatch(&mut self, key: &Arc<str>, wd: WatchId) {
-        if let Some(v) = self.by_wd.get_mut(&wd) {
-            v.retain(|k| k != key);
-            if v.is_empty() {
-                self.by_wd.remove(&wd);
-                if let Some(w) = self.watcher.as_mut() {
-                    w.remove(wd);
-                }
-            }
-        }
-    }
-
-    /// Block until woken, a watch fires or `timeout_ms` passes; returns the
-    /// keys whose files changed (to retry now).
-    fn wait(&mut self, wake: &WakeReceiver, timeout_ms: Option<u32>) -> Vec<Arc<str>> {
-        let mut due = Vec::new();
-        let Some(watcher) = self.watcher.as_mut() else {
-            wake.wait(timeout_ms);
-            return due;
-        };
-        let mut fired = Vec::new();
-        watcher.wait(wake, timeout_ms, &mut fired);
-        for f in fired {
-            if let Some(keys) = self.by_wd.get(&f.id) {
-                due.extend(keys.iter().cloned());
-            }
-            if f.dropped {
-                // The watch is gone (inode gone); the id may be reused, so
-                // forget it.
-                self.by_wd.remove(&f.id);
-            }
-        }
-        due
-    }
-}
 
 fn run(wake: WakeReceiver, watcher: Option<ChangeWatcher>) {
     let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
