@@ -1,6 +1,6 @@
 //! Property tests (the fuzzing of issue 7). `cargo fuzz` needs a nightly
 //! toolchain, which this project does not use, so the parsers and rules are
-//! fuzzed with proptest instead, and every input under `fuzz/corpus/` is
+//! fuzzed with proptest instead, and every input under `tests/corpus/` is
 //! replayed on each run. A panic anywhere here is a bug in the core.
 //!
 //! Run: `cargo test --test props` (PROPTEST_CASES=N for a longer run).
@@ -20,7 +20,7 @@ use session_write_lock::paths;
 use session_write_lock::payload::{self, LockPayload, ParsedPayload, MAX_PAYLOAD_BYTES};
 use session_write_lock::staleness;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
 fn scratch(name: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
