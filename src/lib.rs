@@ -16,8 +16,10 @@ pub mod oserror;
 pub mod paths;
 pub mod payload;
 pub mod registry;
+pub mod session;
 pub mod staleness;
 pub mod sys;
 pub mod wait_thread;
 
 mod binding;
+mod context;

@@ -113,6 +113,15 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     Ok(real)
 }
 
+/// What an error reports for a session whose directory could not be
+/// resolved: the resolved path itself as key, and `<resolved>.lock`.
+pub fn unresolved(resolved: &str) -> SessionPaths {
+    SessionPaths {
+        key: resolved.to_string(),
+        lock_path: format!("{resolved}.lock"),
+    }
+}
+
 /// Normalize an absolute session path (the JS side has applied
 /// `path.resolve`).
 pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {

@@ -74,7 +74,7 @@ pub(super) enum Publish {
 /// How creates went, for tests and diagnostics (`__testing`): linked from
 /// `O_TMPFILE`, linked from a temporary name, plain exclusive creates, and
 /// fast-path attempts that fell back.
-pub static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
+static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
@@ -84,6 +84,30 @@ const COUNT_TMPFILE: usize = 0;
 const COUNT_TEMP_LINK: usize = 1;
 const COUNT_EXCL: usize = 2;
 const COUNT_FALLBACK: usize = 3;
+
+/// How this process's lock-file creates went so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreateCounts {
+    /// Built unnamed, then linked.
+    pub tmpfile: u64,
+    /// Built under a temporary name, then linked.
+    pub temp_link: u64,
+    /// Plain exclusive creates (no hard links here).
+    pub exclusive: u64,
+    /// Fast-path attempts that fell back to the portable path.
+    pub fallbacks: u64,
+}
+
+/// The counts so far (tests, diagnostics).
+pub fn create_counts() -> CreateCounts {
+    let get = |i: usize| CREATE_COUNTS[i].load(std::sync::atomic::Ordering::Relaxed);
+    CreateCounts {
+        tmpfile: get(COUNT_TMPFILE),
+        temp_link: get(COUNT_TEMP_LINK),
+        exclusive: get(COUNT_EXCL),
+        fallbacks: get(COUNT_FALLBACK),
+    }
+}
 
 fn count(i: usize) {
     CREATE_COUNTS[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

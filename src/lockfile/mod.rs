@@ -63,7 +63,7 @@ mod rewrite;
 mod tests;
 
 pub use crate::sys::FileId;
-pub use create::CREATE_COUNTS;
+pub use create::{create_counts, CreateCounts};
 use create::{open_existing, open_lock_path, publish, publish_linked, Linked, Publish};
 pub use probe::{peek, read_bounded, Probe};
 

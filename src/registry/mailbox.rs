@@ -35,6 +35,14 @@ impl Registry {
         n.len()
     }
 
+    /// Whether deliveries wait in `ctx`'s outbox.
+    pub fn has_deliveries(&self, ctx: CtxId) -> bool {
+        self.lock()
+            .ctxs
+            .get(&ctx)
+            .is_some_and(|c| !c.outbox.is_empty())
+    }
+
     /// Take everything delivered to `ctx`.
     pub fn take_deliveries(&self, ctx: CtxId) -> Vec<Delivery> {
         let mut inner = self.lock();

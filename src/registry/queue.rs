@@ -129,28 +129,22 @@ impl Registry {
         }
     }
 
-    /// Release one lease; also says whether `caller`'s outbox now holds
-    /// deliveries (one lock round trip for the release hot path).
-    pub fn release_lease_and_peek(&self, caller: CtxId, lease_id: u64) -> (bool, bool) {
+    /// Release one lease; `true` if it dropped a hold. A waiter that gets
+    /// the lock is delivered to its context (see [`Registry::has_deliveries`]
+    /// for the caller's own).
+    pub fn release_lease(&self, caller: CtxId, lease_id: u64) -> bool {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let dropped = match inner.leases.remove(&lease_id) {
-            None => false,
-            Some(key) => {
-                if let Some(h) = inner.keys.get_mut(&key).and_then(|ks| ks.holder.as_mut()) {
-                    h.leases.retain(|&l| l != lease_id);
-                    if h.leases.is_empty() {
-                        self.pass_on(inner, caller, &key);
-                    }
-                }
-                true
-            }
+        let Some(key) = inner.leases.remove(&lease_id) else {
+            return false;
         };
-        let pending = inner
-            .ctxs
-            .get(&caller)
-            .is_some_and(|c| !c.outbox.is_empty());
-        (dropped, pending)
+        if let Some(h) = inner.keys.get_mut(&key).and_then(|ks| ks.holder.as_mut()) {
+            h.leases.retain(|&l| l != lease_id);
+            if h.leases.is_empty() {
+                self.pass_on(inner, caller, &key);
+            }
+        }
+        true
     }
 
     /// The holder of `key` is done (all levels gone, or forced): hand the OS

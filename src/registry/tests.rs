@@ -54,7 +54,10 @@ fn fifo_hand_off_in_place_with_new_tokens() {
     let mut lease = first.lease_id;
     let mut token = first.token.clone();
     for expected in &waits {
-        assert_eq!(reg.release_lease_and_peek(ctx, lease), (true, true));
+        assert_eq!(
+            (reg.release_lease(ctx, lease), reg.has_deliveries(ctx)),
+            (true, true)
+        );
         let d = reg.take_deliveries(ctx);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].request_id, *expected, "strict FIFO");
@@ -65,12 +68,9 @@ fn fifo_hand_off_in_place_with_new_tokens() {
         lease = g.lease_id;
         token = g.token.clone();
     }
-    assert!(reg.release_lease_and_peek(ctx, lease).0);
+    assert!(reg.release_lease(ctx, lease));
     assert!(!std::path::Path::new(&format!("{key}.lock")).exists());
-    assert!(
-        !reg.release_lease_and_peek(ctx, lease).0,
-        "a lease releases once"
-    );
+    assert!(!reg.release_lease(ctx, lease), "a lease releases once");
     reg.unregister_ctx(ctx);
 }
 
@@ -89,12 +89,12 @@ fn reentrancy_needs_same_thread_and_owner_rules() {
     let w2 = pending(reg.acquire(req(ctx, &key, 8, Some("o"), false)).unwrap());
     assert!(reg.cancel(w1) && reg.cancel(w2));
     assert!(!reg.cancel(w1), "cancel is once");
-    assert!(reg.release_lease_and_peek(ctx, a.lease_id).0);
+    assert!(reg.release_lease(ctx, a.lease_id));
     assert!(
         std::path::Path::new(&format!("{key}.lock")).exists(),
         "one level left"
     );
-    assert!(reg.release_lease_and_peek(ctx, b.lease_id).0);
+    assert!(reg.release_lease(ctx, b.lease_id));
     assert!(!std::path::Path::new(&format!("{key}.lock")).exists());
     // Holder without owner: allowReentrant reenters on the same thread only.
     let c = granted(reg.acquire(req(ctx, &key, 7, None, false)).unwrap());
@@ -110,6 +110,6 @@ fn reentrancy_needs_same_thread_and_owner_rules() {
     assert_eq!(got[0].request_id, w3);
     let e = got[0].result.as_ref().unwrap().lease_id;
     assert!(!reg.lease_held(c.lease_id) && !reg.lease_held(d.lease_id));
-    assert!(reg.release_lease_and_peek(ctx, e).0);
+    assert!(reg.release_lease(ctx, e));
     reg.unregister_ctx(ctx);
 }

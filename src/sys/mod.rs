@@ -1,4 +1,5 @@
-//! The platform layer: every call into the operating system, behind safe
+//! The platform layer: every call into the operating system (and the one
+//! Node-API object napi-rs has no fitting safe form for), behind safe
 //! functions. The rest of the crate carries no `#[cfg(unix)]` /
 //! `#[cfg(target_os)]` and no `unsafe`; each `unsafe` block here has its
 //! SAFETY line.
@@ -21,6 +22,7 @@
 //! | `proc_stat(pid)`, `boot_id()`, `hostname()` | the `/proc/<pid>/stat` line, the boot id, the host name (`None`/empty where unknown) |
 //! | `thread_id()`, `is_main_thread()`, `parent_pid()` | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
+//! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!
 //! macOS has no change notification yet (an uninhabited `ChangeWatcher`:
@@ -49,6 +51,9 @@ pub struct Fired {
     pub id: WatchId,
     pub dropped: bool,
 }
+
+mod node;
+pub use node::WakeFn;
 
 #[cfg(unix)]
 mod unix;
