@@ -164,12 +164,11 @@ pub(super) fn publish(path: &str, render: &mut dyn FnMut(&mut String)) -> Result
         return Ok(Publish::Unsupported);
     }
     count(COUNT_TMPFILE);
-    Ok(Publish::Done(LockFile {
+    Ok(Publish::Done(LockFile::new(
         file,
-        id: sys::file_id(&meta),
-        written: buf.into_bytes(),
-        created_ms: 0,
-    }))
+        sys::file_id(&meta),
+        buf.into_bytes(),
+    )))
 }
 
 pub(super) enum Linked {
@@ -284,12 +283,11 @@ pub(super) fn publish_linked(
         }
     }
     count(COUNT_TEMP_LINK);
-    Ok(Linked::Done(LockFile {
+    Ok(Linked::Done(LockFile::new(
         file,
-        id: sys::file_id(&meta),
-        written: buf.into_bytes(),
-        created_ms: 0,
-    }))
+        sys::file_id(&meta),
+        buf.into_bytes(),
+    )))
 }
 
 fn non_regular_error(meta: &std::fs::Metadata, path: &str) -> OsError {

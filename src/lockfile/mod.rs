@@ -216,12 +216,7 @@ pub fn attempt(
         if created {
             let mut buf = String::with_capacity(320);
             render(&mut buf);
-            let mut lf = LockFile {
-                file,
-                id,
-                written: Vec::new(),
-                created_ms: 0,
-            };
+            let mut lf = LockFile::new(file, id, Vec::new());
             if let Err(e) = lf.write_payload(buf.as_bytes()) {
                 let err = OsError::from_io(&e, "write", path);
                 lf.release(path);
@@ -242,12 +237,7 @@ pub fn attempt(
                 let file = if !sys::CAN_EXCHANGE {
                     file
                 } else {
-                    let mut lf = LockFile {
-                        file,
-                        id,
-                        written: Vec::new(),
-                        created_ms: 0,
-                    };
+                    let mut lf = LockFile::new(file, id, Vec::new());
                     let mut buf = String::with_capacity(320);
                     render(&mut buf);
                     match lf.exchange(path, buf.as_bytes(), None) {
@@ -296,6 +286,17 @@ pub fn attempt(
 }
 
 impl LockFile {
+    /// A file we created and locked, whose payload is `written` (empty when
+    /// nothing is written yet). The registry sets `created_ms`.
+    fn new(file: File, id: FileId, written: Vec<u8>) -> Self {
+        LockFile {
+            file,
+            id,
+            written,
+            created_ms: 0,
+        }
+    }
+
     /// Re-read our own file: is the path still ours, and what does it say?
     pub fn still_named_by(&self, path: &str) -> bool {
         path_names(path, self.id)

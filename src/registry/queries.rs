@@ -1,7 +1,23 @@
 //! Queries: whether a lease is held (in memory, by name on disk, or with its
 //! token on disk), the holder of a key, every holder, and counts.
 
-use super::{Holder, HolderInfo, KeyState, Registry};
+use super::{Holder, HolderInfo, Inner, KeyState, Registry};
+
+/// The holder of `lease_id` when its lock path still names its file (one
+/// `lstat`); else `gone` when not held, or why the name is not ours.
+fn named_holder<'a>(
+    inner: &'a Inner,
+    lease_id: u64,
+    gone: &'static str,
+) -> Result<&'a Holder, &'static str> {
+    let key = inner.leases.get(&lease_id).ok_or(gone)?;
+    let ks = inner.keys.get(key).ok_or(gone)?;
+    let h = ks.holder.as_ref().ok_or(gone)?;
+    if !h.file.still_named_by(&ks.lock_path) {
+        return Err("lock file deleted or replaced");
+    }
+    Ok(h)
+}
 
 impl Registry {
     /// Is the lease still held (in this process's view)?
@@ -13,25 +29,14 @@ impl Registry {
     /// (one `lstat`)? `Err` with the reason otherwise.
     pub fn lease_owned(&self, lease_id: u64) -> Result<(), &'static str> {
         let inner = self.lock();
-        let key = inner.leases.get(&lease_id).ok_or("no longer held")?;
-        let ks = inner.keys.get(key).ok_or("no longer held")?;
-        let h = ks.holder.as_ref().ok_or("no longer held")?;
-        if !h.file.still_named_by(&ks.lock_path) {
-            return Err("lock file deleted or replaced");
-        }
-        Ok(())
+        named_holder(&inner, lease_id, "no longer held").map(|_| ())
     }
 
     /// Check a lease against the disk: `Ok` if held and the path still names
     /// our file with our token; otherwise the reason.
     pub fn lease_current(&self, lease_id: u64) -> Result<(), &'static str> {
         let inner = self.lock();
-        let key = inner.leases.get(&lease_id).ok_or("released")?;
-        let ks = inner.keys.get(key).ok_or("released")?;
-        let h = ks.holder.as_ref().ok_or("released")?;
-        if !h.file.still_named_by(&ks.lock_path) {
-            return Err("lock file deleted or replaced");
-        }
+        let h = named_holder(&inner, lease_id, "released")?;
         let p = h.file.read_payload();
         if p.fencing_token.as_deref() != Some(&*h.token) {
             return Err("fencing token changed");

@@ -55,6 +55,48 @@ pub struct Fired {
 mod node;
 pub use node::WakeFn;
 
+/// The change watcher of a platform that has none (yet): it has no
+/// values, so [`NoChangeWatcher::create`] reports "no facility" and the
+/// waiting thread polls; none of its other methods can run.
+#[derive(Debug)]
+pub enum NoChangeWatcher {}
+
+impl NoChangeWatcher {
+    pub const NAME: &'static str = "change notification";
+    pub const CREATE_SYSCALL: &'static str = "none";
+    pub const WATCH_SYSCALL: &'static str = "none";
+
+    /// No facility: the waiting thread polls.
+    pub fn create() -> Result<Option<Self>, i32> {
+        Ok(None)
+    }
+
+    pub fn unsupported(_errno: i32) -> bool {
+        true
+    }
+
+    pub fn limit_hint(_errno: i32) -> &'static str {
+        ""
+    }
+
+    pub fn add(&mut self, _path: &str) -> Result<WatchId, i32> {
+        match *self {}
+    }
+
+    pub fn remove(&mut self, _id: WatchId) {
+        match *self {}
+    }
+
+    pub fn wait(
+        &mut self,
+        _wake: &WakeReceiver,
+        _timeout_ms: Option<u32>,
+        _fired: &mut Vec<Fired>,
+    ) {
+        match *self {}
+    }
+}
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

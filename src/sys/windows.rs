@@ -16,7 +16,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::path::Path;
 
-use super::{FileId, Fired, WatchId};
+use super::FileId;
 
 fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "not implemented on Windows yet")
@@ -134,41 +134,6 @@ impl WakeReceiver {
     pub fn wait(&self, _timeout_ms: Option<u32>) {}
 }
 
-/// `ReadDirectoryChangesW` on the lock's directory, or none (waits poll).
-#[derive(Debug)]
-pub enum ChangeWatcher {}
-
-impl ChangeWatcher {
-    pub const NAME: &'static str = "ReadDirectoryChangesW";
-    pub const CREATE_SYSCALL: &'static str = "CreateIoCompletionPort";
-    pub const WATCH_SYSCALL: &'static str = "ReadDirectoryChangesW";
-
-    pub fn create() -> Result<Option<Self>, i32> {
-        Ok(None)
-    }
-
-    pub fn unsupported(_errno: i32) -> bool {
-        true
-    }
-
-    pub fn limit_hint(_errno: i32) -> &'static str {
-        ""
-    }
-
-    pub fn add(&mut self, _path: &str) -> Result<WatchId, i32> {
-        match *self {}
-    }
-
-    pub fn remove(&mut self, _id: WatchId) {
-        match *self {}
-    }
-
-    pub fn wait(
-        &mut self,
-        _wake: &WakeReceiver,
-        _timeout_ms: Option<u32>,
-        _fired: &mut Vec<Fired>,
-    ) {
-        match *self {}
-    }
-}
+/// None yet (waits poll): `ReadDirectoryChangesW` on the lock's directory
+/// may replace it.
+pub use super::NoChangeWatcher as ChangeWatcher;
