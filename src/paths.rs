@@ -18,7 +18,7 @@
 //! old spelling. A directory removed between this check and the open of the
 //! lock file makes the open fail with `ENOENT`; the caller then calls
 //! [`forget`] and normalizes again, which recreates it (see
-//! `binding::acquire`).
+//! `session::acquire`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -20,7 +20,7 @@
 //! | `CAN_EXCHANGE`, `exchange(a, b)` | swap two names in one step |
 //! | `process_exists(pid)` | the pid names a process (one we may not signal counts) |
 //! | `proc_stat(pid)`, `boot_id()`, `hostname()` | the `/proc/<pid>/stat` line, the boot id, the host name (`None`/empty where unknown) |
-//! | `thread_id()`, `is_main_thread()`, `parent_pid()` | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
+//! | `thread_id()`, `is_main_thread()`, `parent_pid()` (tests) | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
 //! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |

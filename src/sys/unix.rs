@@ -226,6 +226,7 @@ pub(super) fn poll_and_drain(
 }
 
 /// The parent process id (tests use it as a live process of ours).
+#[cfg(test)]
 pub fn parent_pid() -> u32 {
     std::os::unix::process::parent_id()
 }

@@ -111,6 +111,7 @@ pub fn is_main_thread() -> Option<bool> {
     None
 }
 
+#[cfg(test)]
 pub fn parent_pid() -> u32 {
     0
 }
