@@ -108,22 +108,20 @@ let ctx = 0
 let keepAlive = null
 let onFirstUse = null
 
-// The context's deliver function: the addon calls it (soon, or before a
-// release of this context returns) whenever deliveries wait in its outbox.
-function pump() {
-  for (let deliveries = native.takeDeliveries(ctx); deliveries.length !== 0; deliveries = native.takeDeliveries(ctx)) {
-    for (let i = 0; i < deliveries.length; i++) {
-      const d = deliveries[i]
-      const p = pending.get(d.requestId)
-      if (p === undefined) {
-        // Granted to a request this context no longer waits for: never leak.
-        // Its release may hand the lock to another waiter here: the loop drains that too.
-        if (d.leaseId != null) native.releaseLease(ctx, d.leaseId)
-        continue
-      }
-      pending.delete(d.requestId)
-      p.settle(d)
+// Settle what the addon delivered: `deliveries` when it hands them over (a
+// release of this context that granted a waiter of it), else the outbox.
+function pump(deliveries = native.takeDeliveries(ctx)) {
+  for (let i = 0; i < deliveries.length; i++) {
+    const d = deliveries[i]
+    const p = pending.get(d.requestId)
+    if (p === undefined) {
+      // Granted to a request this context no longer waits for: never leak.
+      // Its release may hand the lock to another waiter here: the addon delivers that.
+      if (d.leaseId != null) native.releaseLease(ctx, d.leaseId)
+      continue
     }
+    pending.delete(d.requestId)
+    p.settle(d)
   }
   dropKeepAliveIfIdle()
 }
@@ -183,9 +181,9 @@ function onDeadline() {
   if (next !== Infinity && pending.size !== 0) armDeadline(next, Math.ceil(next - now))
 }
 
-function onWake() {
+function onWake(deliveries) {
   try {
-    pump()
+    pump(deliveries)
   } catch (err) {
     process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
   }

@@ -8,10 +8,10 @@
 //! context put it there, the context's wake-up (an unref'd thread-safe
 //! function, [`crate::sys::WakeFn`]) calls its JS deliver function soon.
 //! When the calling context put it there itself (a release handing the lock
-//! to its own next waiter), [`delivering`] calls that JS function before the
-//! native call returns, so JS never has to remember to drain. A delivery
-//! already running on this context is not entered again: the running one
-//! drains until the outbox is empty.
+//! to its own next waiter), [`delivering`] takes the deliveries and hands
+//! them to that JS function before the native call returns, so JS never has
+//! to remember to drain. A delivery already running on this context is not
+//! entered again: the running one drains until the outbox is empty.
 //!
 //! Guarantees: nothing is created before the context first waits (no
 //! thread-safe function, no reference); a context torn down (worker exit)
@@ -27,15 +27,20 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use napi::bindgen_prelude::{Function, FunctionRef, Result};
 use napi::Env;
 
+use crate::binding::values::NativeDelivery;
 use crate::registry::{self, CtxId, Registry, ThreadId, Waker};
 use crate::sys::{self, WakeFn};
+
+/// A context's JS deliver function: called with the deliveries, or with
+/// nothing (by the wake-up) when it is to take them itself.
+pub type Deliver<'a> = Function<'a, Option<Vec<NativeDelivery>>, ()>;
 
 /// A context's JS deliver function, as this thread holds it.
 struct Local {
     /// Never dropped: a reference deleted while Node exits (thread-local
     /// destructors run inside `exit()`) would call into a dead env; Node
     /// frees it with the env instead.
-    deliver: ManuallyDrop<FunctionRef<(), ()>>,
+    deliver: ManuallyDrop<FunctionRef<Option<Vec<NativeDelivery>>, ()>>,
     /// A delivery runs on this context now.
     delivering: bool,
 }
@@ -67,7 +72,7 @@ fn wake_slots() -> &'static Mutex<HashMap<CtxId, WakeSlot>> {
 /// Register a context for `env`; with `wake`, arm it at once. When the env
 /// is torn down, its waits are cancelled, its locks released, its markers
 /// abandoned (left for recovery) and its wake-up released.
-pub fn register(env: &Env, wake: Option<&Function<'_, (), ()>>) -> Result<CtxId> {
+pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
     let slot: WakeSlot = Arc::new(Mutex::new(None));
     let for_waker = slot.clone();
     let waker: Waker = Arc::new(move || {
@@ -99,7 +104,7 @@ pub fn register(env: &Env, wake: Option<&Function<'_, (), ()>>) -> Result<CtxId>
 /// Give `ctx` its wake-up and deliver function `wake` (idempotent).
 /// Deliveries that arrived before are not signalled: the caller drains the
 /// outbox once afterwards. `false` when the context is unknown.
-pub fn arm(env: &Env, ctx: CtxId, wake: &Function<'_, (), ()>) -> Result<bool> {
+pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
     let Some(slot) = lock(wake_slots()).get(&ctx).cloned() else {
         return Ok(false);
     };
@@ -134,7 +139,8 @@ pub fn delivering<T>(env: &Env, ctx: CtxId, op: impl FnOnce(&'static Registry) -
     Ok(out)
 }
 
-/// Call `ctx`'s JS deliver function now, unless one runs already.
+/// Hand `ctx`'s deliveries to its JS deliver function now, until none are
+/// left, unless a delivery runs on it already (that one drains them).
 fn deliver(env: &Env, ctx: CtxId) -> Result<()> {
     let f = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
@@ -145,11 +151,17 @@ fn deliver(env: &Env, ctx: CtxId) -> Result<()> {
     let Some(f) = f else {
         return Ok(());
     };
-    let called = f.and_then(|f| f.call(()));
+    let drained = f.and_then(|f| loop {
+        let ds = registry::global().take_deliveries(ctx);
+        if ds.is_empty() {
+            return Ok(());
+        }
+        f.call(Some(ds.into_iter().map(Into::into).collect()))?;
+    });
     LOCAL.with(|l| {
         if let Some(local) = l.borrow_mut().get_mut(&ctx) {
             local.delivering = false;
         }
     });
-    called
+    drained
 }

@@ -4,9 +4,10 @@ use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
 
+use super::values::NativeDelivery;
 use super::{ms_or_max, none_or_ms, NativeError};
-use crate::context::{self, thread};
-use crate::registry::{self, AcquireOutcome, Dropped, Grant, HolderInfo};
+use crate::context::{self, thread, Deliver};
+use crate::registry::{self, AcquireOutcome, Dropped, HolderInfo};
 use crate::session;
 
 /// Register this module instance; returns the context id. When the env is torn
@@ -15,19 +16,20 @@ use crate::session;
 /// given here (older callers) or on the context's first wait: an acquire that
 /// never waits creates no thread-safe function, no thread and no descriptor.
 #[napi(catch_unwind)]
-pub fn register_context(env: Env, wake: Option<Function<'_, (), ()>>) -> Result<f64> {
+pub fn register_context(env: Env, wake: Option<Deliver<'_>>) -> Result<f64> {
     Ok(context::register(&env, wake.as_ref())? as f64)
 }
 
 /// Give context `ctx` its wake-up and deliver function: `wake` is called on
-/// this thread whenever grants for the context arrive (soon after, when
-/// they come from another thread or context; before the call returns, when
-/// the context's own call made them). Idempotent. Deliveries that arrived
-/// before it was armed are not signalled: the caller drains the context's
-/// outbox once right after this returns. Returns false when the context is
-/// unknown.
+/// this thread whenever grants for the context arrive: soon after, with no
+/// argument (it takes them with `takeDeliveries`), when they come from
+/// another thread or context; before the call returns, with the deliveries
+/// themselves, when the context's own call made them. Idempotent.
+/// Deliveries that arrived before it was armed are not signalled: the caller
+/// drains the context's outbox once right after this returns. Returns false
+/// when the context is unknown.
 #[napi(catch_unwind)]
-pub fn arm_context(env: Env, ctx: f64, wake: Function<'_, (), ()>) -> Result<bool> {
+pub fn arm_context(env: Env, ctx: f64, wake: Deliver<'_>) -> Result<bool> {
     context::arm(&env, ctx as u64, &wake)
 }
 
@@ -101,52 +103,13 @@ pub fn cancel(request_id: f64) -> bool {
     registry::global().cancel(request_id as u64)
 }
 
-#[napi(object)]
-pub struct NativeDelivery {
-    pub request_id: f64,
-    pub lease_id: Option<f64>,
-    pub lock_path: Option<String>,
-    pub token: Option<String>,
-    pub acquired_at: Option<f64>,
-    pub error: Option<NativeError>,
-}
-
-fn grant_fields(g: Grant) -> (Option<f64>, Option<String>, Option<String>, Option<f64>) {
-    (
-        Some(g.lease_id as f64),
-        Some(g.lock_path.to_string()),
-        Some(g.token.to_string()),
-        Some(g.acquired_at_ms as f64),
-    )
-}
-
 /// Take the grants and failures delivered to context `ctx`.
 #[napi(catch_unwind)]
 pub fn take_deliveries(ctx: f64) -> Vec<NativeDelivery> {
     registry::global()
         .take_deliveries(ctx as u64)
         .into_iter()
-        .map(|d| match d.result {
-            Ok(g) => {
-                let (lease_id, lock_path, token, acquired_at) = grant_fields(g);
-                NativeDelivery {
-                    request_id: d.request_id as f64,
-                    lease_id,
-                    lock_path,
-                    token,
-                    acquired_at,
-                    error: None,
-                }
-            }
-            Err(e) => NativeDelivery {
-                request_id: d.request_id as f64,
-                lease_id: None,
-                lock_path: None,
-                token: None,
-                acquired_at: None,
-                error: Some(e.into()),
-            },
-        })
+        .map(Into::into)
         .collect()
 }
 

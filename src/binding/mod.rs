@@ -12,33 +12,14 @@ use napi_derive::napi;
 
 use crate::context::thread;
 use crate::identity;
-use crate::oserror::OsError;
 use crate::paths;
 
 mod files;
 mod locks;
 mod markers;
+pub(crate) mod values;
 
-#[napi(object)]
-pub struct NativeError {
-    pub code: String,
-    pub errno: i32,
-    pub syscall: String,
-    pub path: String,
-    pub message: String,
-}
-
-impl From<OsError> for NativeError {
-    fn from(e: OsError) -> Self {
-        NativeError {
-            code: e.code.to_string(),
-            errno: e.errno,
-            syscall: e.syscall.to_string(),
-            path: e.path,
-            message: e.message,
-        }
-    }
-}
+pub use values::NativeError;
 
 /// The Node environment id of the calling thread.
 #[napi(catch_unwind)]

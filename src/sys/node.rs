@@ -12,7 +12,7 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use napi::bindgen_prelude::{Function, Result};
+use napi::bindgen_prelude::{Function, JsValuesTupleIntoVec, Result};
 use napi::{sys, Env, Error, JsValue};
 
 /// The async resource name of every wake-up.
@@ -63,8 +63,9 @@ fn check(status: sys::napi_status) -> Result<()> {
 }
 
 impl WakeFn {
-    /// Create the wake-up calling `f` on the thread of `env`.
-    pub fn create(env: &Env, f: &Function<'_, (), ()>) -> Result<WakeFn> {
+    /// Create the wake-up calling `f` (with no arguments) on the thread of
+    /// `env`.
+    pub fn create<A: JsValuesTupleIntoVec, R>(env: &Env, f: &Function<'_, A, R>) -> Result<WakeFn> {
         let raw_env = env.raw();
         let mut tsfn: sys::napi_threadsafe_function = ptr::null_mut();
         let mut name = ptr::null_mut();
