@@ -133,14 +133,13 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
 /// calls an operation that may hand a lock to a waiter of the caller.
 pub fn delivering<T>(env: &Env, ctx: CtxId, op: impl FnOnce(&'static Registry) -> T) -> Result<T> {
     let out = op(registry::global());
-    if registry::global().has_deliveries(ctx) {
-        deliver(env, ctx)?;
-    }
+    deliver(env, ctx)?;
     Ok(out)
 }
 
 /// Hand `ctx`'s deliveries to its JS deliver function now, until none are
-/// left, unless a delivery runs on it already (that one drains them).
+/// left, unless a delivery runs on it already (that one drains them) or it
+/// never armed (it never waited, so nothing is ever delivered to it).
 fn deliver(env: &Env, ctx: CtxId) -> Result<()> {
     let f = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
