@@ -642,7 +642,7 @@ describe('session-lock output an operator can read', () => {
     expect(r.code).toBe(69)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     // The platform tag of the Node running the tests (linux-arm64-gnu under qemu, for one).
-    const tag = require('../loader.js').__platformTag()
+    const tag = require('../loader.js').platformTag()
     expect(r.stderr.startsWith(`session-lock inspect: session-write-lock: no native addon for ${tag}. `)).toBe(true)
     expect(r.stderr).toMatch(/npm run build/)
     expect(r.stderr).not.toMatch(/internal error|\n\s+at /)

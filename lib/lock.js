@@ -6,7 +6,7 @@
 // the per-context bookkeeping (pending promises, lease signals, timers).
 
 const path = require('node:path')
-const native = require('../loader')
+const native = require('../loader').load()
 
 const options = require('./options')
 
