@@ -81,15 +81,22 @@ function isoOrNull(ms) {
   return typeof ms === 'number' && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null
 }
 
+/** The old rules' verdict of a native report, absent values as null. */
+function verdictOf(v) {
+  return {
+    pid: v.pid ?? null,
+    pidAlive: v.pidAlive,
+    createdAt: v.createdAt ?? null,
+    ageMs: v.ageMs ?? null,
+    stale: v.stale,
+    staleReasons: v.staleReasons,
+  }
+}
+
 function toInspection(r) {
   return {
     lockPath: r.lockPath,
-    pid: r.pid ?? null,
-    pidAlive: r.pidAlive,
-    createdAt: r.createdAt ?? null,
-    ageMs: r.ageMs ?? null,
-    stale: r.stale,
-    staleReasons: r.staleReasons,
+    ...verdictOf(r),
     removed: r.removed,
     held: r.held,
     heldSince: isoOrNull(r.heldSinceMs),
@@ -180,17 +187,10 @@ function createStaleLocks({ native }) {
     if (payload !== null && typeof payload === 'object') applyResolver(payload.pid)
     const v = native.inspectLockPayload(
       json,
-      typeof nowMs === 'number' && Number.isFinite(nowMs) ? nowMs : Date.now(),
+      resolveNow(nowMs),
       options.positiveMs(staleMs, true) ?? options.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
     )
-    return {
-      pid: v.pid ?? null,
-      pidAlive: v.pidAlive,
-      createdAt: v.createdAt ?? null,
-      ageMs: v.ageMs ?? null,
-      stale: v.stale,
-      staleReasons: v.staleReasons,
-    }
+    return verdictOf(v)
   }
 
   // ---------------------------------------------------------------- inspection

@@ -14,11 +14,11 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
-const { CliError, describeError, parseOptions, useColor, painter, fmtDuration } = require('../lib/util')
+const { CliError, describeError, parseOptions, useColor, painter, fmtDuration } = require('../cli-util')
 const { inspectDir, renderInspection } = require('./inspect')
 const { cleanDir, renderClean } = require('./clean')
 
-const WORKER = path.join(__dirname, '..', 'lib', 'demo-worker.js')
+const WORKER = path.join(__dirname, '..', 'demo-worker.js')
 const STEP_TIMEOUT_MS = 20_000
 
 const HELP = `Usage: session-lock demo [dir]
