@@ -268,17 +268,8 @@ function hintFor(code) {
 const localHost = os.hostname()
 
 module.exports = {
-  UsageError,
-  CliError,
-  describeError,
-  parseMs,
-  parseOptions,
-  useColor,
-  painter,
-  fmtDuration,
-  table,
-  wrap,
-  readDirectory,
-  hintFor,
-  localHost,
+  // errors and arguments
+  UsageError, CliError, describeError, hintFor, parseMs, parseOptions, readDirectory,
+  // output
+  useColor, painter, fmtDuration, table, wrap, localHost,
 }

@@ -3,16 +3,14 @@
 // release/releaseAll/releaseAllSync and listHeldLocks. Exclusion, FIFO queues
 // and cross-process waiting live in the native engine; this module validates
 // input, turns the engine's answers into leases or errors shaped like the old
-// module's, and keeps this context's pending waits (lib/context.js), leases
-// (lib/leases.js) and their timers (lib/watchdog.js) in step.
+// module's, and keeps this context's pending waits (lib/context.js) and its
+// leases with their timers (lib/leases.js) in step.
 
 const path = require('node:path')
-const { native, osError } = require('./native')
+const { native, osError, SessionWriteLockTimeoutError, abortReason } = require('./native')
 const context = require('./context')
 const leases = require('./leases')
-const watchdog = require('./watchdog')
 const options = require('./options')
-const { SessionWriteLockTimeoutError, abortReason } = require('./errors')
 
 const { MAX_TIMER_MS } = options
 let onFirstUse = null
@@ -28,14 +26,6 @@ const IN_PROCESS_HINT =
   'this process already holds this session lock: a nested acquire waits for it like any other. ' +
   'Pass allowReentrant: true (and the same reentrantOwner as the holder, if it set one) to re-enter, ' +
   'or release the outer lease first.'
-
-/** A lease for a grant; its watchdog deadline and the createdAt refresh scheduled. */
-function makeLease(id, lockPath, token, acquiredAtMs, maxHoldMs) {
-  const lease = leases.newLease(id, lockPath, token)
-  if (maxHoldMs !== Infinity) watchdog.scheduleWatchdog(acquiredAtMs + maxHoldMs)
-  watchdog.ensureRefresh()
-  return lease
-}
 
 function timeoutError(timeoutMs, key, lockPath) {
   const h = native.holderOf(key)
@@ -89,7 +79,7 @@ function acquireSessionWriteLock(params) {
       options.resolveStaleParam(params.staleMs),
     )
     if (r.status === 0) {
-      return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.acquiredAt, maxHoldMs))
+      return Promise.resolve(leases.newLease(r.id, r.lockPath, r.token, r.acquiredAt, maxHoldMs))
     }
     if (r.status === 2) return Promise.reject(osError(r.error))
     if (!context.isArmed()) {
@@ -133,7 +123,7 @@ class Waiter {
   settle(d) {
     this.cleanup()
     if (d.error != null) this.reject(osError(d.error))
-    else this.resolve(makeLease(d.leaseId, d.lockPath, d.token, d.acquiredAt, this.maxHoldMs))
+    else this.resolve(leases.newLease(d.leaseId, d.lockPath, d.token, d.acquiredAt, this.maxHoldMs))
   }
 
   cleanup() {
@@ -264,8 +254,7 @@ function resetLockStateForTest() {
   }
   releaseAllSync()
   context.dropKeepAliveIfIdle()
-  watchdog.stopTimers()
-  leases.forgetSignals()
+  leases.resetLeasesForTest()
   native.clearPathCache()
   native.setStartTimeOverride(0, null, true)
 }

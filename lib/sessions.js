@@ -12,7 +12,9 @@
 //
 // Loaded on first use, and a factory: each copy of the package creates its own
 // instance (its handlers and sessions) even when the require cache hands it
-// another copy's module file.
+// another copy's module file. (A little over 400 lines: every function of the
+// factory shares this copy's handlers, sessions and running handler promises;
+// the marker format, the stateless part, is lib/markers.js.)
 
 const path = require('node:path')
 const { MARKER_SUFFIX, renderMarker, recoveredEvent } = require('./markers')
@@ -404,17 +406,11 @@ function createSessions({ native, osError, ensureHooks, repairHooks }) {
   }
 
   return {
-    onSessionEnd,
-    trackActiveSession,
-    listActiveSessions,
-    drainActiveSessions,
-    recoverOrphanedSessions,
-    findOrphanedSessions,
-    drainForShutdown,
-    endAllSync,
-    hasPendingWork,
-    drainForTest,
-    resetForTest,
+    // the public API (index.js)
+    onSessionEnd, trackActiveSession, listActiveSessions, drainActiveSessions,
+    recoverOrphanedSessions, findOrphanedSessions,
+    // the process hooks (lib/shutdown.js) and the test resets (index.js)
+    drainForShutdown, endAllSync, hasPendingWork, drainForTest, resetForTest,
   }
 }
 
