@@ -8,6 +8,10 @@
 //      removes them (and recovers the session), inspect shows nothing stuck
 // Progress is printed as it happens with timings; everything it created
 // (files, directory, processes) is gone at the end.
+//
+// Over 400 lines on purpose: the four steps read as one script, top to
+// bottom, as the output shows them; the Worker class above them is the
+// parent's handle on one bin/demo-worker.js process.
 
 const fs = require('node:fs')
 const os = require('node:os')
@@ -471,4 +475,4 @@ async function run(argv) {
   return r.code
 }
 
-module.exports = { run, HELP, runDemo }
+module.exports = { run, HELP }

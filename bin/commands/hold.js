@@ -226,4 +226,4 @@ function run(argv) {
   })
 }
 
-module.exports = { run, HELP, EXIT_BUSY, EXIT_LOCK_ERROR }
+module.exports = { run, HELP }

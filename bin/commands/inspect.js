@@ -321,4 +321,4 @@ function run(argv) {
   return report.stuck ? 1 : 0
 }
 
-module.exports = { run, HELP, inspectDir, renderInspection, outputWidth, JSON_SCHEMA_VERSION }
+module.exports = { run, HELP, inspectDir, renderInspection }
