@@ -18,7 +18,7 @@
 
 const path = require('node:path')
 const { MARKER_SUFFIX, renderMarker, recoveredEvent } = require('./markers')
-const { DEFAULT_DRAIN_MS } = require('./options')
+const { DEFAULT_DRAIN_MS, positiveMs } = require('./options')
 
 const LOG_PREFIX = '[session-write-lock]'
 const RESOLVED = Promise.resolve()
@@ -63,10 +63,9 @@ function eventOf(rec, reason, nowMs) {
   return e
 }
 
+/** A drain budget: a positive number of ms (Infinity: no limit), else 2000. */
 function budgetOf(v) {
-  if (v === Infinity) return Infinity
-  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v
-  return DEFAULT_DRAIN_MS
+  return positiveMs(v, true) ?? DEFAULT_DRAIN_MS
 }
 
 function checkSessionsDir(o, what) {
