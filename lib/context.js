@@ -65,11 +65,31 @@ function dropKeepAliveIfIdle() {
 }
 
 /**
- * A pending acquire keeps the process alive, as the old module's polling
- * timers did; the native side never does.
+ * Wait for request `requestId`: `waiter.settle(delivery)` runs when the
+ * registry delivers its grant or failure, `waiter.timeOut()` at
+ * `waiter.deadline` (monoMs() time; Infinity: never). A pending wait keeps
+ * the process alive, as the old module's polling timers did; the native side
+ * never does.
  */
-function keepAliveWhilePending() {
-  if (keepAlive === null) keepAlive = setInterval(() => {}, MAX_TIMER_MS)
+function addWait(requestId, waiter, delayMs) {
+  pending.set(requestId, waiter)
+  if (waiter.deadline !== Infinity) {
+    armDeadline(waiter.deadline, delayMs)
+  } else if (keepAlive === null) {
+    keepAlive = setInterval(() => {}, MAX_TIMER_MS)
+  }
+}
+
+/** Stop waiting for `requestId` (its request was cancelled); false if it was not pending. */
+function dropWait(requestId) {
+  const had = pending.delete(requestId)
+  dropKeepAliveIfIdle()
+  return had
+}
+
+/** The pending waits, as [requestId, waiter] pairs (a copy). */
+function pendingWaits() {
+  return Array.from(pending)
 }
 
 // One timer for every finite wait of this context, armed at the earliest
@@ -142,13 +162,13 @@ function isArmed() {
 
 module.exports = {
   ctx,
-  pending,
   pump,
   pumpSoon,
+  addWait,
+  dropWait,
+  pendingWaits,
   dropKeepAliveIfIdle,
-  keepAliveWhilePending,
   monoMs,
-  armDeadline,
   armWake,
   isArmed,
 }

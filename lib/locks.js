@@ -139,10 +139,9 @@ class Waiter {
 
   giveUp(err) {
     if (native.cancel(this.requestId)) {
-      context.pending.delete(this.requestId)
+      context.dropWait(this.requestId)
       this.cleanup()
       this.reject(err)
-      context.dropKeepAliveIfIdle()
     } else {
       // Granted (or failed) already: the delivery wins.
       context.pump()
@@ -153,12 +152,7 @@ class Waiter {
 function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
   return new Promise((resolve, reject) => {
     const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
-    context.pending.set(requestId, w)
-    if (w.deadline !== Infinity) {
-      context.armDeadline(w.deadline, Math.min(timeoutMs, MAX_TIMER_MS))
-    } else {
-      context.keepAliveWhilePending()
-    }
+    context.addWait(requestId, w, Math.min(timeoutMs, MAX_TIMER_MS))
     if (signal != null) {
       w.onAbort = () => {
         w.onAbort = null
@@ -245,9 +239,9 @@ function listHeldLocks() {
 
 /** Cancel this context's pending acquisitions (they reject) and reset timers. */
 function resetLockStateForTest() {
-  for (const [requestId, p] of context.pending) {
+  for (const [requestId, p] of context.pendingWaits()) {
     if (native.cancel(requestId)) {
-      context.pending.delete(requestId)
+      context.dropWait(requestId)
       const message = 'session write lock state reset'
       p.settle({ error: { message, code: 'OPENCLAW_SESSION_WRITE_LOCK_RESET', errno: 0, syscall: 'reset', path: '' } })
     }
