@@ -7,10 +7,10 @@
 // the options (lib/options.js) and what every acquire needs (lib/locks.js,
 // lib/context.js, lib/leases.js): each module file costs about 0.25 ms to
 // load on a 2-core VM (resolution, read, compile), so these are few. Loaded
-// on first use: the process hooks (lib/shutdown.js: on the first acquire or tracked session),
-// session tracking (lib/sessions.js) and the inspection of lock files
-// (lib/stale-locks.js). Those three keep per-copy state, so they are
-// factories: this file makes this copy's instance of each, and a require
+// on first use: the process hooks (lib/shutdown.js, on the first acquire or
+// tracked session), session tracking (lib/sessions.js) and the inspection of
+// lock files (lib/stale-locks.js). Those three keep per-copy state, so they
+// are factories: this file makes this copy's instance of each, and a require
 // cache that hands it another copy's module file (a cleared cache, jest)
 // still gives it its own state.
 
