@@ -1,8 +1,9 @@
 'use strict'
 // Every default, environment override and configuration lookup of the
 // package's millisecond options, and the checks of acquire's parameters, in
-// one place: the one parser of digits-only environment values (parseEnvMs)
-// that every other module and the CLI use. Pure functions: nothing here
+// one place: the one parser of digits-only environment values (parseEnvMs,
+// read through readEnvMs by every other module and, through the resolvers,
+// by the CLI). Pure functions: nothing here
 // touches the disk or the native addon.
 
 /** The acquire timeout of the later OpenClaw generation's resolver (60 s). */
