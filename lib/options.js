@@ -3,8 +3,7 @@
 // package's millisecond options, and the checks of acquire's parameters, in
 // one place: the one parser of digits-only environment values (parseEnvMs,
 // read through readEnvMs by every other module and, through the resolvers,
-// by the CLI). Pure functions: nothing here
-// touches the disk or the native addon.
+// by the CLI). Pure functions: nothing here touches the disk or the addon.
 
 /** The acquire timeout of the later OpenClaw generation's resolver (60 s). */
 const DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS = 60_000
