@@ -288,6 +288,43 @@ export declare function recoverOrphanedSessions(o: {
   sessionsDir: string
 }): Promise<{ recovered: SessionEndEvent[] }>
 
+/**
+ * Extra: the orphaned markers `recoverOrphanedSessions` would recover (their
+ * OS lock is free: the owner died), each with the event it would emit. Nothing
+ * is emitted and nothing removed; markers of live sessions and files that are
+ * not session markers are not listed. Throws the scan's fs error (`code`,
+ * `syscall`, `path`); a missing directory lists nothing. (The CLI's
+ * `clean --dry-run` and `inspect` use it.)
+ */
+export declare function findOrphanedSessions(o: {
+  sessionsDir: string
+}): Array<{ markerPath: string; event: SessionEndEvent }>
+
+/** The fields of an active-session marker (`<sessionFile>.active`) that have the format's types. */
+export type SessionMarker = {
+  sessionId?: string
+  sessionKey?: string
+  agentId?: string
+  sessionFile?: string
+  messageCount?: number
+  startedAt?: string
+  pid?: number
+  starttime?: number
+  hostname?: string
+  bootId?: string
+  /** "os" in every marker this package writes. */
+  lock?: string
+}
+
+/**
+ * Extra: read a marker without taking its lock: at most 64 KiB, never following
+ * a symlink, never blocking on a FIFO. null when no readable regular file is
+ * there or its content is not a JSON object of at most 64 KiB. Says nothing
+ * about whether its owner lives (that is the marker's OS lock:
+ * `inspectLockFile(markerPath).held`). (The CLI's `inspect` uses it.)
+ */
+export declare function readSessionMarker(markerPath: string): SessionMarker | null
+
 export declare const __testing: {
   readonly cleanupSignals: string[]
   handleTerminationSignal(signal: string): void

@@ -1,76 +1,124 @@
 'use strict'
 // session-write-lock: the package entry (CommonJS). See README.md and
 // docs/spec.md for the API, docs/migration.md for both upstream generations;
-// index.d.ts for the types.
+// index.d.ts for the types; docs/design.md for the modules under lib/.
+//
+// Loaded with the package: the addon and the error classes (lib/native.js),
+// the options (lib/options.js) and what every acquire needs (lib/locks.js,
+// lib/context.js, lib/leases.js): each module file costs about 0.25 ms to
+// load on a 2-core VM (resolution, read, compile), so these are few. Loaded
+// on first use: the process hooks (lib/shutdown.js, on the first acquire or
+// tracked session), session tracking (lib/sessions.js) and the inspection of
+// lock files (lib/stale-locks.js). Those three keep per-copy state, so they
+// are factories: this file makes this copy's instance of each, and a require
+// cache that hands it another copy's module file (a cleared cache, jest)
+// still gives it its own state.
 
-const lock = require('./lib/lock')
+const errors = require('./lib/native')
+const locks = require('./lib/locks')
+const leases = require('./lib/leases')
 const options = require('./lib/options')
-// Sessions and the process hooks keep per-copy state, so they load with this
-// copy (a later require could return another copy's module from the require
-// cache). Cleanup is needed by few calls: it loads on first use.
-const sessions = require('./lib/sessions')
-const shutdown = require('./lib/shutdown')
 
-let cleanModule = null
-const clean = () => (cleanModule ??= require('./lib/clean'))
+const { native, osError } = errors
 
-lock.setFirstUseHook(shutdown.ensureHooksOnFirstUse)
+let hooks = null
+let ensureHooks = null
+let sessionsInstance = null
+let staleLocksInstance = null
+
+/** The process hooks (loaded, not installed: ensureHooks() installs them). */
+function shutdownHooks() {
+  if (hooks === null) {
+    hooks = require('./lib/shutdown')
+    ensureHooks = hooks.createShutdownHooks({
+      isMainThread: () => (typeof native.isMainThread === 'function' ? native.isMainThread() : null),
+      releaseAllSync: locks.releaseAllSync,
+      sessions: () => sessionsInstance,
+    })
+  }
+  return hooks
+}
+
+function ensureHooksOnFirstUse() {
+  if (ensureHooks === null) shutdownHooks()
+  ensureHooks()
+}
+
+function sessions() {
+  if (sessionsInstance === null) {
+    sessionsInstance = require('./lib/sessions').createSessions({
+      native,
+      osError,
+      ensureHooks: ensureHooksOnFirstUse,
+      repairHooks: () => shutdownHooks().repairHooks(),
+    })
+  }
+  return sessionsInstance
+}
+
+function staleLocks() {
+  if (staleLocksInstance === null) staleLocksInstance = require('./lib/stale-locks').createStaleLocks({ native })
+  return staleLocksInstance
+}
+
+locks.setFirstUseHook(ensureHooksOnFirstUse)
 
 const __testing = {
   get cleanupSignals() {
-    return shutdown.cleanupSignals.slice()
+    return shutdownHooks().cleanupSignals.slice()
   },
-  handleTerminationSignal: (signal) => shutdown.handleTerminationSignal(signal),
+  handleTerminationSignal: (signal) => shutdownHooks().handleTerminationSignal(signal),
   releaseAllLocksSync() {
-    lock.releaseAllSync()
+    locks.releaseAllSync()
   },
   runLockWatchdogCheck(nowMs) {
-    return Promise.resolve(lock.runWatchdog(typeof nowMs === 'number' ? nowMs : Date.now()))
+    return Promise.resolve(leases.runWatchdog(typeof nowMs === 'number' ? nowMs : Date.now()))
   },
   /** PID-reuse seam: report `startTime` (null = unknown) as the start time of `pid`. */
   setStartTimeOverride(pid, startTime) {
-    lock.native.setStartTimeOverride(pid, startTime ?? null, false)
+    native.setStartTimeOverride(pid, startTime ?? null, false)
   },
   clearStartTimeOverrides() {
-    lock.native.setStartTimeOverride(0, null, true)
+    native.setStartTimeOverride(0, null, true)
   },
   registryCounts() {
-    return lock.native.registryCounts()
+    return native.registryCounts()
   },
   identity() {
-    return lock.native.selfIdentity()
+    return native.selfIdentity()
   },
   panicForTest() {
-    lock.native.panicForTest()
+    native.panicForTest()
   },
   /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
-  setProcessStartTimeResolverForTest: (fn) => clean().setProcessStartTimeResolverForTest(fn),
+  setProcessStartTimeResolverForTest: (fn) => staleLocks().setProcessStartTimeResolverForTest(fn),
   /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
-  inspectLockPayloadForTest: (payload, staleMs, nowMs) => clean().inspectLockPayloadForTest(payload, staleMs, nowMs),
+  inspectLockPayloadForTest: (payload, staleMs, nowMs) => staleLocks().inspectLockPayloadForTest(payload, staleMs, nowMs),
 }
 
 async function drainSessionWriteLockStateForTest() {
-  await sessions.drainForTest()
-  lock.releaseAllSync()
+  if (sessionsInstance !== null) await sessionsInstance.drainForTest()
+  locks.releaseAllSync()
 }
 
 function resetSessionWriteLockStateForTest() {
-  sessions.resetForTest()
-  if (cleanModule !== null) cleanModule.resetForTest()
-  lock.resetLockStateForTest()
+  if (sessionsInstance !== null) sessionsInstance.resetForTest()
+  else shutdownHooks().repairHooks()
+  if (staleLocksInstance !== null) staleLocksInstance.resetForTest()
+  locks.resetLockStateForTest()
 }
 
 module.exports = {
-  acquireSessionWriteLock: lock.acquireSessionWriteLock,
-  release: lock.release,
-  releaseAll: lock.releaseAll,
-  releaseAllSync: lock.releaseAllSync,
-  listHeldLocks: lock.listHeldLocks,
-  SessionWriteLockTimeoutError: lock.SessionWriteLockTimeoutError,
-  SessionWriteLockError: lock.SessionWriteLockTimeoutError,
-  SessionWriteLockLostError: lock.SessionWriteLockLostError,
-  isSessionWriteLockTimeoutError: lock.isSessionWriteLockTimeoutError,
-  resolveSessionLockMaxHoldFromTimeout: lock.resolveSessionLockMaxHoldFromTimeout,
+  acquireSessionWriteLock: locks.acquireSessionWriteLock,
+  release: locks.release,
+  releaseAll: locks.releaseAll,
+  releaseAllSync: locks.releaseAllSync,
+  listHeldLocks: locks.listHeldLocks,
+  SessionWriteLockTimeoutError: errors.SessionWriteLockTimeoutError,
+  SessionWriteLockError: errors.SessionWriteLockTimeoutError,
+  SessionWriteLockLostError: errors.SessionWriteLockLostError,
+  isSessionWriteLockTimeoutError: errors.isSessionWriteLockTimeoutError,
+  resolveSessionLockMaxHoldFromTimeout: options.resolveSessionLockMaxHoldFromTimeout,
   DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: options.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
   DEFAULT_SESSION_WRITE_LOCK_STALE_MS: options.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
   DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
@@ -78,13 +126,15 @@ module.exports = {
   resolveSessionWriteLockStaleMs: options.resolveSessionWriteLockStaleMs,
   resolveSessionWriteLockMaxHoldMs: options.resolveSessionWriteLockMaxHoldMs,
   resolveSessionWriteLockOptions: options.resolveSessionWriteLockOptions,
-  cleanStaleLockFiles: (params) => clean().cleanStaleLockFiles(params),
-  inspectLockFile: (...args) => clean().inspectLockFile(...args),
-  onSessionEnd: sessions.onSessionEnd,
-  trackActiveSession: sessions.trackActiveSession,
-  listActiveSessions: sessions.listActiveSessions,
-  drainActiveSessions: sessions.drainActiveSessions,
-  recoverOrphanedSessions: sessions.recoverOrphanedSessions,
+  cleanStaleLockFiles: (params) => staleLocks().cleanStaleLockFiles(params),
+  inspectLockFile: (...args) => staleLocks().inspectLockFile(...args),
+  onSessionEnd: (handler) => sessions().onSessionEnd(handler),
+  trackActiveSession: (s) => sessions().trackActiveSession(s),
+  listActiveSessions: () => sessions().listActiveSessions(),
+  drainActiveSessions: (o) => sessions().drainActiveSessions(o),
+  recoverOrphanedSessions: (o) => sessions().recoverOrphanedSessions(o),
+  findOrphanedSessions: (o) => sessions().findOrphanedSessions(o),
+  readSessionMarker: (markerPath) => require('./lib/markers').readSessionMarker(markerPath),
   __testing,
   testing: __testing,
   drainSessionWriteLockStateForTest,

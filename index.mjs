@@ -26,6 +26,8 @@ export const {
   listActiveSessions,
   drainActiveSessions,
   recoverOrphanedSessions,
+  findOrphanedSessions,
+  readSessionMarker,
   __testing,
   testing,
   drainSessionWriteLockStateForTest,

@@ -180,7 +180,7 @@ function load() {
   throw err
 }
 
-module.exports = load()
-module.exports.__platformTag = platformTag
-module.exports.__checkNode = checkNode
-module.exports.__libcFromMaps = libcFromMaps
+// Requiring this file loads nothing: `load()` returns the addon (lib/native.js
+// calls it once per copy of the package). The helpers are exported for the
+// tests and the bench, never hung on the addon's own exports.
+module.exports = { load, platformTag, checkNode, libcFromMaps }

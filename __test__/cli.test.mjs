@@ -300,6 +300,31 @@ describe('session-lock clean', () => {
     expect(again.stdout).toBe(`${dir}: nothing to clean; 1 held lock left alone\n`)
   })
 
+  it('inspect and clean agree on an unheld *.active that is not a session marker: clean leaves it, so it is not stuck', async () => {
+    const dir = tmp()
+    const crashed = startHolder(path.join(dir, 'crashed.jsonl'), ['--track', 'sess-crashed'])
+    await crashed.held
+    await kill9(crashed.child)
+    // Another tool's file with the suffix: not JSON, and a JSON object without "lock": "os".
+    fs.writeFileSync(path.join(dir, 'notes.active'), 'not a marker')
+    fs.writeFileSync(path.join(dir, 'other.jsonl.active'), JSON.stringify({ sessionId: 'x' }))
+
+    const dry = JSON.parse((await cli(['clean', dir, '--dry-run', '--json'])).stdout)
+    expect(dry.recovered.map((x) => [path.basename(x.path), x.sessionId])).toEqual([['crashed.jsonl.active', 'sess-crashed']])
+    const before = JSON.parse((await cli(['inspect', dir, '--json'])).stdout)
+    expect(before.rows.filter((r) => r.action === 'recover').map((r) => r.file)).toEqual(['crashed.jsonl.active'])
+    expect(before.summary.wouldRecover).toBe(1)
+
+    const real = JSON.parse((await cli(['clean', dir, '--json'])).stdout)
+    expect(real.recovered.map((x) => x.sessionId)).toEqual(['sess-crashed'])
+    expect(fs.readdirSync(dir).sort()).toEqual(['notes.active', 'other.jsonl.active'])
+    const after = await cli(['inspect', dir, '--json'])
+    expect(after.code).toBe(0)
+    const rows = rowsOf(JSON.parse(after.stdout))
+    expect(rows['notes.active']).toMatchObject({ type: 'marker', held: false, action: 'keep', stuck: false, session: null })
+    expect(rows['other.jsonl.active']).toMatchObject({ type: 'marker', held: false, action: 'keep', stuck: false, session: { sessionId: 'x' } })
+  })
+
   it('--locks-only leaves markers for the gateway', async () => {
     const dir = tmp()
     const crashed = startHolder(path.join(dir, 'c.jsonl'), ['--track', 'sess-c'])
@@ -642,7 +667,7 @@ describe('session-lock output an operator can read', () => {
     expect(r.code).toBe(69)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     // The platform tag of the Node running the tests (linux-arm64-gnu under qemu, for one).
-    const tag = require('../loader.js').__platformTag()
+    const tag = require('../loader.js').platformTag()
     expect(r.stderr.startsWith(`session-lock inspect: session-write-lock: no native addon for ${tag}. `)).toBe(true)
     expect(r.stderr).toMatch(/npm run build/)
     expect(r.stderr).not.toMatch(/internal error|\n\s+at /)

@@ -57,7 +57,7 @@ describe('main-thread detection without node:worker_threads', () => {
   const code = `
     const { parentPort, isMainThread } = require('node:worker_threads')
     const swl = require(${JSON.stringify(entry)})
-    const native = require(${JSON.stringify(path.join(here, '..', 'loader.js'))})
+    const native = require(${JSON.stringify(path.join(here, '..', 'loader.js'))}).load()
     swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(path.join(dir, 'worker.jsonl'))} })
       .then((l) => l.release())
       .then(() => parentPort.postMessage({ isMainThread, native: native.isMainThread(), sigterm: process.listenerCount('SIGTERM') }))
@@ -65,7 +65,7 @@ describe('main-thread detection without node:worker_threads', () => {
 
   it('agrees with worker_threads.isMainThread, and a worker hooks no signals', async () => {
     const { Worker, isMainThread } = await import('node:worker_threads')
-    const native = (await import('../loader.js')).default
+    const native = (await import('../loader.js')).default.load()
     expect(native.isMainThread()).toBe(isMainThread)
     const w = new Worker(code, { eval: true })
     const msg = await new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 const require = createRequire(import.meta.url)
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const loader = require('../loader.js')
-const tag = loader.__platformTag()
+const tag = loader.platformTag()
 const builtAddon = path.join(root, `session-write-lock.${tag}.node`)
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'swl-loader-'))
@@ -49,7 +49,7 @@ function platformPackage(dir, nodeFile) {
 // Prints the error code and message of requiring the loader copy, or the .node it loaded.
 const probe = (loaderPath) => `
   try {
-    require(${JSON.stringify(loaderPath)})
+    require(${JSON.stringify(loaderPath)}).load()
     const loaded = Object.keys(require.cache).filter((k) => k.endsWith('.node'))
     console.log(JSON.stringify({ ok: true, loaded }))
   } catch (e) {
@@ -66,7 +66,7 @@ describe('Node.js version gate', () => {
   it('refuses Node < 18.17 with a message naming both versions', () => {
     let err
     try {
-      loader.__checkNode('16.20.0')
+      loader.checkNode('16.20.0')
     } catch (e) {
       err = e
     }
@@ -81,25 +81,25 @@ describe('Node.js version gate', () => {
   it.each(['16.20.0', 'v16.20.0', '18.16.1', '18.0.0', '17.99.99', '14.21.3', '0.12.0', 'garbage'])(
     'refuses %s',
     (v) => {
-      expect(() => loader.__checkNode(v)).toThrow(/needs Node\.js >= 18\.17\.0/)
+      expect(() => loader.checkNode(v)).toThrow(/needs Node\.js >= 18\.17\.0/)
     },
   )
 
   it.each(['18.17.0', 'v18.17.0', '18.17.1', '18.20.8', '19.0.0', '20.0.0', '22.12.0', '24.0.0', '25.1.0', '100.0.0'])(
     'accepts %s',
     (v) => {
-      expect(() => loader.__checkNode(v)).not.toThrow()
+      expect(() => loader.checkNode(v)).not.toThrow()
     },
   )
 
   it('refuses an N-API below 8 even on a new enough version number', () => {
-    expect(() => loader.__checkNode('20.0.0', '7')).toThrow(/\(N-API 7\)/)
-    expect(() => loader.__checkNode('20.0.0', '8')).not.toThrow()
-    expect(() => loader.__checkNode('22.0.0', '10')).not.toThrow()
+    expect(() => loader.checkNode('20.0.0', '7')).toThrow(/\(N-API 7\)/)
+    expect(() => loader.checkNode('20.0.0', '8')).not.toThrow()
+    expect(() => loader.checkNode('22.0.0', '10')).not.toThrow()
   })
 
   it('this Node passes the gate', () => {
-    expect(() => loader.__checkNode(process.versions.node, process.versions.napi)).not.toThrow()
+    expect(() => loader.checkNode(process.versions.node, process.versions.napi)).not.toThrow()
   })
 
   // The whole package refuses to load, for require and import, on an old Node
@@ -138,16 +138,16 @@ describe('C library detection', () => {
 
   it('decides from the loader mapped into the process, not from files on disk', () => {
     const line = (p) => `7f9164462000-7f9164488000 r--p 00000000 fe:00 326279   ${p}\n`
-    expect(loader.__libcFromMaps(line('/usr/lib/x86_64-linux-gnu/libc.so.6') + line('/lib64/ld-linux-x86-64.so.2'))).toBe('glibc')
-    expect(loader.__libcFromMaps(line('/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1'))).toBe('glibc')
-    expect(loader.__libcFromMaps(line('/lib/ld-musl-x86_64.so.1'))).toBe('musl')
-    expect(loader.__libcFromMaps(line('/usr/lib/ld-musl-aarch64.so.1') + line('/usr/lib/libgcompat.so.0'))).toBe('musl')
-    expect(loader.__libcFromMaps(line('/usr/local/bin/node') + line('[vdso]'))).toBe(null)
-    expect(loader.__libcFromMaps(null)).toBe(null)
+    expect(loader.libcFromMaps(line('/usr/lib/x86_64-linux-gnu/libc.so.6') + line('/lib64/ld-linux-x86-64.so.2'))).toBe('glibc')
+    expect(loader.libcFromMaps(line('/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1'))).toBe('glibc')
+    expect(loader.libcFromMaps(line('/lib/ld-musl-x86_64.so.1'))).toBe('musl')
+    expect(loader.libcFromMaps(line('/usr/lib/ld-musl-aarch64.so.1') + line('/usr/lib/libgcompat.so.0'))).toBe('musl')
+    expect(loader.libcFromMaps(line('/usr/local/bin/node') + line('[vdso]'))).toBe(null)
+    expect(loader.libcFromMaps(null)).toBe(null)
   })
 
   it.runIf(process.platform === 'linux')("this process's own map gives the same answer as Node's report", () => {
-    const own = loader.__libcFromMaps(fs.readFileSync('/proc/self/maps', 'latin1'))
+    const own = loader.libcFromMaps(fs.readFileSync('/proc/self/maps', 'latin1'))
     expect(own).toBe(glibcRuntime ? 'glibc' : 'musl')
   })
 })

@@ -168,3 +168,51 @@ describe('trackActiveSession over a dead owner\'s marker', () => {
     expect(fs.readFileSync(`${file}.active`, 'utf8')).toBe(text)
   })
 })
+
+describe('findOrphanedSessions and readSessionMarker (what tools such as the CLI read)', () => {
+  it('findOrphanedSessions lists what recoverOrphanedSessions then emits, and emits and removes nothing itself', async () => {
+    const dir = tmp()
+    const dead = path.join(dir, 'dead.jsonl')
+    const pid = await trackedThenKilled(dir, [{ sessionId: 'gone', sessionKey: 'agent:a:gone', agentId: 'a', sessionFile: dead, messageCount: 5 }])
+    swl.trackActiveSession({ sessionId: 'live', sessionFile: path.join(dir, 'live.jsonl') })
+    fs.writeFileSync(path.join(dir, 'notes.active'), 'not a marker')
+    const seen = []
+    swl.onSessionEnd((e) => {
+      seen.push(e)
+    })
+    const before = fs.readdirSync(dir).sort()
+    const found = swl.findOrphanedSessions({ sessionsDir: dir })
+    expect(found.map((o) => o.markerPath)).toEqual([`${dead}.active`])
+    expect(found[0].event).toMatchObject({ sessionId: 'gone', messageCount: 5, reason: 'unknown', recovered: { pid } })
+    await new Promise((r) => setImmediate(r))
+    expect(seen).toEqual([])
+    expect(fs.readdirSync(dir).sort()).toEqual(before)
+    const { recovered } = await swl.recoverOrphanedSessions({ sessionsDir: dir })
+    expect(recovered).toEqual([found[0].event])
+    expect(seen).toEqual([found[0].event])
+    expect(swl.findOrphanedSessions({ sessionsDir: dir })).toEqual([])
+    expect(swl.findOrphanedSessions({ sessionsDir: path.join(dir, 'missing') })).toEqual([])
+    expect(() => swl.findOrphanedSessions({})).toThrow(TypeError)
+  })
+
+  it('readSessionMarker reads a live marker as written; null for what is not a readable marker', () => {
+    const dir = tmp()
+    const file = path.join(dir, 'r.jsonl')
+    swl.trackActiveSession({ sessionId: 'r', sessionKey: 'agent:a:r', sessionFile: file, messageCount: 2 })
+    const marker = `${file}.active`
+    expect(swl.readSessionMarker(marker)).toEqual(JSON.parse(fs.readFileSync(marker, 'utf8')))
+    expect(swl.readSessionMarker(marker)).toMatchObject({ sessionId: 'r', pid: process.pid, lock: 'os', messageCount: 2 })
+    fs.symlinkSync(marker, path.join(dir, 'link.active'))
+    fs.writeFileSync(path.join(dir, 'text.active'), 'not json')
+    fs.writeFileSync(path.join(dir, 'huge.active'), JSON.stringify({ sessionId: 'h', pad: 'x'.repeat(70 * 1024) }))
+    fs.writeFileSync(path.join(dir, 'typed.active'), JSON.stringify({ sessionId: 7, pid: '12', hostname: 'h' }))
+    expect(swl.readSessionMarker(path.join(dir, 'link.active'))).toBeNull()
+    expect(swl.readSessionMarker(path.join(dir, 'text.active'))).toBeNull()
+    expect(swl.readSessionMarker(path.join(dir, 'huge.active'))).toBeNull()
+    expect(swl.readSessionMarker(path.join(dir, 'missing.active'))).toBeNull()
+    expect(swl.readSessionMarker(dir)).toBeNull()
+    // Only fields of the format's types.
+    expect(swl.readSessionMarker(path.join(dir, 'typed.active'))).toEqual({ hostname: 'h' })
+    expect(() => swl.readSessionMarker('')).toThrow(TypeError)
+  })
+})

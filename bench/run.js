@@ -799,8 +799,7 @@ function nodeMs(code) {
 }
 
 function addonPath() {
-  const native = require(path.join(ROOT, 'loader.js'))
-  const tag = native.__platformTag()
+  const tag = require(path.join(ROOT, 'loader.js')).platformTag()
   const local = path.join(ROOT, `session-write-lock.${tag}.node`)
   return fs.existsSync(local) ? local : null
 }

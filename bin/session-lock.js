@@ -5,7 +5,7 @@
 // registered in COMMANDS below (name -> loader). This file dispatches and turns
 // errors into one line on stderr and an exit status.
 
-const { UsageError } = require('./lib/util')
+const { UsageError } = require('./cli-util')
 
 const COMMANDS = {
   inspect: () => require('./commands/inspect'),

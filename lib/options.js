@@ -1,8 +1,9 @@
 'use strict'
 // Every default, environment override and configuration lookup of the
-// package's millisecond options, in one place. Pure functions: nothing here
-// touches the disk or the native addon, so the CLI and the shutdown code can
-// use them without loading anything else.
+// package's millisecond options, and the checks of acquire's parameters, in
+// one place: the one parser of digits-only environment values (parseEnvMs,
+// read through readEnvMs by every other module and, through the resolvers,
+// by the CLI). Pure functions: nothing here touches the disk or the addon.
 
 /** The acquire timeout of the later OpenClaw generation's resolver (60 s). */
 const DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS = 60_000
@@ -10,6 +11,14 @@ const DEFAULT_SESSION_WRITE_LOCK_STALE_MS = 1_800_000
 const DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS = 300_000
 /** `acquireSessionWriteLock`'s own default timeout (the old module's 10 s). */
 const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000
+/** The longest delay a Node timer takes (about 24.8 days), and the cap of every computed hold. */
+const MAX_TIMER_MS = 2_147_000_000
+/** resolveSessionLockMaxHoldFromTimeout's default grace. */
+const DEFAULT_MAX_HOLD_GRACE_MS = 120_000
+/** The budget of a drain of active sessions (drainActiveSessions, a signal's drain). */
+const DEFAULT_DRAIN_MS = 2000
+/** Environment override of the signal drain's budget (digits). */
+const ENV_DRAIN = 'SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS'
 
 const ENV = Object.freeze({
   acquireTimeoutMs: 'OPENCLAW_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS',
@@ -102,13 +111,42 @@ function resolveMaxHoldParam(v) {
   return positiveMs(v, true) ?? readEnvMs(ENV.maxHoldMs) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
 }
 
+/**
+ * min(2_147_000_000, max(minMs, timeoutMs + graceMs)); minMs defaults to
+ * 300_000 and graceMs to 120_000 (0, negative, NaN, non-numbers and Infinity
+ * take the default); timeoutMs = Infinity gives 2_147_000_000, an invalid
+ * timeoutMs counts as minMs.
+ */
+function resolveSessionLockMaxHoldFromTimeout(params) {
+  const p = params ?? {}
+  const minMs = positiveMs(p.minMs) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+  const graceMs = positiveMs(p.graceMs) ?? DEFAULT_MAX_HOLD_GRACE_MS
+  if (p.timeoutMs === Infinity) return MAX_TIMER_MS
+  const timeoutMs = positiveMs(p.timeoutMs) ?? minMs
+  return Math.min(MAX_TIMER_MS, Math.max(minMs, timeoutMs + graceMs))
+}
+
+/** The drain budget of a termination signal: env `SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS`, else 2000 ms. */
+function resolveShutdownDrainMs() {
+  return readEnvMs(ENV_DRAIN) ?? DEFAULT_DRAIN_MS
+}
+
+/** Throws a TypeError unless `sessionFile` is a non-empty string without NUL. */
+function validateSessionFile(sessionFile) {
+  if (typeof sessionFile !== 'string' || sessionFile.length === 0) {
+    throw new TypeError('sessionFile must be a non-empty string')
+  }
+  if (sessionFile.includes('\0')) {
+    throw new TypeError('sessionFile must not contain NUL characters')
+  }
+}
+
 module.exports = {
   DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
   DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
   DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
-  DEFAULT_ACQUIRE_TIMEOUT_MS,
-  ENV,
-  parseEnvMs,
+  DEFAULT_DRAIN_MS,
+  MAX_TIMER_MS,
   readEnvMs,
   positiveMs,
   resolveSessionWriteLockAcquireTimeoutMs,
@@ -118,4 +156,7 @@ module.exports = {
   resolveTimeoutParam,
   resolveStaleParam,
   resolveMaxHoldParam,
+  resolveSessionLockMaxHoldFromTimeout,
+  resolveShutdownDrainMs,
+  validateSessionFile,
 }

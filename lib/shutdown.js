@@ -19,13 +19,7 @@
 //   sessions locked; the locks go at `exit`, by releaseAll, or with the
 //   process (the kernel frees an OS lock whatever the death).
 
-const lock = require('./lock')
-
-// node:worker_threads costs milliseconds to load; the addon answers for free.
-function isMainThread() {
-  const n = typeof lock.native.isMainThread === 'function' ? lock.native.isMainThread() : null
-  return typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread
-}
+const { resolveShutdownDrainMs } = require('./options')
 
 const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
 // Other names of a hooked signal's number. Node emits a delivered signal under
@@ -45,19 +39,7 @@ function aliasesOf(signal) {
 }
 const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
 const HUB_VERSION = 1
-const DEFAULT_DRAIN_MS = 2000
-const ENV_DRAIN = 'SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS'
 const LOG_PREFIX = '[session-write-lock]'
-
-/** Drain budget for a signal: env `SESSION_WRITE_LOCK_DRAIN_TIMEOUT_MS` (digits) or 2000 ms. */
-function shutdownDrainMs() {
-  const raw = process.env[ENV_DRAIN]
-  if (raw !== undefined && /^\d+$/.test(raw.trim())) {
-    const n = Number(raw.trim())
-    if (n > 0) return n
-  }
-  return DEFAULT_DRAIN_MS
-}
 
 function report(what, err) {
   try {
@@ -69,53 +51,65 @@ function report(what, err) {
 
 // ---------------------------------------------------------------- this copy
 
-let joined = false
-// This copy's sessions module, bound by lib/sessions.js when it loads (never a
-// lazy require: with two copies loaded, the require cache may name the other).
-let sessions = null
 const noSessions = {
   drainForShutdown: () => Promise.resolve({ emittedSessionIds: [], timedOut: false }),
   endAllSync() {},
   hasPendingWork: () => false,
 }
 
-function bindSessions(s) {
-  sessions = s
-}
-
-// What the hub calls in this copy. Kept small and stable: another copy's hub
-// (possibly an older file) calls these four names.
-const participant = {
-  /** Whether a drain has anything to do (active sessions or running handlers). */
-  hasPendingWork() {
-    return (sessions || noSessions).hasPendingWork()
-  },
-  /** Drain this copy's sessions; resolves when done or the budget ran out. */
-  drain(reason, budgetMs) {
-    return (sessions || noSessions).drainForShutdown(reason, budgetMs)
-  },
-  /** Start draining without waiting (another listener owns the exit). */
-  startDrain(reason, budgetMs) {
-    ;(sessions || noSessions)
-      .drainForShutdown(reason, budgetMs)
-      .catch((err) => report('session drain failed', err))
-  },
-  releaseSync() {
-    lock.releaseAllSync()
-  },
-  /** `exit`: end sessions with synchronous handler calls, release everything. */
-  exitSync() {
-    try {
-      ;(sessions || noSessions).endAllSync('shutdown')
-    } catch (err) {
-      report('ending sessions at exit failed', err)
-    }
-    try {
-      lock.releaseAllSync()
-    } catch (err) {
-      report('releasing locks at exit failed', err)
-    }
-  },
+/**
+ * This copy's membership in the hub (a factory: each copy of the package
+ * joins with its own participant, even when the require cache hands it
+ * another copy's module file). `deps`: `isMainThread()` (the addon's answer,
+ * null when it cannot tell), `releaseAllSync()` (this copy's locks),
+ * `sessions()` (this copy's session tracking, or null while none was loaded).
+ * Returns `ensureHooksOnFirstUse()`: called on every acquire and every
+ * trackActiveSession, a boolean check after the first call.
+ */
+function createShutdownHooks({ isMainThread, releaseAllSync, sessions }) {
+  const mine = () => sessions() || noSessions
+  // What the hub calls in this copy. Kept small and stable: another copy's hub
+  // (possibly an older file) calls these names.
+  const participant = {
+    /** Whether a drain has anything to do (active sessions or running handlers). */
+    hasPendingWork() {
+      return mine().hasPendingWork()
+    },
+    /** Drain this copy's sessions; resolves when done or the budget ran out. */
+    drain(reason, budgetMs) {
+      return mine().drainForShutdown(reason, budgetMs)
+    },
+    /** Start draining without waiting (another listener owns the exit). */
+    startDrain(reason, budgetMs) {
+      mine()
+        .drainForShutdown(reason, budgetMs)
+        .catch((err) => report('session drain failed', err))
+    },
+    releaseSync() {
+      releaseAllSync()
+    },
+    /** `exit`: end sessions with synchronous handler calls, release everything. */
+    exitSync() {
+      try {
+        mine().endAllSync('shutdown')
+      } catch (err) {
+        report('ending sessions at exit failed', err)
+      }
+      try {
+        releaseAllSync()
+      } catch (err) {
+        report('releasing locks at exit failed', err)
+      }
+    },
+  }
+  let joined = false
+  return function ensureHooksOnFirstUse() {
+    if (joined) return
+    joined = true
+    const hub = getHub()
+    hub.participants.add(participant)
+    if (hub.listeners === null) install(hub, signalsHooked(isMainThread))
+  }
 }
 
 function getHub() {
@@ -132,26 +126,17 @@ function getHub() {
   return hub
 }
 
-/**
- * Called on every acquire and every trackActiveSession: a boolean check
- * after the first call.
- */
-function ensureHooksOnFirstUse() {
-  if (joined) return
-  joined = true
-  const hub = getHub()
-  hub.participants.add(participant)
-  if (hub.listeners === null) install(hub)
+function signalsHooked(isMainThread) {
+  // Signals are never delivered to a worker's `process`. The addon tells the
+  // main thread for free; node:worker_threads costs milliseconds to load.
+  const n = isMainThread()
+  const main = typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread
+  return main ? cleanupSignals : []
 }
 
-function signalsHooked() {
-  // Signals are never delivered to a worker's `process`.
-  return isMainThread() ? cleanupSignals : []
-}
-
-function install(hub) {
+function install(hub, signals) {
   const listeners = { exit: () => onExit(hub) }
-  for (const sig of signalsHooked()) {
+  for (const sig of signals) {
     listeners[sig] = (signal) => onSignal(hub, signal || sig)
     for (const alias of aliasesOf(sig)) listeners[alias] = () => {}
   }
@@ -230,7 +215,7 @@ function endsWithoutUs(hub, signal) {
 }
 
 function onSignal(hub, signal) {
-  const budgetMs = shutdownDrainMs()
+  const budgetMs = resolveShutdownDrainMs()
   if (!endsWithoutUs(hub, signal)) {
     // The application listens and decides how (and whether) the process
     // ends: start the drain, keep every listener, never re-raise, and keep
@@ -324,11 +309,8 @@ function handleTerminationSignal(signal) {
 }
 
 module.exports = {
-  bindSessions,
   cleanupSignals,
-  ensureHooksOnFirstUse,
+  createShutdownHooks,
   handleTerminationSignal,
   repairHooks,
-  shutdownDrainMs,
-  constants: { DEFAULT_DRAIN_MS, ENV_DRAIN },
 }

@@ -127,7 +127,9 @@ const platform = step(`npm pack (${TAG}, staged)`, () => {
 })
 
 step('tarball contents', () => {
-  const must = ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'loader.js', 'lib/lock.js', 'lib/clean.js', 'lib/sessions.js', 'lib/shutdown.js', 'Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'src/binding.rs']
+  // Every module of lib/ (the runtime loads some of them only on first use).
+  const libFiles = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)
+  const must = ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'loader.js', ...libFiles, 'Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'src/binding.rs']
   const missing = must.filter((f) => !main.files.includes(f))
   if (missing.length) fail(`main tarball lacks ${missing.join(', ')}`)
   const forbidden = main.files.filter((f) => /\.node$|^target\/|^node_modules\/|^__test__\/|^npm\/|^\.cache\/|^bench\/|\.tgz$/.test(f))

@@ -16,6 +16,9 @@ import {
   listActiveSessions,
   drainActiveSessions,
   recoverOrphanedSessions,
+  findOrphanedSessions,
+  readSessionMarker,
+  type SessionMarker,
   __testing,
   testing as laterTesting,
   inspectLockFile,
@@ -99,6 +102,11 @@ export async function sessions(dir: string): Promise<void> {
   const ids: string[] = r.emittedSessionIds
   const rec = await recoverOrphanedSessions({ sessionsDir: dir })
   void rec.recovered.length
+  for (const o of findOrphanedSessions({ sessionsDir: dir })) {
+    const e: SessionEndEvent = o.event
+    const m: SessionMarker | null = readSessionMarker(o.markerPath)
+    void e, void m?.sessionId
+  }
   void ids
   off()
 }

@@ -5,7 +5,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { cleanStaleLockFiles, recoverOrphanedSessions, inspectLockFile } = require('../../index.js')
+const { cleanStaleLockFiles, recoverOrphanedSessions, findOrphanedSessions, inspectLockFile } = require('../../index.js')
 const { inspectDir } = require('./inspect')
 const {
   UsageError,
@@ -18,7 +18,7 @@ const {
   fmtDuration,
   hintFor,
   localHost,
-} = require('../lib/util')
+} = require('../cli-util')
 
 const HELP = `Usage: session-lock clean <sessionsDir> [--dry-run] [--stale-ms N] [--locks-only] [--json]
 
@@ -60,7 +60,7 @@ function failure(lockPath, err) {
 async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = false, nowMs = Date.now() } = {}) {
   const dir = path.resolve(sessionsDir)
   // One pass with inspect's rules first: it refuses an unreadable directory
-  // (one line, exit 2), lists what needs a hand, and what a dry run would recover.
+  // (one line, exit 2) and lists what needs a hand.
   const before = inspectDir(dir, { staleMs, nowMs })
   const effStale = before.staleMs
   let res
@@ -98,25 +98,13 @@ async function cleanDir(sessionsDir, { dryRun = false, staleMs, locksOnly = fals
   let recovered = []
   let markerError = null
   if (!locksOnly) {
-    if (dryRun) {
-      recovered = before.rows
-        .filter((r) => r.action === 'recover')
-        .map((r) => ({
-          path: r.path,
-          sessionId: r.session ? r.session.sessionId : null,
-          sessionKey: r.session ? r.session.sessionKey ?? undefined : undefined,
-          sessionFile: r.session ? r.session.sessionFile ?? undefined : undefined,
-          messageCount: r.session ? r.session.messageCount ?? 0 : 0,
-          reason: 'unknown',
-          recovered: { pid: r.pid, hostname: r.hostname, startedAt: r.createdAt },
-        }))
-    } else {
-      try {
-        const r = await recoverOrphanedSessions({ sessionsDir: dir })
-        recovered = r.recovered
-      } catch (err) {
-        markerError = describeError(err, dir)
-      }
+    try {
+      recovered = dryRun
+        ? // What recoverOrphanedSessions would emit; nothing is emitted or removed.
+          findOrphanedSessions({ sessionsDir: dir }).map((o) => ({ path: o.markerPath, ...o.event }))
+        : (await recoverOrphanedSessions({ sessionsDir: dir })).recovered
+    } catch (err) {
+      markerError = describeError(err, dir)
     }
   }
   const needsHand = before.rows

@@ -8,17 +8,21 @@
 //      removes them (and recovers the session), inspect shows nothing stuck
 // Progress is printed as it happens with timings; everything it created
 // (files, directory, processes) is gone at the end.
+//
+// Over 400 lines on purpose: the four steps read as one script, top to
+// bottom, as the output shows them; the Worker class above them is the
+// parent's handle on one bin/demo-worker.js process.
 
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
-const { CliError, describeError, parseOptions, useColor, painter, fmtDuration } = require('../lib/util')
+const { CliError, describeError, parseOptions, useColor, painter, fmtDuration } = require('../cli-util')
 const { inspectDir, renderInspection } = require('./inspect')
 const { cleanDir, renderClean } = require('./clean')
 
-const WORKER = path.join(__dirname, '..', 'lib', 'demo-worker.js')
+const WORKER = path.join(__dirname, '..', 'demo-worker.js')
 const STEP_TIMEOUT_MS = 20_000
 
 const HELP = `Usage: session-lock demo [dir]
@@ -471,4 +475,4 @@ async function run(argv) {
   return r.code
 }
 
-module.exports = { run, HELP, runDemo }
+module.exports = { run, HELP }

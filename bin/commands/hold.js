@@ -9,7 +9,7 @@ const path = require('node:path')
 const tty = require('node:tty')
 const { spawn } = require('node:child_process')
 const { acquireSessionWriteLock, isSessionWriteLockTimeoutError, inspectLockFile } = require('../../index.js')
-const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('../lib/util')
+const { UsageError, CliError, describeError, parseMs, parseOptions, fmtDuration } = require('../cli-util')
 
 /** Lock not acquired within --timeout (EX_TEMPFAIL of sysexits.h). */
 const EXIT_BUSY = 75
@@ -226,4 +226,4 @@ function run(argv) {
   })
 }
 
-module.exports = { run, HELP, EXIT_BUSY, EXIT_LOCK_ERROR }
+module.exports = { run, HELP }

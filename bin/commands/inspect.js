@@ -1,7 +1,8 @@
 'use strict'
 // `session-lock inspect <sessionsDir>`: one row per lock file (`*.lock`) and
 // per active-session marker (`*.active`), judged through the package's public
-// API (inspectLockFile), with what `clean` would do about it.
+// API (inspectLockFile, readSessionMarker, findOrphanedSessions, the staleness
+// default), with what `clean` would do about it.
 //
 // "Stuck" (exit status 1) means something needs an operator: a leftover that
 // `clean` would remove, an orphaned marker whose session_end was never
@@ -10,22 +11,20 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { inspectLockFile } = require('../../index.js')
+const { inspectLockFile, readSessionMarker, findOrphanedSessions, resolveSessionWriteLockStaleMs } = require('../../index.js')
 const {
   UsageError,
   describeError,
   parseMs,
   parseOptions,
-  effectiveStaleMs,
   useColor,
   painter,
   fmtDuration,
   table,
-  readBounded,
   readDirectory,
   wrap,
   localHost,
-} = require('../lib/util')
+} = require('../cli-util')
 
 const JSON_SCHEMA_VERSION = 1
 
@@ -48,15 +47,6 @@ Options:
 Exit status: 0 nothing is stuck, 1 something is (a leftover clean would remove,
 an orphaned marker, a holder past its max hold, a lock path that is not a
 regular file), 2 usage error or the directory cannot be read.`
-
-function parseJsonLoose(text) {
-  try {
-    const v = JSON.parse(text)
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : null
-  } catch {
-    return null
-  }
-}
 
 /**
  * "os" (validity is the OS lock), "legacy" (an old module's payload naming a
@@ -137,30 +127,29 @@ function lockRow(dir, name, nowMs, staleMs) {
   return row
 }
 
-function markerRow(dir, name, nowMs, staleMs) {
+/**
+ * A marker row. `orphans`: the markers findOrphanedSessions reports (their
+ * owner died), which `clean` recovers; an unheld file that is not a session
+ * marker is left alone by `clean`, and so here.
+ */
+function markerRow(dir, name, nowMs, staleMs, orphans) {
   const file = path.join(dir, name)
-  let text = ''
-  try {
-    text = readBounded(file)
-  } catch (err) {
-    if (err.code === 'ENOENT') return null
-    // inspectLockFile below reports the error
-  }
   const r = inspectLockFile(file, { nowMs, staleMs, remove: false })
   if (r.error && r.error.code === 'ENOENT') return null
-  const m = parseJsonLoose(text) || {}
-  const startedMs = typeof m.startedAt === 'string' ? Date.parse(m.startedAt) : NaN
+  const m = readSessionMarker(file) || {}
+  const startedMs = m.startedAt !== undefined ? Date.parse(m.startedAt) : NaN
   const session =
-    typeof m.sessionId === 'string'
+    m.sessionId !== undefined
       ? {
           sessionId: m.sessionId,
           sessionKey: m.sessionKey ?? null,
           agentId: m.agentId ?? null,
           sessionFile: m.sessionFile ?? null,
-          messageCount: typeof m.messageCount === 'number' ? m.messageCount : null,
+          messageCount: m.messageCount ?? null,
           startedAt: m.startedAt ?? null,
         }
       : null
+  const orphan = !r.error && !r.held && orphans.has(file)
   // The old rules' createdAt does not apply to markers (they carry startedAt).
   const reasons = r.staleReasons.filter((x) => x !== 'invalid-createdAt' && x !== 'too-old')
   const row = {
@@ -168,15 +157,15 @@ function markerRow(dir, name, nowMs, staleMs) {
     path: file,
     type: 'marker',
     kind: r.error ? null : m.lock === 'os' ? 'os' : kindOf(r),
-    pid: typeof m.pid === 'number' ? m.pid : r.pid,
-    hostname: typeof m.hostname === 'string' ? m.hostname : r.hostname,
+    pid: m.pid ?? r.pid,
+    hostname: m.hostname ?? r.hostname,
     pidAlive: r.pid == null ? null : r.pidAlive,
     held: r.held,
     createdAt: session ? session.startedAt : null,
     ageMs: Number.isFinite(startedMs) ? nowMs - startedMs : null,
     heldSince: null,
     maxHoldMs: null,
-    stale: !r.error && !r.held,
+    stale: orphan,
     staleReasons: r.held ? [] : reasons,
     action: 'keep',
     why: '',
@@ -184,19 +173,18 @@ function markerRow(dir, name, nowMs, staleMs) {
     session,
     error: errorInfo(r.error),
   }
-  const sid = session ? `session ${session.sessionId}` : 'unreadable marker'
   if (r.error) {
     row.action = 'none'
     row.why = `${describeError(r.error, file)}; fix by hand`
     row.stuck = true
   } else if (r.held) {
-    row.why = `live ${sid}`
-  } else {
+    row.why = `live ${session ? `session ${session.sessionId}` : 'unreadable marker'}`
+  } else if (orphan) {
     row.action = 'recover'
-    row.why = session
-      ? `owner gone: session_end for ${session.sessionId}, then remove`
-      : 'owner gone: remove'
+    row.why = `owner gone: session_end for ${session.sessionId}, then remove`
     row.stuck = true
+  } else {
+    row.why = 'not a session marker (clean leaves it)'
   }
   return row
 }
@@ -209,12 +197,15 @@ function markerRow(dir, name, nowMs, staleMs) {
 function inspectDir(sessionsDir, { staleMs, nowMs = Date.now() } = {}) {
   const dir = path.resolve(sessionsDir)
   const names = readDirectory(dir)
-  const effStale = effectiveStaleMs(staleMs)
+  const effStale = staleMs ?? resolveSessionWriteLockStaleMs()
+  const orphans = names.some((n) => n.endsWith('.active'))
+    ? new Set(findOrphanedSessions({ sessionsDir: dir }).map((o) => o.markerPath))
+    : new Set()
   const rows = []
   for (const name of names.sort((a, b) => a.localeCompare(b))) {
     let row = null
     if (name.endsWith('.lock')) row = lockRow(dir, name, nowMs, effStale)
-    else if (name.endsWith('.active')) row = markerRow(dir, name, nowMs, effStale)
+    else if (name.endsWith('.active')) row = markerRow(dir, name, nowMs, effStale, orphans)
     if (row) rows.push(row)
   }
   const summary = {
@@ -330,4 +321,4 @@ function run(argv) {
   return report.stuck ? 1 : 0
 }
 
-module.exports = { run, HELP, inspectDir, renderInspection, outputWidth, JSON_SCHEMA_VERSION }
+module.exports = { run, HELP, inspectDir, renderInspection }

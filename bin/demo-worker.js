@@ -7,7 +7,7 @@
 
 const fs = require('node:fs')
 const { performance } = require('node:perf_hooks')
-const lib = require('../../index.js')
+const lib = require('../index.js')
 
 const now = () => performance.timeOrigin + performance.now()
 const emit = (msg) => {

@@ -1,5 +1,5 @@
 'use strict'
-// Shared helpers of the session-lock CLI: errors with exit codes, option
+// Shared helpers of the session-lock CLI's commands: errors with exit codes, option
 // parsing, colors (TTY only), durations and plain-text tables.
 
 const fs = require('node:fs')
@@ -121,19 +121,6 @@ function parseOptions(argv, spec, command, { maxPositionals = Infinity, stopAtPo
   return { values, positionals, rest }
 }
 
-/**
- * Effective staleMs: the explicit value, else the library's own resolution
- * (environment, then default) through its public API when it has one.
- */
-function effectiveStaleMs(explicit) {
-  if (typeof explicit === 'number' && explicit > 0) return explicit
-  const api = require('../../index.js')
-  if (typeof api.resolveSessionWriteLockStaleMs === 'function') return api.resolveSessionWriteLockStaleMs()
-  const raw = process.env.OPENCLAW_SESSION_WRITE_LOCK_STALE_MS
-  if (raw !== undefined && /^\d+$/.test(raw.trim()) && Number(raw) > 0) return Number(raw)
-  return 1_800_000
-}
-
 // ---------------------------------------------------------------- colors
 
 function useColor(stream) {
@@ -251,24 +238,6 @@ function table(headers, rows, paint, { maxWidth = 100, minWidths = {}, breaks = 
   return [...render(headers.map((h) => [h, paint.bold])), ...body.flatMap(render)].join('\n')
 }
 
-/** Read at most `max` bytes of a file without following symlinks. */
-function readBounded(file, max = 64 * 1024) {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-  try {
-    const buf = Buffer.alloc(max)
-    let n = 0
-    for (;;) {
-      const r = fs.readSync(fd, buf, n, max - n, null)
-      if (r === 0) break
-      n += r
-      if (n >= max) break
-    }
-    return buf.subarray(0, n).toString('utf8')
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
 /**
  * The names in `dir`, or a CliError (one line, exit 2) when it is missing, not
  * a directory, or cannot be read (EACCES: run as the owner).
@@ -299,19 +268,8 @@ function hintFor(code) {
 const localHost = os.hostname()
 
 module.exports = {
-  UsageError,
-  CliError,
-  describeError,
-  parseMs,
-  parseOptions,
-  effectiveStaleMs,
-  useColor,
-  painter,
-  fmtDuration,
-  table,
-  wrap,
-  readBounded,
-  readDirectory,
-  hintFor,
-  localHost,
+  // errors and arguments
+  UsageError, CliError, describeError, hintFor, parseMs, parseOptions, readDirectory,
+  // output
+  useColor, painter, fmtDuration, table, wrap, localHost,
 }
