@@ -43,6 +43,7 @@ const CACHE = path.join(ROOT, '.cache', 'cross')
 const OUT = path.join(ROOT, 'target', 'cross')
 const GLIBC_FLOOR = '2.28'
 const ARM64_NODE_MAJOR = '22'
+const MACOS_MIN = '11.0'
 
 const TARGETS = [
   { tag: 'linux-x64-gnu', triple: 'x86_64-unknown-linux-gnu', zigSuffix: `.${GLIBC_FLOOR}`, kind: 'gnu' },
@@ -335,14 +336,27 @@ function neededLibs(file) {
   return [...out.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
 }
 
-// Mach-O 64-bit magic and CPU type (x86_64 0x01000007, arm64 0x0100000c).
+// Mach-O 64-bit: its CPU (x86_64 0x01000007, arm64 0x0100000c) and the
+// minimum macOS its load commands ask for (LC_BUILD_VERSION, or the older
+// LC_VERSION_MIN_MACOSX), as "11.0"; null when not a 64-bit Mach-O.
 function machO(file) {
-  const b = Buffer.alloc(8)
-  const fd = fs.openSync(file, 'r')
-  fs.readSync(fd, b, 0, 8, 0)
-  fs.closeSync(fd)
-  if (b.readUInt32LE(0) !== 0xfeedfacf) return null
-  return { 0x01000007: 'x86_64', 0x0100000c: 'arm64' }[b.readUInt32LE(4)] || `cpu ${b.readUInt32LE(4).toString(16)}`
+  const b = fs.readFileSync(file)
+  if (b.length < 32 || b.readUInt32LE(0) !== 0xfeedfacf) return null
+  const cputype = b.readUInt32LE(4)
+  const cpu = { 0x01000007: 'x86_64', 0x0100000c: 'arm64' }[cputype] || `cpu ${cputype.toString(16)}`
+  const ncmds = b.readUInt32LE(16)
+  const ver = (v) => `${v >>> 16}.${(v >>> 8) & 0xff}${v & 0xff ? `.${v & 0xff}` : ''}`
+  let minos = null
+  let off = 32
+  for (let i = 0; i < ncmds && off + 8 <= b.length; i++) {
+    const cmd = b.readUInt32LE(off)
+    const size = b.readUInt32LE(off + 4)
+    if (cmd === 0x32 /* LC_BUILD_VERSION */ && b.readUInt32LE(off + 8) === 1 /* PLATFORM_MACOS */) minos = ver(b.readUInt32LE(off + 12))
+    else if (cmd === 0x24 /* LC_VERSION_MIN_MACOSX */ && minos === null) minos = ver(b.readUInt32LE(off + 8))
+    if (size < 8) break
+    off += size
+  }
+  return { cpu, minos }
 }
 
 // Runs vitest with `node` and returns { passed, failed, skipped } from its
@@ -367,7 +381,7 @@ const SMOKE = ['__test__/smoke.test.mjs', '__test__/crossprocess.test.mjs']
 function buildTarget(t, row) {
   const outDir = path.join(OUT, t.tag)
   fs.rmSync(outDir, { recursive: true, force: true })
-  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: '11.0' } : {}
+  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: MACOS_MIN } : {}
   log(`${t.tag}: npx ${buildArgs(t, path.relative(ROOT, outDir)).join(' ')}`)
   const ok = run('npx', buildArgs(t, outDir), { env })
   const file = ok ? findNode(outDir) : null
@@ -464,7 +478,7 @@ function muslVersion() {
 function doDarwin(t, row) {
   const checks = [
     ['cargo', ['check', '--quiet', '--target', t.triple]],
-    ['cargo', ['clippy', '--quiet', '--target', t.triple, '--', '-D', 'warnings']],
+    ['cargo', ['clippy', '--quiet', '--all-targets', '--target', t.triple, '--', '-D', 'warnings']],
   ]
   for (const [cmd, args] of checks) {
     log(`${t.tag}: ${cmd} ${args.join(' ')}`)
@@ -473,14 +487,17 @@ function doDarwin(t, row) {
       row.notes.push(`${args[0]} failed`)
     }
   }
-  row.notes.push('cargo check + clippy -D warnings clean')
   const file = buildTarget(t, row)
   if (!file) return (row.red = true)
-  const cpu = machO(file)
+  const m = machO(file)
   const want = t.triple.startsWith('aarch64') ? 'arm64' : 'x86_64'
-  row.libc = cpu ? `Mach-O ${cpu}` : 'not Mach-O!'
-  if (cpu !== want) row.red = true
-  row.notes[row.notes.length - 1] = 'cargo check + clippy -D warnings clean; linked by zig, MACOSX_DEPLOYMENT_TARGET=11.0'
+  row.libc = m ? `Mach-O ${m.cpu}, macOS >= ${m.minos || '?'}` : 'not Mach-O!'
+  if (!m || m.cpu !== want) row.red = true
+  if (!m || m.minos === null || versionCmp(m.minos, MACOS_MIN) > 0) {
+    row.red = true
+    row.notes.push(`minimum macOS ${m && m.minos} is not ${MACOS_MIN}`)
+  }
+  row.notes.push(`${row.red ? 'see above; ' : 'cargo check + clippy --all-targets -D warnings clean; '}linked by zig, MACOSX_DEPLOYMENT_TARGET=${MACOS_MIN} (LC_BUILD_VERSION minos ${m && m.minos})`)
   row.tests = null
   row.skipReason = 'no Mach-O runtime on Linux: check-, lint- and link-verified only'
 }
