@@ -438,6 +438,13 @@ function doLinuxArm64Gnu(t, row) {
 }
 
 function doLinuxX64Musl(t, row) {
+  // musl's libc bindings deprecate names glibc's do not (time_t): lint here too.
+  const lint = ['clippy', '--quiet', '--all-targets', '--target', t.triple, '--', '-D', 'warnings']
+  log(`${t.tag}: cargo ${lint.join(' ')}`)
+  if (!run('cargo', lint)) {
+    row.red = true
+    row.notes.push('clippy failed')
+  }
   const file = buildTarget(t, row)
   if (!file) return (row.red = true)
   const g = highestGlibc(file)
