@@ -52,7 +52,7 @@ const TARGETS = [
   { tag: 'darwin-x64', triple: 'x86_64-apple-darwin', zigSuffix: '', kind: 'darwin' },
   { tag: 'darwin-arm64', triple: 'aarch64-apple-darwin', zigSuffix: '', kind: 'darwin' },
   // Its row comes from scripts/cross-win.js once that exists (see rowFromScript).
-  { tag: 'win32-x64-msvc', triple: 'x86_64-pc-windows-msvc', zigSuffix: '', kind: 'windows', script: 'scripts/cross-win.js' },
+  { tag: 'win32-x64-msvc', triple: 'x86_64-pc-windows-msvc', zigSuffix: '', kind: 'windows', script: 'scripts/cross-win.js', fn: 'runWin32' },
 ]
 
 // The napi build command for a target: what the release workflow runs too.
@@ -515,36 +515,28 @@ function doWindows(t, row) {
   row.skipReason = 'not implemented yet: the crate has no Windows backend and refuses to compile off Unix'
 }
 
-// A row built by another script: `node <script> --row-json <file> [--quick]`,
-// run from the repository root with this run's PATH (zig and cargo-zigbuild
-// on it). The script builds and tests its target as it sees fit, printing
-// what it does, and writes one JSON object to <file>:
-//   { "built": true, "size": "812 KB", "libc": "PE x86-64 (gnu)",
-//     "tests": { "passed": 120, "failed": 0, "skipped": 3 } | null,
-//     "skipReason": null | "why the tests did not run",
-//     "notes": ["..."], "red": false }
-// A missing or unreadable file, or a non-zero exit without "red", is red.
+// A row built by another script: `require(<script>)[<fn>]({ quick })`, run in
+// this process (PATH already has zig and cargo-zigbuild), which builds and
+// tests its target as it sees fit, printing what it does, and returns the
+// row's fields: { built, size, libc, tests: { passed, failed, skipped, ok } |
+// null, skipReason, notes, red }. A throw is a red row.
 function rowFromScript(t, row) {
-  const file = path.join(OUT, `row-${t.tag}.json`)
-  fs.rmSync(file, { force: true })
-  log(`${t.tag}: node ${t.script} --row-json ${path.relative(ROOT, file)}${quick ? ' --quick' : ''}`)
-  const ok = run(process.execPath, [path.join(ROOT, t.script), '--row-json', file, ...(quick ? ['--quick'] : [])])
-  let got = null
+  log(`${t.tag}: ${t.script} ${t.fn}(${quick ? '{ quick: true }' : ''})`)
+  let got
   try {
-    got = JSON.parse(fs.readFileSync(file, 'utf8'))
+    got = require(path.join(ROOT, t.script))[t.fn]({ quick })
   } catch (e) {
     row.red = true
-    row.notes.push(`${t.script} wrote no row (${e.code || e.message})`)
+    row.notes.push(`${t.script}: ${e && e.message}`)
     return
   }
   row.built = got.built === true
   if (typeof got.size === 'string') row.size = got.size
   if (typeof got.libc === 'string') row.libc = got.libc
-  row.tests = got.tests && Number.isInteger(got.tests.passed) ? { ...got.tests, ok: !(got.tests.failed > 0) } : null
+  row.tests = got.tests && Number.isInteger(got.tests.passed) ? got.tests : null
   row.skipReason = typeof got.skipReason === 'string' ? got.skipReason : null
   if (Array.isArray(got.notes)) row.notes.push(...got.notes.map(String))
-  row.red = got.red === true || !ok || !row.built || (row.tests !== null && !row.tests.ok)
-  if (!ok) row.notes.push(`${t.script} exited with an error`)
+  row.red = got.red === true || !row.built || (row.tests !== null && !(row.tests.ok ?? row.tests.failed === 0))
 }
 
 // ---------------------------------------------------------------- main
