@@ -361,10 +361,10 @@ function machO(file) {
 
 // Runs vitest with `node` and returns { passed, failed, skipped } from its
 // JSON report (null when vitest did not produce one).
-function vitest(node, files, env, label) {
+function vitest(node, files, env, label, extra = []) {
   const report = path.join(OUT, `vitest-${label}.json`)
   fs.rmSync(report, { force: true })
-  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...files], { env })
+  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extra, ...files], { env })
   if (!fs.existsSync(report)) return { passed: 0, failed: 1, skipped: 0, ok: false }
   const j = JSON.parse(fs.readFileSync(report, 'utf8'))
   const failedSuites = (j.testResults || []).filter((r) => r.status === 'failed' && (r.assertionResults || []).length === 0).length
@@ -427,7 +427,9 @@ function doLinuxArm64Gnu(t, row) {
   try {
     const version = capture(rt.node, ['--version'], { env: rt.env })
     mustDo(version !== null, `run the arm64 Node under qemu (${rt.node})`)
-    const r = vitest(rt.node, quick ? SMOKE : [], rt.env, t.tag)
+    // Everything runs several times slower under qemu (more on a busy
+    // machine): the default per-test and hook budgets are tripled.
+    const r = vitest(rt.node, quick ? SMOKE : [], rt.env, t.tag, ['--testTimeout=180000', '--hookTimeout=180000'])
     Object.assign(row, { tests: r })
     if (!r.ok) row.red = true
     row.notes.push(`${quick ? 'subset: smoke + crossprocess' : 'full suite'} under qemu-aarch64, Node ${version.trim()}; SWL_TEST_EMULATED=qemu skips, each with its reason printed, what emulation makes meaningless`)
