@@ -364,7 +364,9 @@ function machO(file) {
 function vitest(node, files, env, label, extra = []) {
   const report = path.join(OUT, `vitest-${label}.json`)
   fs.rmSync(report, { force: true })
-  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extra, ...files], { env })
+  // Only the emulated row sets SWL_TEST_EMULATED; one inherited from the
+  // caller's shell must not thin out the other rows' suites.
+  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extra, ...files], { env: { SWL_TEST_EMULATED: '', ...env } })
   if (!fs.existsSync(report)) return { passed: 0, failed: 1, skipped: 0, ok: false }
   const j = JSON.parse(fs.readFileSync(report, 'utf8'))
   const failedSuites = (j.testResults || []).filter((r) => r.status === 'failed' && (r.assertionResults || []).length === 0).length
