@@ -3,7 +3,7 @@
 // file), then the prebuilt per-platform package from optionalDependencies.
 // Fails with one clear message naming the missing package and how to build.
 
-const { existsSync, readFileSync } = require('node:fs')
+const { closeSync, existsSync, openSync, readFileSync, readSync } = require('node:fs')
 const { join } = require('node:path')
 
 const MIN_NODE = [18, 17, 0]
@@ -57,25 +57,91 @@ const LD = {
   arm64: ['/lib/ld-linux-aarch64.so.1', '/lib/ld-musl-aarch64.so.1'],
 }
 
-// Which C library a process's memory map shows: 'musl' when the musl loader
-// (ld-musl-<arch>.so.1) is mapped, 'glibc' when glibc's loader or libc.so.6 is,
-// null when neither (a static binary, an unreadable map). `maps` is the text of
-// /proc/<pid>/maps.
-function libcFromMaps(maps) {
-  if (typeof maps !== 'string') return null
-  if (/\/ld-musl-[^/\s]*\.so/.test(maps)) return 'musl'
-  if (/\/ld-linux[^/\s]*\.so|\/libc\.so\.6\b/.test(maps)) return 'glibc'
+// The program interpreter (PT_INTERP) an ELF64 file asks the kernel for, as
+// written in the file: the C library's ABI name (/lib/ld-musl-x86_64.so.1,
+// /lib64/ld-linux-x86-64.so.2), whatever that path resolves to on disk. null
+// for a file without one (a static binary), a file that is not ELF64, or one
+// that cannot be read. Usually one read of the first KiB (header, program
+// headers and the path sit there), more only where a tool moved them.
+// No BigInt: its first use costs a cold process ~60 us.
+function elfInterpreter(file) {
+  let fd = -1
+  try {
+    fd = openSync(file, 'r')
+    const head = Buffer.allocUnsafe(1024)
+    const got = readSync(fd, head, 0, head.length, 0)
+    const slice = (pos, len) => {
+      if (pos + len <= got) return head.subarray(pos, pos + len)
+      const b = Buffer.allocUnsafe(len)
+      return readSync(fd, b, 0, len, pos) === len ? b : null
+    }
+    // ELF magic, ELFCLASS64.
+    if (got < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) return null
+    const le = head[5] === 1
+    const u16 = (b, o) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o))
+    const u32 = (b, o) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o))
+    const u64 = (b, o) => (le ? u32(b, o) + u32(b, o + 4) * 2 ** 32 : u32(b, o) * 2 ** 32 + u32(b, o + 4))
+    const phentsize = u16(head, 0x36)
+    const phnum = u16(head, 0x38)
+    if (phentsize < 56 || phnum === 0 || phnum > 256) return null
+    const ph = slice(u64(head, 0x20), phentsize * phnum)
+    if (ph === null) return null
+    for (let i = 0; i < phnum; i++) {
+      const at = i * phentsize
+      if (u32(ph, at) !== 3 /* PT_INTERP */) continue
+      const size = u64(ph, at + 32)
+      if (size === 0 || size > 4096) return null
+      const s = slice(u64(ph, at + 8), size)
+      if (s === null) return null
+      const end = s.indexOf(0)
+      return s.toString('latin1', 0, end === -1 ? s.length : end)
+    }
+    return null
+  } catch {
+    return null
+  } finally {
+    if (fd !== -1) closeSync(fd)
+  }
+}
+
+// Which C library an interpreter path names: musl's loader is
+// ld-musl-<arch>.so.1 and glibc's ld-linux-<arch>.so.<n> (ld.so on a few
+// ports), by ABI, on every distribution. null for any other name.
+function libcFromInterpreter(interp) {
+  if (typeof interp !== 'string') return null
+  const base = interp.slice(interp.lastIndexOf('/') + 1)
+  if (/^ld-musl-/.test(base)) return 'musl'
+  if (/^ld-linux[-.]|^ld\.so\.\d/.test(base)) return 'glibc'
   return null
 }
 
-// glibc or musl, from the running process's own facts: the dynamic loader
-// mapped into this process (/proc/self/maps; one read of ~100 lines, also
-// right under qemu, which shows the guest's map). Which loaders exist on disk
-// says nothing about which one runs this Node (Debian with musl installed,
-// Alpine with gcompat), so the file checks are only a fallback when the map
-// is unreadable; process.report costs milliseconds and comes last.
+// Which C library a process's memory map shows: 'musl' when the musl loader
+// is mapped (ld-musl-<arch>.so.1 on Alpine, <triplet>-linux-musl/libc.so
+// where a glibc distribution packages musl), 'glibc' when glibc's loader or
+// libc is (ld-linux-*, libc.so.6, and the ld-2.NN.so / libc-2.NN.so of glibc
+// before 2.34), null when neither (a static binary, an unreadable map).
+// `maps` is the text of /proc/<pid>/maps.
+function libcFromMaps(maps) {
+  if (typeof maps !== 'string') return null
+  if (/\/ld-musl-[^/\s]*\.so|\/libc\.musl-[^/\s]*\.so|-linux-musl[^/\s]*\/libc\.so/.test(maps)) return 'musl'
+  if (/\/ld-linux[^/\s]*\.so|\/libc\.so\.6\b|\/(?:ld|libc)-2\.\d+\.so\b/.test(maps)) return 'glibc'
+  return null
+}
+
+// glibc or musl, from the running process's own facts. First the interpreter
+// its executable names (PT_INTERP of /proc/self/exe): that is what the kernel
+// loaded, by its ABI name, so it holds whatever the distribution's file
+// layout, under qemu (which serves the guest's executable there), and where
+// both C libraries are installed. Then the loader mapped into the process
+// (/proc/self/maps, for an executable whose interpreter has another name).
+// Which loaders exist on disk says nothing about which one runs this Node
+// (Debian with musl installed, Alpine with gcompat, a musl Node carrying its
+// own loader), so those checks are only a fallback; process.report costs
+// milliseconds and comes last.
 function isMusl() {
   if (process.platform !== 'linux') return false
+  const fromInterp = libcFromInterpreter(elfInterpreter('/proc/self/exe'))
+  if (fromInterp !== null) return fromInterp === 'musl'
   let maps = null
   try {
     maps = readFileSync('/proc/self/maps', 'latin1')
@@ -183,4 +249,4 @@ function load() {
 // Requiring this file loads nothing: `load()` returns the addon (lib/native.js
 // calls it once per copy of the package). The helpers are exported for the
 // tests and the bench, never hung on the addon's own exports.
-module.exports = { load, platformTag, checkNode, libcFromMaps }
+module.exports = { load, platformTag, checkNode, libcFromMaps, elfInterpreter, libcFromInterpreter }

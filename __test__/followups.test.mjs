@@ -15,6 +15,8 @@ import helpers from './fixtures/core-helpers.js'
 const { tmpDir, spawnNode, holderPath, fixture, parseLine } = helpers
 const BIN = fileURLToPath(new URL('../bin/session-lock.js', import.meta.url))
 const children = []
+// The system call behind unlink(): arm64 has no unlink(2), its C libraries call unlinkat(2).
+const UNLINK = process.arch === 'arm64' ? 'unlinkat' : 'unlink'
 const spawnTracked = (args, opts) => {
   const h = spawnNode(args, opts)
   children.push(h)
@@ -180,7 +182,7 @@ describe('stray temporary files of creates and swaps', () => {
     // A real stray: the first unlink of the process is the temp name's, after its link.
     spawnSync(
       'strace',
-      ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=unlink', '-e', 'inject=unlink:signal=KILL:when=1', process.execPath, holderPath, sessionFile],
+      ['-f', '-qq', '-o', '/dev/null', '-e', `trace=${UNLINK}`, '-e', `inject=${UNLINK}:signal=KILL:when=1`, process.execPath, holderPath, sessionFile],
       { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SESSION_WRITE_LOCK_PORTABLE_CREATE: '1' } },
     )
     const strayPath = strayIn(dir)

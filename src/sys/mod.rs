@@ -25,9 +25,10 @@
 //! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!
-//! macOS has no change notification yet (an uninhabited `ChangeWatcher`:
-//! waits poll); a kqueue watcher drops into `macos.rs` with the interface
-//! above. Windows (`windows.rs`) is a documented skeleton whose functions
+//! macOS watches with kqueue (`EVFILT_VNODE` on the lock file, with
+//! `NOTE_FUNLOCK` for a released or dead holder, and on its directory), the
+//! same interface as Linux's inotify watcher
+//! (see `macos.rs`). Windows (`windows.rs`) is a documented skeleton whose functions
 //! fail with `Unsupported`. The crate compiles against it (checked with
 //! `cargo check --lib --target x86_64-pc-windows-msvc` with the guard
 //! removed), but a build would be an addon that cannot lock, so building

@@ -112,7 +112,7 @@ pub fn set_mtime(file: &File, ms: i64) {
             tv_nsec: libc::UTIME_OMIT,
         },
         libc::timespec {
-            tv_sec: ms.div_euclid(1000) as libc::time_t,
+            tv_sec: ms.div_euclid(1000) as _, // time_t (deprecated by name on musl)
             tv_nsec: (ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
         },
     ];

@@ -18,7 +18,9 @@
 //! lock file that cannot be watched (`inotify_add_watch` fails: `ENOSPC` when
 //! `fs.inotify.max_user_watches` is used up, `EACCES`, ...) is polled (see
 //! [`unwatched_poll`]), and the process says so once on stderr.
-//! Off Linux there is no inotify: the thread polls every [`PORTABLE_POLL`].
+//! On macOS kqueue plays inotify's part (`sys::ChangeWatcher`); where a
+//! platform has no change notification the thread polls every
+//! [`PORTABLE_POLL`].
 //!
 //! The thread knows nothing of queues: whoever asks it to contend for a key
 //! passes the [`Waiters`] it reports to (the registry), which says who waits
