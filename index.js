@@ -10,6 +10,8 @@ const options = require('./lib/options')
 // cache). Cleanup is needed by few calls: it loads on first use.
 const sessions = require('./lib/sessions')
 const shutdown = require('./lib/shutdown')
+// The optional database backend (docs/postgres.md) wraps acquire and release.
+const backend = require('./lib/backend')
 
 let cleanModule = null
 const clean = () => (cleanModule ??= require('./lib/clean'))
@@ -47,6 +49,8 @@ const __testing = {
   setProcessStartTimeResolverForTest: (fn) => clean().setProcessStartTimeResolverForTest(fn),
   /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
   inspectLockPayloadForTest: (payload, staleMs, nowMs) => clean().inspectLockPayloadForTest(payload, staleMs, nowMs),
+  /** The database backend's connections and holds (null without a backend). */
+  backendStats: () => backend.backendStats(),
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -58,11 +62,14 @@ function resetSessionWriteLockStateForTest() {
   sessions.resetForTest()
   if (cleanModule !== null) cleanModule.resetForTest()
   lock.resetLockStateForTest()
+  backend.resetForTest()
 }
 
 module.exports = {
-  acquireSessionWriteLock: lock.acquireSessionWriteLock,
-  release: lock.release,
+  acquireSessionWriteLock: backend.acquireSessionWriteLock,
+  release: backend.release,
+  configureSessionWriteLock: backend.configureSessionWriteLock,
+  inspectSessionWriteLockBackend: backend.inspectDatabase,
   releaseAll: lock.releaseAll,
   releaseAllSync: lock.releaseAllSync,
   listHeldLocks: lock.listHeldLocks,

@@ -23,3 +23,4 @@ pub mod registry;
 pub mod waiter;
 
 mod binding;
+mod binding_pg;

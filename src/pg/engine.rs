@@ -860,20 +860,40 @@ async fn slot_client(s: &S, i: usize) -> Result<Rc<Client>, PgError> {
 }
 
 /// Wait in the server's queue for lock `id`, then wake its waiter.
+///
+/// A cancel can land between the statement's lock and its unlock, and a
+/// session-level advisory lock survives the statement's error: after any
+/// failed wait the slot drops every advisory lock it may hold (a waiting
+/// connection never legitimately holds one) before it is reused.
 async fn run_slot(s: S, i: usize, id: i64) {
     let channel = s.borrow().channel.clone();
-    let r = match slot_client(&s, i).await {
-        Ok(c) => c
-            .query(sql::BLOCK, &[&id, &channel])
-            .await
-            .map(|_| ())
-            .map_err(Some),
+    let client = match slot_client(&s, i).await {
+        Ok(c) => c,
         Err(e) => {
             s.borrow_mut().slots[i].busy_with = None;
             waiting_lost(&s, e);
             return;
         }
     };
+    let r = client.query(sql::BLOCK, &[&id, &channel]).await;
+    if r.is_err() {
+        loop {
+            match client
+                .batch_execute("SELECT pg_advisory_unlock_all()")
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => continue,
+                Err(e) => {
+                    // The connection is gone, and its locks with it.
+                    s.borrow_mut().slots[i].busy_with = None;
+                    let server = s.borrow().cfg.server.clone();
+                    waiting_lost(&s, PgError::from_client(&e, &server, "wait"));
+                    return;
+                }
+            }
+        }
+    }
     {
         let mut st = s.borrow_mut();
         st.slots[i].busy_with = None;
@@ -886,7 +906,7 @@ async fn run_slot(s: S, i: usize, id: i64) {
             }
         }
     }
-    if let Err(Some(e)) = &r {
+    if let Err(e) = &r {
         if e.code() != Some(&SqlState::QUERY_CANCELED) && e.as_db_error().is_none() {
             let server = s.borrow().cfg.server.clone();
             waiting_lost(&s, PgError::from_client(e, &server, "wait"));
