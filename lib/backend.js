@@ -179,6 +179,8 @@ class DatabaseLease {
     this.sessionKey = fileLease.sessionKey
     this.acquiredAt = fileLease.acquiredAt
     this.databaseKey = hold.dbKey
+    // The local lock file's own token (its payload's fencingToken).
+    this.localFencingToken = fileLease.fencingToken
     Object.freeze(this)
     // Weak both ways: the hold and the file lease's abort listener must not
     // keep a dropped lease alive (it is released when collected).
