@@ -1,6 +1,7 @@
 // The PostgreSQL backend on one host (docs/postgres.md): a throwaway cluster on
 // loopback, real child processes, the public API. Skips loudly without the
 // server binaries; fails instead under CI=true.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -135,6 +136,31 @@ describe.skipIf(!HAVE_PG)('PostgreSQL backend, one host', () => {
     expect(BigInt(again.token) > tokens[2]).toBe(true)
     const cur = await a.ask({ op: 'assertCurrent', id: 'x2' }, ['current'])
     expect(cur.ok).toBe(true)
+  }, 120_000)
+
+  it('session-lock inspect lists the database holder and a queued waiter', async () => {
+    const root = path.join(tmp, 'inspect')
+    const a = child(path.join(root, 'a'))
+    const b = child(path.join(root, 'b'))
+    const held = await a.ask({ op: 'acquire', id: 'h', sessionFile: path.join(root, 'a', 's.jsonl') }, ['acquired'])
+    b.send({ op: 'acquire', id: 'w', sessionFile: path.join(root, 'b', 's.jsonl'), timeoutMs: 120_000 })
+    for (;;) {
+      const s = await b.ask({ op: 'stats' }, ['stats'])
+      if (s.connections >= 3) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const cli = path.join(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'session-lock.js')
+    const env = { ...process.env, SESSION_WRITE_LOCK_BACKEND: cluster.url(), SESSION_WRITE_LOCK_SESSIONS_ROOT: path.join(root, 'a'), SESSION_WRITE_LOCK_KEYSPACE: 'test' }
+    const r = spawnSync(process.execPath, [cli, 'inspect', path.join(root, 'a'), '--json'], { env, encoding: 'utf8' })
+    const report = JSON.parse(r.stdout)
+    const rows = report.database.rows.filter((x) => x.key === 'test/s.jsonl')
+    expect(rows.find((x) => x.granted)).toMatchObject({ pid: a.proc.pid, fencingToken: held.token })
+    expect(rows.some((x) => !x.granted)).toBe(true)
+    expect(r.stdout).not.toContain(PG_PASSWORD)
+    const text = spawnSync(process.execPath, [cli, 'inspect', path.join(root, 'a')], { env, encoding: 'utf8' }).stdout
+    expect(text).toContain(`held    test/s.jsonl  pid ${a.proc.pid}@`)
+    expect(text).toContain('waiting test/s.jsonl')
+    expect(text).not.toContain(PG_PASSWORD)
   }, 120_000)
 
   it('1,000 sessions held by one process use one connection', async () => {

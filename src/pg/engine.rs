@@ -38,7 +38,7 @@ use futures_util::future::poll_fn;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{spawn_local, JoinHandle};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, CancelToken, Client, NoTls};
+use tokio_postgres::{AsyncMessage, CancelToken, Client, NoTls, Statement};
 
 use super::config::BackendConfig;
 use super::error::{PgError, LOST};
@@ -284,6 +284,9 @@ impl Drop for Engine {
 
 struct Holding {
     client: Rc<Client>,
+    /// Prepared once per connection: one round trip per acquire or release.
+    acquire: Statement,
+    release: Statement,
     epoch: u64,
     task: JoinHandle<()>,
 }
@@ -439,11 +442,11 @@ impl Drop for Open {
 }
 
 /// The holding connection (connected, with the schema in place), and its epoch.
-async fn holding(s: &S) -> Result<(Rc<Client>, u64), PgError> {
+async fn holding(s: &S) -> Result<(Rc<Client>, u64, Statement), PgError> {
     let lock = s.borrow().connect_lock.clone();
     let _g = lock.lock().await;
     if let Some(h) = &s.borrow().holding {
-        return Ok((h.client.clone(), h.epoch));
+        return Ok((h.client.clone(), h.epoch, h.acquire.clone()));
     }
     let (cfg, stats) = {
         let st = s.borrow();
@@ -464,19 +467,42 @@ async fn holding(s: &S) -> Result<(Rc<Client>, u64), PgError> {
         holding_lost(&s2, epoch);
     });
     if !s.borrow().schema_ready {
-        if let Err(e) = client.batch_execute(&sql::ddl(&cfg.schema)).await {
+        let ready = match client.query_one(&sql::ready(&cfg.schema), &[]).await {
+            Ok(row) => row.get::<_, Option<bool>>(0).unwrap_or(false),
+            Err(_) => false,
+        };
+        let r = if ready {
+            Ok(())
+        } else {
+            client.batch_execute(&sql::ddl(&cfg.schema)).await
+        };
+        if let Err(e) = r {
             task.abort();
             return Err(PgError::from_client(&e, &cfg.server, "create schema"));
         }
         s.borrow_mut().schema_ready = true;
     }
+    let (acq_sql, rel_sql) = {
+        let st = s.borrow();
+        (st.acquire_sql.clone(), st.release_sql.clone())
+    };
+    let (acquire, release) =
+        match tokio::try_join!(client.prepare(&acq_sql), client.prepare(&rel_sql)) {
+            Ok(p) => p,
+            Err(e) => {
+                task.abort();
+                return Err(PgError::from_client(&e, &cfg.server, "prepare"));
+            }
+        };
     s.borrow_mut().holding = Some(Holding {
         client: client.clone(),
+        acquire: acquire.clone(),
+        release,
         epoch,
         task,
     });
     spawn_local(pinger(s.clone(), client.clone(), epoch));
-    Ok((client, epoch))
+    Ok((client, epoch, acquire))
 }
 
 /// The holding connection of `epoch` ended or stopped answering: every lease
@@ -523,17 +549,15 @@ async fn pinger(s: S, client: Rc<Client>, epoch: u64) {
 async fn try_once(
     s: &S,
     client: &Client,
+    stmt: &Statement,
     key: &str,
     holder: &HolderInfo,
 ) -> Result<Option<i64>, PgError> {
-    let (sql_text, server) = {
-        let st = s.borrow();
-        (st.acquire_sql.clone(), st.cfg.server.clone())
-    };
+    let server = s.borrow().cfg.server.clone();
     let id = key::lock_id(key);
     let row = client
         .query_one(
-            &sql_text,
+            stmt,
             &[
                 &id,
                 &key,
@@ -631,12 +655,12 @@ async fn acquire_loop(
 ) -> Result<Grant, AcquireError> {
     let mut registered: Option<(Rc<Notify>, FailCell)> = None;
     loop {
-        let (client, epoch) = bounded(holding(s), deadline, cancel, cancelled)
+        let (client, epoch, stmt) = bounded(holding(s), deadline, cancel, cancelled)
             .await?
             .map_err(AcquireError::Failed)?;
         // Never raced: a statement in flight may take the lock, and its
         // answer must be seen.
-        let tok = try_once(s, &client, key, holder)
+        let tok = try_once(s, &client, &stmt, key, holder)
             .await
             .map_err(AcquireError::Failed)?;
         if let Some(token) = tok {
@@ -920,11 +944,9 @@ async fn release(s: &S, key: String, token: i64, epoch: u64) -> bool {
     let (client, q, server) = {
         let st = s.borrow();
         match &st.holding {
-            Some(h) if h.epoch == epoch => (
-                h.client.clone(),
-                st.release_sql.clone(),
-                st.cfg.server.clone(),
-            ),
+            Some(h) if h.epoch == epoch => {
+                (h.client.clone(), h.release.clone(), st.cfg.server.clone())
+            }
             _ => return false,
         }
     };
@@ -992,7 +1014,7 @@ async fn check(s: &S, key: String, token: i64, epoch: u64) -> Result<bool, PgErr
 }
 
 async fn inspect(s: &S) -> Result<Vec<InspectRow>, PgError> {
-    let (client, _) = holding(s).await?;
+    let (client, _, _) = holding(s).await?;
     let (schema, server) = {
         let st = s.borrow();
         (st.cfg.schema.clone(), st.cfg.server.clone())

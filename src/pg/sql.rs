@@ -12,6 +12,18 @@
 //! a NOTIFY that wakes every waiting host; the NOTIFY is delivered at commit,
 //! after the unlock.
 
+/// Marks the functions of this version of the schema (a later version replaces them).
+pub const VERSION: &str = "session-write-lock schema 1";
+
+/// Whether the schema of this version is in place (then the DDL is skipped:
+/// one round trip instead of a serialized transaction per process start).
+pub fn ready(schema: &str) -> String {
+    format!(
+        "SELECT coalesce(obj_description(to_regprocedure('{schema}.release(bigint,text,bigint)'), 'pg_proc') = '{VERSION}', false) \
+           AND to_regclass('{schema}.holders') IS NOT NULL"
+    )
+}
+
 /// Transaction-level advisory lock id serializing the DDL of every schema.
 pub const DDL_LOCK: i64 = 0x5357_4c5f_4444_4c31; // "SWL_DDL1"
 
@@ -65,6 +77,7 @@ BEGIN
   RETURN ok;
 END
 $fn$;
+COMMENT ON FUNCTION {s}.release(bigint, text, bigint) IS '{VERSION}';
 COMMIT;"#
     )
 }
