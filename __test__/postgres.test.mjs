@@ -209,6 +209,41 @@ describe.skipIf(!HAVE_PG)('PostgreSQL backend, one host', () => {
       await next.release()
     })
 
+    it('timeout, abort, releaseAll and the watchdog behave as with files, and free the database lock', async () => {
+      api.configureSessionWriteLock({
+        backend: { kind: 'postgres', connectionString: cluster.url(), sessionsRoot: path.join(tmp, 'rules', 'me'), keyspace: 'rules' },
+      })
+      const mine = path.join(tmp, 'rules', 'me', 's.jsonl')
+      const other = child(path.join(tmp, 'rules', 'other'), { SESSION_WRITE_LOCK_KEYSPACE: 'rules' })
+      const theirs = path.join(tmp, 'rules', 'other', 's.jsonl')
+      // Timeout: the database holder's pid in the old message format.
+      await other.ask({ op: 'acquire', id: 'h', sessionFile: theirs }, ['acquired'])
+      const err = await api.acquireSessionWriteLock({ sessionFile: mine, timeoutMs: 300 }).catch((e) => e)
+      expect(api.isSessionWriteLockTimeoutError(err)).toBe(true)
+      expect(err.message).toBe(`session file locked (timeout 300ms): pid=${other.proc.pid} ${err.lockPath}`)
+      // Abort while waiting in the database: rejects with the reason, leaves nothing.
+      const ac = new AbortController()
+      const pending = api.acquireSessionWriteLock({ sessionFile: mine, timeoutMs: 60_000, signal: ac.signal })
+      setTimeout(() => ac.abort(new Error('stop waiting')), 200)
+      await expect(pending).rejects.toThrow('stop waiting')
+      await other.ask({ op: 'release', id: 'h' }, ['released'])
+      // releaseAll frees the database lock: the other process gets it at once.
+      const l1 = await api.acquireSessionWriteLock({ sessionFile: mine, timeoutMs: 10_000 })
+      expect(await api.releaseAll()).toBe(1)
+      expect(l1.signal.aborted).toBe(true)
+      const g1 = await other.ask({ op: 'acquire', id: 'g1', sessionFile: theirs, timeoutMs: 2_000 }, ['acquired', 'error'])
+      expect(g1.ev).toBe('acquired')
+      await other.ask({ op: 'release', id: 'g1' }, ['released'])
+      // The watchdog's release frees it too.
+      const l2 = await api.acquireSessionWriteLock({ sessionFile: mine, timeoutMs: 10_000, maxHoldMs: 60_000 })
+      const n = await api.__testing.runLockWatchdogCheck(Date.now() + 120_000)
+      expect(n).toBe(1)
+      expect(() => l2.assertOwned()).toThrow(api.SessionWriteLockLostError)
+      const g2 = await other.ask({ op: 'acquire', id: 'g2', sessionFile: theirs, timeoutMs: 2_000 }, ['acquired', 'error'])
+      expect(g2.ev).toBe('acquired')
+      expect(BigInt(g2.token) > BigInt(g1.token)).toBe(true)
+    }, 120_000)
+
     it('configuring after a lock was taken throws', async () => {
       const l = await api.acquireSessionWriteLock({ sessionFile: sessionFile() })
       expect(() =>
