@@ -1,6 +1,11 @@
 //! The connections and the waiting: one runtime thread per process that owns
 //! every connection to the server.
 //!
+//! (About 1,000 lines, past the usual 400: one state machine whose parts, the
+//! holding connection, the listener, the waiting slots and the acquire loop,
+//! all read and write the same runtime-local state; split by connection role,
+//! each file would take that state whole and call into the others.)
+//!
 //! Connections, whatever the number of locks held or awaited:
 //! - one **holding** connection: every lock of the process is taken on it
 //!   with a non-blocking `pg_try_advisory_lock` (inside the `acquire`
