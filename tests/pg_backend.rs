@@ -306,6 +306,10 @@ fn exclusion_release_wakes_the_waiter_and_tokens_increase() {
     let key = "openclaw/agent/s1.jsonl";
     let ga = acquire(&a, 1, key, 5_000).expect("a acquires");
     assert!(check(&a, key, ga));
+    // B connected first (a loaded machine may take longer than the short
+    // timeout below to connect, and a timeout while connecting names nobody).
+    let warm = acquire(&b, 9, "openclaw/agent/warm.jsonl", 30_000).expect("b connects");
+    release(&b, "openclaw/agent/warm.jsonl", warm);
     // B times out and learns who holds it.
     match acquire(&b, 2, key, 300) {
         Err(AcquireError::Busy { pid, hostname }) => {
