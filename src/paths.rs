@@ -18,16 +18,13 @@
 //! old spelling. A directory removed between this check and the open of the
 //! lock file makes the open fail with `ENOENT`; the caller then calls
 //! [`forget`] and normalizes again, which recreates it (see
-//! `binding::acquire`).
+//! `session::acquire`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::lockfile::FileId;
 use crate::oserror::OsError;
-
-#[cfg(unix)]
-use std::os::unix::fs::MetadataExt;
+use crate::sys::{self, FileId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPaths {
@@ -55,20 +52,7 @@ fn lstat_id(p: &str) -> Option<FileId> {
 }
 
 fn dir_id(m: std::fs::Metadata) -> Option<FileId> {
-    if !m.is_dir() {
-        return None;
-    }
-    #[cfg(unix)]
-    {
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Some(FileId { dev: 0, ino: 0 })
-    }
+    m.is_dir().then(|| sys::file_id(&m))
 }
 
 /// Split an absolute, already `path.resolve`d path into (dir, base).
@@ -127,6 +111,15 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
         );
     }
     Ok(real)
+}
+
+/// What an error reports for a session whose directory could not be
+/// resolved: the resolved path itself as key, and `<resolved>.lock`.
+pub fn unresolved(resolved: &str) -> SessionPaths {
+    SessionPaths {
+        key: resolved.to_string(),
+        lock_path: format!("{resolved}.lock"),
+    }
 }
 
 /// Normalize an absolute session path (the JS side has applied

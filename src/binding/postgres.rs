@@ -1,4 +1,4 @@
-//! The napi layer of the PostgreSQL backend (`src/pg`): converts values and
+//! The napi layer of the PostgreSQL backend (`crate::pg`): converts values and
 //! nothing else. `lib/backend.js` wraps these exports; they are internal.
 //!
 //! One engine per process (every Node environment and every copy of the
@@ -6,8 +6,6 @@
 //! answers settle a promise from the engine's own thread: no waiter ever
 //! occupies a thread of libuv's pool. Failures come back as `{ error: { code,
 //! message } }` values that the JS side turns into coded `Error`s.
-
-#![cfg_attr(test, allow(dead_code))]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
