@@ -123,7 +123,19 @@ describe.skipIf(!HAVE_PG)('PostgreSQL backend, one host', () => {
       const ev = await a.ask({ op: 'acquire', id, sessionFile: path.join(root, `${id}.jsonl`) }, ['acquired'])
       tokens.push(BigInt(ev.token))
     }
+    // A process waiting for one of them when the server goes away.
+    const w = child(path.join(tmp, 'restart-w'))
+    w.send({ op: 'acquire', id: 'w', sessionFile: path.join(tmp, 'restart-w', 'x.jsonl'), timeoutMs: 120_000 })
+    for (;;) {
+      const s = await w.ask({ op: 'stats' }, ['stats'])
+      if (s.connections >= 3) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
     cluster.restart()
+    // The waiter fails at once with a coded error (never a wait to its timeout).
+    const failed = await w.next((e) => e.id === 'w' && (e.ev === 'error' || e.ev === 'acquired'), 30_000, 'waiter outcome')
+    expect(failed.ev).toBe('error')
+    expect(failed.code).toMatch(/^(SESSION_WRITE_LOCK_BACKEND_(LOST|UNAVAILABLE)|ECONNRESET|ECONNREFUSED)$/)
     for (const id of ['x', 'y', 'z']) {
       const lost = await a.next((e) => e.ev === 'lost' && e.id === id, 30_000, `lost ${id}`)
       expect(lost.why).toMatch(/database connection/)

@@ -430,7 +430,7 @@ fn cancel_leaves_nothing_behind() {
     );
     release(&a, key, ga);
     // Nothing of B's is queued or held: A takes it again at once.
-    let ga2 = acquire(&a, 2, key, 2_000).expect("free again");
+    let ga2 = acquire(&a, 2, key, 10_000).expect("free again");
     release(&a, key, ga2);
 }
 
