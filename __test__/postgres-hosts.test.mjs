@@ -112,6 +112,21 @@ describe.skipIf(!HAVE)('PostgreSQL backend, two hosts in network namespaces', ()
     expect(BigInt(ga2.token) > BigInt(gb.token)).toBe(true)
   }, 240_000)
 
+  it('a host cut off before it connects gets a coded error at once, not a wait', async () => {
+    const a = onHost('a', 'unreach')
+    await a.next((e) => e.ev === 'ready')
+    net.linkDown('a')
+    let ev
+    try {
+      ev = await a.ask({ op: 'acquire', id: 'u', sessionFile: a.session, timeoutMs: 120_000 }, ['acquired', 'error'], 60_000)
+    } finally {
+      net.linkUp('a')
+    }
+    expect(ev.ev).toBe('error')
+    expect(ev.code).toMatch(/^(ENETUNREACH|EHOSTUNREACH|ETIMEDOUT)$/)
+    expect(ev.message).not.toContain('swl-secret')
+  }, 120_000)
+
   it('two hosts, one counter: the journal check across hosts', async () => {
     const counter = path.join(tmp, 'counter.txt')
     const journal = path.join(tmp, 'journal.txt')
