@@ -21,7 +21,14 @@
 
 const os = require('node:os')
 const native = require('../loader')
-const lock = require('./lock')
+// The file lock this module wraps (its acquire and release) and the error
+// classes the leases throw: the only names taken from the rest of lib/.
+const {
+  acquireSessionWriteLock: fileAcquire,
+  release: fileRelease,
+  SessionWriteLockTimeoutError,
+  SessionWriteLockLostError,
+} = require('./lock')
 const options = require('./options')
 
 const LOG_PREFIX = '[session-write-lock]'
@@ -226,7 +233,7 @@ class DatabaseLease {
   static releaseWithResult(lease) {
     if (lease.#released) return Promise.resolve(false)
     lease.#released = true
-    return lock.release(lease.#file)
+    return fileRelease(lease.#file)
   }
 
   release() {
@@ -239,7 +246,7 @@ class DatabaseLease {
     this.#file.assertOwned()
     const why = holdLost(this.#hold)
     if (why !== null) {
-      const err = new lock.SessionWriteLockLostError(this.lockPath, why)
+      const err = new SessionWriteLockLostError(this.lockPath, why)
       this.#abort(err)
       throw err
     }
@@ -253,7 +260,7 @@ class DatabaseLease {
     if (r.error != null) throw codedError(r.error, 'SESSION_WRITE_LOCK_BACKEND_ERROR')
     if (!r.held) {
       h.lost ??= 'the database no longer records this holder'
-      const err = new lock.SessionWriteLockLostError(this.lockPath, h.lost)
+      const err = new SessionWriteLockLostError(this.lockPath, h.lost)
       this.#abort(err)
       throw err
     }
@@ -264,7 +271,7 @@ class DatabaseLease {
       this.#controller = new AbortController()
       const why = this.#released ? 'released' : holdLost(this.#hold)
       if (why !== null || this.#file.signal.aborted) {
-        this.#controller.abort(new lock.SessionWriteLockLostError(this.lockPath, why ?? 'no longer held'))
+        this.#controller.abort(new SessionWriteLockLostError(this.lockPath, why ?? 'no longer held'))
       }
     }
     return this.#controller.signal
@@ -309,7 +316,7 @@ function markLost(hold, why) {
   if (holds.get(hold.key) === hold) holds.delete(hold.key)
   const leases = [...hold.leases].map((r) => r.deref()).filter((l) => l !== undefined)
   for (const l of leases) {
-    DatabaseLease.lose(l, new lock.SessionWriteLockLostError(l.lockPath, why))
+    DatabaseLease.lose(l, new SessionWriteLockLostError(l.lockPath, why))
   }
   process.stderr.write(`${LOG_PREFIX} database lock lost (${why}): ${hold.dbKey}\n`)
   // Let same-host waiters go on to contend in the database; a later
@@ -355,13 +362,13 @@ function acquireSessionWriteLock(params) {
   readEnvOnce()
   lockTaken = true
   if (envError !== null) return Promise.reject(envError)
-  if (configured === null) return lock.acquireSessionWriteLock(params)
+  if (configured === null) return fileAcquire(params)
   return acquireWithDatabase(params)
 }
 
 async function acquireWithDatabase(params) {
   const started = monoMs()
-  const fileLease = await lock.acquireSessionWriteLock(params)
+  const fileLease = await fileAcquire(params)
   const key = fileLease.lockPath.slice(0, -'.lock'.length)
   const existing = holds.get(key)
   if (existing !== undefined && existing.fileToken === fileLease.fencingToken && holdLost(existing) === null) {
@@ -395,7 +402,7 @@ async function acquireWithDatabase(params) {
     if (r.cancelled) throw abortReason(signal)
     if (r.busy) {
       const pid = r.pid ?? null
-      throw new lock.SessionWriteLockTimeoutError({
+      throw new SessionWriteLockTimeoutError({
         timeoutMs,
         lockPath: fileLease.lockPath,
         owner: pid != null ? `pid=${pid}` : 'unknown',
@@ -424,7 +431,7 @@ async function acquireWithDatabase(params) {
 
 function release(target) {
   if (target instanceof DatabaseLease) return DatabaseLease.releaseWithResult(target)
-  return lock.release(target)
+  return fileRelease(target)
 }
 
 /** Every database holder and queued session, or null when no backend is configured. */
