@@ -96,18 +96,9 @@ impl PgError {
 pub fn io_code(io: &std::io::Error, fallback: &'static str) -> &'static str {
     use std::io::ErrorKind as K;
     if let Some(raw) = io.raw_os_error() {
-        match raw {
-            libc::ECONNREFUSED => return "ECONNREFUSED",
-            libc::ETIMEDOUT => return "ETIMEDOUT",
-            libc::ENETUNREACH => return "ENETUNREACH",
-            libc::EHOSTUNREACH => return "EHOSTUNREACH",
-            libc::ECONNRESET => return "ECONNRESET",
-            libc::EPIPE => return "EPIPE",
-            libc::EADDRNOTAVAIL => return "EADDRNOTAVAIL",
-            libc::EMFILE => return "EMFILE",
-            libc::ENOENT => return "ENOENT",
-            libc::EACCES => return "EACCES",
-            _ => {}
+        let code = crate::oserror::code_of(raw);
+        if code != "EUNKNOWN" {
+            return code;
         }
     }
     match io.kind() {
