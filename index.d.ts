@@ -36,7 +36,60 @@ export interface SessionWriteLockLease {
   /** Aborted when the lease is lost (watchdog, release). */
   readonly signal: AbortSignal
   [Symbol.asyncDispose](): Promise<void>
+  /** With the PostgreSQL backend: the session's key in the database (`<keyspace>/<relative path>`). */
+  readonly databaseKey?: string
 }
+
+/** The PostgreSQL backend (docs/postgres.md). */
+export interface PostgresBackendOptions {
+  kind: 'postgres'
+  /** `postgres://user:password@host:port/db?...` (the password never appears in errors or logs). */
+  connectionString: string
+  /** First component of every key; default "openclaw". */
+  keyspace?: string
+  /** Keys are paths relative to this; default OPENCLAW_STATE_DIR or ~/.openclaw. */
+  sessionsRoot?: string
+  /** Waiting connections, 1-64; default 2 (plus one holding connection). */
+  poolSize?: number
+  /** Schema of the table, sequence and functions; default "session_write_lock". */
+  schema?: string
+}
+
+export type SessionWriteLockBackendInfo =
+  | { kind: 'file' }
+  | { kind: 'postgres'; server: string; keyspace: string; sessionsRoot: string; poolSize: number; schema: string }
+
+/**
+ * Choose the backend before the first lock is taken (throws
+ * `SESSION_WRITE_LOCK_CONFIGURED_TOO_LATE` after). `{ backend: null }` or
+ * `{ kind: "file" }`: the file lock alone (the default). The environment
+ * `SESSION_WRITE_LOCK_BACKEND=postgres://...` (+ `_KEYSPACE`, `_SESSIONS_ROOT`)
+ * does the same when this is not called.
+ */
+export declare function configureSessionWriteLock(options: {
+  backend: PostgresBackendOptions | { kind: 'file' } | null
+}): SessionWriteLockBackendInfo
+
+export interface SessionWriteLockBackendRow {
+  key: string
+  fencingToken: string
+  pid: number
+  hostname: string
+  bootId?: string | null
+  acquiredAt: string
+  maxHoldMs?: number | null
+  /** The server process of the connection holding or waiting. */
+  backendPid: number
+  /** true: the holder; false: a connection queued on the lock. */
+  granted: boolean
+  clientAddr?: string | null
+}
+
+/** Holders and queued waiters from the database; null when no backend is configured. */
+export declare function inspectSessionWriteLockBackend(): Promise<{
+  backend: SessionWriteLockBackendInfo
+  rows: SessionWriteLockBackendRow[]
+} | null>
 
 export declare function acquireSessionWriteLock(
   params: AcquireSessionWriteLockParams,
@@ -344,6 +397,8 @@ export declare const __testing: {
   setProcessStartTimeResolverForTest(fn: ((pid: number) => number | null) | null): void
   /** The old-format rules applied to a parsed payload (no file: no mtime grace, nothing held). */
   inspectLockPayloadForTest(payload: unknown, staleMs: number, nowMs: number): SessionLockPayloadInspection
+  /** The database backend's connections and holds (null without a backend). */
+  backendStats(): { epoch: number; connections: number; maxConnections: number; holds: number } | null
 }
 /** The later generation's name for `__testing`. */
 export declare const testing: typeof __testing

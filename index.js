@@ -18,6 +18,9 @@ const errors = require('./lib/native')
 const locks = require('./lib/locks')
 const leases = require('./lib/leases')
 const options = require('./lib/options')
+// The optional database backend (docs/postgres.md) wraps acquire and release;
+// it keeps per-copy state (the configuration), so it loads with this copy.
+const backend = require('./lib/backend')
 
 const { native, osError } = errors
 
@@ -94,6 +97,8 @@ const __testing = {
   setProcessStartTimeResolverForTest: (fn) => staleLocks().setProcessStartTimeResolverForTest(fn),
   /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
   inspectLockPayloadForTest: (payload, staleMs, nowMs) => staleLocks().inspectLockPayloadForTest(payload, staleMs, nowMs),
+  /** The database backend's connections and holds (null without a backend). */
+  backendStats: () => backend.backendStats(),
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -106,11 +111,14 @@ function resetSessionWriteLockStateForTest() {
   else shutdownHooks().repairHooks()
   if (staleLocksInstance !== null) staleLocksInstance.resetForTest()
   locks.resetLockStateForTest()
+  backend.resetForTest()
 }
 
 module.exports = {
-  acquireSessionWriteLock: locks.acquireSessionWriteLock,
-  release: locks.release,
+  acquireSessionWriteLock: backend.acquireSessionWriteLock,
+  release: backend.release,
+  configureSessionWriteLock: backend.configureSessionWriteLock,
+  inspectSessionWriteLockBackend: backend.inspectDatabase,
   releaseAll: locks.releaseAll,
   releaseAllSync: locks.releaseAllSync,
   listHeldLocks: locks.listHeldLocks,

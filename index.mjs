@@ -3,6 +3,8 @@ import cjs from './index.js'
 
 export const {
   acquireSessionWriteLock,
+  configureSessionWriteLock,
+  inspectSessionWriteLockBackend,
   release,
   releaseAll,
   releaseAllSync,

@@ -20,6 +20,7 @@
 //   (b) reentrant acquire                                (f) 1,000 sessions locked at once
 //   (c) cross-process hand-off latency                   (g) waiter CPU use while waiting
 //   (d) SIGKILLed holder to waiter acquiring             (h) require() time and addon size
+//   (p) the PostgreSQL backend (bench/postgres.mjs, loopback), printed last
 // Children always die with the bench (they exit when their stdin closes, and are
 // SIGKILLed on exit); every file lives in temporary directories removed at the end.
 
@@ -1069,6 +1070,8 @@ async function main() {
       (missed.length ? `; missed: ${missed.map((c) => `${c.scenario} ${c.verdict}`).join('; ')}` : '') +
       `\ntotal ${elapsed.toFixed(1)} s`,
   )
+  // (p) the PostgreSQL backend's rows (bench/postgres.mjs; skipped without the server binaries).
+  if (!ONLY || ONLY.has('p')) spawnSync(process.execPath, [path.join(__dirname, 'postgres.mjs'), ...(QUICK ? ['--quick'] : [])], { stdio: 'inherit' })
   if (JSON_OUT) {
     fs.writeFileSync(
       JSON_OUT,

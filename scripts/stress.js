@@ -32,6 +32,11 @@
 //        [--loops 2] [--kill-ms 60] [--no-chaos] [--quick] [--keep]
 //        [--sabotage K]   (every K-th section skips the lock: must report violations)
 //        [--legacy K] [--legacy-sections M]
+//        [--backend postgres] (the PostgreSQL backend across two network-namespace
+//                         hosts: a throwaway cluster in a third namespace, workers
+//                         alternating between the hosts, each host with its own
+//                         mount of the sessions, so only the database excludes them;
+//                         docs/postgres.md)
 //                         (K more processes run the old module's algorithm, the
 //                         test suite's stand-in in __test__/fixtures/legacy-lock.js,
 //                         M sections each: a mixed fleet, docs/spec.md "Old lock files")
@@ -45,7 +50,8 @@ const { spawn } = require('node:child_process')
 
 const USAGE = `usage: node scripts/stress.js [--procs 8] [--target 20000] [--sessions 4] [--loops 2]
        [--kill-ms 60] [--no-chaos] [--quick] [--keep] [--sabotage K]
-       [--legacy K] [--legacy-sections M]
+       [--legacy K] [--legacy-sections M] [--backend postgres]
+  --backend postgres  lock through PostgreSQL, workers on two network-namespace hosts
   --quick          4 processes, 3,000 sections, faster kills (run by npm test)
   --sabotage K     every K-th section skips the lock (must report violations)
   --legacy K       K more processes run the old module's algorithm, M sections
@@ -121,7 +127,7 @@ async function worker() {
     while (claimed < remaining) {
       claimed++
       const s = Math.floor(Math.random() * sessions)
-      const sessionFile = path.join(dir, `s${s}.jsonl`)
+      const sessionFile = path.join(process.env.SWL_STRESS_MOUNT || dir, `s${s}.jsonl`)
       const acq = now()
       const lease =
         sabotage > 0 && claimed % sabotage === 0
@@ -147,7 +153,13 @@ async function worker() {
         tok: lease.fencingToken,
         mono: now(),
         read,
-        diskTok: legacy ? lease.fencingToken : (disk.fencingToken ?? null),
+        // With a database backend the lease carries the database's token and
+        // the local file its own (localFencingToken).
+        diskTok: legacy
+          ? lease.fencingToken
+          : disk.fencingToken != null && disk.fencingToken === (lease.localFencingToken ?? lease.fencingToken)
+            ? lease.fencingToken
+            : (disk.fencingToken ?? null),
         diskPid: disk.pid ?? null,
         pid: process.pid,
         acq,
@@ -191,6 +203,7 @@ function parseArgs(argv) {
     else if (a === '--legacy') o.legacy = num()
     else if (a === '--legacy-sections') o.legacySections = num()
     else if (a === '--keep') o.keep = true
+    else if (a === '--backend') o.backend = argv[++i]
     else if (a === '--quick') {
       o.quick = true
       o.procs = 4
@@ -213,8 +226,66 @@ async function main() {
     process.exitCode = opts.bad ? 2 : 0
     return
   }
+  if (opts.backend !== undefined && opts.backend !== 'postgres') {
+    console.error(`unknown backend ${opts.backend}`)
+    process.exitCode = 2
+    return
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-stress-'))
   fs.mkdirSync(path.join(dir, 'markers'))
+  const pg = opts.backend === 'postgres' ? await startPostgresHosts(dir) : null
+  try {
+    await run(opts, dir, pg)
+  } finally {
+    if (pg) pg.stop()
+  }
+}
+
+/**
+ * --backend postgres: hosts a and b in network namespaces, a throwaway
+ * cluster in a third one, and one mount of the sessions per host.
+ */
+async function startPostgresHosts(dir) {
+  const support = await import(path.join(__dirname, '..', '__test__', 'support', 'postgres.mjs'))
+  if (!support.pgAvailable('the stress run on PostgreSQL') || !support.netnsAvailable('the stress run on PostgreSQL')) {
+    throw new Error('--backend postgres needs the PostgreSQL server binaries, root and ip netns')
+  }
+  const net = support.makeHosts(['a', 'b'])
+  let cluster
+  try {
+    cluster = await support.startCluster({ netns: net.db.ns, host: net.db.addr })
+  } catch (err) {
+    net.teardown()
+    throw err
+  }
+  const mounts = net.hosts.map((h) => {
+    const m = path.join(dir, `mnt-${h.name}`)
+    fs.mkdirSync(m)
+    return m
+  })
+  return {
+    mounts,
+    /** argv prefix and env for worker `n`. */
+    worker(n) {
+      const h = net.hosts[n % net.hosts.length]
+      return {
+        prefix: ['ip', 'netns', 'exec', h.ns],
+        env: {
+          SESSION_WRITE_LOCK_BACKEND: cluster.url(),
+          SESSION_WRITE_LOCK_SESSIONS_ROOT: mounts[n % mounts.length],
+          SESSION_WRITE_LOCK_KEYSPACE: 'stress',
+          SWL_STRESS_MOUNT: mounts[n % mounts.length],
+        },
+      }
+    },
+    stop() {
+      cluster.stop()
+      net.teardown()
+    },
+  }
+}
+
+async function run(opts, dir, pg) {
   for (let s = 0; s < opts.sessions; s++) {
     fs.writeFileSync(path.join(dir, `s${s}.counter`), counterLine(0, '-', 0))
     fs.writeFileSync(path.join(dir, `s${s}.journal`), '')
@@ -241,9 +312,12 @@ async function main() {
     function start(slot) {
       const gen = slot.gen++
       const wid = `w${slot.id}.${gen}`
-      const child = spawn(process.execPath, [__filename, '--worker'], {
+      const host = pg && !slot.legacy ? pg.worker(slot.id) : { prefix: [], env: {} }
+      const argv = [...host.prefix, process.execPath, __filename, '--worker']
+      const child = spawn(argv[0], argv.slice(1), {
         env: {
           ...process.env,
+          ...host.env,
           SWL_STRESS_DIR: dir,
           SWL_STRESS_SESSIONS: String(opts.sessions),
           SWL_STRESS_REMAINING: String(slot.remaining),
@@ -323,7 +397,8 @@ async function main() {
         if (Math.random() < 0.75) {
           const k = Math.floor(Math.random() * opts.sessions)
           try {
-            const pid = JSON.parse(fs.readFileSync(path.join(dir, `s${k}.jsonl.lock`), 'utf8')).pid
+            const base = pg ? pg.mounts[Math.floor(Math.random() * pg.mounts.length)] : dir
+            const pid = JSON.parse(fs.readFileSync(path.join(base, `s${k}.jsonl.lock`), 'utf8')).pid
             victim = alive.find((s) => s.child.pid === pid) ?? null
           } catch {}
         }
@@ -391,6 +466,7 @@ async function main() {
    */
   /** Session `s`'s journal as records; a torn line (never expected: a record
    *  is one write(2), which SIGKILL does not tear) is a violation. */
+  let tornByKill = 0
   function readJournal(s) {
     const lines = fs.readFileSync(path.join(dir, `s${s}.journal`), 'utf8').split('\n').filter(Boolean)
     const records = []
@@ -398,7 +474,21 @@ async function main() {
       try {
         records.push(JSON.parse(lines[i]))
       } catch {
-        violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
+        // A SIGKILL can cut one write() short at a page boundary: the killed
+        // writer's record is then lost and the next record follows it on the
+        // same line. Only a writer the chaos loop killed may leave one.
+        const cut = lines[i].lastIndexOf('{"t":')
+        const who = /"wid":"([^"]+)"/.exec(lines[i].slice(0, cut))?.[1]
+        let tail = null
+        try {
+          tail = cut > 0 ? JSON.parse(lines[i].slice(cut)) : null
+        } catch {}
+        if (tail !== null && who !== undefined && kills.has(who)) {
+          tornByKill++
+          records.push(tail)
+        } else {
+          violation(`s${s}: torn journal line ${i}: ${lines[i].slice(0, 80)}`)
+        }
       }
     }
     return records
@@ -631,9 +721,12 @@ async function main() {
         inside = null
       }
     }
-    // A lock file still on disk must belong to a killed process.
+    // A lock file still on disk must belong to a killed process (each host's
+    // mount with --backend; the sweep below reclaims every one of them).
     const sessionFile = path.join(dir, `s${s}.jsonl`)
-    const lockPath = `${fs.realpathSync(dir)}/s${s}.jsonl.lock`
+    const bases = pg ? pg.mounts : [dir]
+    for (const base of bases) {
+    const lockPath = `${fs.realpathSync(base)}/s${s}.jsonl.lock`
     if (fs.existsSync(lockPath)) {
       leftoverLocks++
       let p = null
@@ -646,6 +739,12 @@ async function main() {
       } else if (!p || !killedPids.has(p.pid)) {
         violation(`s${s}: lock file left by pid ${p && p.pid}, which was not killed: leak`)
       }
+    }
+    if (base !== dir) {
+      // This process has no backend: a file-only sweep of the host's mount.
+      const l = await swl.acquireSessionWriteLock({ sessionFile: path.join(base, `s${s}.jsonl`), timeoutMs: 30_000 })
+      await l.release()
+    }
     }
     // Final sweep: acquire (reclaiming a killed holder's file), read, release.
     const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
@@ -676,17 +775,20 @@ async function main() {
   }
   const leftMarkers = fs.readdirSync(markersDir)
   if (leftMarkers.length > 0) violation(`markers left: ${leftMarkers.join(', ')}`)
-  const left = fs.readdirSync(dir).filter((f) => f.endsWith('.lock') || f.endsWith('.active'))
+  const left = [dir, ...(pg ? pg.mounts : [])].flatMap((d) =>
+    fs.readdirSync(d).filter((f) => f.endsWith('.lock') || f.endsWith('.active')),
+  )
   if (left.length > 0) violation(`left behind after everyone is gone: ${left.join(', ')}`)
   if (completed < opts.target) violation(`only ${completed} sections completed (target ${opts.target})`)
 
   const line =
-    `stress: ${opts.procs} processes x ${opts.loops} loops${opts.legacy ? ` + ${opts.legacy} old-module processes` : ''}, ${opts.sessions} sessions, ` +
+    `stress${pg ? ' (PostgreSQL backend, 2 network-namespace hosts)' : ''}: ${opts.procs} processes x ${opts.loops} loops${opts.legacy ? ` + ${opts.legacy} old-module processes` : ''}, ${opts.sessions} sessions, ` +
     `${completed} critical sections completed (${enters} entered), counters sum ${counterTotal} ` +
     `(= ${completed} completed + ${killedAfterWrite} writes of killed holders), ${kills.size} SIGKILLs ` +
     `(${restarts} restarts, ${killedInside} inside a section), ` +
     `${leftoverLocks} lock files left by killed holders reclaimed, ${recovered.length} orphaned markers recovered, ` +
     `${tokens.size} unique fencing tokens, ` +
+    (tornByKill > 0 ? `${tornByKill} journal records cut short by a SIGKILL, ` : '') +
     `${(runMs / 1000).toFixed(1)}s, ${violations.length} violations`
   console.log(line)
   if (opts.legacy > 0) {

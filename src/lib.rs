@@ -15,6 +15,7 @@ pub mod marker;
 pub mod oserror;
 pub mod paths;
 pub mod payload;
+pub mod pg;
 pub mod registry;
 pub mod session;
 pub mod staleness;

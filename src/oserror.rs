@@ -94,6 +94,14 @@ errnos! {
     ENOSYS => "function not implemented",
     EMLINK => "too many links",
     EOPNOTSUPP => "operation not supported on socket",
+    // Network errors of the PostgreSQL backend's connections (crate::pg::error).
+    ECONNREFUSED => "connection refused",
+    ECONNRESET => "connection reset by peer",
+    ETIMEDOUT => "connection timed out",
+    ENETUNREACH => "network is unreachable",
+    EHOSTUNREACH => "host is unreachable",
+    EADDRNOTAVAIL => "address not available",
+    EPIPE => "broken pipe",
 }
 
 #[cfg(test)]

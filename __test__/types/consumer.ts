@@ -179,3 +179,14 @@ export async function laterGeneration(sessionFile: string, sessionsDir: string):
 
 // @ts-expect-error sessionFile is required
 void acquireSessionWriteLock({ timeoutMs: 5 })
+
+// The PostgreSQL backend's surface.
+import { configureSessionWriteLock, inspectSessionWriteLockBackend } from '../../index.js'
+const backendInfo = configureSessionWriteLock({
+  backend: { kind: 'postgres', connectionString: 'postgres://u@h/db', keyspace: 'k', poolSize: 2 },
+})
+if (backendInfo.kind === 'postgres') void backendInfo.server.length
+void configureSessionWriteLock({ backend: null })
+void inspectSessionWriteLockBackend().then((r) => r?.rows.map((row) => row.granted && row.fencingToken))
+// @ts-expect-error kind must be "postgres" or "file"
+void configureSessionWriteLock({ backend: { kind: 'mysql', connectionString: 'x' } })

@@ -297,7 +297,7 @@ function renderInspection(report, paint, width = outputWidth()) {
   return out.join('\n')
 }
 
-function run(argv) {
+async function run(argv) {
   const { values, positionals } = parseOptions(
     argv,
     { json: { type: 'boolean' }, 'stale-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -313,10 +313,14 @@ function run(argv) {
   }
   const staleMs = values['stale-ms'] !== undefined ? parseMs(values['stale-ms'], '--stale-ms', 'inspect', { allowZero: false }) : undefined
   const report = inspectDir(positionals[0], { staleMs })
+  // With the PostgreSQL backend configured: its holders and waiters too.
+  const database = await require('./inspect-database').inspectDatabase()
+  if (database !== null) report.database = database
   if (values.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`)
   } else {
     process.stdout.write(`${renderInspection(report, painter(useColor(process.stdout)))}\n`)
+    if (database !== null) process.stdout.write(`${require('./inspect-database').renderDatabase(database)}\n`)
   }
   return report.stuck ? 1 : 0
 }

@@ -2,7 +2,7 @@
 //! export is `catch_unwind`: a Rust panic becomes a JS `Error`, never an abort.
 //! These exports are internal; `index.js` wraps them into the public API.
 //! Locks and leases are in `locks.rs`, looking at files in `files.rs`,
-//! markers in `markers.rs`; identity, paths and test seams here. The engine
+//! markers in `markers.rs`, the PostgreSQL backend in `postgres.rs`; identity, paths and test seams here. The engine
 //! calls behind them (the context's delivery included, see `context`) live
 //! in the engine: these files only convert.
 
@@ -17,6 +17,7 @@ use crate::paths;
 mod files;
 mod locks;
 mod markers;
+mod postgres;
 pub(crate) mod values;
 
 pub use values::NativeError;

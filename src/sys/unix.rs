@@ -22,6 +22,10 @@ pub mod errno {
         EMFILE, EMLINK, ENAMETOOLONG, ENFILE, ENOENT, ENOLCK, ENOMEM, ENOSPC, ENOSYS, ENOTDIR,
         ENXIO, EOPNOTSUPP, EPERM, EROFS, ETXTBSY, EXDEV,
     };
+    /// Network errors of the PostgreSQL backend's connections.
+    pub use libc::{
+        EADDRNOTAVAIL, ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENETUNREACH, EPIPE, ETIMEDOUT,
+    };
 }
 
 /// The name a failed lock call reports as `syscall`.

@@ -29,6 +29,10 @@ pub mod errno {
         EMLINK, ENAMETOOLONG, ENFILE, ENOENT, ENOLCK, ENOMEM, ENOSPC, ENOSYS, ENOTDIR, ENXIO,
         EOPNOTSUPP, EPERM, EROFS, ETXTBSY, EXDEV,
     };
+    /// Network errors of the PostgreSQL backend's connections.
+    pub use libc::{
+        EADDRNOTAVAIL, ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENETUNREACH, EPIPE, ETIMEDOUT,
+    };
     /// No quota errno in the CRT; never produced here.
     pub const EDQUOT: i32 = -1;
 }
