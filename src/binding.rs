@@ -19,22 +19,7 @@ use crate::paths;
 use crate::registry::{self, AcquireOutcome, AcquireRequest, Dropped, Grant, HolderInfo};
 
 thread_local! {
-    static THREAD_ID: u64 = os_thread_id();
-}
-
-fn os_thread_id() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::gettid() as u64 }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let mut id: u64 = 0;
-        // SAFETY: writes the calling thread's id into `id`.
-        unsafe { libc::pthread_threadid_np(0 as _, &mut id) };
-        id
-    }
+    static THREAD_ID: u64 = crate::sys::thread_id();
 }
 
 fn thread() -> u64 {
@@ -878,19 +863,5 @@ pub fn abi_version() -> u32 {
 /// milliseconds to load).
 #[napi(catch_unwind)]
 pub fn is_main_thread() -> Option<bool> {
-    #[cfg(target_os = "linux")]
-    {
-        // The main thread's id is the process id.
-        // SAFETY: gettid and getpid have no preconditions.
-        Some(unsafe { libc::gettid() == libc::getpid() })
-    }
-    #[cfg(target_os = "macos")]
-    {
-        // SAFETY: pthread_main_np has no preconditions.
-        Some(unsafe { libc::pthread_main_np() } != 0)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    {
-        None
-    }
+    crate::sys::is_main_thread()
 }

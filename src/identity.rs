@@ -43,40 +43,12 @@ pub fn self_identity() -> &'static SelfIdentity {
 }
 
 fn read_boot_id() -> Option<String> {
-    #[cfg(target_os = "linux")]
-    {
-        let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-        let s = s.trim();
-        if s.is_empty() {
-            None
-        } else {
-            Some(s.to_string())
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+    crate::sys::boot_id()
 }
 
 /// The host name as `os.hostname()` reports it (`gethostname`).
 pub fn hostname() -> String {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname writes at most
-        // that many bytes and we stop at the first NUL ourselves.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if rc == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            return String::from_utf8_lossy(&buf[..end]).into_owned();
-        }
-        String::new()
-    }
-    #[cfg(not(unix))]
-    {
-        std::env::var("COMPUTERNAME").unwrap_or_default()
-    }
+    crate::sys::hostname()
 }
 
 /// Test seam: start times to report instead of the real ones, keyed by pid
@@ -148,15 +120,7 @@ pub struct ProcStat {
 }
 
 fn read_stat(pid: u32) -> Option<Vec<u8>> {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read(format!("/proc/{pid}/stat")).ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        None
-    }
+    crate::sys::proc_stat(pid)
 }
 
 /// Parse the state (field 3) and start time (field 22) of a `/proc/<pid>/stat`
@@ -184,27 +148,15 @@ pub fn liveness(pid: u32) -> Liveness {
     if pid == 0 || pid > i32::MAX as u32 {
         return Liveness::Dead;
     }
-    #[cfg(unix)]
-    {
-        // SAFETY: signal 0 performs only the existence and permission check.
-        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error().raw_os_error();
-            if err != Some(libc::EPERM) {
-                return Liveness::Dead;
-            }
-        }
-        if let Some(stat) = read_stat(pid).as_deref().and_then(parse_stat) {
-            if stat.state == b'Z' || stat.state == b'X' || stat.state == b'x' {
-                return Liveness::Dead;
-            }
-        }
-        Liveness::Alive
+    if !crate::sys::process_exists(pid) {
+        return Liveness::Dead;
     }
-    #[cfg(not(unix))]
-    {
-        Liveness::Alive
+    if let Some(stat) = read_stat(pid).as_deref().and_then(parse_stat) {
+        if stat.state == b'Z' || stat.state == b'X' || stat.state == b'x' {
+            return Liveness::Dead;
+        }
     }
+    Liveness::Alive
 }
 
 #[cfg(test)]
@@ -227,8 +179,7 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert_eq!(liveness(me.pid), Liveness::Alive);
         assert_eq!(liveness(0), Liveness::Dead);
-        #[cfg(target_os = "linux")]
-        {
+        if cfg!(target_os = "linux") {
             assert!(me.start_time.is_some());
             assert!(me.boot_id.is_some());
         }

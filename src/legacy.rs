@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn live_parent_is_not_stale() {
-        let ppid = unsafe { libc::getppid() } as u32;
+        let ppid = crate::sys::parent_pid();
         let v = judge(&old(ppid, NOW - 1000, None), NOW, NOW, 1_800_000, false);
         assert_eq!(v.reasons, Vec::<&str>::new());
         assert!(v.pid_alive && !v.stale);
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn recycled_pid() {
-        let ppid = unsafe { libc::getppid() } as u32;
+        let ppid = crate::sys::parent_pid();
         let real = identity::proc_start_time(ppid).unwrap();
         let v = judge(&old(ppid, NOW, Some(real + 1)), NOW, NOW, 1_800_000, false);
         assert_eq!(v.reasons, vec!["recycled-pid"]);
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn future_created_at_is_invalid() {
-        let ppid = unsafe { libc::getppid() } as u32;
+        let ppid = crate::sys::parent_pid();
         let far = judge(
             &old(ppid, NOW + 3_600_000, None),
             NOW,
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn hold_exceeded_for_a_live_other_holder_only() {
-        let ppid = unsafe { libc::getppid() } as u32;
+        let ppid = crate::sys::parent_pid();
         let mut p = old(ppid, NOW - 30_000, None);
         p.max_hold_ms = Some(10_000.0);
         let v = judge(&p, NOW, NOW, 1_800_000, false);

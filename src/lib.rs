@@ -5,11 +5,6 @@
 //! `registry`, `waiter`) is plain Rust that `cargo test` exercises without
 //! Node; `binding` is the thin napi layer the JS package (`index.js`) calls.
 
-#![cfg_attr(not(unix), allow(unused))]
-
-#[cfg(not(unix))]
-compile_error!("session-write-lock: only Unix targets are implemented so far (see README)");
-
 pub mod identity;
 pub mod inspect;
 pub mod legacy;
@@ -19,6 +14,7 @@ pub mod oserror;
 pub mod paths;
 pub mod payload;
 pub mod registry;
+pub mod sys;
 pub mod waiter;
 
 mod binding;

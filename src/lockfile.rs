@@ -54,11 +54,9 @@ use std::path::Path;
 
 use crate::oserror::OsError;
 use crate::payload::{self, ParsedPayload, MAX_PAYLOAD_BYTES};
+use crate::sys::{self, errno};
 
-#[cfg(unix)]
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-#[cfg(unix)]
-use std::os::unix::io::AsRawFd;
+pub use crate::sys::FileId;
 
 /// How a payload-bearing file found in place (not created by us) should be
 /// treated once we hold its OS lock.
@@ -68,13 +66,6 @@ pub enum Judgement {
     Reclaim,
     /// The old module (which holds no OS lock) holds it: wait and look again.
     Wait,
-}
-
-/// Identity of an inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
 }
 
 /// A lock file we hold. Dropping it without [`LockFile::release`] closes the
@@ -127,12 +118,6 @@ pub struct WaitFile {
     pub legacy: bool,
 }
 
-impl WaitFile {
-    pub fn id(&self) -> FileId {
-        self.id
-    }
-}
-
 /// The outcome of one non-blocking attempt.
 #[derive(Debug)]
 pub enum Attempt {
@@ -140,56 +125,13 @@ pub enum Attempt {
     Busy(WaitFile),
 }
 
-fn meta_id(m: &std::fs::Metadata) -> FileId {
-    #[cfg(unix)]
-    {
-        FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = m;
-        FileId { dev: 0, ino: 0 }
-    }
-}
-
-fn mtime_ms(m: &std::fs::Metadata) -> i64 {
-    #[cfg(unix)]
-    {
-        m.mtime() * 1000 + m.mtime_nsec() / 1_000_000
-    }
-    #[cfg(not(unix))]
-    {
-        m.modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-}
-
-/// Open flags shared by every open of a lock path: never follow a symlink in
-/// the last component, never block (FIFOs, devices), close on exec (std adds
-/// `O_CLOEXEC` itself).
-#[cfg(unix)]
-const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-
 /// Open the lock path, creating it exclusively if absent. Returns the file,
 /// whether we created it, and its metadata.
 fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::Metadata), OsError> {
     // Bounded: a name that keeps flapping between our create and our open is
     // reported as it is.
     for _ in 0..1000 {
-        let created = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(OPEN_FLAGS)
-            .mode(0o644)
-            .open(path);
-        match created {
+        match sys::create_new(path) {
             Ok(f) => {
                 count(COUNT_EXCL);
                 // O_EXCL only ever makes a regular file. If we cannot even
@@ -203,7 +145,7 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
                 };
                 return Ok((f, true, meta));
             }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            Err(e) if e.raw_os_error() == Some(errno::EEXIST) => {
                 if let Some((f, meta)) = open_existing(path, path_str)? {
                     return Ok((f, false, meta));
                 }
@@ -223,13 +165,9 @@ fn open_existing(
     path: &Path,
     path_str: &str,
 ) -> Result<Option<(File, std::fs::Metadata)>, OsError> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(OPEN_FLAGS)
-        .open(path)
-    {
+    let file = match sys::open_existing(path) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(errno::ENOENT) => return Ok(None),
         Err(e) => return Err(classify_open_error(&e, path, path_str)),
     };
     let meta = file
@@ -243,11 +181,8 @@ fn open_existing(
 
 enum Publish {
     /// Our file now has the name, locked and with its payload.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    // only the Linux O_TMPFILE path publishes
     Done(LockFile),
     /// Something already has the name.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Exists,
     /// No `O_TMPFILE` here (or no `/proc`): use create-then-write.
     Unsupported,
@@ -262,11 +197,9 @@ pub static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
 ];
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // counted on the Linux O_TMPFILE path only
 const COUNT_TMPFILE: usize = 0;
 const COUNT_TEMP_LINK: usize = 1;
 const COUNT_EXCL: usize = 2;
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const COUNT_FALLBACK: usize = 3;
 
 fn count(i: usize) {
@@ -274,8 +207,7 @@ fn count(i: usize) {
 }
 
 /// `SESSION_WRITE_LOCK_PORTABLE_CREATE=1` forces the create-then-write path
-/// that systems without `O_TMPFILE` use, so that tests cover it here too.
-#[cfg(target_os = "linux")]
+/// that systems without unnamed files use, so that tests cover it here too.
 fn portable_only() -> bool {
     static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FLAG.get_or_init(|| {
@@ -287,42 +219,25 @@ fn portable_only() -> bool {
 /// place (see the module docs). Any failure to create or link other than
 /// `EEXIST` sends this attempt (only this one) to the portable path, which
 /// reports errors with the `open` syscall as Node would.
-#[cfg(target_os = "linux")]
 fn publish(
     path: &Path,
     path_str: &str,
     render: &mut dyn FnMut(&mut String),
 ) -> Result<Publish, OsError> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::io::FromRawFd;
-    if portable_only() {
+    if !sys::UNNAMED_FILES || portable_only() {
         return Ok(Publish::Unsupported);
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => return Ok(Publish::Unsupported),
     };
-    let Ok(cdir) = CString::new(dir.as_os_str().as_bytes()) else {
-        return Ok(Publish::Unsupported);
-    };
-    // SAFETY: a valid NUL-terminated path; the returned descriptor is owned
-    // by the File below.
-    let fd = unsafe {
-        libc::open(
-            cdir.as_ptr(),
-            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        // No O_TMPFILE in this directory (EOPNOTSUPP, EISDIR, EINVAL) or any
-        // other refusal: the portable path decides, and reports real errors.
+    let Some(file) = sys::create_unnamed(dir) else {
+        // No unnamed file in this directory (EOPNOTSUPP, EISDIR, EINVAL) or
+        // any other refusal: the portable path decides, and reports real
+        // errors.
         count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
+    };
     if !try_lock_exclusive(&file, path_str)? {
         // Nobody else can see an unnamed inode; be safe anyway.
         count(COUNT_FALLBACK);
@@ -330,36 +245,17 @@ fn publish(
     }
     let mut buf = String::with_capacity(320);
     render(&mut buf);
-    {
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(buf.as_bytes(), 0)
-            .map_err(|e| OsError::from_io(&e, "write", path_str))?;
-    }
+    sys::write_at(&file, buf.as_bytes(), 0).map_err(|e| OsError::from_io(&e, "write", path_str))?;
     // Identity first: once linked, the file is visible, and a failure after
     // that would leave a complete but unlocked file at the path.
     let meta = file
         .metadata()
         .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
-    let proc_path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
-    let Ok(target) = CString::new(path.as_os_str().as_bytes()) else {
-        return Ok(Publish::Unsupported);
-    };
-    // SAFETY: two valid NUL-terminated paths.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            proc_path.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc != 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error();
-        if errno == Some(libc::EEXIST) {
+    if let Err(e) = sys::link_unnamed(&file, path) {
+        if e.raw_os_error() == Some(errno::EEXIST) {
             return Ok(Publish::Exists);
         }
-        // No /proc, or linking an O_TMPFILE refused here (ENOENT, EPERM,
+        // No /proc, or linking an unnamed file refused here (ENOENT, EPERM,
         // EXDEV...): this attempt only goes the portable way.
         count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
@@ -367,19 +263,10 @@ fn publish(
     count(COUNT_TMPFILE);
     Ok(Publish::Done(LockFile {
         file,
-        id: meta_id(&meta),
+        id: sys::file_id(&meta),
         written: buf.into_bytes(),
         created_ms: 0,
     }))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn publish(
-    _path: &Path,
-    _path_str: &str,
-    _render: &mut dyn FnMut(&mut String),
-) -> Result<Publish, OsError> {
-    Ok(Publish::Unsupported)
 }
 
 enum Linked {
@@ -417,16 +304,9 @@ fn create_temp(path: &Path) -> Option<io::Result<(File, std::path::PathBuf)>> {
     let mut tmp = temp_name(path)?;
     let mut tries = 0;
     loop {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(OPEN_FLAGS)
-            .mode(0o644)
-            .open(&tmp)
-        {
+        match sys::create_new(&tmp) {
             Ok(f) => return Some(Ok((f, tmp))),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 8 => {
+            Err(e) if e.raw_os_error() == Some(errno::EEXIST) && tries < 8 => {
                 tries += 1;
                 tmp = temp_name(path)?;
             }
@@ -438,7 +318,6 @@ fn create_temp(path: &Path) -> Option<io::Result<(File, std::path::PathBuf)>> {
 /// The portable create: build the complete, locked file under a temporary
 /// name, then `link` it to the lock path (which fails with `EEXIST` instead
 /// of replacing anything), then drop the temporary name.
-#[cfg(unix)]
 fn publish_linked(
     path: &Path,
     path_str: &str,
@@ -474,12 +353,9 @@ fn publish_linked(
     }
     let mut buf = String::with_capacity(320);
     render(&mut buf);
-    {
-        use std::os::unix::fs::FileExt;
-        if let Err(e) = file.write_all_at(buf.as_bytes(), 0) {
-            cleanup(&tmp);
-            return Err(OsError::from_io(&e, "write", path_str));
-        }
+    if let Err(e) = sys::write_at(&file, buf.as_bytes(), 0) {
+        cleanup(&tmp);
+        return Err(OsError::from_io(&e, "write", path_str));
     }
     // Identity before the name is published (as in `publish`).
     let meta = match file.metadata() {
@@ -495,11 +371,11 @@ fn publish_linked(
         Ok(()) => {}
         Err(e) => {
             return match e.raw_os_error() {
-                Some(libc::EEXIST) => Ok(Linked::Exists),
-                Some(libc::EPERM)
-                | Some(libc::EOPNOTSUPP)
-                | Some(libc::ENOSYS)
-                | Some(libc::EMLINK) => Ok(Linked::NoLinks),
+                Some(errno::EEXIST) => Ok(Linked::Exists),
+                Some(errno::EPERM)
+                | Some(errno::EOPNOTSUPP)
+                | Some(errno::ENOSYS)
+                | Some(errno::EMLINK) => Ok(Linked::NoLinks),
                 _ => Err(OsError::from_io(&e, "link", path_str)),
             }
         }
@@ -507,7 +383,7 @@ fn publish_linked(
     count(COUNT_TEMP_LINK);
     Ok(Linked::Done(LockFile {
         file,
-        id: meta_id(&meta),
+        id: sys::file_id(&meta),
         written: buf.into_bytes(),
         created_ms: 0,
     }))
@@ -527,9 +403,9 @@ fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
 
 fn classify_open_error(e: &io::Error, path: &Path, path_str: &str) -> OsError {
     match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::EISDIR) => OsError::from_io(e, "open", path_str),
+        Some(errno::ELOOP) | Some(errno::EISDIR) => OsError::from_io(e, "open", path_str),
         // A socket (ENXIO), or anything else odd: say what is there if we can.
-        Some(libc::ENXIO) | Some(libc::EOPNOTSUPP) | Some(libc::ETXTBSY) => {
+        Some(errno::ENXIO) | Some(errno::EOPNOTSUPP) | Some(errno::ETXTBSY) => {
             match std::fs::symlink_metadata(path) {
                 Ok(m) if !m.file_type().is_file() => non_regular_error(&m, path_str),
                 _ => OsError::from_io(e, "open", path_str),
@@ -539,62 +415,24 @@ fn classify_open_error(e: &io::Error, path: &Path, path_str: &str) -> OsError {
     }
 }
 
-#[cfg(unix)]
-fn flock(file: &File, op: i32) -> io::Result<bool> {
-    loop {
-        // SAFETY: the descriptor is owned by `file` and open for the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(err),
-        }
-    }
-}
-
 fn try_lock_exclusive(file: &File, path_str: &str) -> Result<bool, OsError> {
-    flock(file, libc::LOCK_EX | libc::LOCK_NB).map_err(|e| OsError::from_io(&e, "flock", path_str))
-}
-
-fn unlock(file: &File) {
-    let _ = flock(file, libc::LOCK_UN);
-}
-
-/// Set a file's modification time (access time untouched); best effort.
-fn set_mtime(file: &File, ms: i64) {
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: ms.div_euclid(1000) as libc::time_t,
-            tv_nsec: (ms.rem_euclid(1000) * 1_000_000) as libc::c_long,
-        },
-    ];
-    // SAFETY: an open descriptor and two valid timespecs.
-    unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) };
+    sys::try_lock_exclusive(file).map_err(|e| OsError::from_io(&e, sys::LOCK_SYSCALL, path_str))
 }
 
 /// Does `path` (not following a final symlink) name the inode `id`?
 pub fn path_names(path: &Path, id: FileId) -> bool {
     match std::fs::symlink_metadata(path) {
-        Ok(m) => meta_id(&m) == id,
+        Ok(m) => sys::file_id(&m) == id,
         Err(_) => false,
     }
 }
 
 /// Read at most `MAX_PAYLOAD_BYTES + 1` bytes from the start of `file`.
 pub fn read_bounded(file: &File) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; MAX_PAYLOAD_BYTES + 1];
     let mut n = 0;
     while n < buf.len() {
-        match file.read_at(&mut buf[n..], n as u64) {
+        match sys::read_at(file, &mut buf[n..], n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -621,8 +459,8 @@ impl Probe {
     pub fn open(path: &Path, path_str: &str) -> Result<Option<Probe>, OsError> {
         Ok(open_existing(path, path_str)?.map(|(file, meta)| Probe {
             file,
-            id: meta_id(&meta),
-            mtime_ms: mtime_ms(&meta),
+            id: sys::file_id(&meta),
+            mtime_ms: sys::mtime_ms(&meta),
         }))
     }
 
@@ -702,7 +540,7 @@ pub fn attempt(
                 },
             },
         };
-        let id = meta_id(&meta);
+        let id = sys::file_id(&meta);
         let mut locked = try_lock_exclusive(&file, path_str)?;
         if !locked && created {
             // Another process may be inspecting the file we just created; it
@@ -743,7 +581,7 @@ pub fn attempt(
             return Ok(Attempt::Acquired(lf));
         }
         let parsed = payload::parse(&read_bounded(&file));
-        match judge(&parsed, mtime_ms(&meta)) {
+        match judge(&parsed, sys::mtime_ms(&meta)) {
             Judgement::Reclaim => {
                 // We hold its lock and the path names it. Where the kernel can
                 // exchange two names, put a complete new file of ours in its
@@ -752,8 +590,9 @@ pub fn attempt(
                 // our check, the exchange is undone and that file is waited
                 // for. Unlinking the name first would remove such a
                 // replacement, a live old-module lock, along with it.
-                #[cfg(target_os = "linux")]
-                let file = {
+                let file = if !sys::CAN_EXCHANGE {
+                    file
+                } else {
                     let mut lf = LockFile {
                         file,
                         id,
@@ -773,7 +612,7 @@ pub fn attempt(
                         Err(e)
                             if matches!(
                                 e.raw_os_error(),
-                                Some(libc::EPERM) | Some(libc::EACCES)
+                                Some(errno::EPERM) | Some(errno::EACCES)
                             ) => {}
                         Err(e) => return Err(OsError::from_io(&e, "rename", path_str)),
                     }
@@ -788,7 +627,7 @@ pub fn attempt(
                 drop(file);
             }
             Judgement::Wait => {
-                unlock(&file);
+                sys::unlock(&file);
                 return Ok(Attempt::Busy(WaitFile {
                     file,
                     id,
@@ -802,16 +641,12 @@ pub fn attempt(
     let (file, _, meta) = open_lock_path(path, path_str)?;
     Ok(Attempt::Busy(WaitFile {
         file,
-        id: meta_id(&meta),
+        id: sys::file_id(&meta),
         legacy: true,
     }))
 }
 
 impl LockFile {
-    pub fn id(&self) -> FileId {
-        self.id
-    }
-
     /// Write the payload of a file nobody has seen yet, or, as a last resort,
     /// rewrite in place: one `pwrite` at offset 0; a shorter payload is first
     /// padded with spaces to the old length (still valid JSON) and only then
@@ -819,16 +654,15 @@ impl LockFile {
     /// that races the `pwrite` itself may see a mix of old and new bytes:
     /// [`LockFile::rewrite`] uses this only where nothing better exists.
     pub fn write_payload(&mut self, bytes: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
         let old_len = self.written.len();
         if bytes.len() < old_len {
             let mut padded = Vec::with_capacity(old_len);
             padded.extend_from_slice(bytes);
             padded.resize(old_len, b' ');
-            self.file.write_all_at(&padded, 0)?;
+            sys::write_at(&self.file, &padded, 0)?;
             self.file.set_len(bytes.len() as u64)?;
         } else {
-            self.file.write_all_at(bytes, 0)?;
+            sys::write_at(&self.file, bytes, 0)?;
         }
         self.written.clear();
         self.written.extend_from_slice(bytes);
@@ -859,16 +693,14 @@ impl LockFile {
         in_place: bool,
     ) -> io::Result<Rewrite> {
         if in_place && mix_safe(&self.written, bytes) {
-            use std::os::unix::fs::FileExt;
-            self.file.write_all_at(bytes, 0)?;
+            sys::write_at(&self.file, bytes, 0)?;
             self.written.clear();
             self.written.extend_from_slice(bytes);
             if let Some(ms) = mtime_ms {
-                set_mtime(&self.file, ms);
+                sys::set_mtime(&self.file, ms);
             }
             return Ok(Rewrite::Done);
         }
-        #[cfg(target_os = "linux")]
         if let Some(r) = self.exchange(path, bytes, mtime_ms)? {
             return Ok(r);
         }
@@ -877,22 +709,21 @@ impl LockFile {
         }
         self.write_payload(bytes)?;
         if let Some(ms) = mtime_ms {
-            set_mtime(&self.file, ms);
+            sys::set_mtime(&self.file, ms);
         }
         Ok(Rewrite::Done)
     }
 
     /// The exchange of [`LockFile::rewrite`]. `None`: unsupported here.
-    #[cfg(target_os = "linux")]
     fn exchange(
         &mut self,
         path: &Path,
         bytes: &[u8],
         mtime_ms: Option<i64>,
     ) -> io::Result<Option<Rewrite>> {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::FileExt;
+        if !sys::CAN_EXCHANGE {
+            return Ok(None);
+        }
         // No temporary name, or a directory made read-only or full since we
         // took the lock: rewriting our own file in place still works.
         let Some(Ok((file, tmp))) = create_temp(path) else {
@@ -902,12 +733,12 @@ impl LockFile {
             let _ = std::fs::remove_file(tmp);
         };
         let ready = (|| -> io::Result<bool> {
-            if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+            if !sys::try_lock_exclusive(&file)? {
                 return Ok(false);
             }
-            file.write_all_at(bytes, 0)?;
+            sys::write_at(&file, bytes, 0)?;
             if let Some(ms) = mtime_ms {
-                set_mtime(&file, ms);
+                sys::set_mtime(&file, ms);
             }
             Ok(true)
         })();
@@ -931,36 +762,12 @@ impl LockFile {
                 return Err(e);
             }
         };
-        let (Ok(ctmp), Ok(cpath)) = (
-            CString::new(tmp.as_os_str().as_bytes()),
-            CString::new(path.as_os_str().as_bytes()),
-        ) else {
-            drop_tmp(&tmp);
-            return Ok(None);
-        };
-        let swap = || -> io::Result<()> {
-            // SAFETY: two valid NUL-terminated paths.
-            let rc = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    ctmp.as_ptr(),
-                    libc::AT_FDCWD,
-                    cpath.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
-        if let Err(e) = swap() {
+        if let Err(e) = sys::exchange(&tmp, path) {
             drop_tmp(&tmp);
             return match e.raw_os_error() {
-                Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(None),
+                Some(errno::EINVAL) | Some(errno::ENOSYS) | Some(errno::EOPNOTSUPP) => Ok(None),
                 // Nothing at the lock path any more: our file was deleted.
-                Some(libc::ENOENT) => Ok(Some(Rewrite::Lost)),
+                Some(errno::ENOENT) => Ok(Some(Rewrite::Lost)),
                 _ => Err(e),
             };
         }
@@ -968,7 +775,7 @@ impl LockFile {
         if !path_names(&tmp, self.id) {
             // Someone else's file was there: put it back, and never remove a
             // name we cannot account for.
-            if swap().is_ok() {
+            if sys::exchange(&tmp, path).is_ok() {
                 drop_tmp(&tmp);
             }
             return Ok(Some(Rewrite::Lost));
@@ -976,7 +783,7 @@ impl LockFile {
         drop_tmp(&tmp);
         // The old file (unlinked now) closes here, freeing its OS lock.
         self.file = file;
-        self.id = meta_id(&meta);
+        self.id = sys::file_id(&meta);
         self.written.clear();
         self.written.extend_from_slice(bytes);
         Ok(Some(Rewrite::Done))
@@ -1009,7 +816,7 @@ impl LockFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, MetadataExt};
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("swl-lf-{}-{}", name, std::process::id()));
@@ -1091,8 +898,11 @@ mod tests {
         std::fs::create_dir(&l).unwrap();
         assert_eq!(go(&l, None).unwrap_err().code, "EISDIR");
         std::fs::remove_dir(&l).unwrap();
-        let c = std::ffi::CString::new(l.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&l)
+            .status()
+            .unwrap();
+        assert!(made.success());
         let e = go(&l, None).unwrap_err();
         assert_eq!((e.code, e.syscall), ("EINVAL", "open"));
         assert!(std::fs::symlink_metadata(&l).unwrap().file_type().is_fifo());
@@ -1136,7 +946,7 @@ mod tests {
         let Attempt::Acquired(mut a) = go(&p, None).unwrap() else {
             panic!()
         };
-        let before = a.id();
+        let before = a.id;
         // Not mix-safe: a new file is swapped in, still locked by us.
         assert_eq!(
             a.rewrite(
@@ -1148,7 +958,7 @@ mod tests {
             .unwrap(),
             Rewrite::Done
         );
-        assert_ne!(a.id(), before);
+        assert_ne!(a.id, before);
         assert!(a.still_named_by(&p));
         assert_eq!(
             std::fs::read(&p).unwrap(),
@@ -1162,10 +972,10 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary name left");
         // Mix-safe: in place, same inode.
-        let id = a.id();
+        let id = a.id;
         a.rewrite(&p, b"{\"pid\": 2, \"lock\": \"os\", \"x\": 9}", None, true)
             .unwrap();
-        assert_eq!(a.id(), id);
+        assert_eq!(a.id, id);
         // Deleted and replaced by someone else: lost, their file untouched.
         std::fs::remove_file(&p).unwrap();
         std::fs::write(&p, "theirs").unwrap();

@@ -51,11 +51,11 @@ macro_rules! errnos {
     ($( $name:ident => $desc:expr ),* $(,)?) => {
         /// The code name of a raw errno.
         pub fn code_of(raw: i32) -> &'static str {
-            $( if raw == libc::$name { return stringify!($name); } )*
+            $( if raw == crate::sys::errno::$name { return stringify!($name); } )*
             "EUNKNOWN"
         }
         fn errno_of(code: &str) -> i32 {
-            $( if code == stringify!($name) { return libc::$name; } )*
+            $( if code == stringify!($name) { return crate::sys::errno::$name; } )*
             0
         }
         fn describe(code: &str) -> &'static str {
@@ -103,15 +103,15 @@ mod tests {
     #[test]
     fn message_like_node() {
         let e = OsError::from_io(
-            &io::Error::from_raw_os_error(libc::EACCES),
+            &io::Error::from_raw_os_error(crate::sys::errno::EACCES),
             "open",
             "/x/y.lock",
         );
         assert_eq!(e.code, "EACCES");
-        assert_eq!(e.errno, -libc::EACCES);
+        assert_eq!(e.errno, -crate::sys::errno::EACCES);
         assert_eq!(e.message, "EACCES: permission denied, open '/x/y.lock'");
         let f = OsError::synthetic("EINVAL", "open", "/p");
-        assert_eq!(f.errno, -libc::EINVAL);
+        assert_eq!(f.errno, -crate::sys::errno::EINVAL);
         assert_eq!(code_of(-12345), "EUNKNOWN");
     }
 }

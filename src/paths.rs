@@ -23,11 +23,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::lockfile::FileId;
 use crate::oserror::OsError;
-
-#[cfg(unix)]
-use std::os::unix::fs::MetadataExt;
+use crate::sys::{self, FileId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPaths {
@@ -55,20 +52,7 @@ fn lstat_id(p: &str) -> Option<FileId> {
 }
 
 fn dir_id(m: std::fs::Metadata) -> Option<FileId> {
-    if !m.is_dir() {
-        return None;
-    }
-    #[cfg(unix)]
-    {
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Some(FileId { dev: 0, ino: 0 })
-    }
+    m.is_dir().then(|| sys::file_id(&m))
 }
 
 /// Split an absolute, already `path.resolve`d path into (dir, base).

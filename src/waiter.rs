@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::lockfile::{Attempt, WaitFile};
 use crate::oserror::OsError;
 use crate::registry;
+use crate::sys::{self, errno, ChangeWatcher, WakeReceiver, WakeSender, WatchId};
 
 /// Fallback poll for a lock held through the OS lock elsewhere.
 pub const FALLBACK_POLL: Duration = Duration::from_millis(50);
@@ -54,7 +55,7 @@ enum Cmd {
 
 struct Shared {
     cmds: Mutex<Vec<Cmd>>,
-    wake_w: i32,
+    wake: WakeSender,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -85,84 +86,53 @@ fn seam_count(what: &str) -> Option<u32> {
 }
 
 /// Test-only seam, `SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`: the
-/// first `n` calls to `inotify_add_watch` of the waiting thread fail with
-/// `ENOSPC` (as when `fs.inotify.max_user_watches` is exhausted). Read once,
-/// when the thread starts.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // inotify is Linux-only
+/// first `n` watches the waiting thread adds fail with `ENOSPC` (as when
+/// `fs.inotify.max_user_watches` is exhausted). Read once, when the thread
+/// starts.
 fn injected_add_watch_failures() -> u32 {
     seam_count("add-watch").unwrap_or(0)
 }
 
-fn close_fd(fd: i32) {
-    if fd >= 0 {
-        // SAFETY: closing a descriptor we created and nobody else owns.
-        unsafe { libc::close(fd) };
-    }
-}
-
-fn make_pipe(lock_path: &str) -> Result<[i32; 2], OsError> {
+fn make_wake(lock_path: &str) -> Result<(WakeSender, WakeReceiver), OsError> {
     if injected("pipe") {
-        return Err(OsError::new("EMFILE", libc::EMFILE, "pipe", lock_path));
+        return Err(OsError::new("EMFILE", errno::EMFILE, "pipe", lock_path));
     }
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe() writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(OsError::from_io(
-            &std::io::Error::last_os_error(),
-            "pipe",
-            lock_path,
-        ));
-    }
-    for fd in fds {
-        // SAFETY: plain fcntl flag updates on descriptors we own.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-    }
-    Ok(fds)
+    sys::wake_channel().map_err(|e| OsError::from_io(&e, "pipe", lock_path))
 }
 
-/// The inotify descriptor, `-1` when this kernel has none (polling, said
-/// once on stderr), or the error that stops waiting from starting.
-#[cfg(target_os = "linux")]
-fn make_inotify(lock_path: &str) -> Result<i32, OsError> {
-    let errno = if injected("inotify") {
-        libc::EMFILE
+/// The change watcher, `None` when this platform or kernel has none
+/// (polling; a kernel without it is said once on stderr), or the error that
+/// stops waiting from starting.
+fn make_watcher(lock_path: &str) -> Result<Option<ChangeWatcher>, OsError> {
+    let created = if injected("inotify") {
+        Err(errno::EMFILE)
     } else if injected("inotify-missing") {
-        libc::ENOSYS
+        Err(errno::ENOSYS)
     } else {
-        // SAFETY: no pointers involved.
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if fd >= 0 {
-            return Ok(fd);
-        }
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        ChangeWatcher::create()
     };
-    if matches!(errno, libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) {
-        report_polling(errno);
-        return Ok(-1);
+    match created {
+        Ok(w) => Ok(w),
+        Err(errno) if ChangeWatcher::unsupported(errno) => {
+            report_polling(errno);
+            Ok(None)
+        }
+        Err(errno) => Err(OsError::new(
+            crate::oserror::code_of(errno),
+            errno,
+            ChangeWatcher::CREATE_SYSCALL,
+            lock_path,
+        )),
     }
-    Err(OsError::new(
-        crate::oserror::code_of(errno),
-        errno,
-        "inotify_init1",
-        lock_path,
-    ))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn make_inotify(_lock_path: &str) -> Result<i32, OsError> {
-    Ok(-1)
 }
 
 /// Say once per process that cross-process waits poll.
-#[cfg(target_os = "linux")]
 fn report_polling(errno: i32) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
         eprintln!(
-            "[session-write-lock] inotify is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
+            "[session-write-lock] {} is unavailable ({}): waits for locks held by other processes fall back to polling every {} ms",
+            ChangeWatcher::NAME,
             crate::oserror::code_of(errno),
             PORTABLE_POLL.as_millis()
         );
@@ -173,20 +143,15 @@ fn report_polling(errno: i32) {
 /// for it poll ([`unwatched_poll`]) instead of waking on its events.
 /// `ENOENT` is not reported: the file was just removed (its holder released),
 /// and the next attempt runs at once.
-#[cfg(target_os = "linux")]
 fn report_watch_failed(errno: i32, path: &str) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
-        let hint = if errno == libc::ENOSPC {
-            " (fs.inotify.max_user_watches is used up)"
-        } else {
-            ""
-        };
         eprintln!(
-            "[session-write-lock] inotify_add_watch failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling (every {} ms, slowing to {} ms; said once per process)",
+            "[session-write-lock] {} failed with {} for {}{}: waits for a lock file that cannot be watched fall back to polling (every {} ms, slowing to {} ms; said once per process)",
+            ChangeWatcher::WATCH_SYSCALL,
             crate::oserror::code_of(errno),
             path,
-            hint,
+            ChangeWatcher::limit_hint(errno),
             PORTABLE_POLL.as_millis(),
             FALLBACK_POLL.as_millis()
         );
@@ -194,8 +159,9 @@ fn report_watch_failed(errno: i32, path: &str) {
 }
 
 /// The running machinery, started on first use. When it cannot be started
-/// (no descriptor for the wake pipe or inotify, no thread), the error is
-/// returned, nothing is kept, and the next call tries again.
+/// (no descriptor for the wake channel or the watcher, no thread), the error
+/// is returned, nothing is kept (dropping what was made closes it), and the
+/// next call tries again.
 fn shared(lock_path: &str) -> Result<&'static Shared, OsError> {
     if let Some(s) = SHARED.get() {
         return Ok(s);
@@ -204,45 +170,32 @@ fn shared(lock_path: &str) -> Result<&'static Shared, OsError> {
     if let Some(s) = SHARED.get() {
         return Ok(s);
     }
-    let [read_fd, write_fd] = make_pipe(lock_path)?;
-    let inotify_fd = match make_inotify(lock_path) {
-        Ok(fd) => fd,
-        Err(e) => {
-            close_fd(read_fd);
-            close_fd(write_fd);
-            return Err(e);
-        }
-    };
+    let (wake, wake_rx) = make_wake(lock_path)?;
+    let watcher = make_watcher(lock_path)?;
     let spawned = if injected("spawn") {
-        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+        Err(std::io::Error::from_raw_os_error(errno::EAGAIN))
     } else {
         std::thread::Builder::new()
             .name("session-write-lock-waiter".into())
             .stack_size(256 * 1024)
-            .spawn(move || run(read_fd, inotify_fd))
+            .spawn(move || run(wake_rx, watcher))
     };
     if let Err(e) = spawned {
-        close_fd(read_fd);
-        close_fd(write_fd);
-        close_fd(inotify_fd);
         let mut err = OsError::from_io(&e, "pthread_create", lock_path);
         if e.raw_os_error().is_none() {
-            err = OsError::new("EAGAIN", libc::EAGAIN, "pthread_create", lock_path);
+            err = OsError::new("EAGAIN", errno::EAGAIN, "pthread_create", lock_path);
         }
         return Err(err);
     }
     Ok(SHARED.get_or_init(|| Shared {
         cmds: Mutex::new(Vec::new()),
-        wake_w: write_fd,
+        wake,
     }))
 }
 
 fn send(s: &Shared, cmd: Cmd) {
     s.cmds.lock().unwrap_or_else(|e| e.into_inner()).push(cmd);
-    let b = 1u8;
-    // SAFETY: writing one byte from a valid buffer; a full pipe (EAGAIN)
-    // already guarantees a pending wake-up.
-    unsafe { libc::write(s.wake_w, (&b as *const u8).cast(), 1) };
+    s.wake.wake();
 }
 
 /// Start contending for `key` on behalf of its queue head. `wait` is the
@@ -273,7 +226,7 @@ pub fn stop(key: Arc<str>) {
 struct Entry {
     lock_path: Arc<str>,
     wait: Option<WaitFile>,
-    wd: Option<i32>,
+    wd: Option<WatchId>,
     due: Instant,
     /// Quick retries left after a wake-up whose attempt still found the lock
     /// busy (see [`RETRY_AFTER_WAKE`]).
@@ -308,165 +261,108 @@ const RETRY_AFTER_WAKE: [Duration; 3] = [
 const SPIN_AFTER_WAKE: Duration = Duration::from_micros(150);
 
 struct Watches {
-    #[cfg(target_os = "linux")]
-    fd: i32,
-    by_wd: HashMap<i32, Vec<Arc<str>>>,
-    /// Test seam: `inotify_add_watch` calls left to fail (see
+    /// `None`: no change notification here; every wait polls.
+    watcher: Option<ChangeWatcher>,
+    by_wd: HashMap<WatchId, Vec<Arc<str>>>,
+    /// Test seam: watches left to fail (see
     /// [`injected_add_watch_failures`]).
-    #[cfg(target_os = "linux")]
     fail_add_watch: u32,
 }
 
-#[cfg(target_os = "linux")]
-const WATCH_MASK: u32 = libc::IN_CLOSE_WRITE
-    | libc::IN_CLOSE_NOWRITE
-    | libc::IN_ATTRIB
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF
-    | libc::IN_DONT_FOLLOW;
-
 impl Watches {
-    fn new(fd: i32) -> Self {
-        #[cfg(not(target_os = "linux"))]
-        let _ = fd;
+    fn new(watcher: Option<ChangeWatcher>) -> Self {
+        let fail_add_watch = if watcher.is_some() {
+            injected_add_watch_failures()
+        } else {
+            0
+        };
         Watches {
-            #[cfg(target_os = "linux")]
-            fd,
+            watcher,
             by_wd: HashMap::new(),
-            #[cfg(target_os = "linux")]
-            fail_add_watch: if fd >= 0 {
-                injected_add_watch_failures()
-            } else {
-                0
-            },
+            fail_add_watch,
         }
     }
 
     fn available(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            self.fd >= 0
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            false
-        }
+        self.watcher.is_some()
     }
 
-    /// Watch the inode currently at `path` for `key`; returns the wd, or
+    /// Watch the file currently at `path` for `key`; returns the watch, or
     /// `None` when it cannot be watched (the caller then polls; a failure
     /// other than `ENOENT` is said once per process on stderr).
-    fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<i32>) -> Option<i32> {
-        #[cfg(target_os = "linux")]
-        {
-            if self.fd < 0 {
-                return None;
+    fn watch(&mut self, key: &Arc<str>, path: &str, old: Option<WatchId>) -> Option<WatchId> {
+        let watcher = self.watcher.as_mut()?;
+        let wd = if self.fail_add_watch > 0 {
+            self.fail_add_watch -= 1;
+            Err(errno::ENOSPC)
+        } else {
+            watcher.add(path)
+        };
+        let new = match wd {
+            Ok(wd) => Some(wd),
+            Err(errno) => {
+                if errno != errno::ENOENT {
+                    report_watch_failed(errno, path);
+                }
+                None
             }
-            let c = std::ffi::CString::new(path).ok()?;
-            let wd = if self.fail_add_watch > 0 {
-                self.fail_add_watch -= 1;
-                Err(libc::ENOSPC)
-            } else {
-                // SAFETY: valid NUL-terminated path and our inotify descriptor.
-                let wd = unsafe { libc::inotify_add_watch(self.fd, c.as_ptr(), WATCH_MASK) };
-                if wd >= 0 {
-                    Ok(wd)
-                } else {
-                    Err(std::io::Error::last_os_error()
-                        .raw_os_error()
-                        .unwrap_or(libc::EIO))
-                }
-            };
-            let new = match wd {
-                Ok(wd) => Some(wd),
-                Err(errno) => {
-                    if errno != libc::ENOENT {
-                        report_watch_failed(errno, path);
-                    }
-                    None
-                }
-            };
-            if new != old {
-                if let Some(o) = old {
-                    self.unwatch(key, o);
-                }
-                if let Some(n) = new {
-                    let v = self.by_wd.entry(n).or_default();
-                    if !v.iter().any(|k| k == key) {
-                        v.push(key.clone());
-                    }
+        };
+        if new != old {
+            if let Some(o) = old {
+                self.unwatch(key, o);
+            }
+            if let Some(n) = new {
+                let v = self.by_wd.entry(n).or_default();
+                if !v.iter().any(|k| k == key) {
+                    v.push(key.clone());
                 }
             }
-            new
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (key, path, old);
-            None
-        }
+        new
     }
 
-    fn unwatch(&mut self, key: &Arc<str>, wd: i32) {
+    fn unwatch(&mut self, key: &Arc<str>, wd: WatchId) {
         if let Some(v) = self.by_wd.get_mut(&wd) {
             v.retain(|k| k != key);
             if v.is_empty() {
                 self.by_wd.remove(&wd);
-                #[cfg(target_os = "linux")]
-                // SAFETY: removing a watch we added; failure is harmless.
-                unsafe {
-                    libc::inotify_rm_watch(self.fd, wd);
+                if let Some(w) = self.watcher.as_mut() {
+                    w.remove(wd);
                 }
             }
         }
     }
 
-    /// Read pending events; returns the keys to retry now.
-    fn drain(&mut self) -> Vec<Arc<str>> {
-        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-        // filled from inotify on Linux only
+    /// Block until woken, a watch fires or `timeout_ms` passes; returns the
+    /// keys whose files changed (to retry now).
+    fn wait(&mut self, wake: &WakeReceiver, timeout_ms: Option<u32>) -> Vec<Arc<str>> {
         let mut due = Vec::new();
-        #[cfg(target_os = "linux")]
-        {
-            if self.fd < 0 {
-                return due;
+        let Some(watcher) = self.watcher.as_mut() else {
+            wake.wait(timeout_ms);
+            return due;
+        };
+        let mut fired = Vec::new();
+        watcher.wait(wake, timeout_ms, &mut fired);
+        for f in fired {
+            if let Some(keys) = self.by_wd.get(&f.id) {
+                due.extend(keys.iter().cloned());
             }
-            let mut buf = [0u8; 4096];
-            loop {
-                // SAFETY: reading into a valid buffer of its length.
-                let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 {
-                    break;
-                }
-                let n = n as usize;
-                let mut off = 0;
-                let hdr = std::mem::size_of::<libc::inotify_event>();
-                while off + hdr <= n {
-                    // SAFETY: the kernel wrote whole events; read_unaligned
-                    // copes with the byte buffer's alignment.
-                    let ev: libc::inotify_event =
-                        unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
-                    if let Some(keys) = self.by_wd.get(&ev.wd) {
-                        due.extend(keys.iter().cloned());
-                    }
-                    if ev.mask & libc::IN_IGNORED != 0 {
-                        // The kernel dropped the watch (inode gone); the wd
-                        // may be reused, so forget it.
-                        self.by_wd.remove(&ev.wd);
-                    }
-                    off += hdr + ev.len as usize;
-                }
+            if f.dropped {
+                // The watch is gone (inode gone); the id may be reused, so
+                // forget it.
+                self.by_wd.remove(&f.id);
             }
         }
         due
     }
 }
 
-fn run(wake_r: i32, inotify_fd: i32) {
+fn run(wake: WakeReceiver, watcher: Option<ChangeWatcher>) {
     let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
-    let mut watches = Watches::new(inotify_fd);
+    let mut watches = Watches::new(watcher);
     loop {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tick(wake_r, &mut entries, &mut watches)
+            tick(&wake, &mut entries, &mut watches)
         }));
         if step.is_err() {
             // A bug must not kill waiting for good: forget the entries (their
@@ -477,36 +373,14 @@ fn run(wake_r: i32, inotify_fd: i32) {
     }
 }
 
-fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
     let now = Instant::now();
-    let timeout_ms: i32 = entries
+    let timeout_ms: Option<u32> = entries
         .values()
         .map(|e| e.due.saturating_duration_since(now))
         .min()
-        .map(|d| d.as_millis().min(60_000) as i32 + i32::from(d.subsec_micros() % 1000 != 0))
-        .unwrap_or(-1);
-    let mut fds = [
-        libc::pollfd {
-            fd: wake_r,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            #[cfg(target_os = "linux")]
-            fd: watches.fd,
-            #[cfg(not(target_os = "linux"))]
-            fd: -1,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: two valid pollfd structs.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-    if fds[0].revents != 0 {
-        let mut b = [0u8; 256];
-        // SAFETY: draining the non-blocking wake pipe into a valid buffer.
-        while unsafe { libc::read(wake_r, b.as_mut_ptr().cast(), b.len()) } > 0 {}
-    }
+        .map(|d| d.as_millis().min(60_000) as u32 + u32::from(d.subsec_micros() % 1000 != 0));
+    let changed = watches.wait(wake, timeout_ms);
     let Some(s) = SHARED.get() else {
         // Published right after the spawn; a command cannot predate it.
         return;
@@ -542,7 +416,7 @@ fn tick(wake_r: i32, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watch
             }
         }
     }
-    for key in watches.drain() {
+    for key in changed {
         if let Some(e) = entries.get_mut(&key) {
             e.due = now;
             e.quick = RETRY_AFTER_WAKE.len() as u8;
