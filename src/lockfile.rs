@@ -145,7 +145,7 @@ fn open_lock_path(path: &Path, path_str: &str) -> Result<(File, bool, std::fs::M
                 };
                 return Ok((f, true, meta));
             }
-            Err(e) if e.raw_os_error() == Some(errno::EEXIST) => {
+            Err(e) if sys::errno_of(&e) == Some(errno::EEXIST) => {
                 if let Some((f, meta)) = open_existing(path, path_str)? {
                     return Ok((f, false, meta));
                 }
@@ -167,7 +167,7 @@ fn open_existing(
 ) -> Result<Option<(File, std::fs::Metadata)>, OsError> {
     let file = match sys::open_existing(path) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(errno::ENOENT) => return Ok(None),
+        Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => return Ok(None),
         Err(e) => return Err(classify_open_error(&e, path, path_str)),
     };
     let meta = file
@@ -252,7 +252,7 @@ fn publish(
         .metadata()
         .map_err(|e| OsError::from_io(&e, "fstat", path_str))?;
     if let Err(e) = sys::link_unnamed(&file, path) {
-        if e.raw_os_error() == Some(errno::EEXIST) {
+        if sys::errno_of(&e) == Some(errno::EEXIST) {
             return Ok(Publish::Exists);
         }
         // No /proc, or linking an unnamed file refused here (ENOENT, EPERM,
@@ -262,8 +262,8 @@ fn publish(
     }
     count(COUNT_TMPFILE);
     Ok(Publish::Done(LockFile {
+        id: sys::file_id(&file, &meta),
         file,
-        id: sys::file_id(&meta),
         written: buf.into_bytes(),
         created_ms: 0,
     }))
@@ -306,7 +306,7 @@ fn create_temp(path: &Path) -> Option<io::Result<(File, std::path::PathBuf)>> {
     loop {
         match sys::create_new(&tmp) {
             Ok(f) => return Some(Ok((f, tmp))),
-            Err(e) if e.raw_os_error() == Some(errno::EEXIST) && tries < 8 => {
+            Err(e) if sys::errno_of(&e) == Some(errno::EEXIST) && tries < 8 => {
                 tries += 1;
                 tmp = temp_name(path)?;
             }
@@ -365,12 +365,12 @@ fn publish_linked(
             return Err(OsError::from_io(&e, "fstat", path_str));
         }
     };
-    let linked = std::fs::hard_link(&tmp, path);
-    cleanup(&tmp);
-    match linked {
+    // Unix: link, then drop the temporary name; Windows: a rename that
+    // never replaces.
+    match sys::publish_temp(&file, &tmp, path) {
         Ok(()) => {}
         Err(e) => {
-            return match e.raw_os_error() {
+            return match sys::errno_of(&e) {
                 Some(errno::EEXIST) => Ok(Linked::Exists),
                 Some(errno::EPERM)
                 | Some(errno::EOPNOTSUPP)
@@ -382,8 +382,8 @@ fn publish_linked(
     }
     count(COUNT_TEMP_LINK);
     Ok(Linked::Done(LockFile {
+        id: sys::file_id(&file, &meta),
         file,
-        id: sys::file_id(&meta),
         written: buf.into_bytes(),
         created_ms: 0,
     }))
@@ -402,7 +402,7 @@ fn non_regular_error(meta: &std::fs::Metadata, path_str: &str) -> OsError {
 }
 
 fn classify_open_error(e: &io::Error, path: &Path, path_str: &str) -> OsError {
-    match e.raw_os_error() {
+    match sys::errno_of(e) {
         Some(errno::ELOOP) | Some(errno::EISDIR) => OsError::from_io(e, "open", path_str),
         // A socket (ENXIO), or anything else odd: say what is there if we can.
         Some(errno::ENXIO) | Some(errno::EOPNOTSUPP) | Some(errno::ETXTBSY) => {
@@ -421,10 +421,7 @@ fn try_lock_exclusive(file: &File, path_str: &str) -> Result<bool, OsError> {
 
 /// Does `path` (not following a final symlink) name the inode `id`?
 pub fn path_names(path: &Path, id: FileId) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => sys::file_id(&m) == id,
-        Err(_) => false,
-    }
+    sys::path_id(path) == Some(id)
 }
 
 /// Read at most `MAX_PAYLOAD_BYTES + 1` bytes from the start of `file`.
@@ -458,8 +455,8 @@ impl Probe {
     /// error (`ELOOP`, `EISDIR`, `EINVAL`), as for an acquire.
     pub fn open(path: &Path, path_str: &str) -> Result<Option<Probe>, OsError> {
         Ok(open_existing(path, path_str)?.map(|(file, meta)| Probe {
+            id: sys::file_id(&file, &meta),
             file,
-            id: sys::file_id(&meta),
             mtime_ms: sys::mtime_ms(&meta),
         }))
     }
@@ -540,7 +537,7 @@ pub fn attempt(
                 },
             },
         };
-        let id = sys::file_id(&meta);
+        let id = sys::file_id(&file, &meta);
         let mut locked = try_lock_exclusive(&file, path_str)?;
         if !locked && created {
             // Another process may be inspecting the file we just created; it
@@ -611,7 +608,7 @@ pub fn attempt(
                         Ok(None) => {}
                         Err(e)
                             if matches!(
-                                e.raw_os_error(),
+                                sys::errno_of(&e),
                                 Some(errno::EPERM) | Some(errno::EACCES)
                             ) => {}
                         Err(e) => return Err(OsError::from_io(&e, "rename", path_str)),
@@ -640,8 +637,8 @@ pub fn attempt(
     // waits and tries again.
     let (file, _, meta) = open_lock_path(path, path_str)?;
     Ok(Attempt::Busy(WaitFile {
+        id: sys::file_id(&file, &meta),
         file,
-        id: sys::file_id(&meta),
         legacy: true,
     }))
 }
@@ -764,7 +761,7 @@ impl LockFile {
         };
         if let Err(e) = sys::exchange(&tmp, path) {
             drop_tmp(&tmp);
-            return match e.raw_os_error() {
+            return match sys::errno_of(&e) {
                 Some(errno::EINVAL) | Some(errno::ENOSYS) | Some(errno::EOPNOTSUPP) => Ok(None),
                 // Nothing at the lock path any more: our file was deleted.
                 Some(errno::ENOENT) => Ok(Some(Rewrite::Lost)),
@@ -782,8 +779,8 @@ impl LockFile {
         }
         drop_tmp(&tmp);
         // The old file (unlinked now) closes here, freeing its OS lock.
+        self.id = sys::file_id(&file, &meta);
         self.file = file;
-        self.id = sys::file_id(&meta);
         self.written.clear();
         self.written.extend_from_slice(bytes);
         Ok(Some(Rewrite::Done))
