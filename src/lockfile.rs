@@ -478,9 +478,9 @@ impl Probe {
         if !path_names(path, self.id) {
             return Ok(false);
         }
-        match std::fs::remove_file(path) {
+        match sys::remove_name(&self.file, path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => Ok(false),
             Err(e) => Err(OsError::from_io(&e, "unlink", path_str)),
         }
     }
@@ -616,9 +616,9 @@ pub fn attempt(
                     lf.file
                 };
                 // Remove the name, then race for a fresh exclusive create.
-                match std::fs::remove_file(path) {
+                match sys::remove_name(&file, path) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => {}
                     Err(e) => return Err(OsError::from_io(&e, "unlink", path_str)),
                 }
                 drop(file);
@@ -799,7 +799,7 @@ impl LockFile {
     /// still ours, then close (which drops the OS lock).
     pub fn release(self, path: &Path) {
         if path_names(path, self.id) {
-            let _ = std::fs::remove_file(path);
+            let _ = sys::remove_name(&self.file, path);
         }
         drop(self.file);
     }

@@ -474,7 +474,7 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
         }
         Ok((Attempt::Busy(wait), _, _)) => {
             let legacy = wait.legacy;
-            entry.wait = Some(wait);
+            entry.wait = sys::KEEP_WAIT_HANDLES.then_some(wait);
             // The path may name a new inode now: watch that one.
             entry.wd = watches.watch(key, &lock_path, entry.wd);
             if entry.wd.is_some() {

@@ -93,6 +93,17 @@ pub fn publish_temp(_file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
     linked
 }
 
+/// Remove the name `path` of `file`, a file we hold locked (the caller has
+/// checked that the path names it): `unlink`.
+pub fn remove_name(_file: &File, path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}
+
+/// Whether the waiting thread keeps the descriptor of a busy lock file
+/// between its attempts (so that retries neither open nor close, which
+/// would wake every inotify watcher of the file).
+pub const KEEP_WAIT_HANDLES: bool = true;
+
 /// No native start-time call: the start time comes from [`proc_stat`]
 /// where there is one.
 pub fn start_time(_pid: u32) -> Option<u64> {

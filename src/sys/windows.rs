@@ -51,15 +51,15 @@ use windows_sys::Win32::Foundation::{
     INVALID_HANDLE_VALUE, STILL_ACTIVE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, FileAttributeTagInfo, FileDispositionInfo, FileDispositionInfoEx,
+    CreateFileW, FileAttributeTagInfo, FileDispositionInfo, FileDispositionInfoEx, FileRenameInfo,
     FileStandardInfo, FindCloseChangeNotification, FindFirstChangeNotificationW,
     FindNextChangeNotification, GetFileInformationByHandle, GetFileInformationByHandleEx,
-    GetFileType, LockFileEx, MoveFileExW, SetFileInformationByHandle, UnlockFileEx,
-    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, DELETE, FILE_ATTRIBUTE_DIRECTORY,
-    FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_TAG_INFO,
-    FILE_DISPOSITION_FLAG_DELETE, FILE_DISPOSITION_FLAG_POSIX_SEMANTICS, FILE_DISPOSITION_INFO,
-    FILE_DISPOSITION_INFO_EX, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_READ_ATTRIBUTES,
+    GetFileType, LockFileEx, SetFileInformationByHandle, UnlockFileEx, BY_HANDLE_FILE_INFORMATION,
+    CREATE_NEW, DELETE, FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL,
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_ATTRIBUTE_TAG_INFO, FILE_DISPOSITION_FLAG_DELETE,
+    FILE_DISPOSITION_FLAG_POSIX_SEMANTICS, FILE_DISPOSITION_INFO, FILE_DISPOSITION_INFO_EX,
+    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_GENERIC_READ,
+    FILE_GENERIC_WRITE, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_READ_ATTRIBUTES, FILE_RENAME_INFO,
     FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_STANDARD_INFO, FILE_TYPE_DISK,
     LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, OPEN_EXISTING,
 };
@@ -299,8 +299,7 @@ fn check_regular(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// The identity of an open file: volume serial number and file index
-/// (std's `Metadata` has neither on stable Rust, so the handle is asked).
+/// The identity of an open file: its file index (std's `Metadata` has neither on stable Rust, so the handle is asked).
 pub fn file_id(file: &File, _m: &Metadata) -> FileId {
     handle_id(file).unwrap_or(FileId { dev: 0, ino: 0 })
 }
@@ -312,8 +311,11 @@ fn handle_id(file: &File) -> io::Result<FileId> {
     if unsafe { GetFileInformationByHandle(raw(file), &mut info) } == 0 {
         return Err(last_error());
     }
+    // The file index alone: identities are only ever compared for one path
+    // (one directory, so one volume), and wine reports the volume serial
+    // number as 0 through some handles and not others.
     Ok(FileId {
-        dev: u64::from(info.dwVolumeSerialNumber),
+        dev: 0,
         ino: (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
     })
 }
@@ -510,15 +512,14 @@ pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
 }
 
 /// Give the complete, locked file built under `tmp` the name `target`,
-/// failing with `EEXIST` rather than replacing anything: one rename
-/// (`MoveFileExW` without `MOVEFILE_REPLACE_EXISTING`; our handle, opened
-/// with `FILE_SHARE_DELETE`, stays valid and keeps the lock). On failure the
-/// temporary name is removed.
-pub fn publish_temp(_file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
-    let (from, to) = (wide(tmp), wide(target));
-    // SAFETY: two NUL-terminated UTF-16 paths.
-    if unsafe { MoveFileExW(from.as_ptr(), to.as_ptr(), 0) } == 0 {
-        let err = last_error();
+/// failing with `EEXIST` rather than replacing anything: one rename of the
+/// open handle (`FileRenameInfo` without `ReplaceIfExists`; our handle,
+/// opened with `FILE_SHARE_DELETE`, stays valid and keeps the lock). By
+/// handle rather than by name (`MoveFileExW`): wine deletes a file on close
+/// under the name it was opened by, so a file renamed by name would survive
+/// its own release there. On failure the temporary name is removed.
+pub fn publish_temp(file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
+    if let Err(err) = rename_handle(file, target) {
         let _ = std::fs::remove_file(tmp);
         // SAFETY: reads the calling thread's last status.
         if err.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32)
@@ -532,44 +533,119 @@ pub fn publish_temp(_file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Delete the file of an open handle, whatever its name now is (a file we
-/// hold is only ever deleted through its own handle, so another holder's
-/// file at the same path is never touched). POSIX semantics (the name goes
-/// at once) where the file system offers them; otherwise the classic
-/// disposition (the name goes when the last handle closes). The handle
-/// needs `DELETE` access (every open here has it).
-pub fn remove_by_handle(file: &File) -> io::Result<()> {
-    let ex = FILE_DISPOSITION_INFO_EX {
-        Flags: FILE_DISPOSITION_FLAG_DELETE | FILE_DISPOSITION_FLAG_POSIX_SEMANTICS,
-    };
-    // SAFETY: a valid handle and an input buffer of the class's size.
-    let ok = unsafe {
-        SetFileInformationByHandle(
-            raw(file),
-            FileDispositionInfoEx,
-            (&ex as *const FILE_DISPOSITION_INFO_EX).cast(),
-            std::mem::size_of::<FILE_DISPOSITION_INFO_EX>() as u32,
-        )
-    };
-    if ok != 0 {
-        return Ok(());
+/// The waiting thread does not keep handles of busy lock files between its
+/// attempts: closing a handle wakes no watcher here, and a kept handle keeps
+/// a file that another process deletes with the classic disposition (the
+/// old module, through Node's `fs`) under its name until it closes.
+pub const KEEP_WAIT_HANDLES: bool = false;
+
+/// Remove the name `path` of `file`, a file we hold locked (the caller has
+/// checked that the path names it), through the handle, so only our own
+/// file is ever deleted. With POSIX semantics the name goes at once. Where
+/// the file system has only the classic disposition (the name stays until
+/// the last handle closes, and stays openable under wine), the file is
+/// first renamed by handle to `<path>.<pid>-<n>.del`, so the lock path is
+/// free at once for the next holder (and its directory reports the change),
+/// whoever still has the old file open.
+pub fn remove_name(file: &File, path: &Path) -> io::Result<()> {
+    match set_disposition(file, true) {
+        // Wine 8 accepts the POSIX request and does nothing: believe it only
+        // when the name is gone.
+        Ok(()) if path_id(path).is_none() || path_id(path) != handle_id(file).ok() => return Ok(()),
+        Ok(()) => {}
+        Err(e) if !posix_unsupported(&e) => return Err(e),
+        Err(_) => {}
     }
-    // SAFETY: reads the calling thread's last-error value.
-    match unsafe { GetLastError() } {
-        // No POSIX semantics here (FAT, older Windows, wine): the classic
-        // disposition, for this call only.
-        ERROR_INVALID_PARAMETER | ERROR_NOT_SUPPORTED | ERROR_INVALID_FUNCTION => {}
-        code => return Err(win_error(code)),
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(
+        ".{}-{}.del",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    // Best effort: without the rename the name still goes, later.
+    let _ = rename_handle(file, Path::new(&aside));
+    set_disposition(file, false)
+}
+
+/// No POSIX delete semantics here (FAT, older Windows, wine).
+fn posix_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(|c| c as u32),
+        Some(ERROR_INVALID_PARAMETER | ERROR_NOT_SUPPORTED | ERROR_INVALID_FUNCTION)
+    )
+}
+
+/// Rename the file of `file` to the absolute `target`, never replacing.
+fn rename_handle(file: &File, target: &Path) -> io::Result<()> {
+    // An NT path (`\??\C:\...`): NtSetInformationFile takes no DOS path.
+    let mut name: Vec<u16> = r"\??\".encode_utf16().collect();
+    let t = target.as_os_str().encode_wide().collect::<Vec<u16>>();
+    if t.starts_with(&[u16::from(b'\\'), u16::from(b'\\')]) {
+        if t.get(2) == Some(&u16::from(b'?')) || t.get(2) == Some(&u16::from(b'.')) {
+            name.clear();
+            name.extend_from_slice(&t);
+            name[1] = u16::from(b'?');
+        } else {
+            name.extend("UNC".encode_utf16());
+            name.extend_from_slice(&t[1..]);
+        }
+    } else {
+        name.extend_from_slice(&t);
     }
-    let classic = FILE_DISPOSITION_INFO { DeleteFile: true };
-    // SAFETY: as above.
-    let ok = unsafe {
-        SetFileInformationByHandle(
-            raw(file),
-            FileDispositionInfo,
-            (&classic as *const FILE_DISPOSITION_INFO).cast(),
-            std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
-        )
+    let bytes = std::mem::size_of::<FILE_RENAME_INFO>() + name.len() * 2;
+    // u64 units: FILE_RENAME_INFO is 8-aligned.
+    let mut buf = vec![0u64; bytes.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<FILE_RENAME_INFO>();
+    // SAFETY: `buf` is zeroed, 8-aligned and large enough for the header
+    // and the name that follows it (FileName is the trailing array).
+    unsafe {
+        (*info).Anonymous.ReplaceIfExists = false;
+        (*info).RootDirectory = std::ptr::null_mut();
+        (*info).FileNameLength = (name.len() * 2) as u32;
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            std::ptr::addr_of_mut!((*info).FileName).cast::<u16>(),
+            name.len(),
+        );
+    }
+    // SAFETY: a valid handle with DELETE access and the buffer built above.
+    let ok =
+        unsafe { SetFileInformationByHandle(raw(file), FileRenameInfo, info.cast(), bytes as u32) };
+    if ok == 0 {
+        return Err(last_error());
+    }
+    Ok(())
+}
+
+/// Set the delete disposition of `file`: POSIX semantics (`posix`) or the
+/// classic one.
+fn set_disposition(file: &File, posix: bool) -> io::Result<()> {
+    let ok = if posix {
+        let ex = FILE_DISPOSITION_INFO_EX {
+            Flags: FILE_DISPOSITION_FLAG_DELETE | FILE_DISPOSITION_FLAG_POSIX_SEMANTICS,
+        };
+        // SAFETY: a valid handle and an input buffer of the class's size.
+        unsafe {
+            SetFileInformationByHandle(
+                raw(file),
+                FileDispositionInfoEx,
+                (&ex as *const FILE_DISPOSITION_INFO_EX).cast(),
+                std::mem::size_of::<FILE_DISPOSITION_INFO_EX>() as u32,
+            )
+        }
+    } else {
+        let classic = FILE_DISPOSITION_INFO { DeleteFile: true };
+        // SAFETY: as above.
+        unsafe {
+            SetFileInformationByHandle(
+                raw(file),
+                FileDispositionInfo,
+                (&classic as *const FILE_DISPOSITION_INFO).cast(),
+                std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
+            )
+        }
     };
     if ok == 0 {
         return Err(last_error());
