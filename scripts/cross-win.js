@@ -9,6 +9,7 @@
 //   node scripts/cross-win.js --files smoke,legacy   # only these __test__ files
 //   node scripts/cross-win.js --setup      # install and prepare only (no build, no tests)
 //   node scripts/cross-win.js --shell -- <args>      # run wine's node.exe with <args> (debugging)
+//   node scripts/cross-win.js --latency  # hand-off and killed-holder latency under wine (last build)
 //
 // From scripts/cross.js: `require('./cross-win.js').runWin32({ quick })`
 // returns { built, file, size, libc, tests: { passed, failed, skipped, ok } | null,
@@ -277,7 +278,8 @@ function vitestUnderWine(env, file, files, timeoutMs) {
       NODE_PATH: winPath(env.modules),
       ESBUILD_BINARY_PATH: winPath(env.esbuild),
       SESSION_WRITE_LOCK_NATIVE_PATH: winPath(file),
-      SWL_TEST_EMULATED: 'wine',
+      // Lets a test skip what wine does differently from Windows (said with the reason).
+      SWL_TEST_WINE: '1',
       FORCE_COLOR: '0',
       NO_COLOR: '1',
       CI: process.env.CI || '',
@@ -369,10 +371,18 @@ if (require.main === module) {
     else if (a === '--quick') opts.quick = true
     else if (a === '--setup') opts.setupOnly = true
     else if (a === '--files') opts.files = argv[++i].split(',').filter(Boolean)
+    else if (a === '--latency') {
+      // Hand-off and killed-holder latency under wine, with the last build.
+      const env = setup()
+      const file = path.join(OUT_DIR, SHIPPED_NAME)
+      const r = wineCapture([env.node, winPath(path.join(__dirname, 'win', 'latency.js'))], { SESSION_WRITE_LOCK_NATIVE_PATH: winPath(file) }, 600_000)
+      process.stdout.write(r.text)
+      process.exit(r.status ?? 1)
+    }
     else if (a === '--shell') {
       const env = setup()
       const rest = argv.slice(argv.indexOf('--') + 1)
-      const r = wineCapture([env.node, ...rest], { SWL_TEST_EMULATED: 'wine', NODE_PATH: winPath(env.modules) }, 600_000)
+      const r = wineCapture([env.node, ...rest], { NODE_PATH: winPath(env.modules) }, 600_000)
       process.stdout.write(r.text)
       process.exit(r.status ?? 1)
     } else {
