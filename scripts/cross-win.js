@@ -74,7 +74,7 @@ const SHIPPED_NAME = 'session-write-lock.win32-x64-msvc.node'
 const WIN_FILES = [
   'smoke', 'crossprocess', 'legacy', 'core', 'exclusion', 'errors', 'paths', 'watchdog', 'release-path',
   'worker', 'loading', 'loader', 'hostile', 'clean', 'markers', 'sessions', 'shutdown', 'signals', 'idle',
-  'followups',
+  'followups', 'windows',
 ]
 const QUICK_FILES = ['smoke', 'crossprocess', 'legacy']
 
