@@ -91,7 +91,16 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     if let Some(real) = cached_real_dir(dir) {
         return Ok(real);
     }
-    std::fs::create_dir_all(dir).map_err(|e| OsError::from_io(&e, "mkdir", dir))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let err = OsError::from_io(&e, "mkdir", dir);
+        // Windows reports a file on the way (`a/file/sub`) as "already
+        // exists"; Node and POSIX say what it is: not a directory.
+        if err.code == "EEXIST" {
+            OsError::synthetic("ENOTDIR", "mkdir", dir)
+        } else {
+            err
+        }
+    })?;
     let real = match std::fs::canonicalize(dir) {
         Ok(p) => sys::display_path(p),
         Err(_) => dir.to_string(),
