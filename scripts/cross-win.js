@@ -260,7 +260,8 @@ function build(env) {
 // The DLLs the binary imports (every one must exist on a stock Windows 10).
 function importedDlls(file) {
   const out = capture(`${MINGW}-objdump`, ['-p', file]) || ''
-  return [...out.matchAll(/DLL Name: (\S+)/g)].map((m) => m[1])
+  const names = [...out.matchAll(/DLL Name: (\S+)/g)].map((m) => m[1].toLowerCase())
+  return [...new Set(names)]
 }
 
 // ---------------------------------------------------------------- tests
