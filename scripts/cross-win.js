@@ -345,7 +345,17 @@ function runWin32(opts = {}) {
     return finish()
   }
   let file = path.join(OUT_DIR, SHIPPED_NAME)
-  if (opts.build !== false) file = build(env)
+  if (opts.build !== false) {
+    // Lint-clean for the target, as the Linux build is.
+    log(`cargo clippy --target ${TRIPLE} -- -D warnings`)
+    if (!run('cargo', ['clippy', '--quiet', '--target', TRIPLE, '--', '-D', 'warnings'], { env: { LIBNODE_PATH: env.libnode } })) {
+      row.red = true
+      row.notes.push(`cargo clippy --target ${TRIPLE} -- -D warnings failed`)
+    } else {
+      row.notes.push(`cargo clippy --target ${TRIPLE} -- -D warnings clean`)
+    }
+    file = build(env)
+  }
   if (!file || !fs.existsSync(file)) {
     row.red = true
     row.notes.push('build failed')
