@@ -527,6 +527,17 @@ pub fn attempt(
                     // Released between our link and our open: go again.
                     None => continue,
                 },
+                // A file is there already (the waiting case): open it rather
+                // than build a temporary file just to find the name taken.
+                // Besides saving work, this keeps a waiter's retries from
+                // changing the directory, which is what wakes the waiters
+                // of platforms that watch directories (Windows).
+                Publish::Unsupported if sys::path_id(path).is_some() => {
+                    match open_existing(path, path_str)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    }
+                }
                 Publish::Unsupported => match publish_linked(path, path_str, render)? {
                     Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
                     Linked::Exists => match open_existing(path, path_str)? {
