@@ -108,15 +108,16 @@ let ctx = 0
 let keepAlive = null
 let onFirstUse = null
 
-function pump() {
-  const deliveries = native.takeDeliveries(ctx)
+// Settle what the addon delivered: `deliveries` when it hands them over (a
+// release of this context that granted a waiter of it), else the outbox.
+function pump(deliveries = native.takeDeliveries(ctx)) {
   for (let i = 0; i < deliveries.length; i++) {
     const d = deliveries[i]
     const p = pending.get(d.requestId)
     if (p === undefined) {
       // Granted to a request this context no longer waits for: never leak.
-      // Its release may hand the lock to another waiter here: drain again.
-      if (d.leaseId != null && (native.releaseLease(ctx, d.leaseId) & 2) !== 0) pumpSoon()
+      // Its release may hand the lock to another waiter here: the addon delivers that.
+      if (d.leaseId != null) native.releaseLease(ctx, d.leaseId)
       continue
     }
     pending.delete(d.requestId)
@@ -180,9 +181,9 @@ function onDeadline() {
   if (next !== Infinity && pending.size !== 0) armDeadline(next, Math.ceil(next - now))
 }
 
-function onWake() {
+function onWake(deliveries) {
   try {
-    pump()
+    pump(deliveries)
   } catch (err) {
     process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
   }
@@ -214,7 +215,6 @@ const leaked = new FinalizationRegistry((held) => {
   signals.delete(held.id)
   if (!native.leaseHeld(held.id)) return
   native.releaseLease(ctx, held.id)
-  pumpSoon()
   let line = `${LOG_PREFIX} lock lease garbage-collected without release(); released: ${held.lockPath}`
   if (held.stack) line += `\n${held.stack}`
   process.stderr.write(`${line}\n`)
@@ -257,10 +257,9 @@ class SessionWriteLockLease {
     if (this.#released) return false
     this.#released = true
     leaked.unregister(this)
-    const r = native.releaseLease(ctx, this.#id) // bit 0: dropped, bit 1: deliveries
+    const dropped = native.releaseLease(ctx, this.#id)
     if (signals.size !== 0) abortLease(this.#id, this.lockPath, 'released')
-    if ((r & 2) !== 0) pump()
-    return (r & 1) !== 0
+    return dropped
   }
 
   static releaseWithResult(lease) {
@@ -396,7 +395,6 @@ function runWatchdog(nowMs) {
     for (const id of d.leaseIds) abortLease(id, d.lockPath, `held past maxHoldMs=${d.maxHoldMs}`)
   }
   if (r.nextDeadline != null) scheduleWatchdog(r.nextDeadline)
-  if (r.dropped.length > 0) pump()
   return r.dropped.length
 }
 
@@ -454,13 +452,13 @@ function acquireSessionWriteLock(params) {
       path.resolve(sessionFile),
       owner ?? null,
       params.allowReentrant === true,
-      maxHoldMs === Infinity ? -1 : maxHoldMs,
+      maxHoldMs,
       resolveStaleMs(params.staleMs),
     )
-    if (r.status === 0) {
+    if (r.status === native.AcquireStatus.Granted) {
       return Promise.resolve(makeLease(r.id, r.lockPath, r.token, r.key, r.acquiredAt, maxHoldMs))
     }
-    if (r.status === 2) return Promise.reject(osError(r.error))
+    if (r.status === native.AcquireStatus.Failed) return Promise.reject(osError(r.error))
     if (!armed) {
       try {
         armWake()
@@ -581,7 +579,6 @@ function releaseSync(target) {
   const d = native.releaseKey(ctx, native.existingKey(path.resolve(target)))
   if (d === null) return false
   releaseDropped(d, 'released')
-  pump()
   return true
 }
 
@@ -596,7 +593,6 @@ function release(target) {
 function releaseAllSync() {
   const dropped = native.releaseThread(ctx)
   for (const d of dropped) releaseDropped(d, 'released')
-  pump()
   return dropped.length
 }
 

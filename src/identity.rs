@@ -59,8 +59,13 @@ static START_TIME_OVERRIDES: Mutex<Option<HashMap<u32, Option<u64>>>> = Mutex::n
 /// Fast check that no override is set (the common case never takes the mutex).
 static OVERRIDES_SET: AtomicBool = AtomicBool::new(false);
 
-/// Set (or with `clear`, remove) the start time reported for `pid`.
+/// Set (or with `clear`, remove) the start time reported for `pid`; `clear`
+/// with `pid` 0 removes every override.
 pub fn set_start_time_override(pid: u32, value: Option<u64>, clear: bool) {
+    if clear && pid == 0 {
+        clear_start_time_overrides();
+        return;
+    }
     let mut guard = START_TIME_OVERRIDES
         .lock()
         .unwrap_or_else(|e| e.into_inner());

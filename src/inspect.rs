@@ -4,7 +4,7 @@
 //! An OS-locked file is never stale and never removed. A file of ours
 //! (`"lock": "os"`) whose OS lock is free is stale: the old rules' reasons,
 //! then `not-held`. An old-module file is judged by the old rules alone, with
-//! the sweep's `orphan-self-pid` rule (see [`legacy::Rules::Sweep`]), plus
+//! the sweep's `orphan-self-pid` rule (see [`staleness::Rules::Sweep`]), plus
 //! `non-openclaw-owner` when the caller has read the owner's command line and
 //! found it is not OpenClaw's (the caller passes that pid; it applies only if
 //! the file, read again here under this call, still names that pid, is not
@@ -13,12 +13,10 @@
 //! names the inode we judged, so a file created or taken over meanwhile by a
 //! new holder is never removed.
 
-use std::path::Path;
-
-use crate::legacy;
 use crate::lockfile::Probe;
 use crate::oserror::OsError;
 use crate::payload;
+use crate::staleness;
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -52,8 +50,7 @@ pub fn inspect_with(
     non_openclaw_pid: Option<u32>,
 ) -> Report {
     let mut r = Report::default();
-    let path = Path::new(lock_path);
-    let probe = match Probe::open(path, lock_path) {
+    let probe = match Probe::open(lock_path) {
         Ok(Some(p)) => p,
         Ok(None) => {
             r.error = Some(OsError::synthetic("ENOENT", "open", lock_path));
@@ -70,13 +67,13 @@ pub fn inspect_with(
     r.os = p.os_lock;
     r.hostname = p.hostname.clone();
     r.max_hold_ms = p.max_hold_ms;
-    let verdict = legacy::judge_with(
+    let verdict = staleness::judge_with(
         &p,
         probe.mtime_ms,
         now_ms,
         stale_ms,
         false,
-        legacy::Rules::Sweep,
+        staleness::Rules::Sweep,
     );
     r.pid_alive = verdict.pid_alive;
     r.age_ms = verdict.age_ms;
@@ -106,7 +103,7 @@ pub fn inspect_with(
         r.owner_checkable = verdict.owner_checkable;
     }
     if r.stale && remove {
-        match probe.remove_if_named(path, lock_path) {
+        match probe.remove_if_named(lock_path) {
             Ok(removed) => r.removed = removed,
             Err(e) => r.error = Some(e),
         }
@@ -121,9 +118,16 @@ pub fn judge_payload_text(
     json: &[u8],
     now_ms: i64,
     stale_ms: u64,
-) -> (payload::ParsedPayload, legacy::Verdict) {
+) -> (payload::ParsedPayload, staleness::Verdict) {
     let p = payload::parse(json);
-    let v = legacy::judge_with(&p, i64::MIN, now_ms, stale_ms, false, legacy::Rules::Sweep);
+    let v = staleness::judge_with(
+        &p,
+        i64::MIN,
+        now_ms,
+        stale_ms,
+        false,
+        staleness::Rules::Sweep,
+    );
     (p, v)
 }
 
@@ -150,8 +154,7 @@ pub enum StrayTemp {
 /// (before its OS lock is taken) or OS-locked, so it is never removed.
 /// Never follows symlinks; a non-regular file reports an error and is kept.
 pub fn remove_stray_temp(path: &str, now_ms: f64, grace_ms: f64) -> Result<StrayTemp, OsError> {
-    let p = Path::new(path);
-    let Some(probe) = Probe::open(p, path)? else {
+    let Some(probe) = Probe::open(path)? else {
         return Ok(StrayTemp::Gone);
     };
     let age = now_ms - probe.mtime_ms as f64;
@@ -161,5 +164,5 @@ pub fn remove_stray_temp(path: &str, now_ms: f64, grace_ms: f64) -> Result<Stray
     if !probe.try_lock(path)? {
         return Ok(StrayTemp::Held);
     }
-    Ok(StrayTemp::Removed(probe.remove_if_named(p, path)?))
+    Ok(StrayTemp::Removed(probe.remove_if_named(path)?))
 }

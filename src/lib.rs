@@ -1,20 +1,25 @@
 //! session-write-lock: session write locks for an AI-agent gateway, on OS
 //! advisory locks.
 //!
-//! The lock engine (`lockfile`, `identity`, `payload`, `legacy`, `paths`,
-//! `registry`, `waiter`) is plain Rust that `cargo test` exercises without
-//! Node; `binding` is the thin napi layer the JS package (`index.js`) calls.
+//! The lock engine (`lockfile`, `acquire`, `identity`, `payload`,
+//! `staleness`, `paths`, `registry`, `wait_thread`, `inspect`, `marker`) is
+//! plain Rust that `cargo test` exercises without Node; every OS call is in
+//! `sys`; `binding` is the thin napi layer the JS package (`index.js`)
+//! calls. The module map and the order of dependencies: docs/design.md.
 
+pub mod acquire;
 pub mod identity;
 pub mod inspect;
-pub mod legacy;
 pub mod lockfile;
 pub mod marker;
 pub mod oserror;
 pub mod paths;
 pub mod payload;
 pub mod registry;
+pub mod session;
+pub mod staleness;
 pub mod sys;
-pub mod waiter;
+pub mod wait_thread;
 
 mod binding;
+mod context;

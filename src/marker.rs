@@ -11,7 +11,6 @@
 //! is never touched; a file there that is not a marker is never overwritten.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -60,17 +59,16 @@ fn open_inner(
     thread: u64,
     recovered: &mut Option<String>,
 ) -> Result<u64, OsError> {
-    let p = Path::new(path);
     // An inspector (cleanStaleLockFiles, recovery, the CLI) may hold an
     // orphaned marker's lock for a moment: retry briefly before saying EBUSY.
     for round in 0..200 {
-        if let Some(probe) = lockfile::Probe::open(p, path)? {
+        if let Some(probe) = lockfile::Probe::open(path)? {
             if probe.try_lock(path)? {
                 let bytes = probe.read();
                 if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES || !is_marker(&bytes) {
                     return Err(OsError::synthetic("EEXIST", "open", path));
                 }
-                if probe.remove_if_named(p, path)? && recovered.is_none() {
+                if probe.remove_if_named(path)? && recovered.is_none() {
                     *recovered = Some(String::from_utf8_lossy(&bytes).into_owned());
                 }
                 continue;
@@ -78,7 +76,7 @@ fn open_inner(
         } else {
             // Nothing there: create. A file that appears meanwhile is never
             // judged here (`Wait`): the next round looks at it as above.
-            let a = lockfile::attempt(p, path, None, &mut |_, _| Judgement::Wait, &mut |buf| {
+            let a = lockfile::attempt(path, None, &mut |_, _| Judgement::Wait, &mut |buf| {
                 buf.push_str(json)
             })?;
             if let Attempt::Acquired(file) = a {
@@ -114,7 +112,7 @@ pub fn update(id: u64, json: &str) -> Result<bool, OsError> {
 pub fn close(id: u64) -> bool {
     match with_open(|m| m.remove(&id)) {
         Some((path, _, file)) => {
-            file.release(Path::new(&path));
+            file.release(&path);
             true
         }
         None => false,
@@ -180,7 +178,7 @@ pub fn collect_orphans(dir: &str, remove: bool) -> Result<Vec<Orphan>, OsError> 
 }
 
 fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
-    let probe = lockfile::Probe::open(Path::new(path), path).ok()??;
+    let probe = lockfile::Probe::open(path).ok()??;
     if !probe.try_lock(path).ok()? {
         return None; // a live owner
     }
@@ -189,7 +187,7 @@ fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
         // Not one of our markers (another tool's file, or garbage): leave it.
         return None;
     }
-    if remove && !probe.remove_if_named(Path::new(path), path).ok()? {
+    if remove && !probe.remove_if_named(path).ok()? {
         // Replaced or taken meanwhile: not ours to report.
         return None;
     }

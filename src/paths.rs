@@ -18,7 +18,7 @@
 //! old spelling. A directory removed between this check and the open of the
 //! lock file makes the open fail with `ENOENT`; the caller then calls
 //! [`forget`] and normalizes again, which recreates it (see
-//! `binding::acquire`).
+//! `session::acquire`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,12 +43,12 @@ static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
 const CACHE_LIMIT: usize = 4096;
 
 fn stat_id(p: &str) -> Option<FileId> {
-    sys::dir_id(std::path::Path::new(p), true)
+    sys::dir_id(p, true)
 }
 
 /// Like `stat_id`, without following a final symlink.
 fn lstat_id(p: &str) -> Option<FileId> {
-    sys::dir_id(std::path::Path::new(p), false)
+    sys::dir_id(p, false)
 }
 
 /// Split an absolute, already `path.resolve`d path into (dir, base). A
@@ -120,6 +120,15 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
         );
     }
     Ok(real)
+}
+
+/// What an error reports for a session whose directory could not be
+/// resolved: the resolved path itself as key, and `<resolved>.lock`.
+pub fn unresolved(resolved: &str) -> SessionPaths {
+    SessionPaths {
+        key: resolved.to_string(),
+        lock_path: format!("{resolved}.lock"),
+    }
 }
 
 /// Normalize an absolute session path (the JS side has applied

@@ -1,6 +1,6 @@
 //! Property tests (the fuzzing of issue 7). `cargo fuzz` needs a nightly
 //! toolchain, which this project does not use, so the parsers and rules are
-//! fuzzed with proptest instead, and every input under `fuzz/corpus/` is
+//! fuzzed with proptest instead, and every input under `tests/corpus/` is
 //! replayed on each run. A panic anywhere here is a bug in the core.
 //!
 //! Run: `cargo test --test props` (PROPTEST_CASES=N for a longer run).
@@ -13,14 +13,14 @@ use std::sync::{Arc, Barrier};
 
 use proptest::prelude::*;
 
+use session_write_lock::acquire;
 use session_write_lock::identity;
-use session_write_lock::legacy;
 use session_write_lock::lockfile::{self, Attempt, Judgement};
 use session_write_lock::paths;
 use session_write_lock::payload::{self, LockPayload, ParsedPayload, MAX_PAYLOAD_BYTES};
-use session_write_lock::registry;
+use session_write_lock::staleness;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
 fn scratch(name: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -95,7 +95,7 @@ fn check_parsed(bytes: &[u8], p: &ParsedPayload) {
 }
 
 /// The judge's reasons are in contract order and drawn from the known set.
-fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
+fn check_verdict(p: &ParsedPayload, v: &staleness::Verdict, now: i64) {
     const ORDER: [&str; 7] = [
         "missing-pid",
         "dead-pid",
@@ -132,7 +132,7 @@ fn check_verdict(p: &ParsedPayload, v: &legacy::Verdict, now: i64) {
     // A createdAt more than 5 minutes ahead of the clock is invalid too.
     let future = p
         .created_at_ms
-        .is_some_and(|c| now.saturating_sub(c) < -legacy::MAX_FUTURE_SKEW_MS);
+        .is_some_and(|c| now.saturating_sub(c) < -staleness::MAX_FUTURE_SKEW_MS);
     assert_eq!(
         p.created_at_ms.is_none() || future,
         v.reasons.contains(&"invalid-createdAt")
@@ -162,9 +162,9 @@ fn corpus_payloads_parse_and_judge_without_panicking() {
         check_parsed(&bytes, &p);
         for stale_ms in [0u64, 1, 5_000, 1_800_000, u64::MAX] {
             for mtime in [now, now - 4_000, now - 10_000, 0] {
-                let v = legacy::judge(&p, mtime, now, stale_ms, false);
+                let v = staleness::judge(&p, mtime, now, stale_ms, false);
                 check_verdict(&p, &v, now);
-                let _ = registry::judge_found(&p, mtime, stale_ms);
+                let _ = acquire::judge_found(&p, mtime, stale_ms);
             }
         }
         eprintln!("corpus payload/{name}: ok ({} bytes)", bytes.len());
@@ -440,8 +440,8 @@ proptest! {
         stale_ms in prop_oneof![Just(0u64), Just(1), 1u64..10_000_000, Just(u64::MAX)],
         we_hold in any::<bool>(),
     ) {
-        let now = registry::now_ms();
-        let v = legacy::judge(&p, now - mtime_back, now, stale_ms, we_hold);
+        let now = acquire::now_ms();
+        let v = staleness::judge(&p, now - mtime_back, now, stale_ms, we_hold);
         check_verdict(&p, &v, now);
         if we_hold { prop_assert!(!v.reasons.contains(&"orphan-self-pid")); }
         if p.hostname.as_deref() == Some("elsewhere.example") {
@@ -459,7 +459,7 @@ proptest! {
         now in any::<i64>(),
         stale_ms in any::<u64>(),
     ) {
-        let v = legacy::judge(&p, mtime, now, stale_ms, false);
+        let v = staleness::judge(&p, mtime, now, stale_ms, false);
         check_verdict(&p, &v, now);
     }
 
@@ -495,17 +495,16 @@ proptest! {
         fs::hard_link(&victim, &lock).unwrap();
         let victim_ino = fs::metadata(&victim).unwrap().ino();
         let r = lockfile::attempt(
-            &lock,
             lock.to_str().unwrap(),
             None,
-            &mut |p, mtime| registry::judge_found(p, mtime, 1_800_000),
+            &mut |p, mtime| acquire::judge_found(p, mtime, 1_800_000),
             &mut |s| s.push_str("{\"lock\": \"os\"}"),
         );
         prop_assert_eq!(fs::read(&victim).unwrap(), content);
         match r {
             Ok(Attempt::Acquired(lf)) => {
                 prop_assert_ne!(fs::metadata(&lock).unwrap().ino(), victim_ino);
-                lf.release(&lock);
+                lf.release(lock.to_str().unwrap());
                 prop_assert!(!lock.exists());
             }
             Ok(Attempt::Busy(w)) => prop_assert!(w.legacy),
@@ -554,7 +553,6 @@ proptest! {
         let a = render(created, hold_a, &token_a);
         let b = render(if keep_created { created } else { created2 }, hold_b, &token_b);
         let Ok(Attempt::Acquired(mut lf)) = lockfile::attempt(
-            &lock,
             lock.to_str().unwrap(),
             None,
             &mut |_, _| Judgement::Reclaim,
@@ -563,7 +561,7 @@ proptest! {
             panic!("a fresh directory is free")
         };
         let before = fs::metadata(&lock).unwrap().ino();
-        prop_assert_eq!(lf.rewrite(&lock, b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
+        prop_assert_eq!(lf.rewrite(lock.to_str().unwrap(), b.as_bytes(), None, keep_created).unwrap(), lockfile::Rewrite::Done);
         prop_assert_eq!(fs::read(&lock).unwrap(), b.as_bytes());
         if fs::metadata(&lock).unwrap().ino() == before {
             let (x, y) = (a.as_bytes(), b.as_bytes());
@@ -579,7 +577,7 @@ proptest! {
                 }
             }
         }
-        lf.release(&lock);
+        lf.release(lock.to_str().unwrap());
         prop_assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
         let _ = fs::remove_dir_all(&d);
     }
@@ -608,7 +606,6 @@ fn racing_attempts_never_fail_and_exclude() {
                 let mut errors = Vec::new();
                 for _ in 0..4000 {
                     match lockfile::attempt(
-                        &lock,
                         lock.to_str().unwrap(),
                         None,
                         &mut |_, _| Judgement::Reclaim,
@@ -622,7 +619,7 @@ fn racing_attempts_never_fail_and_exclude() {
                             );
                             held.fetch_add(1, Ordering::Relaxed);
                             inside.fetch_sub(1, Ordering::SeqCst);
-                            lf.release(&lock);
+                            lf.release(lock.to_str().unwrap());
                         }
                         Ok(Attempt::Busy(_)) => {}
                         Err(e) => errors.push(format!("{} {} {}", e.code, e.syscall, e.path)),

@@ -21,7 +21,7 @@ pub const CAN_EXCHANGE: bool = true;
 /// or `None` when this directory cannot have one (no `O_TMPFILE` support,
 /// or any other refusal: the caller's portable path reports real errors).
 pub fn create_unnamed(dir: &Path) -> Option<File> {
-    let cdir = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let cdir = c_path(dir).ok()?;
     // SAFETY: a valid NUL-terminated path; the returned descriptor is owned
     // by the File below.
     let fd = unsafe {
@@ -42,10 +42,9 @@ pub fn create_unnamed(dir: &Path) -> Option<File> {
 /// `/proc/self/fd`), failing with `EEXIST` rather than replacing anything.
 /// Any other error (no `/proc`, a file system that refuses) means this file
 /// cannot be named this way.
-pub fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
-    let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
-    let target = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+pub fn link_unnamed(file: &File, target: impl AsRef<Path>) -> io::Result<()> {
+    let proc_path = c_path(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let target = c_path(target)?;
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {
         libc::linkat(
@@ -56,20 +55,14 @@ pub fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
             libc::AT_SYMLINK_FOLLOW,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    rc_result(rc)
 }
 
 /// Exchange the names `a` and `b` in one step (`renameat2` with
 /// `RENAME_EXCHANGE`). `EINVAL`, `ENOSYS` or `EOPNOTSUPP`: not supported
 /// on this file system or kernel.
-pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(bad)?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(bad)?;
+pub fn exchange(a: impl AsRef<Path>, b: impl AsRef<Path>) -> io::Result<()> {
+    let (ca, cb) = (c_path(a)?, c_path(b)?);
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {
         libc::renameat2(
@@ -80,6 +73,17 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
             libc::RENAME_EXCHANGE,
         )
     };
+    rc_result(rc)
+}
+
+/// A path as a C string (`EINVAL` when it holds a NUL).
+fn c_path(p: impl AsRef<Path>) -> io::Result<CString> {
+    CString::new(p.as_ref().as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A libc return code: 0 is success, anything else the thread's errno.
+fn rc_result(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
@@ -167,7 +171,7 @@ impl ChangeWatcher {
     /// Watch the inode currently at `path` (never following a final
     /// symlink). Watching one inode twice gives the same id.
     pub fn add(&mut self, path: &str) -> Result<WatchId, i32> {
-        let c = CString::new(path).map_err(|_| libc::EINVAL)?;
+        let c = c_path(path).map_err(|_| libc::EINVAL)?;
         // SAFETY: valid NUL-terminated path and our inotify descriptor.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
         if wd >= 0 {

@@ -1,4 +1,5 @@
-//! The platform layer: every call into the operating system, behind safe
+//! The platform layer: every call into the operating system (and the one
+//! Node-API object napi-rs has no fitting safe form for), behind safe
 //! functions. The rest of the crate carries no `#[cfg(unix)]` /
 //! `#[cfg(target_os)]` and no `unsafe`; each `unsafe` block here has its
 //! SAFETY line.
@@ -24,8 +25,9 @@
 //! | `CAN_EXCHANGE`, `exchange(a, b)` | swap two names in one step |
 //! | `process_exists(pid)` | the pid names a process (one we may not signal counts) |
 //! | `proc_stat(pid)`, `boot_id()`, `hostname()` | the `/proc/<pid>/stat` line, the boot id, the host name (`None`/empty where unknown) |
-//! | `thread_id()`, `is_main_thread()`, `parent_pid()` | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
+//! | `thread_id()`, `is_main_thread()`, `parent_pid()` (tests) | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
+//! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!
 //! macOS has no change notification yet (an uninhabited `ChangeWatcher`:
@@ -50,6 +52,51 @@ pub type WatchId = i32;
 pub struct Fired {
     pub id: WatchId,
     pub dropped: bool,
+}
+
+mod node;
+pub use node::WakeFn;
+
+/// The change watcher of a platform that has none (yet): it has no
+/// values, so [`NoChangeWatcher::create`] reports "no facility" and the
+/// waiting thread polls; none of its other methods can run.
+#[derive(Debug)]
+pub enum NoChangeWatcher {}
+
+impl NoChangeWatcher {
+    pub const NAME: &'static str = "change notification";
+    pub const CREATE_SYSCALL: &'static str = "none";
+    pub const WATCH_SYSCALL: &'static str = "none";
+
+    /// No facility: the waiting thread polls.
+    pub fn create() -> Result<Option<Self>, i32> {
+        Ok(None)
+    }
+
+    pub fn unsupported(_errno: i32) -> bool {
+        true
+    }
+
+    pub fn limit_hint(_errno: i32) -> &'static str {
+        ""
+    }
+
+    pub fn add(&mut self, _path: &str) -> Result<WatchId, i32> {
+        match *self {}
+    }
+
+    pub fn remove(&mut self, _id: WatchId) {
+        match *self {}
+    }
+
+    pub fn wait(
+        &mut self,
+        _wake: &WakeReceiver,
+        _timeout_ms: Option<u32>,
+        _fired: &mut Vec<Fired>,
+    ) {
+        match *self {}
+    }
 }
 
 #[cfg(unix)]

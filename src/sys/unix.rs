@@ -45,7 +45,7 @@ pub fn file_id(_file: &File, m: &Metadata) -> FileId {
 
 /// The identity of what `path` names, not following a final symlink
 /// (`lstat`); `None` when nothing is there.
-pub fn path_id(path: &Path) -> Option<FileId> {
+pub fn path_id(path: impl AsRef<Path>) -> Option<FileId> {
     let m = std::fs::symlink_metadata(path).ok()?;
     Some(FileId {
         dev: m.dev(),
@@ -55,7 +55,7 @@ pub fn path_id(path: &Path) -> Option<FileId> {
 
 /// The identity of the directory `path` names (following symlinks when
 /// `follow`); `None` when it is not a directory.
-pub fn dir_id(path: &Path, follow: bool) -> Option<FileId> {
+pub fn dir_id(path: impl AsRef<Path>, follow: bool) -> Option<FileId> {
     let m = if follow {
         std::fs::metadata(path)
     } else {
@@ -87,15 +87,19 @@ pub fn display_path(p: std::path::PathBuf) -> String {
 /// Give the complete, locked file built under the temporary name `tmp` the
 /// name `target`, failing with `EEXIST` rather than replacing anything
 /// (`link`), then drop the temporary name (whatever the outcome).
-pub fn publish_temp(_file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
-    let linked = std::fs::hard_link(tmp, target);
+pub fn publish_temp(
+    _file: &File,
+    tmp: impl AsRef<Path>,
+    target: impl AsRef<Path>,
+) -> io::Result<()> {
+    let linked = std::fs::hard_link(&tmp, target);
     let _ = std::fs::remove_file(tmp);
     linked
 }
 
 /// Remove the name `path` of `file`, a file we hold locked (the caller has
 /// checked that the path names it): `unlink`.
-pub fn remove_name(_file: &File, path: &Path) -> io::Result<()> {
+pub fn remove_name(_file: &File, path: impl AsRef<Path>) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
@@ -116,7 +120,7 @@ pub fn mtime_ms(m: &Metadata) -> i64 {
 
 /// Create `path` exclusively (read-write, mode 0644), never following a
 /// symlink and never blocking.
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -128,7 +132,7 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 
 /// Open an existing `path` read-only, never following a symlink and never
 /// blocking.
-pub fn open_existing(path: &Path) -> io::Result<File> {
+pub fn open_existing(path: impl AsRef<Path>) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(OPEN_FLAGS)
@@ -295,6 +299,7 @@ pub(super) fn poll_and_drain(
 }
 
 /// The parent process id (tests use it as a live process of ours).
+#[cfg(test)]
 pub fn parent_pid() -> u32 {
     std::os::unix::process::parent_id()
 }

@@ -63,13 +63,10 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, FILE_STANDARD_INFO, FILE_TYPE_DISK,
     LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, OPEN_EXISTING,
 };
-use windows_sys::Win32::System::Diagnostics::ToolHelp::{
-    CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
-};
 use windows_sys::Win32::System::SystemInformation::{ComputerNameDnsHostname, GetComputerNameExW};
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, GetCurrentProcessId, GetCurrentThreadId, GetExitCodeProcess,
-    GetProcessTimes, OpenProcess, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+    CreateEventW, GetCurrentProcess, GetCurrentThreadId, GetExitCodeProcess, GetProcessTimes,
+    OpenProcess, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 use windows_sys::Win32::System::IO::OVERLAPPED;
@@ -369,7 +366,8 @@ fn open_attributes(path: &Path, follow: bool) -> Option<File> {
 /// The identity of the file `path` names, without following a reparse point
 /// at the last component; `None` when nothing (or a delete-pending file) is
 /// there.
-pub fn path_id(path: &Path) -> Option<FileId> {
+pub fn path_id(path: impl AsRef<Path>) -> Option<FileId> {
+    let path = path.as_ref();
     let file = open_attributes(path, false)?;
     if delete_pending(&file) {
         return None;
@@ -379,7 +377,8 @@ pub fn path_id(path: &Path) -> Option<FileId> {
 
 /// The identity of the directory `path` names (through reparse points when
 /// `follow`); `None` when it is not a directory.
-pub fn dir_id(path: &Path, follow: bool) -> Option<FileId> {
+pub fn dir_id(path: impl AsRef<Path>, follow: bool) -> Option<FileId> {
+    let path = path.as_ref();
     let file = open_attributes(path, follow)?;
     let m = file.metadata().ok()?;
     if !m.is_dir() {
@@ -398,9 +397,9 @@ pub fn mtime_ms(m: &Metadata) -> i64 {
 
 /// Create `path` exclusively (read, write, delete access; the sharing every
 /// open here uses), never following a reparse point.
-pub fn create_new(path: &Path) -> io::Result<File> {
+pub fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
     open_with(
-        path,
+        path.as_ref(),
         FILE_GENERIC_READ | FILE_GENERIC_WRITE | DELETE,
         CREATE_NEW,
         FILE_ATTRIBUTE_NORMAL,
@@ -410,9 +409,9 @@ pub fn create_new(path: &Path) -> io::Result<File> {
 /// Open an existing `path` to read, lock and (when judged stale) delete it;
 /// never following a reparse point, refusing what is not a regular file.
 /// A delete-pending file is `ENOENT`.
-pub fn open_existing(path: &Path) -> io::Result<File> {
+pub fn open_existing(path: impl AsRef<Path>) -> io::Result<File> {
     let file = open_with(
-        path,
+        path.as_ref(),
         FILE_GENERIC_READ | DELETE,
         OPEN_EXISTING,
         // Lets a directory open, so that it is refused as EISDIR rather
@@ -503,11 +502,11 @@ pub fn create_unnamed(_dir: &Path) -> Option<File> {
     None
 }
 
-pub fn link_unnamed(_file: &File, _target: &Path) -> io::Result<()> {
+pub fn link_unnamed(_file: &File, _target: impl AsRef<Path>) -> io::Result<()> {
     Err(win_error(AS_ENOSYS))
 }
 
-pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+pub fn exchange(_a: impl AsRef<Path>, _b: impl AsRef<Path>) -> io::Result<()> {
     Err(win_error(AS_ENOSYS))
 }
 
@@ -518,7 +517,12 @@ pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
 /// handle rather than by name (`MoveFileExW`): wine deletes a file on close
 /// under the name it was opened by, so a file renamed by name would survive
 /// its own release there. On failure the temporary name is removed.
-pub fn publish_temp(file: &File, tmp: &Path, target: &Path) -> io::Result<()> {
+pub fn publish_temp(
+    file: &File,
+    tmp: impl AsRef<Path>,
+    target: impl AsRef<Path>,
+) -> io::Result<()> {
+    let (tmp, target) = (tmp.as_ref(), target.as_ref());
     if let Err(err) = rename_handle(file, target) {
         let _ = std::fs::remove_file(tmp);
         // SAFETY: reads the calling thread's last status.
@@ -547,7 +551,8 @@ pub const KEEP_WAIT_HANDLES: bool = false;
 /// first renamed by handle to `<path>.<pid>-<n>.del`, so the lock path is
 /// free at once for the next holder (and its directory reports the change),
 /// whoever still has the old file open.
-pub fn remove_name(file: &File, path: &Path) -> io::Result<()> {
+pub fn remove_name(file: &File, path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
     match set_disposition(file, true) {
         // Wine 8 accepts the POSIX request and does nothing: believe it only
         // when the name is gone.
@@ -763,8 +768,15 @@ pub fn is_main_thread() -> Option<bool> {
     None
 }
 
-/// The parent process id (0 when it cannot be found).
+/// The parent process id (0 when it cannot be found); tests use it as a
+/// live process of ours.
+#[cfg(test)]
 pub fn parent_pid() -> u32 {
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
+        TH32CS_SNAPPROCESS,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcessId;
     // SAFETY: plain call; the snapshot handle is closed below.
     let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
     if snap == INVALID_HANDLE_VALUE {

@@ -1,0 +1,296 @@
+//! The exports of acquiring, waiting, releasing and asking about locks.
+
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+
+use super::values::NativeDelivery;
+use super::{ms_or_max, none_or_ms, NativeError};
+use crate::context::{self, thread, Deliver};
+use crate::registry::{self, AcquireOutcome, Dropped, HolderInfo};
+use crate::session;
+
+/// Register this module instance; returns the context id. When the env is torn
+/// down (worker exit), the context's waiters are cancelled and its locks
+/// released. The wake-up (see `arm_context`) is created only when `wake` is
+/// given here (older callers) or on the context's first wait: an acquire that
+/// never waits creates no thread-safe function, no thread and no descriptor.
+#[napi(catch_unwind)]
+pub fn register_context(env: Env, wake: Option<Deliver<'_>>) -> Result<f64> {
+    Ok(context::register(&env, wake.as_ref())? as f64)
+}
+
+/// Give context `ctx` its wake-up and deliver function: `wake` is called on
+/// this thread whenever grants for the context arrive: soon after, with no
+/// argument (it takes them with `takeDeliveries`), when they come from
+/// another thread or context; before the call returns, with the deliveries
+/// themselves, when the context's own call made them. Idempotent.
+/// Deliveries that arrived before it was armed are not signalled: the caller
+/// drains the context's outbox once right after this returns. Returns false
+/// when the context is unknown.
+#[napi(catch_unwind)]
+pub fn arm_context(env: Env, ctx: f64, wake: Deliver<'_>) -> Result<bool> {
+    context::arm(&env, ctx as u64, &wake)
+}
+
+/// What an acquire did.
+#[napi]
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcquireStatus {
+    /// Held now: `id` is the lease id.
+    Granted = 0,
+    /// Queued: `id` is the request id; its grant or failure is delivered.
+    Pending = 1,
+    /// Failed at once: `error` says why.
+    Failed = 2,
+}
+
+#[napi(object)]
+pub struct AcquireResult {
+    pub status: AcquireStatus,
+    pub id: f64,
+    pub lock_path: String,
+    pub key: String,
+    pub token: Option<String>,
+    pub acquired_at: Option<f64>,
+    pub error: Option<NativeError>,
+}
+
+/// Acquire the lock of the session at `resolved` (already `path.resolve`d).
+/// `max_hold_ms`: `Infinity` (or any negative) for never force-released;
+/// `stale_ms`: `Infinity` for never stale.
+#[napi(catch_unwind)]
+pub fn acquire(
+    ctx: f64,
+    resolved: String,
+    owner: Option<String>,
+    allow_reentrant: bool,
+    max_hold_ms: f64,
+    stale_ms: f64,
+) -> AcquireResult {
+    let settings = session::Settings {
+        owner,
+        allow_reentrant,
+        max_hold_ms: none_or_ms(max_hold_ms),
+        stale_ms: ms_or_max(stale_ms),
+    };
+    let (p, outcome) = session::acquire(ctx as u64, thread(), &resolved, settings);
+    let (status, id, token, acquired_at, error) = match outcome {
+        Ok(AcquireOutcome::Granted(g)) => (
+            AcquireStatus::Granted,
+            g.lease_id,
+            Some(g.token.to_string()),
+            Some(g.acquired_at_ms as f64),
+            None,
+        ),
+        Ok(AcquireOutcome::Pending(r)) => (AcquireStatus::Pending, r, None, None, None),
+        Err(e) => (AcquireStatus::Failed, 0, None, None, Some(e.into())),
+    };
+    AcquireResult {
+        status,
+        id: id as f64,
+        lock_path: p.lock_path,
+        key: p.key,
+        token,
+        acquired_at,
+        error,
+    }
+}
+
+/// Cancel a pending request; `false` if it was already granted or failed.
+#[napi(catch_unwind)]
+pub fn cancel(request_id: f64) -> bool {
+    registry::global().cancel(request_id as u64)
+}
+
+/// Take the grants and failures delivered to context `ctx`.
+#[napi(catch_unwind)]
+pub fn take_deliveries(ctx: f64) -> Vec<NativeDelivery> {
+    registry::global()
+        .take_deliveries(ctx as u64)
+        .into_iter()
+        .map(Into::into)
+        .collect()
+}
+
+/// Release one lease; `true` if it dropped a hold. A waiter of this context
+/// that gets the lock is delivered before this returns.
+#[napi(catch_unwind)]
+pub fn release_lease(env: Env, ctx: f64, lease_id: f64) -> Result<bool> {
+    let ctx = ctx as u64;
+    context::delivering(&env, ctx, |r| r.release_lease(ctx, lease_id as u64))
+}
+
+#[napi(object)]
+pub struct NativeDropped {
+    pub lock_path: String,
+    pub lease_ids: Vec<f64>,
+    pub held_ms: f64,
+    pub max_hold_ms: Option<f64>,
+}
+
+impl From<Dropped> for NativeDropped {
+    fn from(d: Dropped) -> Self {
+        NativeDropped {
+            lock_path: d.lock_path.to_string(),
+            lease_ids: d.lease_ids.into_iter().map(|l| l as f64).collect(),
+            held_ms: d.held_ms as f64,
+            max_hold_ms: d.max_hold_ms.map(|m| m as f64),
+        }
+    }
+}
+
+/// Drop the calling thread's hold on the session at `key` (every level).
+/// A waiter of this context that gets the lock is delivered before this
+/// returns.
+#[napi(catch_unwind)]
+pub fn release_key(env: Env, ctx: f64, key: String) -> Result<Option<NativeDropped>> {
+    let ctx = ctx as u64;
+    let d = context::delivering(&env, ctx, |r| r.release_key(ctx, thread(), &key))?;
+    Ok(d.map(Into::into))
+}
+
+/// Drop every hold of the calling thread. Waiters of this context that get
+/// a lock are delivered before this returns.
+#[napi(catch_unwind)]
+pub fn release_thread(env: Env, ctx: f64) -> Result<Vec<NativeDropped>> {
+    let ctx = ctx as u64;
+    let d = context::delivering(&env, ctx, |r| r.release_thread(ctx, thread()))?;
+    Ok(d.into_iter().map(Into::into).collect())
+}
+
+#[napi(object)]
+pub struct ExpireResult {
+    pub dropped: Vec<NativeDropped>,
+    pub next_deadline: Option<f64>,
+}
+
+/// Force-release the calling thread's holds past their max hold at `now_ms`.
+/// Waiters of this context that get a lock are delivered before this
+/// returns.
+#[napi(catch_unwind)]
+pub fn expire(env: Env, ctx: f64, now_ms: f64) -> Result<ExpireResult> {
+    let ctx = ctx as u64;
+    let (dropped, next) =
+        context::delivering(&env, ctx, |r| r.expire(ctx, thread(), now_ms as i64))?;
+    Ok(ExpireResult {
+        dropped: dropped.into_iter().map(Into::into).collect(),
+        next_deadline: next.map(|n| n as f64),
+    })
+}
+
+#[napi(catch_unwind)]
+pub fn lease_held(lease_id: f64) -> bool {
+    registry::global().lease_held(lease_id as u64)
+}
+
+/// `null` when the lease is held and its lock path still names its file
+/// (one `lstat`), else why not.
+#[napi(catch_unwind)]
+pub fn lease_owned(lease_id: f64) -> Option<String> {
+    registry::global()
+        .lease_owned(lease_id as u64)
+        .err()
+        .map(str::to_string)
+}
+
+#[napi(object)]
+pub struct LostLease {
+    pub lease_id: f64,
+    pub lock_path: String,
+}
+
+#[napi(object)]
+pub struct RefreshResult {
+    /// Holds of this thread, refreshed or not.
+    pub holds: u32,
+    pub refreshed: u32,
+    pub lost: Vec<LostLease>,
+    pub errors: Vec<NativeError>,
+}
+
+/// Rewrite `createdAt` (to `now_ms`) in the payload of every hold of this
+/// thread written `older_than_ms` or more ago; report leases whose file was
+/// deleted or replaced.
+#[napi(catch_unwind)]
+pub fn refresh_held(now_ms: f64, older_than_ms: f64) -> RefreshResult {
+    let r = registry::global().refresh(thread(), now_ms as i64, older_than_ms as i64);
+    RefreshResult {
+        holds: r.holds as u32,
+        refreshed: r.refreshed as u32,
+        lost: r
+            .lost
+            .into_iter()
+            .map(|(id, p)| LostLease {
+                lease_id: id as f64,
+                lock_path: p.to_string(),
+            })
+            .collect(),
+        errors: r.errors.into_iter().map(Into::into).collect(),
+    }
+}
+
+/// `null` when the lease is current on disk, else why not.
+#[napi(catch_unwind)]
+pub fn lease_current(lease_id: f64) -> Option<String> {
+    registry::global()
+        .lease_current(lease_id as u64)
+        .err()
+        .map(str::to_string)
+}
+
+#[napi(object)]
+pub struct NativeHolder {
+    pub lock_path: String,
+    pub acquired_at: f64,
+    pub max_hold_ms: Option<f64>,
+    pub reentrant_count: u32,
+    pub owner: Option<String>,
+    pub thread_id: f64,
+    pub fencing_token: String,
+}
+
+impl From<HolderInfo> for NativeHolder {
+    fn from(h: HolderInfo) -> Self {
+        NativeHolder {
+            lock_path: h.lock_path,
+            acquired_at: h.acquired_at_ms as f64,
+            max_hold_ms: h.max_hold_ms.map(|m| m as f64),
+            reentrant_count: h.reentrant_count,
+            owner: h.owner,
+            thread_id: h.thread as f64,
+            fencing_token: h.token,
+        }
+    }
+}
+
+#[napi(catch_unwind)]
+pub fn holder_of(key: String) -> Option<NativeHolder> {
+    registry::global().holder_of(&key).map(Into::into)
+}
+
+#[napi(catch_unwind)]
+pub fn list_held() -> Vec<NativeHolder> {
+    registry::global()
+        .list()
+        .into_iter()
+        .map(Into::into)
+        .collect()
+}
+
+#[napi(object)]
+pub struct RegistryCounts {
+    pub keys: u32,
+    pub holders: u32,
+    pub waiters: u32,
+}
+
+#[napi(catch_unwind)]
+pub fn registry_counts() -> RegistryCounts {
+    let (k, h, w) = registry::global().counts();
+    RegistryCounts {
+        keys: k as u32,
+        holders: h as u32,
+        waiters: w as u32,
+    }
+}

@@ -1,0 +1,166 @@
+//! The Node side of a context (one module instance: a napi env, or a jest
+//! context in it): its registration with the registry, its wake-up, its
+//! teardown, and delivery of the grants a call makes pending for the
+//! calling context itself.
+//!
+//! Delivery (docs/design.md, "Delivering grants"): a grant or failure for a
+//! pending request lands in its context's outbox. When another thread or
+//! context put it there, the context's wake-up (an unref'd thread-safe
+//! function, [`crate::sys::WakeFn`]) calls its JS deliver function soon.
+//! When the calling context put it there itself (a release handing the lock
+//! to its own next waiter), [`delivering`] takes the deliveries and hands
+//! them to that JS function before the native call returns, so JS never has
+//! to remember to drain. A delivery already running on this context is not
+//! entered again: the running one drains until the outbox is empty.
+//!
+//! Guarantees: nothing is created before the context first waits (no
+//! thread-safe function, no reference); a context torn down (worker exit)
+//! has its waits cancelled, its locks released and its markers left for
+//! recovery. Not guaranteed: delivery to a context that never armed its
+//! wake-up (it never waited, so nothing is ever delivered to it).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use napi::bindgen_prelude::{Function, FunctionRef, Result};
+use napi::Env;
+
+use crate::binding::values::NativeDelivery;
+use crate::registry::{self, CtxId, Registry, ThreadId, Waker};
+use crate::sys::{self, WakeFn};
+
+/// A context's JS deliver function: called with the deliveries, or with
+/// nothing (by the wake-up) when it is to take them itself.
+pub type Deliver<'a> = Function<'a, Option<Vec<NativeDelivery>>, ()>;
+
+/// A context's JS deliver function, as this thread holds it.
+struct Local {
+    /// Never dropped: a reference deleted while Node exits (thread-local
+    /// destructors run inside `exit()`) would call into a dead env; Node
+    /// frees it with the env instead.
+    deliver: ManuallyDrop<FunctionRef<Option<Vec<NativeDelivery>>, ()>>,
+    /// A delivery runs on this context now.
+    delivering: bool,
+}
+
+thread_local! {
+    static THREAD_ID: ThreadId = sys::thread_id();
+    static LOCAL: RefCell<HashMap<CtxId, Local>> = RefCell::new(HashMap::new());
+}
+
+/// The Node environment (thread) of the caller.
+pub fn thread() -> ThreadId {
+    THREAD_ID.with(|t| *t)
+}
+
+/// The wake-up of one context: empty until the context first waits (a
+/// thread-safe function is an async resource that tools such as jest's
+/// `--detectOpenHandles` report, and nothing should exist before it is needed).
+type WakeSlot = Arc<Mutex<Option<WakeFn>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wake_slots() -> &'static Mutex<HashMap<CtxId, WakeSlot>> {
+    static SLOTS: OnceLock<Mutex<HashMap<CtxId, WakeSlot>>> = OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+/// Register a context for `env`; with `wake`, arm it at once. When the env
+/// is torn down, its waits are cancelled, its locks released, its markers
+/// abandoned (left for recovery) and its wake-up released.
+pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
+    let slot: WakeSlot = Arc::new(Mutex::new(None));
+    let for_waker = slot.clone();
+    let waker: Waker = Arc::new(move || {
+        // Called under the registry's lock. With no wake-up armed yet the
+        // delivery stays in the outbox: `arm`'s caller drains it.
+        if let Some(w) = lock(&for_waker).as_ref() {
+            w.call();
+        }
+    });
+    let ctx = registry::global().register_ctx(Some(waker));
+    lock(wake_slots()).insert(ctx, slot.clone());
+    env.add_env_cleanup_hook((ctx, slot), |(ctx, slot)| {
+        registry::global().unregister_ctx(ctx);
+        lock(wake_slots()).remove(&ctx);
+        // Runs on the env's own thread: its markers become recoverable.
+        crate::marker::abandon_thread(thread());
+        LOCAL.with(|l| l.borrow_mut().remove(&ctx));
+        if let Some(w) = lock(&slot).take() {
+            // The context can no longer be woken: release our reference.
+            w.abort();
+        }
+    })?;
+    if let Some(wake) = wake {
+        arm(env, ctx, wake)?;
+    }
+    Ok(ctx)
+}
+
+/// Give `ctx` its wake-up and deliver function `wake` (idempotent).
+/// Deliveries that arrived before are not signalled: the caller drains the
+/// outbox once afterwards. `false` when the context is unknown.
+pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
+    let Some(slot) = lock(wake_slots()).get(&ctx).cloned() else {
+        return Ok(false);
+    };
+    let mut s = lock(&slot);
+    if s.is_none() {
+        *s = Some(WakeFn::create(env, wake)?);
+    }
+    drop(s);
+    if !LOCAL.with(|l| l.borrow().contains_key(&ctx)) {
+        let deliver = ManuallyDrop::new(wake.create_ref()?);
+        LOCAL.with(|l| {
+            l.borrow_mut().insert(
+                ctx,
+                Local {
+                    deliver,
+                    delivering: false,
+                },
+            )
+        });
+    }
+    Ok(true)
+}
+
+/// Run `op` on the registry for context `ctx`, then deliver what it made
+/// pending for `ctx` itself (see the module docs): the one way the binding
+/// calls an operation that may hand a lock to a waiter of the caller.
+pub fn delivering<T>(env: &Env, ctx: CtxId, op: impl FnOnce(&'static Registry) -> T) -> Result<T> {
+    let out = op(registry::global());
+    deliver(env, ctx)?;
+    Ok(out)
+}
+
+/// Hand `ctx`'s deliveries to its JS deliver function now, until none are
+/// left, unless a delivery runs on it already (that one drains them) or it
+/// never armed (it never waited, so nothing is ever delivered to it).
+fn deliver(env: &Env, ctx: CtxId) -> Result<()> {
+    let f = LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let local = l.get_mut(&ctx).filter(|x| !x.delivering)?;
+        local.delivering = true;
+        Some(local.deliver.borrow_back(env))
+    });
+    let Some(f) = f else {
+        return Ok(());
+    };
+    let drained = f.and_then(|f| loop {
+        let ds = registry::global().take_deliveries(ctx);
+        if ds.is_empty() {
+            return Ok(());
+        }
+        f.call(Some(ds.into_iter().map(Into::into).collect()))?;
+    });
+    LOCAL.with(|l| {
+        if let Some(local) = l.borrow_mut().get_mut(&ctx) {
+            local.delivering = false;
+        }
+    });
+    drained
+}

@@ -1,0 +1,329 @@
+//! The lock file: one OS advisory lock (`flock`) held on an open descriptor of
+//! `<session>.lock` for the whole hold.
+//!
+//! What this module guarantees:
+//! - **Exclusion** between every descriptor that locks through it, in any
+//!   process: `flock` locks belong to the open file description, so two opens
+//!   conflict even inside one process, and the kernel drops the lock the moment
+//!   the holder's last descriptor closes, however the holder dies. POSIX
+//!   `fcntl` record locks are never used (they are per process and vanish when
+//!   any descriptor of the file closes).
+//! - **No following, no blocking, no damage**: the lock path is opened with
+//!   `O_NOFOLLOW | O_NONBLOCK`; a symlink, directory, FIFO, socket or device
+//!   there is refused with `ELOOP` / `EISDIR` / `EINVAL` and never followed,
+//!   truncated or removed. We only ever *write* into a file we created
+//!   ourselves with `O_CREAT | O_EXCL`; a file found in place (a dead holder's,
+//!   the old module's, a hostile hard link) is only read (at most
+//!   [`MAX_PAYLOAD_BYTES`]) and, if it is judged stale, replaced while we hold
+//!   its lock: on Linux a complete new file of ours is exchanged into its name
+//!   (`renameat2(RENAME_EXCHANGE)`; undone if the name no longer named the
+//!   stale file, so a lock the old module created meanwhile is never removed),
+//!   elsewhere its name is unlinked and a fresh file is created exclusively,
+//!   the step the old TypeScript module linearizes on too.
+//! - **No incomplete file, ever**: a new lock file is built where nobody can
+//!   see it, locked and filled with its payload, and only then given its name
+//!   by a call that fails with `EEXIST` rather than replace anything. On Linux
+//!   the file is unnamed (`O_TMPFILE`) and named with `linkat`; elsewhere, or
+//!   when that fails for this attempt, it is built under a temporary name in
+//!   the same directory ([`temp_name`]: `.<lock file name>.<pid>-<n>.tmp`,
+//!   which never ends in `.lock`, so nothing takes it for a lock) and named
+//!   with `link`, after which the temporary name is removed. A process killed
+//!   at any instant leaves no lock file or a complete one (plus, at worst, a
+//!   stray `*.tmp` name). Only a file system without hard links falls back to
+//!   `O_CREAT | O_EXCL`, then lock, then write.
+//! - **Every rewrite parses**: an in-process hand-off or a `createdAt`
+//!   refresh rewrites in place (one `pwrite`) only when any torn mix of old and
+//!   new bytes still parses (only hex digits change); otherwise a complete new
+//!   file is exchanged into the name (see [`LockFile::rewrite`]). Only where no
+//!   exchange exists is a shorter payload padded with spaces to the old length
+//!   and then trimmed.
+//! - **Per attempt**: a failed fast path (`O_TMPFILE` refused, `linkat`
+//!   failing) only sends *that* create down the portable path; nothing is
+//!   cached, so the next create tries the fast path again.
+//! - **Unlink races**: after locking, the descriptor's inode must still be the
+//!   one the path names; otherwise we retry. Release unlinks only while still
+//!   holding the lock and only if the path still names our inode, then closes.
+//!
+//! What it does not guarantee: exclusion against code that ignores `flock`
+//! (the old module is handled by the payload rules of `legacy`), nor on network
+//! file systems whose `flock` is emulated or local-only (NFS, SMB).
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::oserror::OsError;
+use crate::payload::{self, ParsedPayload};
+use crate::sys::{self, errno};
+
+mod create;
+mod probe;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+
+pub use crate::sys::FileId;
+pub use create::{create_counts, CreateCounts};
+use create::{open_existing, open_lock_path, publish, publish_linked, Linked, Publish};
+pub use probe::{peek, read_bounded, Probe};
+
+/// How a payload-bearing file found in place (not created by us) should be
+/// treated once we hold its OS lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    /// Nobody valid holds it: unlink the name and create a fresh file.
+    Reclaim,
+    /// The old module (which holds no OS lock) holds it: wait and look again.
+    Wait,
+}
+
+/// A lock file we hold. Dropping it without [`LockFile::release`] closes the
+/// descriptor (which frees the OS lock) but leaves the file.
+#[derive(Debug)]
+pub struct LockFile {
+    file: File,
+    id: FileId,
+    /// The payload as last written (compared with the next one to decide
+    /// whether it may be rewritten in place).
+    written: Vec<u8>,
+    /// The `createdAt` the payload carries, epoch ms (set by the registry).
+    pub created_ms: i64,
+}
+
+/// The outcome of [`LockFile::rewrite`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    Done,
+    /// The lock path no longer names our file (deleted or replaced): nothing
+    /// was written where anyone can see it.
+    Lost,
+}
+
+/// Can `old` be overwritten by `new` in one `pwrite` such that any mix of
+/// their bytes a concurrent reader might see (Linux does not serialize reads
+/// against writes of a page) is still valid JSON with the same keys? True
+/// when both have the same length and every byte that differs is a lower-case
+/// hex digit on both sides: the fencing token (24 hex digits in a string) and
+/// a same-width `maxHoldMs` number change, nothing else. Both are payloads
+/// rendered by us in this process (same keys, pid, host): the check is on
+/// bytes, not on JSON structure.
+fn mix_safe(old: &[u8], new: &[u8]) -> bool {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(&a, &b)| a == b || (hex(a) && hex(b)))
+}
+
+/// An open descriptor on a lock file someone else holds, kept while waiting
+/// so that our own retries neither create nor close descriptors (which would
+/// wake every watcher of the file).
+#[derive(Debug)]
+pub struct WaitFile {
+    file: File,
+    id: FileId,
+    /// True when the holder is the old module (no OS lock to wait on).
+    pub legacy: bool,
+}
+
+/// The outcome of one non-blocking attempt.
+#[derive(Debug)]
+pub enum Attempt {
+    Acquired(LockFile),
+    Busy(WaitFile),
+}
+
+fn try_lock_exclusive(file: &File, path: &str) -> Result<bool, OsError> {
+    sys::try_lock_exclusive(file).map_err(|e| OsError::from_io(&e, sys::LOCK_SYSCALL, path))
+}
+
+/// Does `path` (not following a final symlink) name the inode `id`?
+pub fn path_names(path: impl AsRef<Path>, id: FileId) -> bool {
+    sys::path_id(path) == Some(id)
+}
+
+/// Make one non-blocking attempt to take the lock at `path`.
+///
+/// `wait` is the descriptor kept from an earlier busy attempt (reused so that
+/// waiting creates no open/close churn). `judge` decides about a file found in
+/// place whose OS lock we obtained. `render` writes our payload.
+pub fn attempt(
+    path: &str,
+    mut wait: Option<WaitFile>,
+    judge: &mut dyn FnMut(&ParsedPayload, i64) -> Judgement,
+    render: &mut dyn FnMut(&mut String),
+) -> Result<Attempt, OsError> {
+    // Each round either succeeds, reports busy, or observed a change made by
+    // another party (unlink, replace, reclaim); bound the rounds anyway.
+    for _round in 0..64 {
+        let (file, created, meta) = match wait.take() {
+            Some(w) => {
+                // Reuse only while the path still names the same inode.
+                if !path_names(path, w.id) {
+                    continue;
+                }
+                let meta = w
+                    .file
+                    .metadata()
+                    .map_err(|e| OsError::from_io(&e, "fstat", path))?;
+                (w.file, false, meta)
+            }
+            None => match publish(path, render)? {
+                Publish::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                Publish::Exists => match open_existing(path)? {
+                    Some((file, meta)) => (file, false, meta),
+                    // Released between our link and our open: go again.
+                    None => continue,
+                },
+                // A file is there already (the waiting case): open it rather
+                // than build a temporary file just to find the name taken.
+                // Besides saving work, this keeps a waiter's retries from
+                // changing the directory, which is what wakes the waiters
+                // of platforms that watch directories (Windows).
+                Publish::Unsupported if sys::path_id(path).is_some() => {
+                    match open_existing(path)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    }
+                }
+                Publish::Unsupported => match publish_linked(path, render)? {
+                    Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                    Linked::Exists => match open_existing(path)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    },
+                    Linked::NoLinks => open_lock_path(path)?,
+                },
+            },
+        };
+        let id = sys::file_id(&file, &meta);
+        let mut locked = try_lock_exclusive(&file, path)?;
+        if !locked && created {
+            // Another process may be inspecting the file we just created; it
+            // lets go within microseconds.
+            for _ in 0..200 {
+                std::thread::yield_now();
+                locked = try_lock_exclusive(&file, path)?;
+                if locked {
+                    break;
+                }
+            }
+        }
+        if !locked {
+            return Ok(Attempt::Busy(WaitFile {
+                file,
+                id,
+                legacy: false,
+            }));
+        }
+        if !path_names(path, id) {
+            // Unlinked or replaced between our open and our lock.
+            continue;
+        }
+        if created {
+            let mut buf = String::with_capacity(320);
+            render(&mut buf);
+            let mut lf = LockFile::new(file, id, Vec::new());
+            if let Err(e) = lf.write_payload(buf.as_bytes()) {
+                let err = OsError::from_io(&e, "write", path);
+                lf.release(path);
+                return Err(err);
+            }
+            return Ok(Attempt::Acquired(lf));
+        }
+        let parsed = payload::parse(&read_bounded(&file));
+        match judge(&parsed, sys::mtime_ms(&meta)) {
+            Judgement::Reclaim => {
+                // We hold its lock and the path names it. Where the kernel can
+                // exchange two names, put a complete new file of ours in its
+                // place in one step: the path is never empty, and if another
+                // party (an old-module process) replaced the stale file since
+                // our check, the exchange is undone and that file is waited
+                // for. Unlinking the name first would remove such a
+                // replacement, a live old-module lock, along with it.
+                let file = if !sys::CAN_EXCHANGE {
+                    file
+                } else {
+                    let mut lf = LockFile::new(file, id, Vec::new());
+                    let mut buf = String::with_capacity(320);
+                    render(&mut buf);
+                    match lf.exchange(path, buf.as_bytes(), None) {
+                        Ok(Some(Rewrite::Done)) => return Ok(Attempt::Acquired(lf)),
+                        // Replaced since our check: look again.
+                        Ok(Some(Rewrite::Lost)) => continue,
+                        // No exchange here, or not permitted on this name (a
+                        // sticky directory, another user's file): unlink the
+                        // name, as below, which reports what it runs into.
+                        Ok(None) => {}
+                        Err(e)
+                            if matches!(
+                                sys::errno_of(&e),
+                                Some(errno::EPERM) | Some(errno::EACCES)
+                            ) => {}
+                        Err(e) => return Err(OsError::from_io(&e, "rename", path)),
+                    }
+                    lf.file
+                };
+                // Remove the name, then race for a fresh exclusive create.
+                match sys::remove_name(&file, path) {
+                    Ok(()) => {}
+                    Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => {}
+                    Err(e) => return Err(OsError::from_io(&e, "unlink", path)),
+                }
+                drop(file);
+            }
+            Judgement::Wait => {
+                sys::unlock(&file);
+                return Ok(Attempt::Busy(WaitFile {
+                    file,
+                    id,
+                    legacy: true,
+                }));
+            }
+        }
+    }
+    // Pathological churn: report busy on nothing in particular; the caller
+    // waits and tries again.
+    let (file, _, meta) = open_lock_path(path)?;
+    Ok(Attempt::Busy(WaitFile {
+        id: sys::file_id(&file, &meta),
+        file,
+        legacy: true,
+    }))
+}
+
+impl LockFile {
+    /// A file we created and locked, whose payload is `written` (empty when
+    /// nothing is written yet). The registry sets `created_ms`.
+    fn new(file: File, id: FileId, written: Vec<u8>) -> Self {
+        LockFile {
+            file,
+            id,
+            written,
+            created_ms: 0,
+        }
+    }
+
+    /// Re-read our own file: is the path still ours, and what does it say?
+    pub fn still_named_by(&self, path: &str) -> bool {
+        path_names(path, self.id)
+    }
+
+    pub fn read_payload(&self) -> ParsedPayload {
+        payload::parse(&read_bounded(&self.file))
+    }
+
+    /// Release: unlink the name while still holding the lock, if the name is
+    /// still ours, then close (which drops the OS lock).
+    pub fn release(self, path: &str) {
+        if path_names(path, self.id) {
+            let _ = sys::remove_name(&self.file, path);
+        }
+        drop(self.file);
+    }
+
+    /// Close without unlinking (the file stays, its OS lock is freed).
+    pub fn abandon(self) {
+        drop(self.file);
+    }
+}

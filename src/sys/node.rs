@@ -1,0 +1,127 @@
+//! The one Node-API object napi-rs has no fitting safe form for: the
+//! wake-up of a context, a thread-safe function that calls a JS function
+//! with no arguments on its own thread, unref'd (it never keeps the event
+//! loop alive), named `session-write-lock-wake`.
+//!
+//! Why not napi's typed `ThreadsafeFunction` (weak): it names every async
+//! resource `napi_rs_threadsafe_function`, while tools (jest's
+//! `--detectOpenHandles`, `async_hooks`) and `__test__/idle.test.mjs` see
+//! ours by its name; and it boxes a value for every call, where ours passes
+//! none. Its env-cleanup release would fit; the name does not.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::bindgen_prelude::{Function, JsValuesTupleIntoVec, Result};
+use napi::{sys, Env, Error, JsValue};
+
+/// The async resource name of every wake-up.
+const NAME: &str = "session-write-lock-wake";
+
+/// An unref'd thread-safe function calling a JS function with no
+/// arguments. Any thread may [`WakeFn::call`] it; [`WakeFn::abort`] (on the
+/// env's thread, in its cleanup) ends it, and consuming it there makes a
+/// call after the abort impossible.
+#[derive(Debug)]
+pub struct WakeFn(sys::napi_threadsafe_function);
+
+// SAFETY: napi thread-safe functions are made to be called from any thread;
+// the handle is released only by `abort`, which consumes it.
+unsafe impl Send for WakeFn {}
+// SAFETY: as above; `call` takes `&self` and napi serializes the queue.
+unsafe impl Sync for WakeFn {}
+
+unsafe extern "C" fn call_js(
+    env: sys::napi_env,
+    js_cb: sys::napi_value,
+    _ctx: *mut c_void,
+    _data: *mut c_void,
+) {
+    if env.is_null() || js_cb.is_null() {
+        return;
+    }
+    let mut undefined = ptr::null_mut();
+    // SAFETY: called by Node on the env's thread with a live env and callback.
+    unsafe {
+        sys::napi_get_undefined(env, &mut undefined);
+        let mut result = ptr::null_mut();
+        let status = sys::napi_call_function(env, undefined, js_cb, 0, ptr::null(), &mut result);
+        if status == sys::Status::napi_pending_exception {
+            // The JS side catches its own errors; never leave one pending.
+            let mut exc = ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(env, &mut exc);
+        }
+    }
+}
+
+fn check(status: sys::napi_status) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::from_reason(format!("napi call failed ({status})")))
+    }
+}
+
+impl WakeFn {
+    /// Create the wake-up calling `f` (with no arguments) on the thread of
+    /// `env`.
+    pub fn create<A: JsValuesTupleIntoVec, R>(env: &Env, f: &Function<'_, A, R>) -> Result<WakeFn> {
+        let raw_env = env.raw();
+        let mut tsfn: sys::napi_threadsafe_function = ptr::null_mut();
+        let mut name = ptr::null_mut();
+        // SAFETY: standard napi calls on the live env of this call; `f` is a
+        // live function value of that env.
+        unsafe {
+            check(sys::napi_create_string_utf8(
+                raw_env,
+                NAME.as_ptr().cast(),
+                NAME.len() as isize,
+                &mut name,
+            ))?;
+            check(sys::napi_create_threadsafe_function(
+                raw_env,
+                f.value().value,
+                ptr::null_mut(),
+                name,
+                0,
+                1,
+                ptr::null_mut(),
+                None,
+                ptr::null_mut(),
+                Some(call_js),
+                &mut tsfn,
+            ))?;
+            if let Err(e) = check(sys::napi_unref_threadsafe_function(raw_env, tsfn)) {
+                sys::napi_release_threadsafe_function(
+                    tsfn,
+                    sys::ThreadsafeFunctionReleaseMode::abort,
+                );
+                return Err(e);
+            }
+        }
+        Ok(WakeFn(tsfn))
+    }
+
+    /// Queue one call (never blocks).
+    pub fn call(&self) {
+        // SAFETY: the handle is live until `abort` consumes `self`.
+        unsafe {
+            sys::napi_call_threadsafe_function(
+                self.0,
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            );
+        }
+    }
+
+    /// Release it for good, dropping queued calls (env teardown).
+    pub fn abort(self) {
+        // SAFETY: our reference, released once (this consumes the handle).
+        unsafe {
+            sys::napi_release_threadsafe_function(
+                self.0,
+                sys::ThreadsafeFunctionReleaseMode::abort,
+            );
+        }
+    }
+}
