@@ -23,6 +23,14 @@ const spawnTracked = (args, opts) => {
   return h
 }
 const pause = (ms) => new Promise((r) => setTimeout(r, ms))
+// Windows: the watch call the waiting thread names, and what has no meaning there.
+const WIN = process.platform === 'win32'
+const WATCH_SYSCALL = WIN ? 'FindFirstChangeNotificationW' : 'inotify_add_watch'
+const notOnWindows = (reason) => (name, fn, timeout) => {
+  if (!WIN) return it(name, fn, timeout)
+  console.warn(`followups.test: "${name}" skipped: meaningless on Windows: ${reason}`)
+  return it.skip(name, fn, timeout)
+}
 
 afterEach(() => {
   for (const c of children.splice(0)) c.kill()
@@ -54,7 +62,7 @@ describe('a waiter whose inotify watch cannot be added', () => {
     // Two waits without a watch, one line.
     const said = w.stderr().split('\n').filter((l) => l.startsWith('[session-write-lock]'))
     expect(said).toHaveLength(1)
-    expect(said[0]).toContain('inotify_add_watch')
+    expect(said[0]).toContain(WATCH_SYSCALL)
     expect(said[0]).toContain('ENOSPC')
     expect(said[0]).toContain(info.lockPath)
     expect(said[0]).toContain('polling')
@@ -149,7 +157,7 @@ describe('inspection shows the real start of a long hold', () => {
   }, 60_000)
 
   // tmpfs keeps 64-bit times (ext4 clamps them to the year 2446).
-  it.skipIf(!fs.existsSync('/dev/shm'))('a forged mtime outside the range of a Date gives heldSince null, not a throw', async () => {
+  it.skipIf(!fs.existsSync('/dev/shm') || WIN)('a forged mtime outside the range of a Date gives heldSince null, not a throw', async () => {
     const dir = fs.mkdtempSync('/dev/shm/swl-follow-')
     const h = spawnTracked([fixture('long-hold.js'), path.join(dir, 's.jsonl'), 'Infinity'])
     const acq = parseLine(await h.waitLine('acquired'))
@@ -176,7 +184,7 @@ describe('stray temporary files of creates and swaps', () => {
     return path.join(dir, stray)
   }
 
-  it('a portable create SIGKILLed between link and unlink: cleanup removes the stray only past the grace, and never lists it', async () => {
+  notOnWindows('a Windows create renames into place (no link, no second name to leave behind)')('a portable create SIGKILLed between link and unlink: cleanup removes the stray only past the grace, and never lists it', async () => {
     const dir = tmpDir('swl-follow-')
     const sessionFile = path.join(dir, 's.jsonl')
     // A real stray: the first unlink of the process is the temp name's, after its link.
@@ -214,7 +222,7 @@ describe('stray temporary files of creates and swaps', () => {
     expect(fs.readdirSync(dir)).toEqual([])
   }, 90_000)
 
-  it('a refresh swap SIGKILLed at its exchange leaves a complete temp file; cleanup removes it past the grace', async () => {
+  notOnWindows('Windows rewrites in place (no exchange of two names, so no swap temp file)')('a refresh swap SIGKILLed at its exchange leaves a complete temp file; cleanup removes it past the grace', async () => {
     const dir = tmpDir('swl-follow-')
     const sessionFile = path.join(dir, 's.jsonl')
     const h = spawnTracked(['-f', '-qq', '-o', '/dev/null', '-e', 'trace=renameat2', '-e', 'inject=renameat2:signal=KILL:when=1', process.execPath, fixture('long-hold.js'), sessionFile, 'Infinity'], {
@@ -237,7 +245,7 @@ describe('stray temporary files of creates and swaps', () => {
     expect(fs.readdirSync(dir)).toEqual([])
   }, 90_000)
 
-  it('the grace is min(staleMs, 5 s) but at least 1 s, and a flocked temp file is never removed', async () => {
+  notOnWindows('its temp files come from refresh swaps, which Windows does not make')('the grace is min(staleMs, 5 s) but at least 1 s, and a flocked temp file is never removed', async () => {
     const dir = tmpDir('swl-follow-')
     const mk = (name, ageMs) => {
       const p = path.join(dir, name)

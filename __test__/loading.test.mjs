@@ -80,9 +80,14 @@ describe('the package loaded twice in one process', () => {
   it('two install paths with separate addons (no shared registry): the OS lock still excludes', async () => {
     const r = await copies('separate')
     expectExclusive(r)
-    // Two registries: B's wait is invisible to A's registry.
-    expect(r.holderInProcess).toBe(false)
-    expect(r.waitersSeenByA).toBe(0)
+    // Two registries: B's wait is invisible to A's registry. (Not on
+    // Windows: its loader hands the second copy the module already loaded
+    // under the same name, so the registry is shared there; exclusion holds
+    // either way.)
+    if (process.platform !== 'win32') {
+      expect(r.holderInProcess).toBe(false)
+      expect(r.waitersSeenByA).toBe(0)
+    }
   })
 
   it('re-required after clearing require.cache (napi init runs again): exclusive, registry shared', async () => {

@@ -19,7 +19,11 @@ async function lockPathVia(sessionFile) {
   return p
 }
 
-describe('directory realpath cache', () => {
+// Under wine 8 a Unix symlink shows as the directory itself (no reparse
+// point), so nothing can resolve it: these symlink cases skip there.
+const WINE = process.platform === 'win32' && process.env.SWL_TEST_WINE === '1'
+if (WINE) console.warn('paths.test: "directory realpath cache" skipped: under wine: symlinked directories are not reparse points there')
+describe.skipIf(WINE)('directory realpath cache', () => {
   it('a re-pointed symlinked directory is resolved afresh', async () => {
     const root = tmp()
     fs.mkdirSync(path.join(root, 'a'))

@@ -7,6 +7,14 @@ import path from 'node:path'
 import * as swl from '../index.mjs'
 
 afterEach(() => swl.resetSessionWriteLockStateForTest())
+// Under wine: symlinked directories are not reparse points, and a directory
+// holding a file we have open cannot be removed (the classic delete).
+const WINE = process.platform === 'win32' && process.env.SWL_TEST_WINE === '1'
+const notUnderWine = (reason) => (name, fn, timeout) => {
+  if (!WINE) return it(name, fn, timeout)
+  console.warn(`release-path.test: "${name}" skipped: under wine: ${reason}`)
+  return it.skip(name, fn, timeout)
+}
 
 describe('release(path) with nothing held', () => {
   it('resolves false and creates no directory', async () => {
@@ -24,7 +32,7 @@ describe('release(path) with nothing held', () => {
     expect(fs.existsSync(top)).toBe(false)
   })
 
-  it('still releases a held lock by path, also through a symlinked directory', async () => {
+  notUnderWine('symlinked directories are not reparse points there')('still releases a held lock by path, also through a symlinked directory', async () => {
     const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'swl-relpath-')))
     fs.mkdirSync(path.join(root, 'real'))
     fs.symlinkSync(path.join(root, 'real'), path.join(root, 'link'))
@@ -35,7 +43,7 @@ describe('release(path) with nothing held', () => {
     expect(await swl.release(path.join(root, 'real', 's.jsonl'))).toBe(false)
   })
 
-  it('releases a held lock whose directory was removed meanwhile, creating nothing', async () => {
+  notUnderWine('a directory holding a file we have open cannot be removed there')('releases a held lock whose directory was removed meanwhile, creating nothing', async () => {
     const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'swl-relpath-')))
     const dir = path.join(root, 'gone')
     fs.mkdirSync(dir)

@@ -16,9 +16,9 @@ describe('smoke', () => {
     const lease = await swl.acquireSessionWriteLock({ sessionFile: path.join(dir, 's.jsonl') })
     expect(lease.lockPath).toBe(path.join(fs.realpathSync(dir), 's.jsonl.lock'))
     const payload = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
-    expect(Object.keys(payload)).toEqual(
-      ['pid', 'createdAt', 'starttime', 'maxHoldMs', 'fencingToken', 'hostname', 'bootId', 'lock'],
-    )
+    // No boot id on Windows (nothing like /proc/sys/kernel/random/boot_id): omitted.
+    const keys = ['pid', 'createdAt', 'starttime', 'maxHoldMs', 'fencingToken', 'hostname', 'bootId', 'lock']
+    expect(Object.keys(payload)).toEqual(process.platform === 'win32' ? keys.filter((k) => k !== 'bootId') : keys)
     expect(fs.readFileSync(lease.lockPath, 'utf8')).toBe(JSON.stringify(payload, null, 2))
     expect(payload.pid).toBe(process.pid)
     expect(payload.fencingToken).toBe(lease.fencingToken)

@@ -13,6 +13,14 @@ const child = (args, opts) => {
   return c
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+// Under wine a file we hold open keeps its name when another process deletes
+// or renames over it (the classic semantics); Windows 10 NTFS does it at once.
+const WINE = process.platform === 'win32' && process.env.SWL_TEST_WINE === '1'
+const notUnderWine = (name, fn, timeout) => {
+  if (!WINE) return it(name, fn, timeout)
+  console.warn(`watchdog.test: "${name}" skipped: under wine: deleting or renaming over a file another process holds open is refused or deferred there`)
+  return it.skip(name, fn, timeout)
+}
 const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 afterEach(() => {
@@ -171,7 +179,7 @@ describe('lost leases', () => {
 })
 
 describe('assertCurrent detects loss from outside the process', () => {
-  it('the lock file deleted externally', async () => {
+  notUnderWine('the lock file deleted externally', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const lease = await swl.acquireSessionWriteLock({ sessionFile })
     await expect(lease.assertCurrent()).resolves.toBeUndefined()
@@ -182,7 +190,7 @@ describe('assertCurrent detects loss from outside the process', () => {
     await lease.release()
   })
 
-  it('the lock file replaced externally (new inode); release leaves the replacement alone', async () => {
+  notUnderWine('the lock file replaced externally (new inode); release leaves the replacement alone', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const lease = await swl.acquireSessionWriteLock({ sessionFile })
     const text = fs.readFileSync(lease.lockPath, 'utf8')

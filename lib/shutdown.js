@@ -21,7 +21,9 @@
 
 const { resolveShutdownDrainMs } = require('./options')
 
-const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT']
+// Windows: Node also delivers SIGBREAK (Ctrl+Break); SIGHUP there is the
+// console window closing. (Listeners on the others are harmless there.)
+const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT', ...(process.platform === 'win32' ? ['SIGBREAK'] : [])]
 // Other names of a hooked signal's number. Node emits a delivered signal under
 // every name that has listeners, and signal-exit listens to SIGIOT as well as
 // SIGABRT: without a listener of ours there, its SIGIOT listener would see
@@ -297,7 +299,10 @@ function finish(hub, signal) {
   // (No exit fallback: tests that stub process.kill, as the old module's
   // did, must survive this.)
   try {
-    process.kill(process.pid, signal)
+    // Windows can raise only SIGINT/SIGTERM/SIGKILL/SIGQUIT (each a
+    // TerminateProcess); SIGBREAK and SIGHUP end a process by default there
+    // too, so end it the same way.
+    process.kill(process.pid, process.platform === 'win32' && (signal === 'SIGBREAK' || signal === 'SIGHUP') ? 'SIGTERM' : signal)
   } catch (err) {
     report(`could not re-raise ${signal}`, err)
   }

@@ -115,6 +115,9 @@ pub fn own_start_time() -> Option<u64> {
 }
 
 fn real_start_time(pid: u32) -> Option<u64> {
+    if let Some(t) = crate::sys::start_time(pid) {
+        return Some(t);
+    }
     parse_stat(&read_stat(pid)?).map(|s| s.start_time)
 }
 

@@ -164,7 +164,12 @@ pub fn collect_orphans(dir: &str, remove: bool) -> Result<Vec<Orphan>, OsError> 
     names.sort();
     let mut out = Vec::new();
     for name in names {
-        let path = format!("{}/{}", dir.trim_end_matches('/'), name);
+        let path = format!(
+            "{}{}{}",
+            dir.trim_end_matches(crate::sys::SEPARATORS),
+            crate::sys::SEPARATOR,
+            name
+        );
         if let Some(o) = take_orphan(&path, remove) {
             out.push(o);
         }

@@ -28,7 +28,7 @@ impl OsError {
     }
 
     pub fn from_io(err: &io::Error, syscall: &'static str, path: &str) -> Self {
-        let raw = err.raw_os_error().unwrap_or(0);
+        let raw = crate::sys::errno_of(err).unwrap_or(0);
         OsError::new(code_of(raw), -raw.abs(), syscall, path)
     }
 

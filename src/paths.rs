@@ -43,22 +43,22 @@ static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
 const CACHE_LIMIT: usize = 4096;
 
 fn stat_id(p: &str) -> Option<FileId> {
-    dir_id(std::fs::metadata(p).ok()?)
+    sys::dir_id(p, true)
 }
 
 /// Like `stat_id`, without following a final symlink.
 fn lstat_id(p: &str) -> Option<FileId> {
-    dir_id(std::fs::symlink_metadata(p).ok()?)
+    sys::dir_id(p, false)
 }
 
-fn dir_id(m: std::fs::Metadata) -> Option<FileId> {
-    m.is_dir().then(|| sys::file_id(&m))
-}
-
-/// Split an absolute, already `path.resolve`d path into (dir, base).
+/// Split an absolute, already `path.resolve`d path into (dir, base). A
+/// root keeps its separator (`/`, and on Windows `C:\`).
 fn split(resolved: &str) -> (&str, &str) {
-    match resolved.rfind('/') {
-        Some(0) => ("/", &resolved[1..]),
+    match resolved.rfind(sys::SEPARATORS) {
+        Some(0) => (&resolved[..1], &resolved[1..]),
+        Some(2) if sys::DRIVE_ROOTS && resolved.as_bytes()[1] == b':' => {
+            (&resolved[..3], &resolved[3..])
+        }
         Some(i) => (&resolved[..i], &resolved[i + 1..]),
         None => (".", resolved),
     }
@@ -67,8 +67,8 @@ fn split(resolved: &str) -> (&str, &str) {
 fn join(dir: &str, base: &str) -> String {
     let mut s = String::with_capacity(dir.len() + base.len() + 1);
     s.push_str(dir);
-    if !dir.ends_with('/') {
-        s.push('/');
+    if !dir.ends_with(sys::SEPARATORS) {
+        s.push(sys::SEPARATOR);
     }
     s.push_str(base);
     s
@@ -91,9 +91,18 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     if let Some(real) = cached_real_dir(dir) {
         return Ok(real);
     }
-    std::fs::create_dir_all(dir).map_err(|e| OsError::from_io(&e, "mkdir", dir))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let err = OsError::from_io(&e, "mkdir", dir);
+        // Windows reports a file on the way (`a/file/sub`) as "already
+        // exists"; Node and POSIX say what it is: not a directory.
+        if err.code == "EEXIST" {
+            OsError::synthetic("ENOTDIR", "mkdir", dir)
+        } else {
+            err
+        }
+    })?;
     let real = match std::fs::canonicalize(dir) {
-        Ok(p) => p.to_string_lossy().into_owned(),
+        Ok(p) => sys::display_path(p),
         Err(_) => dir.to_string(),
     };
     if let Some(id) = lstat_id(&real) {
@@ -147,7 +156,7 @@ pub fn existing_key(resolved: &str) -> String {
         return join(&real, base);
     }
     match std::fs::canonicalize(dir) {
-        Ok(p) => join(&p.to_string_lossy(), base),
+        Ok(p) => join(&sys::display_path(p), base),
         Err(_) => resolved.to_string(),
     }
 }

@@ -57,6 +57,13 @@ function isExecutable(p) {
  * (CI=true) a missing server is a failure, never a skip.
  */
 export function pgAvailable(what = 'PostgreSQL backend tests') {
+  // Under an emulator (npm run cross: arm64 under qemu) the backend's code is
+  // the same architecture-neutral Rust the native run of npm test covers; its
+  // cluster and namespace set-up only multiply qemu's slowness. Printed, not silent.
+  if (process.env.SWL_TEST_EMULATED) {
+    process.stderr.write(`\n${what} skipped under ${process.env.SWL_TEST_EMULATED}: the backend runs in npm test natively and in the musl row\n`)
+    return false
+  }
   const bin = findPgBin()
   if (bin !== null) return true
   const msg = `\n!!! SKIPPING ${what}: the PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed.\n!!! Install them (Debian: apt-get install postgresql) to run these tests.\n`

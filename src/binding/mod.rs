@@ -96,6 +96,15 @@ pub fn self_identity() -> NativeIdentity {
     }
 }
 
+/// The start time of `pid` as payloads record it (`/proc/<pid>/stat` field
+/// 22 on Linux, the creation time in ms since the epoch on Windows), honouring
+/// the override seam; null when unknown. For tests that write old-module
+/// files naming a live process on a platform without `/proc`.
+#[napi(catch_unwind)]
+pub fn process_start_time(pid: u32) -> Option<f64> {
+    identity::proc_start_time(pid).map(|s| s as f64)
+}
+
 /// Test seam (PID reuse): report `value` as the start time of `pid`;
 /// `value` null means "unknown"; `clear` removes the override (all of them
 /// when `pid` is 0).

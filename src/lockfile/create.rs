@@ -31,7 +31,7 @@ pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadat
                 };
                 return Ok((f, true, meta));
             }
-            Err(e) if e.raw_os_error() == Some(errno::EEXIST) => {
+            Err(e) if sys::errno_of(&e) == Some(errno::EEXIST) => {
                 if let Some((f, meta)) = open_existing(path)? {
                     return Ok((f, false, meta));
                 }
@@ -50,7 +50,7 @@ pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadat
 pub(super) fn open_existing(path: &str) -> Result<Option<(File, std::fs::Metadata)>, OsError> {
     let file = match sys::open_existing(path) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(errno::ENOENT) => return Ok(None),
+        Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => return Ok(None),
         Err(e) => return Err(classify_open_error(&e, path)),
     };
     let meta = file
@@ -155,7 +155,7 @@ pub(super) fn publish(path: &str, render: &mut dyn FnMut(&mut String)) -> Result
         .metadata()
         .map_err(|e| OsError::from_io(&e, "fstat", path))?;
     if let Err(e) = sys::link_unnamed(&file, path) {
-        if e.raw_os_error() == Some(errno::EEXIST) {
+        if sys::errno_of(&e) == Some(errno::EEXIST) {
             return Ok(Publish::Exists);
         }
         // No /proc, or linking an unnamed file refused here (ENOENT, EPERM,
@@ -164,11 +164,8 @@ pub(super) fn publish(path: &str, render: &mut dyn FnMut(&mut String)) -> Result
         return Ok(Publish::Unsupported);
     }
     count(COUNT_TMPFILE);
-    Ok(Publish::Done(LockFile::new(
-        file,
-        sys::file_id(&meta),
-        buf.into_bytes(),
-    )))
+    let id = sys::file_id(&file, &meta);
+    Ok(Publish::Done(LockFile::new(file, id, buf.into_bytes())))
 }
 
 pub(super) enum Linked {
@@ -209,7 +206,7 @@ pub(super) fn create_temp(path: &str) -> Option<io::Result<(File, std::path::Pat
     loop {
         match sys::create_new(&tmp) {
             Ok(f) => return Some(Ok((f, tmp))),
-            Err(e) if e.raw_os_error() == Some(errno::EEXIST) && tries < 8 => {
+            Err(e) if sys::errno_of(&e) == Some(errno::EEXIST) && tries < 8 => {
                 tries += 1;
                 tmp = temp_name(path)?;
             }
@@ -267,12 +264,12 @@ pub(super) fn publish_linked(
             return Err(OsError::from_io(&e, "fstat", path));
         }
     };
-    let linked = std::fs::hard_link(&tmp, path);
-    cleanup(&tmp);
-    match linked {
+    // Unix: link, then drop the temporary name; Windows: a rename that
+    // never replaces.
+    match sys::publish_temp(&file, &tmp, path) {
         Ok(()) => {}
         Err(e) => {
-            return match e.raw_os_error() {
+            return match sys::errno_of(&e) {
                 Some(errno::EEXIST) => Ok(Linked::Exists),
                 Some(errno::EPERM)
                 | Some(errno::EOPNOTSUPP)
@@ -283,11 +280,8 @@ pub(super) fn publish_linked(
         }
     }
     count(COUNT_TEMP_LINK);
-    Ok(Linked::Done(LockFile::new(
-        file,
-        sys::file_id(&meta),
-        buf.into_bytes(),
-    )))
+    let id = sys::file_id(&file, &meta);
+    Ok(Linked::Done(LockFile::new(file, id, buf.into_bytes())))
 }
 
 fn non_regular_error(meta: &std::fs::Metadata, path: &str) -> OsError {
@@ -303,7 +297,7 @@ fn non_regular_error(meta: &std::fs::Metadata, path: &str) -> OsError {
 }
 
 fn classify_open_error(e: &io::Error, path: &str) -> OsError {
-    match e.raw_os_error() {
+    match sys::errno_of(e) {
         Some(errno::ELOOP) | Some(errno::EISDIR) => OsError::from_io(e, "open", path),
         // A socket (ENXIO), or anything else odd: say what is there if we can.
         Some(errno::ENXIO) | Some(errno::EOPNOTSUPP) | Some(errno::ETXTBSY) => {

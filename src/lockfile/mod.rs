@@ -49,7 +49,6 @@
 //! file systems whose `flock` is emulated or local-only (NFS, SMB).
 
 use std::fs::File;
-use std::io;
 use std::path::Path;
 
 use crate::oserror::OsError;
@@ -140,10 +139,7 @@ fn try_lock_exclusive(file: &File, path: &str) -> Result<bool, OsError> {
 
 /// Does `path` (not following a final symlink) name the inode `id`?
 pub fn path_names(path: impl AsRef<Path>, id: FileId) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => sys::file_id(&m) == id,
-        Err(_) => false,
-    }
+    sys::path_id(path) == Some(id)
 }
 
 /// Make one non-blocking attempt to take the lock at `path`.
@@ -179,6 +175,17 @@ pub fn attempt(
                     // Released between our link and our open: go again.
                     None => continue,
                 },
+                // A file is there already (the waiting case): open it rather
+                // than build a temporary file just to find the name taken.
+                // Besides saving work, this keeps a waiter's retries from
+                // changing the directory, which is what wakes the waiters
+                // of platforms that watch directories (Windows).
+                Publish::Unsupported if sys::path_id(path).is_some() => {
+                    match open_existing(path)? {
+                        Some((file, meta)) => (file, false, meta),
+                        None => continue,
+                    }
+                }
                 Publish::Unsupported => match publish_linked(path, render)? {
                     Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
                     Linked::Exists => match open_existing(path)? {
@@ -189,7 +196,7 @@ pub fn attempt(
                 },
             },
         };
-        let id = sys::file_id(&meta);
+        let id = sys::file_id(&file, &meta);
         let mut locked = try_lock_exclusive(&file, path)?;
         if !locked && created {
             // Another process may be inspecting the file we just created; it
@@ -250,7 +257,7 @@ pub fn attempt(
                         Ok(None) => {}
                         Err(e)
                             if matches!(
-                                e.raw_os_error(),
+                                sys::errno_of(&e),
                                 Some(errno::EPERM) | Some(errno::EACCES)
                             ) => {}
                         Err(e) => return Err(OsError::from_io(&e, "rename", path)),
@@ -258,9 +265,9 @@ pub fn attempt(
                     lf.file
                 };
                 // Remove the name, then race for a fresh exclusive create.
-                match std::fs::remove_file(path) {
+                match sys::remove_name(&file, path) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => {}
                     Err(e) => return Err(OsError::from_io(&e, "unlink", path)),
                 }
                 drop(file);
@@ -279,8 +286,8 @@ pub fn attempt(
     // waits and tries again.
     let (file, _, meta) = open_lock_path(path)?;
     Ok(Attempt::Busy(WaitFile {
+        id: sys::file_id(&file, &meta),
         file,
-        id: sys::file_id(&meta),
         legacy: true,
     }))
 }
@@ -310,7 +317,7 @@ impl LockFile {
     /// still ours, then close (which drops the OS lock).
     pub fn release(self, path: &str) {
         if path_names(path, self.id) {
-            let _ = std::fs::remove_file(path);
+            let _ = sys::remove_name(&self.file, path);
         }
         drop(self.file);
     }

@@ -8,7 +8,7 @@ use super::create::open_existing;
 use super::{path_names, try_lock_exclusive, FileId};
 use crate::oserror::OsError;
 use crate::payload::{self, ParsedPayload, MAX_PAYLOAD_BYTES};
-use crate::sys;
+use crate::sys::{self, errno};
 
 /// Read at most `MAX_PAYLOAD_BYTES + 1` bytes from the start of `file`.
 pub fn read_bounded(file: &File) -> Vec<u8> {
@@ -41,8 +41,8 @@ impl Probe {
     /// error (`ELOOP`, `EISDIR`, `EINVAL`), as for an acquire.
     pub fn open(path: &str) -> Result<Option<Probe>, OsError> {
         Ok(open_existing(path)?.map(|(file, meta)| Probe {
+            id: sys::file_id(&file, &meta),
             file,
-            id: sys::file_id(&meta),
             mtime_ms: sys::mtime_ms(&meta),
         }))
     }
@@ -64,9 +64,9 @@ impl Probe {
         if !path_names(path, self.id) {
             return Ok(false);
         }
-        match std::fs::remove_file(path) {
+        match sys::remove_name(&self.file, path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => Ok(false),
             Err(e) => Err(OsError::from_io(&e, "unlink", path)),
         }
     }

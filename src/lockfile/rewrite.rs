@@ -128,7 +128,7 @@ impl LockFile {
         };
         if let Err(e) = sys::exchange(&tmp, path) {
             drop_tmp(&tmp);
-            return match e.raw_os_error() {
+            return match sys::errno_of(&e) {
                 Some(errno::EINVAL) | Some(errno::ENOSYS) | Some(errno::EOPNOTSUPP) => Ok(None),
                 // Nothing at the lock path any more: our file was deleted.
                 Some(errno::ENOENT) => Ok(Some(Rewrite::Lost)),
@@ -146,8 +146,8 @@ impl LockFile {
         }
         drop_tmp(&tmp);
         // The old file (unlinked now) closes here, freeing its OS lock.
+        self.id = sys::file_id(&file, &meta);
         self.file = file;
-        self.id = sys::file_id(&meta);
         self.written.clear();
         self.written.extend_from_slice(bytes);
         Ok(Some(Rewrite::Done))

@@ -199,11 +199,10 @@ impl ChangeWatcher {
     /// id. The id is the watch's descriptor.
     pub fn add(&mut self, path: &str) -> Result<WatchId, i32> {
         let file = open_evtonly(Path::new(path), false)?;
-        let id = file_id(
-            &file
-                .metadata()
-                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?,
-        );
+        let meta = file
+            .metadata()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let id = file_id(&file, &meta);
         if let Some((&wid, _)) = self.files.iter().find(|(_, w)| w.id == id) {
             return Ok(wid);
         }
@@ -231,7 +230,7 @@ impl ChangeWatcher {
             true,
         )
         .ok()?;
-        let FileId { dev, ino } = file_id(&d.metadata().ok()?);
+        let FileId { dev, ino } = file_id(&d, &d.metadata().ok()?);
         let id = (dev, ino);
         if let Some(w) = self.dirs.get_mut(&id) {
             w.files.push(file);

@@ -12,7 +12,12 @@
 //! | --- | --- |
 //! | `errno::{EACCES, ...}` | the errno values the error table names (see `oserror`) |
 //! | `LOCK_SYSCALL` | the name a failed lock call reports as `syscall` |
-//! | `file_id(&Metadata) -> FileId`, `mtime_ms(&Metadata) -> i64` | inode identity, modification time |
+//! | `file_id(&File, &Metadata) -> FileId`, `mtime_ms(&Metadata) -> i64` | identity of an open file (Unix: from the metadata; Windows: from the handle), modification time |
+//! | `path_id(path)`, `dir_id(path, follow)` | identity of what a path names without following (`None`: nothing there, or on Windows a delete-pending file), of a directory |
+//! | `errno_of(&io::Error)` | the errno an error from std or this layer stands for (Windows maps its error codes) |
+//! | `SEPARATORS`, `SEPARATOR`, `DRIVE_ROOTS`, `display_path(PathBuf)` | path spelling: separators, `X:\` roots, a canonical path as Node shows it |
+//! | `publish_temp(&File, tmp, target)` | name a complete file built under `tmp` as `target`, failing with `EEXIST` instead of replacing (Unix: `link` then unlink `tmp`; Windows: a rename that never replaces) |
+//! | `start_time(pid)` | a native start time (Windows: creation time, ms since the epoch); `None` where `proc_stat` is the source |
 //! | `create_new(path)`, `open_existing(path)` | exclusive create (read-write, mode 0644) / read-only open; never follow a final symlink, never block on a FIFO or device |
 //! | `try_lock_exclusive(&File) -> io::Result<bool>`, `unlock(&File)` | the OS lock of an open file description, without blocking; `false` = held elsewhere |
 //! | `write_at`, `read_at`, `set_mtime` | positional I/O; set the modification time (best effort) |
@@ -27,13 +32,9 @@
 //!
 //! macOS watches with kqueue (`EVFILT_VNODE` on the lock file, with
 //! `NOTE_FUNLOCK` for a released or dead holder, and on its directory), the
-//! same interface as Linux's inotify watcher
-//! (see `macos.rs`). Windows (`windows.rs`) is a documented skeleton whose functions
-//! fail with `Unsupported`. The crate compiles against it (checked with
-//! `cargo check --lib --target x86_64-pc-windows-msvc` with the guard
-//! removed), but a build would be an addon that cannot lock, so building
-//! for Windows still stops at the `compile_error!` below; the Windows
-//! backend removes it with the skeleton's bodies.
+//! same interface as Linux's inotify watcher (see `macos.rs`). Windows
+//! (`windows.rs`, see docs/windows.md) locks with `LockFileEx` and waits on
+//! directory change notifications and holder process handles.
 
 /// Identity of an inode (device and inode number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +118,6 @@ pub use macos::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
-
-#[cfg(windows)]
-compile_error!(
-    "session-write-lock: the Windows backend (src/sys/windows.rs) is not implemented yet (see README)"
-);
 
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 compile_error!("session-write-lock: no platform layer for this target (see src/sys/mod.rs)");

@@ -38,11 +38,84 @@ const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 /// The mode of every file we create (before the umask).
 const FILE_MODE: u32 = 0o644;
 
-pub fn file_id(m: &Metadata) -> FileId {
+/// The identity of an open file, from the metadata already read from it
+/// (`fstat`); the file itself is not consulted here.
+pub fn file_id(_file: &File, m: &Metadata) -> FileId {
     FileId {
         dev: m.dev(),
         ino: m.ino(),
     }
+}
+
+/// The identity of what `path` names, not following a final symlink
+/// (`lstat`); `None` when nothing is there.
+pub fn path_id(path: impl AsRef<Path>) -> Option<FileId> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// The identity of the directory `path` names (following symlinks when
+/// `follow`); `None` when it is not a directory.
+pub fn dir_id(path: impl AsRef<Path>, follow: bool) -> Option<FileId> {
+    let m = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .ok()?;
+    m.is_dir().then(|| FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// The errno an `io::Error` carries (std and this layer report errno values
+/// on Unix).
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error()
+}
+
+/// Path separators, the one to join with, and whether `X:` drive roots exist.
+pub const SEPARATORS: &[char] = &['/'];
+pub const SEPARATOR: char = '/';
+pub const DRIVE_ROOTS: bool = false;
+
+/// A path std returned (`canonicalize`), as a string JS would show.
+pub fn display_path(p: std::path::PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Give the complete, locked file built under the temporary name `tmp` the
+/// name `target`, failing with `EEXIST` rather than replacing anything
+/// (`link`), then drop the temporary name (whatever the outcome).
+pub fn publish_temp(
+    _file: &File,
+    tmp: impl AsRef<Path>,
+    target: impl AsRef<Path>,
+) -> io::Result<()> {
+    let linked = std::fs::hard_link(&tmp, target);
+    let _ = std::fs::remove_file(tmp);
+    linked
+}
+
+/// Remove the name `path` of `file`, a file we hold locked (the caller has
+/// checked that the path names it): `unlink`.
+pub fn remove_name(_file: &File, path: impl AsRef<Path>) -> io::Result<()> {
+    std::fs::remove_file(path)
+}
+
+/// Whether the waiting thread keeps the descriptor of a busy lock file
+/// between its attempts (so that retries neither open nor close, which
+/// would wake every inotify watcher of the file).
+pub const KEEP_WAIT_HANDLES: bool = true;
+
+/// No native start-time call: the start time comes from [`proc_stat`]
+/// where there is one.
+pub fn start_time(_pid: u32) -> Option<u64> {
+    None
 }
 
 pub fn mtime_ms(m: &Metadata) -> i64 {

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use crate::acquire::{self, Written};
 use crate::lockfile::{Attempt, LockFile, WaitFile};
 use crate::oserror::OsError;
-use crate::sys::{ChangeWatcher, WakeReceiver, WakeSender, WatchId};
+use crate::sys::{self, ChangeWatcher, WakeReceiver, WakeSender, WatchId};
 
 mod start;
 mod watches;
@@ -289,7 +289,7 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
         }
         Ok((Attempt::Busy(wait), _)) => {
             let legacy = wait.legacy;
-            entry.wait = Some(wait);
+            entry.wait = sys::KEEP_WAIT_HANDLES.then_some(wait);
             // The path may name a new inode now: watch that one.
             entry.wd = watches.watch(key, &lock_path, entry.wd);
             if entry.wd.is_some() {
