@@ -129,7 +129,7 @@ const platform = step(`npm pack (${TAG}, staged)`, () => {
 step('tarball contents', () => {
   // Every module of lib/ (the runtime loads some of them only on first use).
   const libFiles = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`)
-  const must = ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'loader.js', ...libFiles, 'Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'src/binding.rs']
+  const must = ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'loader.js', ...libFiles, 'Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'src/binding/mod.rs', 'src/sys/mod.rs']
   const missing = must.filter((f) => !main.files.includes(f))
   if (missing.length) fail(`main tarball lacks ${missing.join(', ')}`)
   const forbidden = main.files.filter((f) => /\.node$|^target\/|^node_modules\/|^__test__\/|^npm\/|^\.cache\/|^bench\/|\.tgz$/.test(f))
