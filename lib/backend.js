@@ -18,12 +18,17 @@
 // lock alone; the connection string's password never appears in an error.
 // Not guaranteed: anything a paused process does after its lease was lost
 // (the fencing token is for that).
+//
+// Longer than the other lib/ files (about 460 lines) on purpose: the
+// configuration, the database holds shared by reentrant levels, the lease
+// twin and the connection monitor share the one `holds` map and its rules,
+// and split apart they would each reach into it.
 
 const os = require('node:os')
 // The addon and the error classes the leases throw (lib/native.js), and the
 // file lock this module wraps (its acquire and release, lib/locks.js): the
 // only names taken from the rest of lib/.
-const { native, SessionWriteLockTimeoutError, SessionWriteLockLostError } = require('./native')
+const { native, SessionWriteLockTimeoutError, SessionWriteLockLostError, abortReason } = require('./native')
 const { acquireSessionWriteLock: fileAcquire, release: fileRelease } = require('./locks')
 const options = require('./options')
 
@@ -344,14 +349,6 @@ function checkEpochs() {
 
 function monoMs() {
   return process.uptime() * 1000
-}
-
-function abortReason(signal) {
-  if (signal.reason !== undefined) return signal.reason
-  const err = new Error('The operation was aborted')
-  err.name = 'AbortError'
-  err.code = 'ABORT_ERR'
-  return err
 }
 
 function acquireSessionWriteLock(params) {

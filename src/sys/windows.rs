@@ -4,6 +4,10 @@
 //! waiting thread woken by directory change notifications and by holder
 //! process handles.
 //!
+//! One file of about 1,000 lines on purpose: the platform layer keeps one
+//! file per platform, and Windows provides its own version of every function
+//! of the surface (Unix shares `unix.rs` between Linux and macOS).
+//!
 //! The surface is described in [`crate::sys`]; what is particular here (see
 //! docs/windows.md for the measurements behind each choice):
 //! - **The lock** is an exclusive `LockFileEx` on the single byte at
