@@ -380,10 +380,25 @@ function vitest(node, files, env, label, extra = []) {
 
 // ---------------------------------------------------------------- per target
 const SMOKE = ['__test__/smoke.test.mjs', '__test__/crossprocess.test.mjs']
+// The PostgreSQL client's `whoami` links Apple's SystemConfiguration and
+// CoreFoundation frameworks. Without an SDK zig cannot find them, so the link
+// gets text stubs (.tbd) naming only each framework's install path: the binary
+// then loads the real frameworks on macOS, and resolves their symbols at load
+// time as it does Node's (napi builds link with -undefined dynamic_lookup).
+function appleFrameworkStubs() {
+  const dir = path.join(OUT, 'apple-frameworks')
+  for (const f of ['SystemConfiguration', 'CoreFoundation']) {
+    fs.mkdirSync(path.join(dir, `${f}.framework`), { recursive: true })
+    const tbd = ['--- !tapi-tbd', 'tbd-version: 4', 'targets: [ x86_64-macos, arm64-macos ]', `install-name: '/System/Library/Frameworks/${f}.framework/Versions/A/${f}'`, 'current-version: 1', 'compatibility-version: 1', '...', '']
+    fs.writeFileSync(path.join(dir, `${f}.framework`, `${f}.tbd`), tbd.join('\n'))
+  }
+  return dir
+}
+
 function buildTarget(t, row) {
   const outDir = path.join(OUT, t.tag)
   fs.rmSync(outDir, { recursive: true, force: true })
-  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: MACOS_MIN } : {}
+  const env = t.kind === 'darwin' ? { MACOSX_DEPLOYMENT_TARGET: MACOS_MIN, RUSTFLAGS: `-C link-arg=-F${appleFrameworkStubs()}` } : {}
   log(`${t.tag}: npx ${buildArgs(t, path.relative(ROOT, outDir)).join(' ')}`)
   const ok = run('npx', buildArgs(t, outDir), { env })
   const file = ok ? findNode(outDir) : null
