@@ -6,11 +6,11 @@
 //             the waiter's acquire resolves.
 //   killed:   the parent kills the holder (TerminateProcess on Windows);
 //             the waiter's acquire resolves.
-const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const swl = require('../../index.js')
+const { spawnNode } = require('../../__test__/fixtures/core-helpers.js')
 
 const ROUNDS = Number(process.env.ROUNDS || 15)
 const now = () => performance.timeOrigin + performance.now()
@@ -31,29 +31,11 @@ if (process.argv[2] === 'holder') {
   return
 }
 
+// The holder child, through the tests' child-process helper (its stdout lines
+// and waitLine), so this script and the suite read children the same way.
 function holder(sessionFile) {
-  const child = spawn(process.execPath, [__filename, 'holder', sessionFile], { stdio: ['pipe', 'pipe', 'inherit'] })
-  let out = ''
-  const lines = []
-  const waiters = []
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (d) => {
-    out += d
-    let i
-    while ((i = out.indexOf('\n')) >= 0) {
-      lines.push(out.slice(0, i))
-      out = out.slice(i + 1)
-      for (const w of waiters.splice(0)) w()
-    }
-  })
-  const line = async (prefix) => {
-    for (;;) {
-      const l = lines.find((x) => x.startsWith(prefix))
-      if (l) return l
-      await new Promise((r) => waiters.push(r))
-    }
-  }
-  return { child, line }
+  const h = spawnNode([__filename, 'holder', sessionFile])
+  return { child: h.child, line: (prefix) => h.waitLine(prefix, 60_000) }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
