@@ -122,6 +122,44 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     Ok(real)
 }
 
+/// `path.resolve` of an absolute POSIX path (one starting with `/`) without
+/// leaving native code: empty and `.` segments dropped, `..` taking back the
+/// segment before it (never above the root), no trailing separator. Any
+/// other path is returned as it is (the caller resolved it already, as it
+/// always does on Windows and for relative paths). Borrowed when the path is
+/// normal already, which is the common case.
+pub fn resolve_absolute(p: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if sys::DRIVE_ROOTS || !p.starts_with('/') {
+        return Cow::Borrowed(p);
+    }
+    let normal = p[1..]
+        .split('/')
+        .all(|s| !s.is_empty() && s != "." && s != "..");
+    if normal {
+        return Cow::Borrowed(p);
+    }
+    let mut segs: Vec<&str> = Vec::new();
+    for s in p.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    if segs.is_empty() {
+        return Cow::Owned("/".to_string());
+    }
+    let mut out = String::with_capacity(p.len());
+    for s in segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    Cow::Owned(out)
+}
+
 /// What an error reports for a session whose directory could not be
 /// resolved: the resolved path itself as key, and `<resolved>.lock`.
 pub fn unresolved(resolved: &str) -> SessionPaths {
@@ -189,6 +227,32 @@ fn is_cached(p: &std::path::Path) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn resolve_absolute_matches_path_resolve() {
+        // Expected values: node -p 'path.posix.resolve(p)' for each.
+        for (p, want) in [
+            ("/a/b/s.jsonl", "/a/b/s.jsonl"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a//b/./s.jsonl", "/a/b/s.jsonl"),
+            ("/a/b/../s.jsonl", "/a/s.jsonl"),
+            ("/../../s", "/s"),
+            ("/a/b/", "/a/b"),
+            ("/a/b/.", "/a/b"),
+            ("/a/b/..", "/a"),
+            ("/a/..", "/"),
+            ("/a/...b/s", "/a/...b/s"),
+            ("/a/.b/..c", "/a/.b/..c"),
+            ("//a/b", "/a/b"),
+        ] {
+            assert_eq!(resolve_absolute(p), want, "{p}");
+        }
+        assert!(matches!(
+            resolve_absolute("/a/b/s.jsonl"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn symlinked_dirs_share_a_key_and_cache_revalidates() {
