@@ -21,6 +21,7 @@
 //! `session::acquire`).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 
 use crate::oserror::OsError;
@@ -39,7 +40,9 @@ struct CacheEntry {
     id: FileId,
 }
 
-static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
+type Cache = HashMap<String, CacheEntry, BuildHasherDefault<crate::registry::FastHash>>;
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 const CACHE_LIMIT: usize = 4096;
 
 fn stat_id(p: &str) -> Option<FileId> {
@@ -54,7 +57,12 @@ fn lstat_id(p: &str) -> Option<FileId> {
 /// Split an absolute, already `path.resolve`d path into (dir, base). A
 /// root keeps its separator (`/`, and on Windows `C:\`).
 fn split(resolved: &str) -> (&str, &str) {
-    match resolved.rfind(sys::SEPARATORS) {
+    // Separators are ASCII: a byte scan (`rfind` with a set of chars walks
+    // the string char by char).
+    let sep = resolved
+        .bytes()
+        .rposition(|b| b.is_ascii() && sys::SEPARATORS.contains(&(b as char)));
+    match sep {
         Some(0) => (&resolved[..1], &resolved[1..]),
         Some(2) if sys::DRIVE_ROOTS && resolved.as_bytes()[1] == b':' => {
             (&resolved[..3], &resolved[3..])
@@ -107,7 +115,7 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     };
     if let Some(id) = lstat_id(&real) {
         let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let cache = guard.get_or_insert_with(HashMap::new);
+        let cache = guard.get_or_insert_with(Cache::default);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }

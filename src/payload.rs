@@ -133,9 +133,7 @@ fn push_u64(out: &mut String, mut v: u64, width: usize) {
         }
     }
     let start = i.min(buf.len().saturating_sub(width));
-    for &b in &buf[start..] {
-        out.push(b as char);
-    }
+    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 /// `ms` as an ISO-8601 string.

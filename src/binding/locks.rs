@@ -205,6 +205,40 @@ pub fn release_lease(env: Env, ctx: f64, lease_id: f64) -> Result<bool> {
     context::delivering(&env, ctx, |r| r.release_lease(ctx, lease_id as u64))
 }
 
+/// `releaseLease` for the hot path: `out[0]` is 1 if it dropped a hold.
+/// When the release handed the lock to a waiter of this same context (an
+/// in-process FIFO hand-off), that grant comes back here instead of through
+/// the context's deliver function (which builds an object per delivery):
+/// `out[1]` its request id, `out[2]` its lease id, `out[3]` its
+/// `acquiredAt`, and the token is returned (the lock path is the released
+/// lease's). Anything else for this context is delivered before this returns.
+/// `null`: no grant came back.
+#[napi(catch_unwind)]
+pub fn release_lease_into(
+    env: Env,
+    ctx: f64,
+    lease_id: f64,
+    mut out: Float64ArraySlice<'_>,
+) -> Result<Option<String>> {
+    let ctx = ctx as u64;
+    let (dropped, own) =
+        context::delivering(&env, ctx, |r| r.release_lease_own(ctx, lease_id as u64))?;
+    // Written after the deliveries above, which run JS that may use `out`.
+    let out = crate::sys::f64_slice_mut(&mut out);
+    let mut put = |i: usize, v: f64| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = v;
+        }
+    };
+    put(0, if dropped { 1.0 } else { 0.0 });
+    Ok(own.map(|(request_id, g)| {
+        put(1, request_id as f64);
+        put(2, g.lease_id as f64);
+        put(3, g.acquired_at_ms as f64);
+        g.token.to_string()
+    }))
+}
+
 #[napi(object)]
 pub struct NativeDropped {
     pub lock_path: String,
