@@ -144,7 +144,7 @@ fn release_lease_own_takes_back_only_its_own_hand_off() {
     let ids: Vec<u64> = ds.iter().map(|d| d.request_id).collect();
     assert_eq!(ids, vec![b2, a3]);
     // A lease released twice drops nothing and takes nothing.
-    assert_eq!(reg.release_lease_own(ctx, g2.lease_id).0, false);
+    assert!(!reg.release_lease_own(ctx, g2.lease_id).0);
     for d in ds {
         reg.release_lease(ctx, d.result.unwrap().lease_id);
     }
