@@ -62,3 +62,45 @@ describe.skipIf(WINE)('directory realpath cache', () => {
     expect(await lockPathVia(file)).toBe(path.join(root, 'elsewhere', 's.jsonl.lock'))
   })
 })
+
+describe('session paths normalized as path.resolve does', () => {
+  // The addon normalizes absolute POSIX paths itself (the JS path.resolve is
+  // skipped on the hot path): every spelling must give path.resolve's key.
+  it('dots, doubled and trailing separators give the same lock as the resolved path', async () => {
+    const root = tmp()
+    const plain = path.join(root, 'a', 's.jsonl')
+    fs.mkdirSync(path.join(root, 'a', 'b'), { recursive: true })
+    const spellings = [
+      `${root}/a/b/../s.jsonl`,
+      `${root}//a/./s.jsonl`,
+      `${root}/a/s.jsonl/`,
+      `${root}/a/b/c/../../s.jsonl/.`,
+    ]
+    for (const p of spellings) {
+      expect(path.resolve(p)).toBe(plain)
+      const lease = await swl.acquireSessionWriteLock({ sessionFile: p, timeoutMs: 2000 })
+      expect(lease.lockPath).toBe(`${plain}.lock`)
+      expect(fs.existsSync(`${plain}.lock`)).toBe(true)
+      // The same lock: a second acquire through the plain path waits (and times out).
+      await expect(swl.acquireSessionWriteLock({ sessionFile: plain, timeoutMs: 30 })).rejects.toMatchObject({
+        code: 'OPENCLAW_SESSION_WRITE_LOCK_TIMEOUT',
+        lockPath: `${plain}.lock`,
+      })
+      await lease.release()
+      expect(fs.existsSync(`${plain}.lock`)).toBe(false)
+    }
+  })
+
+  it('a relative path resolves against the working directory', async () => {
+    const root = tmp()
+    const cwd = process.cwd()
+    process.chdir(root)
+    try {
+      const lease = await swl.acquireSessionWriteLock({ sessionFile: 'rel/s.jsonl', timeoutMs: 2000 })
+      expect(lease.lockPath).toBe(path.join(root, 'rel', 's.jsonl.lock'))
+      await lease.release()
+    } finally {
+      process.chdir(cwd)
+    }
+  })
+})

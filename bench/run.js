@@ -282,7 +282,7 @@ async function coldLoop(impl, dir, procs, n, reentrant = false) {
 // ---------------------------------------------------------------- floor (1): our system calls, replayed
 
 // The sequence when strace is missing (read off strace -f on Linux, tmpfs, at the time of writing).
-const FALLBACK_SEQUENCE = 'statx_dir,open_tmpfile,flock_ex_nb,pwrite:238,linkat_fd,statx_fd,statx_path,unlink,close'
+const FALLBACK_SEQUENCE = 'statx_dir,open_tmpfile,flock_ex_nb,pwrite:239,statx_fd,linkat_fd,statx_path,unlink,close'
 let floorSequence = { ops: FALLBACK_SEQUENCE, source: 'built-in (strace unavailable)', unreplayed: [] }
 
 /**

@@ -22,6 +22,11 @@ const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
 
 const signals = new Map() // leaseId -> AbortController (only once asked for)
 
+// releaseLeaseInto (an addon of an older copy of the package has none, see
+// loader.js) answers in `out`: [dropped, requestId, leaseId, acquiredAt].
+const FAST_RELEASE = typeof native.releaseLeaseInto === 'function'
+const out = new Float64Array(4)
+
 const debugStacks = process.env.SESSION_WRITE_LOCK_DEBUG === '1'
 
 const leaked = new FinalizationRegistry((held) => {
@@ -58,7 +63,19 @@ class SessionWriteLockLease {
     if (this.#released) return false
     this.#released = true
     leaked.unregister(this)
-    const dropped = native.releaseLease(context.ctx, this.#id)
+    let dropped
+    if (FAST_RELEASE) {
+      // An in-process hand-off to a waiter of this context comes back here
+      // (no delivery object built): settle it like any delivery.
+      const token = native.releaseLeaseInto(context.ctx, this.#id, out)
+      dropped = out[0] === 1
+      if (token !== null) {
+        const d = { requestId: out[1], leaseId: out[2], lockPath: this.lockPath, token, acquiredAt: out[3], error: null }
+        context.pump([d])
+      }
+    } else {
+      dropped = native.releaseLease(context.ctx, this.#id)
+    }
     if (signals.size !== 0) abortLease(this.#id, this.lockPath, 'released')
     return dropped
   }

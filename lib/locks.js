@@ -50,6 +50,20 @@ function timeoutError(timeoutMs, key, lockPath) {
   })
 }
 
+// The hot path asks the addon once (`acquireInto`): the numbers of the
+// answer land in `out` (status, id, acquiredAt, where the string splits) and
+// the one string returned carries the token (and the lock path when it is not
+// `<file>.lock`), so no result object is built on either side. Absolute POSIX
+// paths are normalized by the addon exactly as `path.resolve` would (saving
+// its JavaScript, which runs interpreted in a cold process). An addon of an
+// older copy of the package (shared, see loader.js) has no `acquireInto`.
+const FAST = typeof native.acquireInto === 'function'
+const NATIVE_RESOLVE = FAST && process.platform !== 'win32'
+const out = new Float64Array(4)
+const GRANTED = native.AcquireStatus.Granted
+const FAILED = native.AcquireStatus.Failed
+const SLASH = 47
+
 function acquireSessionWriteLock(params) {
   try {
     if (params === null || typeof params !== 'object') {
@@ -68,47 +82,70 @@ function acquireSessionWriteLock(params) {
       throw new TypeError('reentrantOwner must be a string')
     }
     if (onFirstUse !== null) onFirstUse()
-    const timeoutMs = options.resolveTimeoutParam(params.timeoutMs)
     const maxHoldMs = options.resolveMaxHoldParam(params.maxHoldMs)
-    const r = native.acquire(
-      context.ctx,
-      path.resolve(sessionFile),
-      owner ?? null,
-      params.allowReentrant === true,
-      maxHoldMs,
-      options.resolveStaleParam(params.staleMs),
-    )
-    if (r.status === native.AcquireStatus.Granted) {
-      return Promise.resolve(leases.newLease(r.id, r.lockPath, r.token, r.acquiredAt, maxHoldMs))
+    const staleMs = options.resolveStaleParam(params.staleMs)
+    if (!FAST) return acquireCompat(params, sessionFile, owner, maxHoldMs, staleMs, signal)
+    const file = NATIVE_RESOLVE && sessionFile.charCodeAt(0) === SLASH ? sessionFile : path.resolve(sessionFile)
+    const s = native.acquireInto(context.ctx, file, owner ?? null, params.allowReentrant === true, maxHoldMs, staleMs, out)
+    const status = out[0]
+    const id = out[1]
+    if (status === GRANTED) {
+      const cut = out[3]
+      const lease =
+        cut === 0
+          ? leases.newLease(id, file + '.lock', s, out[2], maxHoldMs)
+          : leases.newLease(id, s.slice(cut), s.slice(0, cut), out[2], maxHoldMs)
+      return Promise.resolve(lease)
     }
-    if (r.status === native.AcquireStatus.Failed) return Promise.reject(osError(r.error))
-    if (!context.isArmed()) {
-      try {
-        context.armWake()
-      } catch (err) {
-        // Granted meanwhile (cancel fails): the delivery is in the outbox and
-        // the waitFor below drains it; otherwise nothing is left behind.
-        if (native.cancel(r.id)) {
-          if (err != null && typeof err === 'object' && err.code == null) {
-            err.code = 'SESSION_WRITE_LOCK_WAKE_FAILED'
-            err.syscall = 'napi_create_threadsafe_function'
-          }
-          return Promise.reject(err)
-        }
-        context.pumpSoon()
-      }
-    }
-    return waitFor(r.id, r.key, r.lockPath, timeoutMs, maxHoldMs, signal)
+    if (status === FAILED) return Promise.reject(osError(native.takeAcquireError()))
+    return pending(id, s, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
   }
 }
 
+/** The same through an older addon's `acquire` (one result object). */
+function acquireCompat(params, sessionFile, owner, maxHoldMs, staleMs, signal) {
+  const r = native.acquire(
+    context.ctx,
+    path.resolve(sessionFile),
+    owner ?? null,
+    params.allowReentrant === true,
+    maxHoldMs,
+    staleMs,
+  )
+  if (r.status === GRANTED) {
+    return Promise.resolve(leases.newLease(r.id, r.lockPath, r.token, r.acquiredAt, maxHoldMs))
+  }
+  if (r.status === FAILED) return Promise.reject(osError(r.error))
+  return pending(r.id, r.lockPath, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
+}
+
+/** Request `requestId` is queued: arm this context's wake-up if need be, then wait. */
+function pending(requestId, lockPath, timeoutMs, maxHoldMs, signal) {
+  if (!context.isArmed()) {
+    try {
+      context.armWake()
+    } catch (err) {
+      // Granted meanwhile (cancel fails): the delivery is in the outbox and
+      // the waitFor below drains it; otherwise nothing is left behind.
+      if (native.cancel(requestId)) {
+        if (err != null && typeof err === 'object' && err.code == null) {
+          err.code = 'SESSION_WRITE_LOCK_WAKE_FAILED'
+          err.syscall = 'napi_create_threadsafe_function'
+        }
+        return Promise.reject(err)
+      }
+      context.pumpSoon()
+    }
+  }
+  return waitFor(requestId, lockPath, timeoutMs, maxHoldMs, signal)
+}
+
 /** A pending acquisition of this context (one object per wait, no closures but the executor). */
 class Waiter {
-  constructor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject) {
+  constructor(requestId, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject) {
     this.requestId = requestId
-    this.key = key
     this.lockPath = lockPath
     this.timeoutMs = timeoutMs
     this.maxHoldMs = maxHoldMs
@@ -134,7 +171,8 @@ class Waiter {
   }
 
   timeOut() {
-    this.giveUp(timeoutError(this.timeoutMs, this.key, this.lockPath))
+    // The key is the lock path without its `.lock`.
+    this.giveUp(timeoutError(this.timeoutMs, this.lockPath.slice(0, -5), this.lockPath))
   }
 
   giveUp(err) {
@@ -149,9 +187,9 @@ class Waiter {
   }
 }
 
-function waitFor(requestId, key, lockPath, timeoutMs, maxHoldMs, signal) {
+function waitFor(requestId, lockPath, timeoutMs, maxHoldMs, signal) {
   return new Promise((resolve, reject) => {
-    const w = new Waiter(requestId, key, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
+    const w = new Waiter(requestId, lockPath, timeoutMs, maxHoldMs, signal, resolve, reject)
     context.addWait(requestId, w, Math.min(timeoutMs, MAX_TIMER_MS))
     if (signal != null) {
       w.onAbort = () => {

@@ -21,6 +21,7 @@
 //! `session::acquire`).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 
 use crate::oserror::OsError;
@@ -39,7 +40,9 @@ struct CacheEntry {
     id: FileId,
 }
 
-static CACHE: Mutex<Option<HashMap<String, CacheEntry>>> = Mutex::new(None);
+type Cache = HashMap<String, CacheEntry, BuildHasherDefault<crate::registry::FastHash>>;
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 const CACHE_LIMIT: usize = 4096;
 
 fn stat_id(p: &str) -> Option<FileId> {
@@ -54,7 +57,12 @@ fn lstat_id(p: &str) -> Option<FileId> {
 /// Split an absolute, already `path.resolve`d path into (dir, base). A
 /// root keeps its separator (`/`, and on Windows `C:\`).
 fn split(resolved: &str) -> (&str, &str) {
-    match resolved.rfind(sys::SEPARATORS) {
+    // Separators are ASCII: a byte scan (`rfind` with a set of chars walks
+    // the string char by char).
+    let sep = resolved
+        .bytes()
+        .rposition(|b| b.is_ascii() && sys::SEPARATORS.contains(&(b as char)));
+    match sep {
         Some(0) => (&resolved[..1], &resolved[1..]),
         Some(2) if sys::DRIVE_ROOTS && resolved.as_bytes()[1] == b':' => {
             (&resolved[..3], &resolved[3..])
@@ -107,7 +115,7 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
     };
     if let Some(id) = lstat_id(&real) {
         let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let cache = guard.get_or_insert_with(HashMap::new);
+        let cache = guard.get_or_insert_with(Cache::default);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
@@ -120,6 +128,44 @@ pub fn real_dir(dir: &str) -> Result<String, OsError> {
         );
     }
     Ok(real)
+}
+
+/// `path.resolve` of an absolute POSIX path (one starting with `/`) without
+/// leaving native code: empty and `.` segments dropped, `..` taking back the
+/// segment before it (never above the root), no trailing separator. Any
+/// other path is returned as it is (the caller resolved it already, as it
+/// always does on Windows and for relative paths). Borrowed when the path is
+/// normal already, which is the common case.
+pub fn resolve_absolute(p: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if sys::DRIVE_ROOTS || !p.starts_with('/') {
+        return Cow::Borrowed(p);
+    }
+    let normal = p[1..]
+        .split('/')
+        .all(|s| !s.is_empty() && s != "." && s != "..");
+    if normal {
+        return Cow::Borrowed(p);
+    }
+    let mut segs: Vec<&str> = Vec::new();
+    for s in p.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    if segs.is_empty() {
+        return Cow::Owned("/".to_string());
+    }
+    let mut out = String::with_capacity(p.len());
+    for s in segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    Cow::Owned(out)
 }
 
 /// What an error reports for a session whose directory could not be
@@ -189,6 +235,32 @@ fn is_cached(p: &std::path::Path) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn resolve_absolute_matches_path_resolve() {
+        // Expected values: node -p 'path.posix.resolve(p)' for each.
+        for (p, want) in [
+            ("/a/b/s.jsonl", "/a/b/s.jsonl"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a//b/./s.jsonl", "/a/b/s.jsonl"),
+            ("/a/b/../s.jsonl", "/a/s.jsonl"),
+            ("/../../s", "/s"),
+            ("/a/b/", "/a/b"),
+            ("/a/b/.", "/a/b"),
+            ("/a/b/..", "/a"),
+            ("/a/..", "/"),
+            ("/a/...b/s", "/a/...b/s"),
+            ("/a/.b/..c", "/a/.b/..c"),
+            ("//a/b", "/a/b"),
+        ] {
+            assert_eq!(resolve_absolute(p), want, "{p}");
+        }
+        assert!(matches!(
+            resolve_absolute("/a/b/s.jsonl"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn symlinked_dirs_share_a_key_and_cache_revalidates() {

@@ -29,15 +29,17 @@ impl LockPayload<'_> {
     pub fn render(&self, out: &mut String) {
         out.clear();
         out.push_str("{\n  \"pid\": ");
-        let _ = write!(out, "{}", self.pid);
+        push_u64(out, self.pid as u64, 1);
         out.push_str(",\n  \"createdAt\": \"");
         push_iso8601(out, self.created_at_ms);
         out.push('"');
         if let Some(st) = self.start_time {
-            let _ = write!(out, ",\n  \"starttime\": {st}");
+            out.push_str(",\n  \"starttime\": ");
+            push_u64(out, st, 1);
         }
         if let Some(m) = self.max_hold_ms {
-            let _ = write!(out, ",\n  \"maxHoldMs\": {m}");
+            out.push_str(",\n  \"maxHoldMs\": ");
+            push_u64(out, m, 1);
         }
         out.push_str(",\n  \"fencingToken\": ");
         push_json_string(out, self.fencing_token);
@@ -54,6 +56,13 @@ impl LockPayload<'_> {
 /// Append `s` as a JSON string literal, escaped as `JSON.stringify` does.
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Every payload renders its token and host name here: most strings need
+    // no escape at all (and `core::fmt` is not needed for them).
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -78,17 +87,53 @@ pub fn push_iso8601(out: &mut String, ms: i64) {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        y,
-        m,
-        d,
-        rem / 3_600_000,
-        (rem / 60_000) % 60,
-        (rem / 1000) % 60,
-        rem % 1000
-    );
+    if !(0..=9999).contains(&y) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            y,
+            m,
+            d,
+            rem / 3_600_000,
+            (rem / 60_000) % 60,
+            (rem / 1000) % 60,
+            rem % 1000
+        );
+        return;
+    }
+    // Digits by hand: this runs for every payload written (`core::fmt` with
+    // widths cost more than the rest of the rendering).
+    let rem = rem as u64;
+    push_u64(out, y as u64, 4);
+    out.push('-');
+    push_u64(out, m as u64, 2);
+    out.push('-');
+    push_u64(out, d as u64, 2);
+    out.push('T');
+    push_u64(out, rem / 3_600_000, 2);
+    out.push(':');
+    push_u64(out, (rem / 60_000) % 60, 2);
+    out.push(':');
+    push_u64(out, (rem / 1000) % 60, 2);
+    out.push('.');
+    push_u64(out, rem % 1000, 3);
+    out.push('Z');
+}
+
+/// Append `v` in decimal, zero-padded to at least `width` digits.
+fn push_u64(out: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 /// `ms` as an ISO-8601 string.
@@ -339,6 +384,35 @@ mod tests {
             Some(1_704_067_200_000)
         );
         assert_eq!(parse_iso8601("2024-01-01"), Some(1_704_067_200_000));
+    }
+
+    #[test]
+    fn iso_digits_match_the_formatter() {
+        // The hand-written digits against `core::fmt`'s widths, over four
+        // centuries of instants (every month boundary and odd milliseconds).
+        let reference = |ms: i64| {
+            let days = ms.div_euclid(86_400_000);
+            let rem = ms.rem_euclid(86_400_000);
+            let (y, m, d) = civil_from_days(days);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                y,
+                m,
+                d,
+                rem / 3_600_000,
+                (rem / 60_000) % 60,
+                (rem / 1000) % 60,
+                rem % 1000
+            )
+        };
+        let mut ms = -62_167_219_200_000i64; // 0000-01-01
+        while ms < 253_402_300_800_000 {
+            assert_eq!(iso8601(ms), reference(ms), "{ms}");
+            assert_eq!(iso8601(ms + 86_399_999), reference(ms + 86_399_999));
+            ms += 2_629_746_123 * 7;
+        }
+        assert_eq!(iso8601(-1), reference(-1));
+        assert_eq!(iso8601(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
     }
 
     #[test]

@@ -97,6 +97,90 @@ pub fn acquire(
     }
 }
 
+thread_local! {
+    /// The error of this thread's last failed [`acquire_into`].
+    static ACQUIRE_ERROR: std::cell::RefCell<Option<crate::oserror::OsError>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `acquire` in one call that builds no object (the hot path of every
+/// acquire: an object with seven named fields cost more instructions than the
+/// acquisition's own work). `session_file` is absolute: `path.resolve`d by
+/// the caller, or, where the caller leaves that to this call (POSIX paths
+/// starting with `/`), normalized here exactly as `path.resolve` would.
+/// Numbers go to `out`: `out[0]` the [`AcquireStatus`], `out[1]` the lease
+/// id (granted) or request id (pending), `out[2]` `acquiredAt` (epoch ms,
+/// granted), `out[3]` where the returned string splits (granted).
+/// Returns, when granted, the fencing token, followed by the lock path unless
+/// that is the normalized `session_file` + `.lock` (then `out[3]` is 0 and
+/// the whole string is the token; else `out[3]` is the token's length);
+/// when pending, the lock path; when failed, nothing: `takeAcquireError`
+/// gives the error.
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn acquire_into(
+    ctx: f64,
+    session_file: String,
+    owner: Option<String>,
+    allow_reentrant: bool,
+    max_hold_ms: f64,
+    stale_ms: f64,
+    mut out: Float64ArraySlice<'_>,
+) -> Option<String> {
+    let out = crate::sys::f64_slice_mut(&mut out);
+    let settings = session::Settings {
+        owner,
+        allow_reentrant,
+        max_hold_ms: none_or_ms(max_hold_ms),
+        stale_ms: ms_or_max(stale_ms),
+    };
+    let resolved = crate::paths::resolve_absolute(&session_file);
+    let (p, outcome) = session::acquire(ctx as u64, thread(), &resolved, settings);
+    let mut put = |i: usize, v: f64| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = v;
+        }
+    };
+    match outcome {
+        Ok(AcquireOutcome::Granted(g)) => {
+            put(0, AcquireStatus::Granted as i32 as f64);
+            put(1, g.lease_id as f64);
+            put(2, g.acquired_at_ms as f64);
+            let plain = p.lock_path.len() == session_file.len() + 5
+                && p.lock_path.starts_with(session_file.as_str())
+                && p.lock_path.ends_with(".lock");
+            if plain {
+                put(3, 0.0);
+                Some(g.token.to_string())
+            } else {
+                put(3, g.token.len() as f64);
+                let mut s = String::with_capacity(g.token.len() + p.lock_path.len());
+                s.push_str(&g.token);
+                s.push_str(&p.lock_path);
+                Some(s)
+            }
+        }
+        Ok(AcquireOutcome::Pending(r)) => {
+            put(0, AcquireStatus::Pending as i32 as f64);
+            put(1, r as f64);
+            Some(p.lock_path)
+        }
+        Err(e) => {
+            put(0, AcquireStatus::Failed as i32 as f64);
+            ACQUIRE_ERROR.with(|c| *c.borrow_mut() = Some(e));
+            None
+        }
+    }
+}
+
+/// The error of the calling thread's last failed `acquireInto` (once).
+#[napi(catch_unwind)]
+pub fn take_acquire_error() -> Option<NativeError> {
+    ACQUIRE_ERROR
+        .with(|c| c.borrow_mut().take())
+        .map(Into::into)
+}
+
 /// Cancel a pending request; `false` if it was already granted or failed.
 #[napi(catch_unwind)]
 pub fn cancel(request_id: f64) -> bool {
@@ -119,6 +203,40 @@ pub fn take_deliveries(ctx: f64) -> Vec<NativeDelivery> {
 pub fn release_lease(env: Env, ctx: f64, lease_id: f64) -> Result<bool> {
     let ctx = ctx as u64;
     context::delivering(&env, ctx, |r| r.release_lease(ctx, lease_id as u64))
+}
+
+/// `releaseLease` for the hot path: `out[0]` is 1 if it dropped a hold.
+/// When the release handed the lock to a waiter of this same context (an
+/// in-process FIFO hand-off), that grant comes back here instead of through
+/// the context's deliver function (which builds an object per delivery):
+/// `out[1]` its request id, `out[2]` its lease id, `out[3]` its
+/// `acquiredAt`, and the token is returned (the lock path is the released
+/// lease's). Anything else for this context is delivered before this returns.
+/// `null`: no grant came back.
+#[napi(catch_unwind)]
+pub fn release_lease_into(
+    env: Env,
+    ctx: f64,
+    lease_id: f64,
+    mut out: Float64ArraySlice<'_>,
+) -> Result<Option<String>> {
+    let ctx = ctx as u64;
+    let (dropped, own) =
+        context::delivering(&env, ctx, |r| r.release_lease_own(ctx, lease_id as u64))?;
+    // Written after the deliveries above, which run JS that may use `out`.
+    let out = crate::sys::f64_slice_mut(&mut out);
+    let mut put = |i: usize, v: f64| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = v;
+        }
+    };
+    put(0, if dropped { 1.0 } else { 0.0 });
+    Ok(own.map(|(request_id, g)| {
+        put(1, request_id as f64);
+        put(2, g.lease_id as f64);
+        put(3, g.acquired_at_ms as f64);
+        g.token.to_string()
+    }))
 }
 
 #[napi(object)]

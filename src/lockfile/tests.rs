@@ -115,6 +115,18 @@ fn legacy_file_is_waited_and_never_written() {
 
 #[test]
 fn mix_safe_only_when_hex_digits_change() {
+    // Word-wise comparison: a differing byte in any position of any word
+    // (and in a short tail) is still judged.
+    let base: Vec<u8> = b"{\"fencingToken\": \"0123456789abcdef01234567\", \"x\": 7}".to_vec();
+    for i in 0..base.len() {
+        let mut other = base.clone();
+        other[i] = if base[i] == b'7' { b'8' } else { b'Z' };
+        let want = base[i].is_ascii_hexdigit()
+            && !base[i].is_ascii_uppercase()
+            && other[i].is_ascii_hexdigit()
+            && !other[i].is_ascii_uppercase();
+        assert_eq!(mix_safe(&base, &other), want, "byte {i}");
+    }
     assert!(mix_safe(
         b"{\"t\": \"00ab\", \"m\": 300}",
         b"{\"t\": \"ff01\", \"m\": 900}"

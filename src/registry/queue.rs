@@ -147,6 +147,43 @@ impl Registry {
         true
     }
 
+    /// [`Registry::release_lease`], then take back the first delivery in the
+    /// caller's outbox when it is a grant of the same lock (the one this
+    /// release made, when it handed the lock to a waiter of the caller's own
+    /// context; its lock path is the released lease's): the caller
+    /// settles it directly, and what else is in the outbox is delivered as
+    /// usual. Whatever it takes is settled by the caller exactly once, like
+    /// anything `take_deliveries` returns.
+    pub fn release_lease_own(&self, caller: CtxId, lease_id: u64) -> (bool, Option<(u64, Grant)>) {
+        let lock_path = {
+            let inner = self.lock();
+            inner
+                .leases
+                .get(&lease_id)
+                .and_then(|k| inner.keys.get(k))
+                .map(|ks| ks.lock_path.clone())
+        };
+        let dropped = self.release_lease(caller, lease_id);
+        let Some(lock_path) = lock_path.filter(|_| dropped) else {
+            return (dropped, None);
+        };
+        let mut inner = self.lock();
+        let Some(c) = inner.ctxs.get_mut(&caller) else {
+            return (dropped, None);
+        };
+        // Only a grant of the same lock (the caller knows its path); a grant
+        // of another lock that reached the outbox meanwhile goes the usual way.
+        if !matches!(c.outbox.first(), Some(Delivery { result: Ok(g), .. }) if g.lock_path == lock_path)
+        {
+            return (dropped, None);
+        }
+        let d = c.outbox.remove(0);
+        match d.result {
+            Ok(g) => (dropped, Some((d.request_id, g))),
+            Err(_) => unreachable!("checked: a grant"),
+        }
+    }
+
     /// The holder of `key` is done (all levels gone, or forced): hand the OS
     /// lock to the next waiter in line, or release it.
     pub(super) fn pass_on(&self, inner: &mut Inner, caller: CtxId, key: &Arc<str>) {

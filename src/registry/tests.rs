@@ -113,3 +113,40 @@ fn reentrancy_needs_same_thread_and_owner_rules() {
     assert!(reg.release_lease(ctx, e));
     reg.unregister_ctx(ctx);
 }
+
+#[test]
+fn release_lease_own_takes_back_only_its_own_hand_off() {
+    let reg = global();
+    let ctx = reg.register_ctx(None);
+    let d = dir("own");
+    let (a, b) = (format!("{d}/a.jsonl"), format!("{d}/b.jsonl"));
+    let a1 = granted(reg.acquire(req(ctx, &a, 1, None, false)).unwrap());
+    let a2 = pending(reg.acquire(req(ctx, &a, 1, None, false)).unwrap());
+    let a3 = pending(reg.acquire(req(ctx, &a, 1, None, false)).unwrap());
+    // The hand-off of `a` to this context's next waiter comes back, in order,
+    // and nothing is left to deliver.
+    let (dropped, own) = reg.release_lease_own(ctx, a1.lease_id);
+    let (rid, g2) = own.expect("own hand-off");
+    assert!(dropped);
+    assert_eq!(rid, a2, "strict FIFO");
+    assert_eq!(&*g2.lock_path, format!("{a}.lock"));
+    assert!(!reg.has_deliveries(ctx));
+    // A grant of another lock already in the outbox (as a waiting thread's
+    // grant would be) is never taken for this release's: it stays, and this
+    // release's own hand-off stays behind it for the usual delivery.
+    let b1 = granted(reg.acquire(req(ctx, &b, 1, None, false)).unwrap());
+    let b2 = pending(reg.acquire(req(ctx, &b, 1, None, false)).unwrap());
+    assert!(reg.release_lease(ctx, b1.lease_id));
+    let (dropped, own) = reg.release_lease_own(ctx, g2.lease_id);
+    assert!(dropped);
+    assert!(own.is_none());
+    let ds = reg.take_deliveries(ctx);
+    let ids: Vec<u64> = ds.iter().map(|d| d.request_id).collect();
+    assert_eq!(ids, vec![b2, a3]);
+    // A lease released twice drops nothing and takes nothing.
+    assert!(!reg.release_lease_own(ctx, g2.lease_id).0);
+    for d in ds {
+        reg.release_lease(ctx, d.result.unwrap().lease_id);
+    }
+    reg.unregister_ctx(ctx);
+}

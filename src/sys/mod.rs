@@ -55,7 +55,7 @@ pub struct Fired {
 }
 
 mod node;
-pub use node::WakeFn;
+pub use node::{f64_slice_mut, WakeFn};
 
 /// The change watcher of a platform that has none (yet): it has no
 /// values, so [`NoChangeWatcher::create`] reports "no facility" and the

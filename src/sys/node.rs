@@ -125,3 +125,14 @@ impl WakeFn {
         }
     }
 }
+
+/// The elements of a `Float64Array` the caller passed, writable during the
+/// call: how the hot path (`acquireInto`) hands numbers back without
+/// building a result object. The slice borrows the argument, which lives for
+/// the whole native call; JS runs no code meanwhile, so nothing else touches
+/// the buffer while it is written.
+pub fn f64_slice_mut<'a>(a: &'a mut napi::bindgen_prelude::Float64ArraySlice<'_>) -> &'a mut [f64] {
+    // SAFETY: the slice points into the argument's backing store, which the
+    // call keeps alive; JS code cannot run (and alias it) during the call.
+    unsafe { a.as_mut() }
+}
