@@ -76,8 +76,9 @@ pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
     let slot: WakeSlot = Arc::new(Mutex::new(None));
     let for_waker = slot.clone();
     let waker: Waker = Arc::new(move || {
-        // Called under the registry's lock. With no wake-up armed yet the
-        // delivery stays in the outbox: `arm`'s caller drains it.
+        // Called just after the registry's lock is released. With no
+        // wake-up armed yet the delivery stays in the outbox: `arm`'s caller
+        // drains it.
         if let Some(w) = lock(&for_waker).as_ref() {
             w.call();
         }

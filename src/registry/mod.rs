@@ -192,6 +192,9 @@ struct Inner {
     leases: Map<u64, Arc<str>>,
     requests: Map<u64, Arc<str>>,
     ctxs: Map<CtxId, CtxState>,
+    /// Wakers of contexts that got a delivery under the current lock, called
+    /// once it is released (see [`Locked`]).
+    wakes: Vec<Waker>,
 }
 
 /// A multiply-rotate hash over 8-byte words (the scheme of rustc's FxHash):
@@ -253,9 +256,45 @@ pub fn global() -> &'static Registry {
     })
 }
 
+/// The registry's lock, held. Dropping it releases the lock and only then
+/// calls the wakers of the contexts that got a delivery meanwhile: a woken
+/// thread's first act is to take its deliveries under this lock, and a waker
+/// called under it made that thread sleep again on the mutex until the
+/// waking thread let go (a futex round trip on every cross-thread grant).
+struct Locked<'a>(Option<MutexGuard<'a, Inner>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.0.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut g) = self.0.take() else {
+            return;
+        };
+        if g.wakes.is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut g.wakes);
+        drop(g);
+        for w in wakes {
+            w();
+        }
+    }
+}
+
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        Locked(Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     fn id(&self) -> u64 {

@@ -27,6 +27,7 @@
 //! | `proc_stat(pid)`, `boot_id()`, `hostname()` | the `/proc/<pid>/stat` line, the boot id, the host name (`None`/empty where unknown) |
 //! | `thread_id()`, `is_main_thread()`, `parent_pid()` (tests) | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
+//! | `block_signals_on_this_thread()` | keep process-directed signals off the waiting thread (Unix: block them all; Windows: nothing) |
 //! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!

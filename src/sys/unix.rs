@@ -302,6 +302,22 @@ pub(super) fn poll_and_drain(
     fds[1].revents != 0
 }
 
+/// Keep process-directed signals off the calling thread (the waiting
+/// thread calls this first): the kernel then delivers them to a thread that
+/// does not block them, Node's main thread, instead of interrupting a wait
+/// or a lock attempt here to run libuv's handler (strace showed SIGCHLD
+/// landing on the waiting thread between its `flock` and its `linkat`).
+/// Signals raised by a fault of this thread still reach it.
+pub fn block_signals_on_this_thread() {
+    // SAFETY: sigfillset initializes the set; pthread_sigmask changes only
+    // the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// The parent process id (tests use it as a live process of ours).
 #[cfg(test)]
 pub fn parent_pid() -> u32 {

@@ -817,6 +817,9 @@ pub struct WakeSender(Arc<OwnedHandle>);
 #[derive(Debug)]
 pub struct WakeReceiver(Arc<OwnedHandle>);
 
+/// Windows has no POSIX signals to keep off the waiting thread.
+pub fn block_signals_on_this_thread() {}
+
 /// Create the wake channel: one auto-reset event. The error is
 /// `CreateEventW`'s.
 pub fn wake_channel() -> io::Result<(WakeSender, WakeReceiver)> {

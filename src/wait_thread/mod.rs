@@ -145,6 +145,11 @@ struct Entry {
     /// Polls in a row while its file could not be watched (see
     /// [`unwatched_poll`]).
     unwatched: u8,
+    /// The next attempt must (re)watch the path first: the entry is new, so
+    /// its watch (if any) may be on an inode the caller's busy attempt never
+    /// saw. Afterwards each busy attempt leaves the path's current inode
+    /// watched, and a change to the path fires on that watch.
+    rewatch: bool,
 }
 
 /// The poll interval of a file that cannot be watched although inotify
@@ -220,6 +225,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                         due: now,
                         quick: RETRY_AFTER_WAKE.len() as u8,
                         unwatched: 0,
+                        rewatch: true,
                     },
                 );
             }
@@ -262,8 +268,15 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
         stale_ms,
         max_hold_ms,
     } = head;
-    // Watch before trying, so a release between the try and the wait is seen.
-    entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
+    // Watch before trying, so a release between the try and the wait is
+    // seen. A watch left by the previous busy attempt is already on the
+    // path's current inode (any change since fired on it): watching again
+    // would cost a path lookup on the hand-off's critical path, and when the
+    // holder just unlinked the file it only fails with ENOENT.
+    if entry.rewatch || entry.wd.is_none() {
+        entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
+        entry.rewatch = false;
+    }
     let lock_path = entry.lock_path.clone();
     let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len();
     let mut result = acquire::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms);
@@ -284,8 +297,9 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
     }
     match result {
         Ok((Attempt::Acquired(file), written)) => {
-            drop_entry(key, entries, watches);
+            // Hand the lock over first: removing the watch can wait.
             to.acquired(key, &lock_path, file, written);
+            drop_entry(key, entries, watches);
         }
         Ok((Attempt::Busy(wait), _)) => {
             let legacy = wait.legacy;

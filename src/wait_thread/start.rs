@@ -108,7 +108,10 @@ pub(super) fn shared(lock_path: &str) -> Result<&'static Shared, OsError> {
         std::thread::Builder::new()
             .name("session-write-lock-waiter".into())
             .stack_size(256 * 1024)
-            .spawn(move || run(wake_rx, watcher))
+            .spawn(move || {
+                sys::block_signals_on_this_thread();
+                run(wake_rx, watcher)
+            })
     };
     if let Err(e) = spawned {
         let mut err = OsError::from_io(&e, "pthread_create", lock_path);
