@@ -173,6 +173,33 @@ impl Cluster {
         run_as(&self.user, &refs);
     }
 
+    /// Run SQL through psql over the unix socket (trusted), as the server user.
+    fn psql(&self, sql: &str) -> String {
+        let sock = self.dir.join("sock");
+        let port = self.port.to_string();
+        // PATH may hold links to the server binaries only: psql sits next to
+        // the real initdb.
+        let real = std::fs::canonicalize(self.bin.join("initdb")).unwrap();
+        let psql = real.with_file_name("psql");
+        let out = run_as(
+            &self.user,
+            &[
+                psql.to_str().unwrap(),
+                "-h",
+                sock.to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "swl",
+                "-d",
+                "postgres",
+                "-XAtqc",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn url(&self, password: &str) -> String {
         format!("postgres://swl:{password}@127.0.0.1:{}/postgres", self.port)
     }
@@ -453,6 +480,62 @@ fn concurrent_first_use_creates_the_schema_once() {
             .unwrap()
             .expect("acquire after concurrent DDL");
     }
+}
+
+/// The holder rows live only as long as their locks, so the table is
+/// UNLOGGED: the commit of an acquire or a release then waits for no WAL
+/// flush on a durable server. A logged table left by schema version 1 is
+/// converted with its rows, and a process of version 1 still finds the
+/// schema ready (its own marker untouched: no DDL back and forth).
+#[test]
+fn the_holder_table_is_unlogged_and_a_logged_one_is_converted() {
+    if skip_or_fail("pg unlogged table test") {
+        return;
+    }
+    let c = cluster();
+    let persistence = |s: &str| {
+        c.psql(&format!(
+            "SELECT relpersistence FROM pg_class WHERE oid = '{s}.holders'::regclass"
+        ))
+    };
+
+    let e = engine(&c.url(PASSWORD), "t_unlogged", None);
+    let g = acquire(&e, 1, "openclaw/u/s.jsonl", 30_000).expect("acquire");
+    assert_eq!(
+        persistence("t_unlogged"),
+        "u",
+        "a fresh holder table is unlogged"
+    );
+    assert!(check(&e, "openclaw/u/s.jsonl", g));
+    assert!(release(&e, "openclaw/u/s.jsonl", g));
+
+    // Version 1's layout: a logged table (with a row) and the sequence.
+    c.psql(
+        "CREATE SCHEMA t_migrate; CREATE SEQUENCE t_migrate.fencing_token; \
+         CREATE TABLE t_migrate.holders (key text PRIMARY KEY, lock_id bigint NOT NULL, \
+           fencing_token bigint NOT NULL, pid integer NOT NULL, hostname text NOT NULL, boot_id text, \
+           backend_pid integer NOT NULL, acquired_at timestamptz NOT NULL, max_hold_ms bigint); \
+         INSERT INTO t_migrate.holders VALUES ('openclaw/old', 1, 1, 1, 'h', NULL, 1, now(), NULL)",
+    );
+    assert_eq!(persistence("t_migrate"), "p");
+    let e2 = engine(&c.url(PASSWORD), "t_migrate", None);
+    let g2 = acquire(&e2, 1, "openclaw/m/s.jsonl", 30_000).expect("acquire after conversion");
+    assert_eq!(persistence("t_migrate"), "u", "converted to unlogged");
+    assert_eq!(
+        c.psql("SELECT count(*) FROM t_migrate.holders WHERE key = 'openclaw/old'"),
+        "1",
+        "rows kept"
+    );
+    assert!(check(&e2, "openclaw/m/s.jsonl", g2));
+    assert!(release(&e2, "openclaw/m/s.jsonl", g2));
+    // Version 1's readiness check, verbatim.
+    assert_eq!(
+        c.psql(
+            "SELECT coalesce(obj_description(to_regprocedure('t_migrate.release(bigint,text,bigint)'), 'pg_proc') \
+               = 'session-write-lock schema 1', false) AND to_regclass('t_migrate.holders') IS NOT NULL"
+        ),
+        "t"
+    );
 }
 
 #[test]

@@ -11,16 +11,29 @@
 //! `release` deletes the holder's own row (key and token), unlocks, and sends
 //! a NOTIFY that wakes every waiting host; the NOTIFY is delivered at commit,
 //! after the unlock.
+//!
+//! The holder table is UNLOGGED: its rows describe locks that live only as
+//! long as their connections, so a server crash (which truncates unlogged
+//! tables) loses nothing a lock still needs. Writing it makes no WAL, so the
+//! commit of an acquire or a release waits for no WAL flush on a durable
+//! server (`fsync` and `synchronous_commit` on, PostgreSQL's defaults: about
+//! 2 ms each on the test VM's disk with a logged table, 0.06-0.2 ms without).
+//! The sequence stays logged: `nextval` logs 32 values ahead and the
+//! transaction that logs them commits synchronously, so no token is reissued
+//! after a crash.
 
-/// Marks the functions of this version of the schema (a later version replaces them).
+/// Marks the functions of schema version 1 (kept as they are: a process of
+/// that version reads this marker and then skips its DDL).
 pub const VERSION: &str = "session-write-lock schema 1";
+/// Marks schema version 2 (the holder table unlogged), on the table.
+pub const TABLE_VERSION: &str = "session-write-lock schema 2";
 
 /// Whether the schema of this version is in place (then the DDL is skipped:
 /// one round trip instead of a serialized transaction per process start).
 pub fn ready(schema: &str) -> String {
     format!(
         "SELECT coalesce(obj_description(to_regprocedure('{schema}.release(bigint,text,bigint)'), 'pg_proc') = '{VERSION}', false) \
-           AND to_regclass('{schema}.holders') IS NOT NULL"
+           AND coalesce(obj_description(to_regclass('{schema}.holders'), 'pg_class') = '{TABLE_VERSION}', false)"
     )
 }
 
@@ -35,7 +48,7 @@ pub fn ddl(schema: &str) -> String {
 SELECT pg_advisory_xact_lock({DDL_LOCK});
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE SEQUENCE IF NOT EXISTS {s}.fencing_token;
-CREATE TABLE IF NOT EXISTS {s}.holders (
+CREATE UNLOGGED TABLE IF NOT EXISTS {s}.holders (
   key text PRIMARY KEY,
   lock_id bigint NOT NULL,
   fencing_token bigint NOT NULL,
@@ -46,6 +59,18 @@ CREATE TABLE IF NOT EXISTS {s}.holders (
   acquired_at timestamptz NOT NULL,
   max_hold_ms bigint
 );
+-- A table made logged by schema version 1: made unlogged (rows kept). Where
+-- that is refused (another owner, a publication) it stays logged: slower
+-- commits on a durable server, nothing else.
+DO $do$
+BEGIN
+  IF (SELECT relpersistence FROM pg_class WHERE oid = '{s}.holders'::regclass) = 'p' THEN
+    ALTER TABLE {s}.holders SET UNLOGGED;
+  END IF;
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'session-write-lock: {s}.holders stays logged: %', SQLERRM;
+END
+$do$;
 CREATE OR REPLACE FUNCTION {s}.acquire(p_lock bigint, p_key text, p_pid integer, p_host text, p_boot text, p_max_hold bigint)
 RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE tok bigint;
@@ -78,6 +103,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION {s}.release(bigint, text, bigint) IS '{VERSION}';
+COMMENT ON TABLE {s}.holders IS '{TABLE_VERSION}';
 COMMIT;"#
     )
 }
