@@ -402,6 +402,58 @@ fn a_dead_holder_wakes_a_waiter_in_the_server_queue() {
     assert!(release(&b, key, gb));
 }
 
+/// A holder dying without a word frees every lock it held. The waiting slot
+/// (poolSize 2: one) wakes for the lock it waits on and then moves on to the
+/// next awaited lock, whose wait then ends at once too, and so on: the waits
+/// beyond the slots end without the once-a-second backstop. (The slot once
+/// went back to the lock it had just served, which its own process was about
+/// to take, and stayed blocked behind it.)
+#[test]
+fn a_dead_holder_wakes_every_waiter_beyond_the_slots_without_the_backstop() {
+    if skip_or_fail("pg dead-holder slots test") {
+        return;
+    }
+    let c = cluster();
+    let a = engine(&c.url(PASSWORD), "t_dead_many", Some(2.0));
+    let b = engine(&c.url(PASSWORD), "t_dead_many", Some(2.0));
+    let keys: Vec<String> = (0..3)
+        .map(|i| format!("openclaw/dead-many/{i}.jsonl"))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        acquire(&a, i as u64, k, 30_000).expect("a acquires");
+    }
+    let rxs: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let rx = acquire_async(&b, 100 + i as u64, k, 60_000);
+            std::thread::sleep(Duration::from_millis(20));
+            rx
+        })
+        .collect();
+    wait_until("b queued", Duration::from_secs(30), || {
+        b.connections().0 >= 3
+    });
+    // The waits began about 100 ms before A dies: a backstop retry (every
+    // UNCOVERED_RETRY from then) cannot land within the bound below.
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    drop(a);
+    for (rx, k) in rxs.into_iter().zip(&keys) {
+        let g = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("b acquires");
+        let waited = t.elapsed();
+        eprintln!("dead holder -> {k} acquired in {waited:?}");
+        assert!(
+            waited < super_uncovered_retry() * 7 / 10,
+            "{k}: woken by the slot moving on, not by the backstop ({waited:?})"
+        );
+        let _ = g;
+    }
+}
+
 fn super_uncovered_retry() -> Duration {
     session_write_lock::pg::engine::UNCOVERED_RETRY
 }
