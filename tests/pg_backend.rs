@@ -590,6 +590,44 @@ fn the_holder_table_is_unlogged_and_a_logged_one_is_converted() {
     );
 }
 
+/// A role that may use the schema but does not own it (a deployment whose
+/// gateways log in as another role than the one that created the schema)
+/// keeps working when the table is still logged: it cannot replace the
+/// functions or alter the table, so it only tries the conversion, and the
+/// table stays logged for it.
+#[test]
+fn a_role_that_does_not_own_a_schema_1_table_still_acquires() {
+    if skip_or_fail("pg non-owner test") {
+        return;
+    }
+    let c = cluster();
+    // Schema 1's state: made by the owner, then its table logged and unmarked.
+    let owner = engine(&c.url(PASSWORD), "t_other_role", None);
+    let g = acquire(&owner, 1, "openclaw/o/s.jsonl", 30_000).expect("owner acquires");
+    assert!(release(&owner, "openclaw/o/s.jsonl", g));
+    drop(owner);
+    c.psql(
+        "ALTER TABLE t_other_role.holders SET LOGGED; COMMENT ON TABLE t_other_role.holders IS NULL; \
+         CREATE ROLE swl_user LOGIN PASSWORD 'user-pw-77'; \
+         GRANT USAGE ON SCHEMA t_other_role TO swl_user; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON t_other_role.holders TO swl_user; \
+         GRANT USAGE, SELECT ON SEQUENCE t_other_role.fencing_token TO swl_user",
+    );
+    let url = format!(
+        "postgres://swl_user:user-pw-77@127.0.0.1:{}/postgres",
+        c.port
+    );
+    let e = engine(&url, "t_other_role", None);
+    let g = acquire(&e, 1, "openclaw/o/s.jsonl", 30_000).expect("a non-owner acquires");
+    assert!(check(&e, "openclaw/o/s.jsonl", g));
+    assert!(release(&e, "openclaw/o/s.jsonl", g));
+    assert_eq!(
+        c.psql("SELECT relpersistence FROM pg_class WHERE oid = 't_other_role.holders'::regclass"),
+        "p",
+        "left logged: only its owner may change it"
+    );
+}
+
 #[test]
 fn bad_password_and_refused_port_are_coded_errors_without_the_password() {
     if skip_or_fail("pg failure test") {

@@ -477,14 +477,19 @@ async fn holding(s: &S) -> Result<(Rc<Client>, u64, Statement), PgError> {
         holding_lost(&s2, epoch);
     });
     if !s.borrow().schema_ready {
-        let ready = match client.query_one(&sql::ready(&cfg.schema), &[]).await {
-            Ok(row) => row.get::<_, Option<bool>>(0).unwrap_or(false),
-            Err(_) => false,
+        let (ready, unlogged) = match client.query_one(&sql::ready(&cfg.schema), &[]).await {
+            Ok(row) => (
+                row.get::<_, Option<bool>>(0).unwrap_or(false),
+                row.get::<_, Option<bool>>(1).unwrap_or(false),
+            ),
+            Err(_) => (false, false),
         };
-        let r = if ready {
-            Ok(())
-        } else {
+        let r = if !ready {
             client.batch_execute(&sql::ddl(&cfg.schema)).await
+        } else if !unlogged {
+            client.batch_execute(&sql::upgrade(&cfg.schema)).await
+        } else {
+            Ok(())
         };
         if let Err(e) = r {
             task.abort();

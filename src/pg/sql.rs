@@ -28,12 +28,43 @@ pub const VERSION: &str = "session-write-lock schema 1";
 /// Marks schema version 2 (the holder table unlogged), on the table.
 pub const TABLE_VERSION: &str = "session-write-lock schema 2";
 
-/// Whether the schema of this version is in place (then the DDL is skipped:
-/// one round trip instead of a serialized transaction per process start).
+/// Whether the schema is in place: (functions and table of version 1, the
+/// table made unlogged). The DDL runs only without the first (one round trip
+/// instead of a serialized transaction per process start), [`upgrade`] only
+/// without the second: a role that may use the schema but does not own it
+/// (its functions cannot be replaced by that role) keeps working.
 pub fn ready(schema: &str) -> String {
     format!(
         "SELECT coalesce(obj_description(to_regprocedure('{schema}.release(bigint,text,bigint)'), 'pg_proc') = '{VERSION}', false) \
-           AND coalesce(obj_description(to_regclass('{schema}.holders'), 'pg_class') = '{TABLE_VERSION}', false)"
+           AND to_regclass('{schema}.holders') IS NOT NULL, \
+         coalesce(obj_description(to_regclass('{schema}.holders'), 'pg_class') = '{TABLE_VERSION}', false)"
+    )
+}
+
+/// A logged holder table (schema 1) made unlogged, rows kept, and marked.
+/// Never fails for want of rights (another owner, a publication): the table
+/// then stays logged (slower commits on a durable server, nothing else) and
+/// the next process start tries again.
+fn unlog(s: &str) -> String {
+    format!(
+        r#"DO $do$
+BEGIN
+  IF (SELECT relpersistence FROM pg_class WHERE oid = '{s}.holders'::regclass) = 'p' THEN
+    ALTER TABLE {s}.holders SET UNLOGGED;
+  END IF;
+  COMMENT ON TABLE {s}.holders IS '{TABLE_VERSION}';
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'session-write-lock: {s}.holders stays logged: %', SQLERRM;
+END
+$do$;"#
+    )
+}
+
+/// Schema 1 in place, its table not yet unlogged: only that, serialized like the DDL.
+pub fn upgrade(schema: &str) -> String {
+    format!(
+        "BEGIN;\nSELECT pg_advisory_xact_lock({DDL_LOCK});\n{}\nCOMMIT;",
+        unlog(schema)
     )
 }
 
@@ -43,6 +74,7 @@ pub const DDL_LOCK: i64 = 0x5357_4c5f_4444_4c31; // "SWL_DDL1"
 pub fn ddl(schema: &str) -> String {
     let s = schema;
     let ch = format!("{s}_released");
+    let unlog = unlog(s);
     format!(
         r#"BEGIN;
 SELECT pg_advisory_xact_lock({DDL_LOCK});
@@ -59,18 +91,7 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {s}.holders (
   acquired_at timestamptz NOT NULL,
   max_hold_ms bigint
 );
--- A table made logged by schema version 1: made unlogged (rows kept). Where
--- that is refused (another owner, a publication) it stays logged: slower
--- commits on a durable server, nothing else.
-DO $do$
-BEGIN
-  IF (SELECT relpersistence FROM pg_class WHERE oid = '{s}.holders'::regclass) = 'p' THEN
-    ALTER TABLE {s}.holders SET UNLOGGED;
-  END IF;
-EXCEPTION WHEN OTHERS THEN
-  RAISE NOTICE 'session-write-lock: {s}.holders stays logged: %', SQLERRM;
-END
-$do$;
+{unlog}
 CREATE OR REPLACE FUNCTION {s}.acquire(p_lock bigint, p_key text, p_pid integer, p_host text, p_boot text, p_max_hold bigint)
 RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE tok bigint;
@@ -103,7 +124,6 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION {s}.release(bigint, text, bigint) IS '{VERSION}';
-COMMENT ON TABLE {s}.holders IS '{TABLE_VERSION}';
 COMMIT;"#
     )
 }
