@@ -9,18 +9,16 @@
 // load on a 2-core VM (resolution, read, compile), so these are few. Loaded
 // on first use: the process hooks (lib/shutdown.js, on the first acquire or
 // tracked session), session tracking (lib/sessions.js) and the inspection of
-// lock files (lib/stale-locks.js). Those three keep per-copy state, so they
-// are factories: this file makes this copy's instance of each, and a require
-// cache that hands it another copy's module file (a cleared cache, jest)
-// still gives it its own state.
+// lock files (lib/stale-locks.js). Loaded only when a database backend is
+// configured: lib/backend.js and the PostgreSQL addon (docs/postgres.md).
+// Those four keep per-copy state, so they are factories: this file makes
+// this copy's instance of each, and a require cache that hands it another
+// copy's module file (a cleared cache, jest) still gives it its own state.
 
 const errors = require('./lib/native')
 const locks = require('./lib/locks')
 const leases = require('./lib/leases')
 const options = require('./lib/options')
-// The optional database backend (docs/postgres.md) wraps acquire and release;
-// it keeps per-copy state (the configuration), so it loads with this copy.
-const backend = require('./lib/backend')
 
 const { native, osError } = errors
 
@@ -66,6 +64,79 @@ function staleLocks() {
 
 locks.setFirstUseHook(ensureHooksOnFirstUse)
 
+// ---------------------------------------------------------------- backend
+// The database backend (lib/backend.js, docs/postgres.md) wraps acquire and
+// release once configured, by configureSessionWriteLock or the environment
+// (SESSION_WRITE_LOCK_BACKEND, read once, on first use). Until then, and for
+// good when neither names a database, acquire and release are the file
+// lock's own behind one check of `fileOnly`, and neither lib/backend.js nor
+// the PostgreSQL addon is loaded.
+
+let backendInstance = null // lib/backend.js's instance for this copy, once needed
+let fileOnly = false // the environment was read and names no database; nothing configured
+let lockTaken = false // a lock was taken while fileOnly (configuring later throws)
+
+const fileAcquire = locks.acquireSessionWriteLock
+const fileRelease = locks.release
+
+function createBackendInstance() {
+  backendInstance = require('./lib/backend').createBackend({
+    loadNative: () => require('./loader').loadPostgres(native),
+    fileAcquire,
+    fileRelease,
+    lockTaken,
+    envRead: fileOnly,
+  })
+  fileOnly = false
+  return backendInstance
+}
+
+/** This copy's backend instance, or null when the file lock alone is in force. */
+function backendInForce() {
+  if (backendInstance !== null || fileOnly) return backendInstance
+  const v = (process.env.SESSION_WRITE_LOCK_BACKEND ?? '').trim()
+  if (v === '' || v === 'file') {
+    fileOnly = true
+    return null
+  }
+  // The instance reads the environment itself (and reports what is wrong with it).
+  return createBackendInstance()
+}
+
+function acquireSessionWriteLock(params) {
+  if (fileOnly) {
+    lockTaken = true
+    return fileAcquire(params)
+  }
+  const b = backendInForce()
+  if (b !== null) return b.acquireSessionWriteLock(params)
+  lockTaken = true
+  return fileAcquire(params)
+}
+
+function release(target) {
+  return backendInstance === null ? fileRelease(target) : backendInstance.release(target)
+}
+
+function configureSessionWriteLock(opts) {
+  if (backendInstance === null && !lockTaken && opts !== null && typeof opts === 'object') {
+    const b = opts.backend
+    if (b === undefined || b === null || (typeof b === 'object' && b.kind === 'file')) {
+      // The file lock, as without any configuration: an explicit choice wins
+      // over the environment, and nothing more is loaded.
+      fileOnly = true
+      return { kind: 'file' }
+    }
+  }
+  // A database, or something to report (bad options, too late): the backend's own rules.
+  return (backendInstance ?? createBackendInstance()).configureSessionWriteLock(opts)
+}
+
+function inspectSessionWriteLockBackend() {
+  const b = backendInForce()
+  return b === null ? Promise.resolve(null) : b.inspectDatabase()
+}
+
 const __testing = {
   get cleanupSignals() {
     return shutdownHooks().cleanupSignals.slice()
@@ -98,7 +169,7 @@ const __testing = {
   /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
   inspectLockPayloadForTest: (payload, staleMs, nowMs) => staleLocks().inspectLockPayloadForTest(payload, staleMs, nowMs),
   /** The database backend's connections and holds (null without a backend). */
-  backendStats: () => backend.backendStats(),
+  backendStats: () => (backendInstance === null ? null : backendInstance.backendStats()),
 }
 
 async function drainSessionWriteLockStateForTest() {
@@ -111,14 +182,16 @@ function resetSessionWriteLockStateForTest() {
   else shutdownHooks().repairHooks()
   if (staleLocksInstance !== null) staleLocksInstance.resetForTest()
   locks.resetLockStateForTest()
-  backend.resetForTest()
+  if (backendInstance !== null) backendInstance.resetForTest()
+  fileOnly = false
+  lockTaken = false
 }
 
 module.exports = {
-  acquireSessionWriteLock: backend.acquireSessionWriteLock,
-  release: backend.release,
-  configureSessionWriteLock: backend.configureSessionWriteLock,
-  inspectSessionWriteLockBackend: backend.inspectDatabase,
+  acquireSessionWriteLock,
+  release,
+  configureSessionWriteLock,
+  inspectSessionWriteLockBackend,
   releaseAll: locks.releaseAll,
   releaseAllSync: locks.releaseAllSync,
   listHeldLocks: locks.listHeldLocks,

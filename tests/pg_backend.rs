@@ -173,6 +173,33 @@ impl Cluster {
         run_as(&self.user, &refs);
     }
 
+    /// Run SQL through psql over the unix socket (trusted), as the server user.
+    fn psql(&self, sql: &str) -> String {
+        let sock = self.dir.join("sock");
+        let port = self.port.to_string();
+        // PATH may hold links to the server binaries only: psql sits next to
+        // the real initdb.
+        let real = std::fs::canonicalize(self.bin.join("initdb")).unwrap();
+        let psql = real.with_file_name("psql");
+        let out = run_as(
+            &self.user,
+            &[
+                psql.to_str().unwrap(),
+                "-h",
+                sock.to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "swl",
+                "-d",
+                "postgres",
+                "-XAtqc",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn url(&self, password: &str) -> String {
         format!("postgres://swl:{password}@127.0.0.1:{}/postgres", self.port)
     }
@@ -375,6 +402,58 @@ fn a_dead_holder_wakes_a_waiter_in_the_server_queue() {
     assert!(release(&b, key, gb));
 }
 
+/// A holder dying without a word frees every lock it held. The waiting slot
+/// (poolSize 2: one) wakes for the lock it waits on and then moves on to the
+/// next awaited lock, whose wait then ends at once too, and so on: the waits
+/// beyond the slots end without the once-a-second backstop. (The slot once
+/// went back to the lock it had just served, which its own process was about
+/// to take, and stayed blocked behind it.)
+#[test]
+fn a_dead_holder_wakes_every_waiter_beyond_the_slots_without_the_backstop() {
+    if skip_or_fail("pg dead-holder slots test") {
+        return;
+    }
+    let c = cluster();
+    let a = engine(&c.url(PASSWORD), "t_dead_many", Some(2.0));
+    let b = engine(&c.url(PASSWORD), "t_dead_many", Some(2.0));
+    let keys: Vec<String> = (0..3)
+        .map(|i| format!("openclaw/dead-many/{i}.jsonl"))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        acquire(&a, i as u64, k, 30_000).expect("a acquires");
+    }
+    let rxs: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let rx = acquire_async(&b, 100 + i as u64, k, 60_000);
+            std::thread::sleep(Duration::from_millis(20));
+            rx
+        })
+        .collect();
+    wait_until("b queued", Duration::from_secs(30), || {
+        b.connections().0 >= 3
+    });
+    // The waits began about 100 ms before A dies: a backstop retry (every
+    // UNCOVERED_RETRY from then) cannot land within the bound below.
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    drop(a);
+    for (rx, k) in rxs.into_iter().zip(&keys) {
+        let g = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("b acquires");
+        let waited = t.elapsed();
+        eprintln!("dead holder -> {k} acquired in {waited:?}");
+        assert!(
+            waited < super_uncovered_retry() * 7 / 10,
+            "{k}: woken by the slot moving on, not by the backstop ({waited:?})"
+        );
+        let _ = g;
+    }
+}
+
 fn super_uncovered_retry() -> Duration {
     session_write_lock::pg::engine::UNCOVERED_RETRY
 }
@@ -453,6 +532,100 @@ fn concurrent_first_use_creates_the_schema_once() {
             .unwrap()
             .expect("acquire after concurrent DDL");
     }
+}
+
+/// The holder rows live only as long as their locks, so the table is
+/// UNLOGGED: the commit of an acquire or a release then waits for no WAL
+/// flush on a durable server. A logged table left by schema version 1 is
+/// converted with its rows, and a process of version 1 still finds the
+/// schema ready (its own marker untouched: no DDL back and forth).
+#[test]
+fn the_holder_table_is_unlogged_and_a_logged_one_is_converted() {
+    if skip_or_fail("pg unlogged table test") {
+        return;
+    }
+    let c = cluster();
+    let persistence = |s: &str| {
+        c.psql(&format!(
+            "SELECT relpersistence FROM pg_class WHERE oid = '{s}.holders'::regclass"
+        ))
+    };
+
+    let e = engine(&c.url(PASSWORD), "t_unlogged", None);
+    let g = acquire(&e, 1, "openclaw/u/s.jsonl", 30_000).expect("acquire");
+    assert_eq!(
+        persistence("t_unlogged"),
+        "u",
+        "a fresh holder table is unlogged"
+    );
+    assert!(check(&e, "openclaw/u/s.jsonl", g));
+    assert!(release(&e, "openclaw/u/s.jsonl", g));
+
+    // Version 1's layout: a logged table (with a row) and the sequence.
+    c.psql(
+        "CREATE SCHEMA t_migrate; CREATE SEQUENCE t_migrate.fencing_token; \
+         CREATE TABLE t_migrate.holders (key text PRIMARY KEY, lock_id bigint NOT NULL, \
+           fencing_token bigint NOT NULL, pid integer NOT NULL, hostname text NOT NULL, boot_id text, \
+           backend_pid integer NOT NULL, acquired_at timestamptz NOT NULL, max_hold_ms bigint); \
+         INSERT INTO t_migrate.holders VALUES ('openclaw/old', 1, 1, 1, 'h', NULL, 1, now(), NULL)",
+    );
+    assert_eq!(persistence("t_migrate"), "p");
+    let e2 = engine(&c.url(PASSWORD), "t_migrate", None);
+    let g2 = acquire(&e2, 1, "openclaw/m/s.jsonl", 30_000).expect("acquire after conversion");
+    assert_eq!(persistence("t_migrate"), "u", "converted to unlogged");
+    assert_eq!(
+        c.psql("SELECT count(*) FROM t_migrate.holders WHERE key = 'openclaw/old'"),
+        "1",
+        "rows kept"
+    );
+    assert!(check(&e2, "openclaw/m/s.jsonl", g2));
+    assert!(release(&e2, "openclaw/m/s.jsonl", g2));
+    // Version 1's readiness check, verbatim.
+    assert_eq!(
+        c.psql(
+            "SELECT coalesce(obj_description(to_regprocedure('t_migrate.release(bigint,text,bigint)'), 'pg_proc') \
+               = 'session-write-lock schema 1', false) AND to_regclass('t_migrate.holders') IS NOT NULL"
+        ),
+        "t"
+    );
+}
+
+/// A role that may use the schema but does not own it (a deployment whose
+/// gateways log in as another role than the one that created the schema)
+/// keeps working when the table is still logged: it cannot replace the
+/// functions or alter the table, so it only tries the conversion, and the
+/// table stays logged for it.
+#[test]
+fn a_role_that_does_not_own_a_schema_1_table_still_acquires() {
+    if skip_or_fail("pg non-owner test") {
+        return;
+    }
+    let c = cluster();
+    // Schema 1's state: made by the owner, then its table logged and unmarked.
+    let owner = engine(&c.url(PASSWORD), "t_other_role", None);
+    let g = acquire(&owner, 1, "openclaw/o/s.jsonl", 30_000).expect("owner acquires");
+    assert!(release(&owner, "openclaw/o/s.jsonl", g));
+    drop(owner);
+    c.psql(
+        "ALTER TABLE t_other_role.holders SET LOGGED; COMMENT ON TABLE t_other_role.holders IS NULL; \
+         CREATE ROLE swl_user LOGIN PASSWORD 'user-pw-77'; \
+         GRANT USAGE ON SCHEMA t_other_role TO swl_user; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON t_other_role.holders TO swl_user; \
+         GRANT USAGE, SELECT ON SEQUENCE t_other_role.fencing_token TO swl_user",
+    );
+    let url = format!(
+        "postgres://swl_user:user-pw-77@127.0.0.1:{}/postgres",
+        c.port
+    );
+    let e = engine(&url, "t_other_role", None);
+    let g = acquire(&e, 1, "openclaw/o/s.jsonl", 30_000).expect("a non-owner acquires");
+    assert!(check(&e, "openclaw/o/s.jsonl", g));
+    assert!(release(&e, "openclaw/o/s.jsonl", g));
+    assert_eq!(
+        c.psql("SELECT relpersistence FROM pg_class WHERE oid = 't_other_role.holders'::regclass"),
+        "p",
+        "left logged: only its owner may change it"
+    );
 }
 
 #[test]

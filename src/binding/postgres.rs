@@ -369,3 +369,12 @@ pub fn pg_inspect(env: &Env) -> Result<Object<'_>> {
     }));
     Ok(promise)
 }
+
+/// Version of the internal interface between `lib/backend.js` and this
+/// addon's exports (`loader.js` refuses an addon whose version differs, for
+/// example a file left from another version of the package). 1: the backend
+/// as its own addon, `session-write-lock-postgres.<platform>.node`.
+#[napi(catch_unwind)]
+pub fn pg_abi_version() -> u32 {
+    1
+}

@@ -302,6 +302,11 @@ struct Waiter {
     wake: Rc<Notify>,
     fail: FailCell,
     slot: Option<usize>,
+    /// Its slot saw the lock free and woke it: it is about to try on the
+    /// holding connection, so no slot waits for this lock until that try
+    /// fails (a slot queued behind this process's own grant would sit there
+    /// until its cancel landed, or for good if the cancel came first).
+    woken: bool,
 }
 
 #[derive(Default)]
@@ -472,14 +477,19 @@ async fn holding(s: &S) -> Result<(Rc<Client>, u64, Statement), PgError> {
         holding_lost(&s2, epoch);
     });
     if !s.borrow().schema_ready {
-        let ready = match client.query_one(&sql::ready(&cfg.schema), &[]).await {
-            Ok(row) => row.get::<_, Option<bool>>(0).unwrap_or(false),
-            Err(_) => false,
+        let (ready, unlogged) = match client.query_one(&sql::ready(&cfg.schema), &[]).await {
+            Ok(row) => (
+                row.get::<_, Option<bool>>(0).unwrap_or(false),
+                row.get::<_, Option<bool>>(1).unwrap_or(false),
+            ),
+            Err(_) => (false, false),
         };
-        let r = if ready {
-            Ok(())
-        } else {
+        let r = if !ready {
             client.batch_execute(&sql::ddl(&cfg.schema)).await
+        } else if !unlogged {
+            client.batch_execute(&sql::upgrade(&cfg.schema)).await
+        } else {
+            Ok(())
         };
         if let Err(e) = r {
             task.abort();
@@ -699,6 +709,7 @@ async fn acquire_loop(
                         wake: wake.clone(),
                         fail: fail.clone(),
                         slot: None,
+                        woken: false,
                     },
                 );
                 registered = Some((wake, fail));
@@ -706,6 +717,11 @@ async fn acquire_loop(
                 continue;
             }
         };
+        // The try failed: a slot may wait for this lock again.
+        if let Some(w) = s.borrow_mut().waiters.get_mut(&id) {
+            w.woken = false;
+        }
+        assign_slots(s);
         let covered = s
             .borrow()
             .waiters
@@ -722,10 +738,10 @@ async fn acquire_loop(
             }
         };
         bounded(wait, deadline, cancel, cancelled).await?;
-        if let Some(e) = fail.borrow_mut().take() {
+        let failed = fail.borrow_mut().take();
+        if let Some(e) = failed {
             return Err(AcquireError::Failed(e));
         }
-        assign_slots(s);
     }
 }
 
@@ -831,7 +847,7 @@ fn assign_slots(s: &S) {
             let oldest = st
                 .waiters
                 .iter()
-                .filter(|(_, w)| w.slot.is_none())
+                .filter(|(_, w)| w.slot.is_none() && !w.woken)
                 .min_by_key(|(_, w)| w.since)
                 .map(|(id, _)| *id);
             match (free, oldest) {
@@ -904,6 +920,13 @@ async fn run_slot(s: S, i: usize, id: i64) {
             return;
         }
     };
+    // The waiter may have ended (granted, cancelled) while the slot connected.
+    let wanted = matches!(s.borrow().waiters.get(&id), Some(w) if w.slot == Some(i));
+    if !wanted {
+        s.borrow_mut().slots[i].busy_with = None;
+        assign_slots(&s);
+        return;
+    }
     let r = client.query(sql::BLOCK, &[&id, &channel]).await;
     if r.is_err() {
         loop {
@@ -931,6 +954,7 @@ async fn run_slot(s: S, i: usize, id: i64) {
                 w.slot = None;
             }
             if r.is_ok() {
+                w.woken = true;
                 w.wake.notify_one();
             }
         }
