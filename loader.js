@@ -29,10 +29,18 @@ const BUILD_HINT =
 // `version` as in process.versions.node (a leading "v" is accepted); `napi` as in
 // process.versions.napi (not checked when undefined).
 function checkNode(version, napi) {
-  const parts = String(version).replace(/^v/, '').split('.').map((p) => parseInt(p, 10))
+  // No regular expression, split or map: this runs in every fresh process,
+  // where each first use of one costs compile time.
+  let v = String(version)
+  if (v.charCodeAt(0) === 118 /* v */) v = v.slice(1)
   let tooOld = false
+  let at = 0
   for (let i = 0; i < 3; i++) {
-    const part = Number.isFinite(parts[i]) ? parts[i] : 0
+    let end = v.indexOf('.', at)
+    if (end === -1) end = v.length
+    const parsed = parseInt(v.slice(at, end), 10)
+    at = end + 1
+    const part = Number.isFinite(parsed) ? parsed : 0
     if (part > MIN_NODE[i]) break
     if (part < MIN_NODE[i]) {
       tooOld = true
@@ -63,38 +71,34 @@ const LD = {
 // for a file without one (a static binary), a file that is not ELF64, or one
 // that cannot be read. Usually one read of the first KiB (header, program
 // headers and the path sit there), more only where a tool moved them.
-// No BigInt: its first use costs a cold process ~60 us.
+// Runs in every fresh process (platformTag), so it is written for a cold
+// V8: plain byte arithmetic on a Uint8Array, no closures, no Buffer methods
+// (each is a function of its own to compile on first use) and no BigInt
+// (its first use costs a cold process ~60 us).
 function elfInterpreter(file) {
   let fd = -1
   try {
     fd = openSync(file, 'r')
-    const head = Buffer.allocUnsafe(1024)
-    const got = readSync(fd, head, 0, head.length, 0)
-    const slice = (pos, len) => {
-      if (pos + len <= got) return head.subarray(pos, pos + len)
-      const b = Buffer.allocUnsafe(len)
-      return readSync(fd, b, 0, len, pos) === len ? b : null
-    }
+    const head = new Uint8Array(1024)
+    const got = readSync(fd, head, 0, 1024, 0)
     // ELF magic, ELFCLASS64.
-    if (got < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) return null
+    if (got < 64 || head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46 || head[4] !== 2) return null
     const le = head[5] === 1
-    const u16 = (b, o) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o))
-    const u32 = (b, o) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o))
-    const u64 = (b, o) => (le ? u32(b, o) + u32(b, o + 4) * 2 ** 32 : u32(b, o) * 2 ** 32 + u32(b, o + 4))
-    const phentsize = u16(head, 0x36)
-    const phnum = u16(head, 0x38)
+    const phentsize = elfUint(head, 0x36, 2, le)
+    const phnum = elfUint(head, 0x38, 2, le)
     if (phentsize < 56 || phnum === 0 || phnum > 256) return null
-    const ph = slice(u64(head, 0x20), phentsize * phnum)
+    const ph = elfBytes(fd, head, got, elfUint(head, 0x20, 8, le), phentsize * phnum)
     if (ph === null) return null
     for (let i = 0; i < phnum; i++) {
       const at = i * phentsize
-      if (u32(ph, at) !== 3 /* PT_INTERP */) continue
-      const size = u64(ph, at + 32)
+      if (elfUint(ph, at, 4, le) !== 3 /* PT_INTERP */) continue
+      const size = elfUint(ph, at + 32, 8, le)
       if (size === 0 || size > 4096) return null
-      const s = slice(u64(ph, at + 8), size)
+      const s = elfBytes(fd, head, got, elfUint(ph, at + 8, 8, le), size)
       if (s === null) return null
-      const end = s.indexOf(0)
-      return s.toString('latin1', 0, end === -1 ? s.length : end)
+      let text = ''
+      for (let j = 0; j < s.length && s[j] !== 0; j++) text += String.fromCharCode(s[j])
+      return text
     }
     return null
   } catch {
@@ -104,14 +108,32 @@ function elfInterpreter(file) {
   }
 }
 
+// The unsigned integer of `len` bytes at `at` (exact up to 2^53, which
+// covers every offset and size a real file has).
+function elfUint(b, at, len, le) {
+  let v = 0
+  for (let i = 0; i < len; i++) v = v * 256 + b[le ? at + len - 1 - i : at + i]
+  return v
+}
+
+// `len` bytes of the file at `pos`: from the first read when they are in it,
+// else read; null when the file is shorter.
+function elfBytes(fd, head, got, pos, len) {
+  if (pos + len <= got) return head.subarray(pos, pos + len)
+  const b = new Uint8Array(len)
+  return readSync(fd, b, 0, len, pos) === len ? b : null
+}
+
 // Which C library an interpreter path names: musl's loader is
 // ld-musl-<arch>.so.1 and glibc's ld-linux-<arch>.so.<n> (ld.so on a few
 // ports), by ABI, on every distribution. null for any other name.
 function libcFromInterpreter(interp) {
   if (typeof interp !== 'string') return null
   const base = interp.slice(interp.lastIndexOf('/') + 1)
-  if (/^ld-musl-/.test(base)) return 'musl'
-  if (/^ld-linux[-.]|^ld\.so\.\d/.test(base)) return 'glibc'
+  // (startsWith rather than regular expressions: a cold process compiles each of those.)
+  if (base.startsWith('ld-musl-')) return 'musl'
+  if (base.startsWith('ld-linux-') || base.startsWith('ld-linux.')) return 'glibc'
+  if (base.startsWith('ld.so.') && base.charCodeAt(6) >= 48 && base.charCodeAt(6) <= 57) return 'glibc'
   return null
 }
 
@@ -202,13 +224,11 @@ function load() {
   checkNode(process.versions.node, process.versions.napi)
   const shared = fromAnchor()
   if (shared !== null) return shared.binding
+  const override = process.env.SESSION_WRITE_LOCK_NATIVE_PATH
+  if (override) return anchor(require(override), override)
   const tag = platformTag()
   const local = join(__dirname, `session-write-lock.${tag}.node`)
   const errors = []
-  if (process.env.SESSION_WRITE_LOCK_NATIVE_PATH) {
-    const file = process.env.SESSION_WRITE_LOCK_NATIVE_PATH
-    return anchor(require(file), file)
-  }
   if (existsSync(local)) {
     return anchor(require(local), local)
   }

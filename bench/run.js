@@ -815,10 +815,31 @@ async function scenarioH() {
     ...(HAVE_LEGACY ? { legacy: LEGACY_PATH } : {}),
   }
   const samples = Object.fromEntries(Object.keys(targets).map((k) => [k, []]))
+  // Where the require time goes: the loader's body alone (finding and loading
+  // the addon: node version gate, C library probe, dlopen), for ours and the
+  // baseline; and what a gateway's first turn costs, require + the first
+  // acquire + release of a fresh process, for every implementation.
+  const loaders = { ours: path.join(ROOT, 'loader.js'), ...(BASELINE ? { base: path.join(BASELINE, 'loader.js') } : {}) }
+  const loaderSamples = Object.fromEntries(Object.keys(loaders).map((k) => [k, []]))
+  const firstCode = {
+    ours: (f) => `require(${JSON.stringify(targets.ours)}).acquireSessionWriteLock({sessionFile:${JSON.stringify(f)}}).then((l)=>l.release())`,
+    ...(BASELINE ? { base: (f) => `require(${JSON.stringify(targets.base)}).acquireSessionWriteLock({sessionFile:${JSON.stringify(f)}}).then((l)=>l.release())` } : {}),
+    proper: (f) => `require('proper-lockfile').lock(${JSON.stringify(f)},{realpath:false,retries:0}).then((r)=>r())`,
+    ...(HAVE_LEGACY ? { legacy: (f) => `require(${JSON.stringify(LEGACY_PATH)}).acquireLegacy({sessionFile:${JSON.stringify(f)}}).then((h)=>h.release())` } : {}),
+  }
+  const firstSamples = Object.fromEntries(Object.keys(firstCode).map((k) => [k, []]))
+  const firstDir = tmpDir(SHM, 'h-first')
   const wall = { baseline: [], ours: [] }
   for (let i = 0; i < CFG.h.reps; i++) {
     for (const [k, mod] of Object.entries(targets)) {
       samples[k].push(nodeMs(`const t=performance.now();require(${JSON.stringify(mod)});console.log(performance.now()-t)`))
+    }
+    for (const [k, file] of Object.entries(loaders)) {
+      loaderSamples[k].push(nodeMs(`const t=performance.now();require(${JSON.stringify(file)}).load();console.log(performance.now()-t)`))
+    }
+    for (const [k, code] of Object.entries(firstCode)) {
+      const f = path.join(firstDir, `${k}-${i}.jsonl`)
+      firstSamples[k].push(nodeMs(`const t=performance.now();${code(f)}.then(()=>console.log(performance.now()-t))`))
     }
     // Whole fresh-process cost, for the record: node startup alone vs startup + require.
     for (const [k, code] of [['baseline', '0'], ['ours', `require(${JSON.stringify(targets.ours)})`]]) {
@@ -828,6 +849,8 @@ async function scenarioH() {
     }
   }
   for (const [k, s] of Object.entries(samples)) record('h.load', k, stats(s.map((ms) => ms * 1000)))
+  for (const [k, s] of Object.entries(loaderSamples)) record('h.loader', k, stats(s.map((ms) => ms * 1000)))
+  for (const [k, s] of Object.entries(firstSamples)) record('h.first', k, stats(s.map((ms) => ms * 1000)))
   record('h.process', 'ours', {
     baselineMs: median(wall.baseline),
     withOursMs: median(wall.ours),
@@ -960,6 +983,19 @@ function buildRows() {
       const vs = impl !== 'ours' && r.ours ? fmtRatio(s.p50 / r.ours.p50) : ''
       row('(h) require() in a fresh node', impl, ['', '', fmtUs(s.p50), fmtUs(s.p99)], vs,
         impl === 'ours' ? 'p50 <= 3 ms' : null, s.p50 <= 3000)
+    }
+    const legacy = r.legacy
+    if (legacy && r.ours) {
+      // docs/spec.md's 3 ms was set where the old module loaded in 2.4 ms: the same bar as a ratio.
+      row('(h) require(): ours vs legacy', 'ours', ['', '', fmtRatio(r.ours.p50 / legacy.p50), ''], '', 'p50 <= 1.25x legacy (3 ms / 2.4 ms)', r.ours.p50 <= 1.25 * legacy.p50)
+    }
+    for (const [impl, s] of Object.entries(results['h.loader'] || {})) {
+      row('(h) loader.js load() in a fresh node', impl, ['', '', fmtUs(s.p50), fmtUs(s.p99)], '', '', '')
+    }
+    const first = results['h.first'] || {}
+    for (const [impl, s] of Object.entries(first)) {
+      const vs = impl !== 'ours' && first.ours ? fmtRatio(s.p50 / first.ours.p50) : ''
+      row('(h) require() + first acquire/release', impl, ['', '', fmtUs(s.p50), fmtUs(s.p99)], vs, '', '')
     }
     const p = results['h.process'] && results['h.process'].ours
     if (p) row('(h) node -e startup', 'ours', ['', '', `+${p.deltaMs.toFixed(1)} ms`, `base ${p.baselineMs.toFixed(0)} ms`], '', '', '')

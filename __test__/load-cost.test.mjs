@@ -1,0 +1,52 @@
+// What loading the package costs a fresh process, asserted through what Node
+// loads (process.moduleLoadList), never through a clock: the bench measures
+// the time (bench/run.js, scenario h).
+import { describe, it, expect } from 'vitest'
+import { spawnSync } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
+// SWL_LOAD_COST_ROOT=<another checkout> runs the same checks against that tree's entries.
+const ENTRY = process.env.SWL_LOAD_COST_ROOT || root
+
+function childEnv() {
+  const env = { ...process.env }
+  for (const k of ['SESSION_WRITE_LOCK_NATIVE_PATH', '__SESSION_WRITE_LOCK_NATIVE', 'NODE_OPTIONS', 'SESSION_WRITE_LOCK_BACKEND']) delete env[k]
+  return env
+}
+
+/** The builtins (and internal modules) Node loaded in a fresh process while `step` ran. */
+function loadedDuring(setup, step, type = 'commonjs') {
+  const code =
+    `${setup};const before=new Set(process.moduleLoadList);` +
+    `Promise.resolve().then(async()=>{${step}}).then(()=>{` +
+    `console.log(JSON.stringify(process.moduleLoadList.filter((m)=>!before.has(m))))})`
+  const r = spawnSync(process.execPath, ['--input-type', type === 'module' ? 'module' : 'commonjs', '-e', code], {
+    cwd: root,
+    env: childEnv(),
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  expect(r.stderr).toBe('')
+  expect(r.status).toBe(0)
+  return JSON.parse(r.stdout.trim().split('\n').pop())
+}
+
+describe('load cost', () => {
+  it('import of the ESM entry does not run Node\'s CommonJS export lexer over index.js', () => {
+    const mjs = pathToFileURL(path.join(ENTRY, 'index.mjs')).href
+    const loaded = loadedDuring('', `const m=await import(${JSON.stringify(mjs)});if(typeof m.acquireSessionWriteLock!=='function')throw new Error('no export')`)
+    expect(loaded.filter((m) => m.includes('cjs-module-lexer'))).toEqual([])
+  })
+
+  it('the first acquire loads neither node:os nor node:worker_threads', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const file = path.join(fileURLToPath(new URL('.', import.meta.url)), '..', 'target', `load-cost-${process.pid}.jsonl`)
+    const loaded = loadedDuring(
+      `const m=require(${JSON.stringify(index)})`,
+      `const l=await m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}});await l.release()`,
+    )
+    expect(loaded.filter((m) => /^NativeModule (os|worker_threads)$/.test(m))).toEqual([])
+  })
+})
