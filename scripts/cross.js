@@ -59,8 +59,10 @@ const TARGETS = [
 
 // The napi build commands for a target, the file lock's addon then the
 // PostgreSQL backend's (its own napi config for its file name, its own target
-// directory so the two feature sets do not rebuild each other): what the
-// release workflow runs too.
+// directory so the two feature sets do not rebuild each other; not npm run
+// build's target/postgres, where napi builds the host triple too and a zig
+// build of that triple would undo the native one): what the release workflow
+// runs too.
 function buildArgs(t, outDir) {
   return [
     'napi', 'build', '-x', '--platform', '--release', '--no-default-features', '--features', 'file-lock', '--no-js',
@@ -70,7 +72,7 @@ function buildArgs(t, outDir) {
 function buildArgsPostgres(t, outDir) {
   return [
     'napi', 'build', '-x', '--platform', '--release', '--no-default-features', '--features', 'postgres', '--no-js',
-    '--dts', 'cross-postgres.d.ts', '-c', 'scripts/napi-postgres.json', '--target-dir', 'target/postgres',
+    '--dts', 'cross-postgres.d.ts', '-c', 'scripts/napi-postgres.json', '--target-dir', 'target/cross-postgres',
     '--target', t.triple + t.zigSuffix, '-o', outDir,
   ]
 }
