@@ -245,7 +245,7 @@ function setup() {
 // PostgreSQL addon: its own napi config (its file name) and target directory.
 function buildArgs(outDir, postgres = false) {
   const features = postgres
-    ? ['--features', 'postgres', '-c', 'scripts/napi-postgres.json', '--target-dir', 'target/postgres']
+    ? ['--features', 'postgres', '-c', 'scripts/napi-postgres.json', '--target-dir', 'target/cross-postgres']
     : ['--features', 'file-lock']
   return [
     'napi', 'build', '--platform', '--release', '--no-default-features', ...features, '--no-js',
