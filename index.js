@@ -82,6 +82,7 @@ const fileRelease = locks.release
 function createBackendInstance() {
   backendInstance = require('./lib/backend').createBackend({
     loadNative: () => require('./loader').loadPostgres(native),
+    errors,
     fileAcquire,
     fileRelease,
     lockTaken,

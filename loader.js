@@ -358,7 +358,9 @@ function loadPostgres(main) {
     throw postgresError(
       `session-write-lock: a PostgreSQL backend is configured but its addon ${name} is missing (looked for ${looked.join(', ')}). ` +
         `It ships in the platform package session-write-lock-${tag} next to the file-lock addon; in a clone of the ` +
-        'repository "npm run build" builds both. Refusing to fall back to local-only locking.',
+        `repository "npm run build" builds both; in ${__dirname}, ` +
+        '"npx --yes @napi-rs/cli@3 build --platform --release --features postgres --no-js --dts native.d.ts" builds ' +
+        'one addon that carries both. Refusing to fall back to local-only locking.',
       looked[0],
     )
   }

@@ -1,6 +1,7 @@
-// Packaging: a platform package must never ship without its binary. `npm pack`
-// (and so `npm publish`) in npm/<target> refuses while the .node is missing,
-// and packs it once it is there.
+// Packaging: a platform package must never ship without its binaries (the
+// file lock's addon and the PostgreSQL backend's, docs/distribution.md).
+// `npm pack` (and so `npm publish`) in npm/<target> refuses while either
+// .node is missing, and packs both once they are there.
 import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -35,12 +36,12 @@ function npmPack(cwd) {
 }
 
 describe('platform packages', () => {
-  it('there are six, each naming its binary in main and files', () => {
+  it('there are six, each naming its binary in main and both addons in files', () => {
     expect(targets).toHaveLength(6)
     for (const t of targets) {
       const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', t, 'package.json'), 'utf8'))
       expect(pkg.main, t).toBe(`session-write-lock.${t}.node`)
-      expect(pkg.files, t).toEqual([pkg.main])
+      expect(pkg.files, t).toEqual([pkg.main, `session-write-lock-postgres.${t}.node`])
     }
   })
 
@@ -52,13 +53,27 @@ describe('platform packages', () => {
     expect(fs.readdirSync(d).filter((f) => f.endsWith('.tgz'))).toEqual([])
   }, 60_000)
 
-  it('npm pack packs the .node once it is there', () => {
+  it('npm pack refuses with the file-lock addon alone, naming the PostgreSQL one', () => {
     const d = stage('linux-x64-gnu')
     fs.writeFileSync(path.join(d, 'session-write-lock.linux-x64-gnu.node'), 'not really an addon')
     const r = npmPack(d)
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain('refusing to pack session-write-lock-linux-x64-gnu: session-write-lock-postgres.linux-x64-gnu.node is missing')
+  }, 60_000)
+
+  it('npm pack packs both .node files once they are there', () => {
+    const d = stage('linux-x64-gnu')
+    fs.writeFileSync(path.join(d, 'session-write-lock.linux-x64-gnu.node'), 'not really an addon')
+    fs.writeFileSync(path.join(d, 'session-write-lock-postgres.linux-x64-gnu.node'), 'not really an addon either')
+    const r = npmPack(d)
     expect(r.status, r.stderr).toBe(0)
     const info = JSON.parse(r.stdout.slice(r.stdout.indexOf('[')))[0]
-    expect(info.files.map((f) => f.path).sort()).toEqual(['README.md', 'package.json', 'session-write-lock.linux-x64-gnu.node'])
+    expect(info.files.map((f) => f.path).sort()).toEqual([
+      'README.md',
+      'package.json',
+      'session-write-lock-postgres.linux-x64-gnu.node',
+      'session-write-lock.linux-x64-gnu.node',
+    ])
     expect(fs.existsSync(path.join(d, info.filename))).toBe(true)
   }, 60_000)
 })

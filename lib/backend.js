@@ -31,9 +31,8 @@
 // and split apart they would each reach into it.
 
 const os = require('node:os')
-// The error classes the leases throw (lib/native.js): the only names taken
-// from the rest of lib/ besides what the factory is given.
-const { SessionWriteLockTimeoutError, SessionWriteLockLostError, abortReason } = require('./native')
+// Stateless option parsing: the only module of lib/ taken here; the rest
+// (the addon, the error classes, the file lock) comes with the factory's deps.
 const options = require('./options')
 
 const LOG_PREFIX = '[session-write-lock]'
@@ -45,11 +44,13 @@ const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
  * (loader.loadPostgres; called when a postgres backend is first installed,
  * it throws a coded error when the addon is missing); `fileAcquire` and
  * `fileRelease`, the file lock this backend wraps (lib/locks.js);
- * `lockTaken` and `envRead`, what index.js saw before it made this instance
- * (a lock already taken, the environment already read and empty).
+ * `errors`, this copy's lib/native.js (the error classes the leases throw,
+ * abortReason); `lockTaken` and `envRead`, what index.js saw before it made
+ * this instance (a lock already taken, the environment already read and empty).
  */
 function createBackend(deps) {
   const { loadNative, fileAcquire, fileRelease } = deps
+  const { SessionWriteLockTimeoutError, SessionWriteLockLostError, abortReason } = deps.errors
   let native = null // the PostgreSQL addon, loaded by install()
   let configured = null // { server, keyspace, sessionsRoot, poolSize, schema }
   let envRead = deps.envRead === true

@@ -3,8 +3,8 @@
 // `npm run pack-check`: proves the published shape works without a Rust toolchain.
 //
 // 1. `npm pack` the main package, and the linux-x64-gnu platform package from a
-//    staging copy of npm/linux-x64-gnu with the built addon copied in (nothing
-//    is left in npm/).
+//    staging copy of npm/linux-x64-gnu with both built addons copied in (the
+//    file lock's and the PostgreSQL backend's; nothing is left in npm/).
 // 2. Check both tarballs' file lists (what must and must not ship).
 // 3. In a fresh temporary consumer project: install the consumer's tools from
 //    the registry (pinned), then both tarballs with `--offline` (so the five
@@ -19,10 +19,13 @@
 //    - vitest: an ESM test file imports the package and acquires/releases;
 //    - jest: two CommonJS test files in one process (--runInBand), so the addon
 //      is loaded again in each test file's context;
-//    - the addon was loaded from the platform package, not from a local build.
-// 5. Print the tarball sizes, the .node size, the highest GLIBC symbol version
-//    the addon needs (objdump -T; fails above SWL_MAX_GLIBC when that is set,
-//    as the release workflow does) and the time each step took.
+//    - the addon was loaded from the platform package, not from a local build;
+//    - configuring a PostgreSQL backend loads the second addon from the same
+//      platform package (nothing connects: configuring does not).
+// 5. Print the tarball sizes, both .node sizes (the file lock's must stay
+//    under 1 MB), the highest GLIBC symbol version each addon needs
+//    (objdump -T; fails above SWL_MAX_GLIBC when that is set, as the release
+//    workflow does) and the time each step took.
 //
 // Option: --keep keeps the temporary directory and prints where the two
 // tarballs are and the command that installs them (the documented way to get
@@ -36,6 +39,8 @@ const path = require('node:path')
 const root = path.join(__dirname, '..')
 const TAG = 'linux-x64-gnu'
 const NODE_FILE = `session-write-lock.${TAG}.node`
+const PG_FILE = `session-write-lock-postgres.${TAG}.node`
+const MAX_NODE_BYTES = 1_000_000
 const CONSUMER_TOOLS = ['typescript@5.9.3', 'vitest@3.2.4', 'jest@29.7.0', '@types/node@20.19.43']
 const keep = process.argv.includes('--keep')
 
@@ -88,7 +93,7 @@ function pathWithoutRust() {
 
 function noRustEnv() {
   const env = { ...process.env, PATH: pathWithoutRust() }
-  for (const k of ['SESSION_WRITE_LOCK_NATIVE_PATH', '__SESSION_WRITE_LOCK_NATIVE', 'CARGO', 'RUSTC', 'CARGO_HOME', 'RUSTUP_HOME', 'RUSTUP_TOOLCHAIN', 'NODE_OPTIONS']) {
+  for (const k of ['SESSION_WRITE_LOCK_NATIVE_PATH', '__SESSION_WRITE_LOCK_NATIVE', 'SESSION_WRITE_LOCK_POSTGRES_PATH', '__SESSION_WRITE_LOCK_POSTGRES', 'SESSION_WRITE_LOCK_BACKEND', 'CARGO', 'RUSTC', 'CARGO_HOME', 'RUSTUP_HOME', 'RUSTUP_TOOLCHAIN', 'NODE_OPTIONS']) {
     delete env[k]
   }
   env.npm_config_update_notifier = 'false'
@@ -104,10 +109,14 @@ function kib(n) {
 // ---------------------------------------------------------------------------
 
 const addon = path.join(root, NODE_FILE)
+const pgAddon = path.join(root, PG_FILE)
 if (process.platform !== 'linux' || process.arch !== 'x64') {
   fail(`pack-check packs the ${TAG} platform package and runs only on Linux x64 (this is ${process.platform}-${process.arch})`)
 }
-if (!fs.existsSync(addon)) fail(`${NODE_FILE} not found in ${root}: run "npm run build" first`)
+for (const f of [NODE_FILE, PG_FILE]) {
+  if (!fs.existsSync(path.join(root, f))) fail(`${f} not found in ${root}: run "npm run build" first (it builds both addons)`)
+}
+if (fs.statSync(addon).size >= MAX_NODE_BYTES) fail(`${NODE_FILE} is ${fs.statSync(addon).size} bytes, not under 1 MB`)
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-pack-check-'))
 const tarballs = path.join(work, 'tarballs')
@@ -123,6 +132,7 @@ const platform = step(`npm pack (${TAG}, staged)`, () => {
     fs.copyFileSync(path.join(root, 'npm', TAG, f), path.join(stage, f))
   }
   fs.copyFileSync(addon, path.join(stage, NODE_FILE))
+  fs.copyFileSync(pgAddon, path.join(stage, PG_FILE))
   return pack(stage, tarballs)
 })
 
@@ -134,7 +144,7 @@ step('tarball contents', () => {
   if (missing.length) fail(`main tarball lacks ${missing.join(', ')}`)
   const forbidden = main.files.filter((f) => /\.node$|^target\/|^node_modules\/|^__test__\/|^npm\/|^\.cache\/|^bench\/|\.tgz$/.test(f))
   if (forbidden.length) fail(`main tarball ships files it must not: ${forbidden.join(', ')}`)
-  const want = ['package.json', 'README.md', NODE_FILE].sort()
+  const want = ['package.json', 'README.md', NODE_FILE, PG_FILE].sort()
   const got = platform.files.slice().sort()
   if (JSON.stringify(got) !== JSON.stringify(want)) fail(`platform tarball holds ${got.join(', ')}; expected ${want.join(', ')}`)
   const pkgMain = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
@@ -143,7 +153,7 @@ step('tarball contents', () => {
     fail(`main package's optionalDependencies["${pkgPlat.name}"] is ${pkgMain.optionalDependencies[pkgPlat.name]}, the platform package is ${pkgPlat.version}`)
   }
   // Every platform package: same version as the main package, listed in its
-  // optionalDependencies, `main` and `files` naming its own .node.
+  // optionalDependencies, `main` naming its own .node, `files` both addons.
   const tags = fs.readdirSync(path.join(root, 'npm')).sort()
   const names = tags.map((t) => `session-write-lock-${t}`)
   const listed = Object.keys(pkgMain.optionalDependencies || {}).sort()
@@ -151,11 +161,12 @@ step('tarball contents', () => {
   for (const t of tags) {
     const p = JSON.parse(fs.readFileSync(path.join(root, 'npm', t, 'package.json'), 'utf8'))
     const file = `session-write-lock.${t}.node`
+    const pgFile = `session-write-lock-postgres.${t}.node`
     if (p.name !== `session-write-lock-${t}` || p.version !== pkgMain.version || pkgMain.optionalDependencies[p.name] !== p.version) {
       fail(`npm/${t}/package.json: ${p.name}@${p.version} does not match the main package ${pkgMain.version}`)
     }
-    if (p.main !== file || JSON.stringify(p.files) !== JSON.stringify([file]) || !p.os || !p.cpu) {
-      fail(`npm/${t}/package.json: main/files must name ${file}, and os/cpu must be set`)
+    if (p.main !== file || JSON.stringify(p.files) !== JSON.stringify([file, pgFile]) || !p.os || !p.cpu) {
+      fail(`npm/${t}/package.json: main must name ${file}, files ${file} and ${pgFile}, and os/cpu must be set`)
     }
   }
   console.log(`main: ${main.files.length} files; ${TAG}: ${platform.files.join(', ')}`)
@@ -182,7 +193,9 @@ step('consumer: install both tarballs (offline, no Rust on PATH)', () => {
   run('npm', ['install', '--no-audit', '--no-fund', '--offline', main.file, platform.file], { cwd: consumer, env })
   const installed = path.join(consumer, 'node_modules', 'session-write-lock')
   const plat = path.join(consumer, 'node_modules', `session-write-lock-${TAG}`)
-  if (!fs.existsSync(path.join(plat, NODE_FILE))) fail(`${plat}/${NODE_FILE} was not installed`)
+  for (const f of [NODE_FILE, PG_FILE]) {
+    if (!fs.existsSync(path.join(plat, f))) fail(`${plat}/${f} was not installed`)
+  }
   const stray = fs.readdirSync(installed).filter((f) => f.endsWith('.node'))
   if (stray.length) fail(`the main package carries a .node (${stray.join(', ')})`)
   const others = fs.readdirSync(path.join(consumer, 'node_modules')).filter((f) => f.startsWith('session-write-lock-') && f !== `session-write-lock-${TAG}`)
@@ -425,6 +438,19 @@ describe("session-write-lock under vitest, from the tarballs", () => {
     const real = (p) => fs.realpathSync(p);
     const expected = real(path.join(path.dirname(require.resolve("session-write-lock-linux-x64-gnu/package.json")), "${NODE_FILE}"));
     expect(nodeFiles.map(real)).toContain(expected);
+    expect(nodeFiles.filter((f) => /session-write-lock-postgres/.test(f))).toEqual([]);
+  });
+
+  it("loads the PostgreSQL addon from the same platform package once a backend is configured", () => {
+    const require = createRequire(import.meta.url);
+    swl.resetSessionWriteLockStateForTest();
+    const cfg = swl.configureSessionWriteLock({ backend: { kind: "postgres", connectionString: "postgres://swl@127.0.0.1:9/swl" } });
+    expect(cfg.kind).toBe("postgres");
+    const real = (p) => fs.realpathSync(p);
+    const expected = real(path.join(path.dirname(require.resolve("session-write-lock-linux-x64-gnu/package.json")), "${PG_FILE}"));
+    expect(Object.keys(require.cache).filter((k) => k.endsWith(".node")).map(real)).toContain(expected);
+    swl.configureSessionWriteLock({ backend: null });
+    swl.resetSessionWriteLockStateForTest();
   });
 });
 `
@@ -504,8 +530,8 @@ step('consumer: jest (two files, one process)', () => {
 })
 
 // Highest GLIBC_x.y among the addon's versioned dynamic symbols.
-const glibc = step('addon: highest GLIBC symbol version (objdump -T)', () => {
-  const r = spawnSync('objdump', ['-T', addon], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+function highestGlibc(file) {
+  const r = spawnSync('objdump', ['-T', file], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
   if (r.error || r.status !== 0) {
     if (process.env.SWL_MAX_GLIBC) fail(`objdump -T failed: ${r.error ? r.error.message : r.stderr}`)
     console.log('objdump not available: GLIBC check skipped')
@@ -520,24 +546,27 @@ const glibc = step('addon: highest GLIBC symbol version (objdump -T)', () => {
   const versions = [...new Set([...r.stdout.matchAll(/\(GLIBC_([0-9.]+)\)/g)].map((m) => m[1]))].sort(cmp)
   const highest = versions[versions.length - 1] || null
   const needing = highest === null ? [] : r.stdout.split('\n').filter((l) => l.includes(`(GLIBC_${highest})`)).map((l) => l.trim().split(/\s+/).pop())
-  console.log(`GLIBC versions: ${versions.join(' ')}; highest ${highest} (${needing.join(', ')})`)
+  console.log(`${path.basename(file)}: GLIBC versions: ${versions.join(' ')}; highest ${highest} (${needing.join(', ')})`)
   const max = process.env.SWL_MAX_GLIBC
   if (max && highest !== null && cmp(highest, max) > 0) {
-    fail(`the addon needs GLIBC_${highest}, above SWL_MAX_GLIBC=${max} (Node's own Linux binaries need 2.28): build it against an older glibc`)
+    fail(`${path.basename(file)} needs GLIBC_${highest}, above SWL_MAX_GLIBC=${max} (Node's own Linux binaries need 2.28): build it against an older glibc`)
   }
   return highest
-})
+}
+const [glibc, pgGlibc] = step('addons: highest GLIBC symbol version (objdump -T)', () => [highestGlibc(addon), highestGlibc(pgAddon)])
 
 const nodeSize = fs.statSync(addon).size
+const pgSize = fs.statSync(pgAddon).size
 const totalMs = Date.now() - t0
 console.log('\n== pack-check: summary')
 console.log(`main tarball     ${path.basename(main.file)}  ${kib(main.size)} packed, ${kib(main.unpackedSize)} unpacked, ${main.files.length} files`)
 console.log(`platform tarball ${path.basename(platform.file)}  ${kib(platform.size)} packed, ${kib(platform.unpackedSize)} unpacked`)
 console.log(`addon            ${NODE_FILE}  ${nodeSize} bytes (${kib(nodeSize)}), needs GLIBC ${glibc === null ? '(not checked)' : glibc}`)
+console.log(`postgres addon   ${PG_FILE}  ${pgSize} bytes (${kib(pgSize)}), needs GLIBC ${pgGlibc === null ? '(not checked)' : pgGlibc}`)
 for (const [name, ms] of timings) console.log(`  ${(ms / 1000).toFixed(1).padStart(6)}s  ${name}`)
 console.log(`pack-check: ok in ${(totalMs / 1000).toFixed(1)}s`)
 console.log(
-  `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, maxGlibc: glibc, totalMs })}`,
+  `PACK_CHECK_JSON ${JSON.stringify({ mainTarballBytes: main.size, platformTarballBytes: platform.size, nodeBytes: nodeSize, postgresNodeBytes: pgSize, maxGlibc: glibc, postgresMaxGlibc: pgGlibc, totalMs })}`,
 )
 
 if (keep) {

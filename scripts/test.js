@@ -12,8 +12,13 @@ const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx'
 
 const steps = [
   ['fmt', 'cargo', ['fmt', '--all', '--', '--check']],
+  // Both addons' feature sets (docs/distribution.md, "Two addons"): the
+  // default (file lock), the PostgreSQL addon alone, and both, which the
+  // tests use so that one run covers src/pg too.
   ['clippy', 'cargo', ['clippy', '--all-targets', '--', '-D', 'warnings']],
-  ['cargo-test', 'cargo', ['test', '--quiet']],
+  ['clippy-postgres', 'cargo', ['clippy', '--all-targets', '--no-default-features', '--features', 'napi-dyn-symbols,postgres', '--', '-D', 'warnings']],
+  ['clippy-both', 'cargo', ['clippy', '--all-targets', '--features', 'postgres', '--', '-D', 'warnings']],
+  ['cargo-test', 'cargo', ['test', '--quiet', '--features', 'postgres']],
   ['build', 'npm', ['run', '--silent', 'build']],
   ['vitest', npx, ['vitest', 'run']],
   ['tsc', npx, ['tsc', '--noEmit', '-p', '__test__/types/tsconfig.json']],

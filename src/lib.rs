@@ -6,6 +6,11 @@
 //! plain Rust that `cargo test` exercises without Node; every OS call is in
 //! `sys`; `binding` is the thin napi layer the JS package (`index.js`)
 //! calls. The module map and the order of dependencies: docs/design.md.
+//!
+//! Features choose the addon (docs/distribution.md): `file-lock` exports the
+//! file lock, `postgres` compiles the PostgreSQL backend (`pg`, its client
+//! and runtime) and exports it, as a second addon loaded only when a backend
+//! is configured.
 
 pub mod acquire;
 pub mod identity;
@@ -15,6 +20,7 @@ pub mod marker;
 pub mod oserror;
 pub mod paths;
 pub mod payload;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod registry;
 pub mod session;
@@ -23,4 +29,5 @@ pub mod sys;
 pub mod wait_thread;
 
 mod binding;
+#[cfg(feature = "file-lock")]
 mod context;

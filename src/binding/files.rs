@@ -4,7 +4,7 @@
 
 use napi_derive::napi;
 
-use super::{ms_or_max, NativeError};
+use super::values::{ms_or_max, NativeError};
 use crate::lockfile;
 
 #[napi(object)]

@@ -5,7 +5,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::values::NativeDelivery;
-use super::{ms_or_max, none_or_ms, NativeError};
+use super::values::{ms_or_max, none_or_ms, NativeError};
 use crate::context::{self, thread, Deliver};
 use crate::registry::{self, AcquireOutcome, Dropped, HolderInfo};
 use crate::session;

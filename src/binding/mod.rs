@@ -1,148 +1,33 @@
 //! The napi layer: converts between JS values and the lock engine. Every
 //! export is `catch_unwind`: a Rust panic becomes a JS `Error`, never an abort.
-//! These exports are internal; `index.js` wraps them into the public API.
-//! Locks and leases are in `locks.rs`, looking at files in `files.rs`,
-//! markers in `markers.rs`, the PostgreSQL backend in `postgres.rs`; identity, paths and test seams here. The engine
-//! calls behind them (the context's delivery included, see `context`) live
-//! in the engine: these files only convert.
+//! These exports are internal; `index.js` and `lib/backend.js` wrap them into
+//! the public API.
+//!
+//! One crate, two addons (docs/distribution.md), chosen by Cargo features:
+//! `file-lock` exports the file lock (`session-write-lock.<platform>.node`):
+//! locks and leases in `locks.rs`, looking at files in `files.rs`, markers in
+//! `markers.rs`, identity, paths and test seams in `process.rs`. `postgres`
+//! exports the PostgreSQL backend (`postgres.rs`,
+//! `session-write-lock-postgres.<platform>.node`), which needs only
+//! `identity` and `oserror` from the core: it registers no file-lock
+//! registry of its own, and the file-lock addon carries no database client.
+//! The engine calls behind them (the context's delivery included, see
+//! `context`) live in the engine: these files only convert.
 
 #![cfg_attr(test, allow(dead_code))]
 
-use napi_derive::napi;
-
-use crate::context::thread;
-use crate::identity;
-use crate::paths;
-
+#[cfg(feature = "file-lock")]
 mod files;
+#[cfg(feature = "file-lock")]
 mod locks;
+#[cfg(feature = "file-lock")]
 mod markers;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "file-lock")]
+mod process;
+#[cfg(feature = "file-lock")]
 pub(crate) mod values;
 
+#[cfg(feature = "file-lock")]
 pub use values::NativeError;
-
-/// The Node environment id of the calling thread.
-#[napi(catch_unwind)]
-pub fn thread_id() -> f64 {
-    thread() as f64
-}
-
-fn none_or_ms(v: f64) -> Option<u64> {
-    if v.is_finite() && v >= 0.0 {
-        Some(v as u64)
-    } else {
-        None
-    }
-}
-
-#[napi(object)]
-pub struct NormalizedPath {
-    pub key: String,
-    pub lock_path: String,
-    pub error: Option<NativeError>,
-}
-
-/// Normalize a resolved session path (creating its directory).
-#[napi(catch_unwind)]
-pub fn normalize(resolved: String) -> NormalizedPath {
-    match paths::normalize(&resolved) {
-        Ok(p) => NormalizedPath {
-            key: p.key,
-            lock_path: p.lock_path,
-            error: None,
-        },
-        Err(e) => {
-            let p = paths::unresolved(&resolved);
-            NormalizedPath {
-                key: p.key,
-                lock_path: p.lock_path,
-                error: Some(e.into()),
-            }
-        }
-    }
-}
-
-/// The key a resolved session path normalizes to, creating nothing.
-#[napi(catch_unwind)]
-pub fn existing_key(resolved: String) -> String {
-    paths::existing_key(&resolved)
-}
-
-fn ms_or_max(v: f64) -> u64 {
-    if v.is_finite() && v >= 0.0 {
-        v as u64
-    } else {
-        u64::MAX
-    }
-}
-
-#[napi(object)]
-pub struct NativeIdentity {
-    pub pid: u32,
-    pub starttime: Option<f64>,
-    pub boot_id: Option<String>,
-    pub hostname: String,
-}
-
-#[napi(catch_unwind)]
-pub fn self_identity() -> NativeIdentity {
-    let me = identity::self_identity();
-    NativeIdentity {
-        pid: me.pid,
-        starttime: identity::own_start_time().map(|s| s as f64),
-        boot_id: me.boot_id.clone(),
-        hostname: me.hostname.clone(),
-    }
-}
-
-/// The start time of `pid` as payloads record it (`/proc/<pid>/stat` field
-/// 22 on Linux, the creation time in ms since the epoch on Windows), honouring
-/// the override seam; null when unknown. For tests that write old-module
-/// files naming a live process on a platform without `/proc`.
-#[napi(catch_unwind)]
-pub fn process_start_time(pid: u32) -> Option<f64> {
-    identity::proc_start_time(pid).map(|s| s as f64)
-}
-
-/// Test seam (PID reuse): report `value` as the start time of `pid`;
-/// `value` null means "unknown"; `clear` removes the override (all of them
-/// when `pid` is 0).
-#[napi(catch_unwind)]
-pub fn set_start_time_override(pid: u32, value: Option<f64>, clear: bool) {
-    identity::set_start_time_override(pid, value.map(|v| v as u64), clear);
-}
-
-/// Forget cached directory realpaths (test resets).
-#[napi(catch_unwind)]
-pub fn clear_path_cache() {
-    paths::clear_cache();
-}
-
-/// Deliberately panic (tests: a panic must surface as a JS error).
-#[napi(catch_unwind)]
-pub fn panic_for_test() {
-    panic!("deliberate panic for test");
-}
-
-/// Version of the internal JS <-> native interface. A second copy of the
-/// package in one process reuses the first copy's addon (and so its registry)
-/// only when this matches its own. 2: the calls added for the rewrite swap,
-/// the createdAt refresh, lazy wake-ups, marker take-over, `release(path)`
-/// without mkdir, the later generation's inspection and stray temp files.
-/// 3: named result kinds (`AcquireStatus`, `LockFileKind`), `releaseLease`
-/// returns a boolean, and grants a call makes for its own context are
-/// delivered inside that call.
-#[napi(catch_unwind)]
-pub fn abi_version() -> u32 {
-    3
-}
-
-/// Whether the calling thread is the process's main thread (Node's main
-/// thread: `worker_threads.isMainThread`), or null where this cannot be told
-/// cheaply (the caller then asks `node:worker_threads`, which costs a couple of
-/// milliseconds to load).
-#[napi(catch_unwind)]
-pub fn is_main_thread() -> Option<bool> {
-    crate::sys::is_main_thread()
-}

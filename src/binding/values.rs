@@ -67,3 +67,21 @@ impl From<Delivery> for NativeDelivery {
         }
     }
 }
+
+/// A JS millisecond count as a duration: None for negative, NaN or infinite.
+pub(crate) fn none_or_ms(v: f64) -> Option<u64> {
+    if v.is_finite() && v >= 0.0 {
+        Some(v as u64)
+    } else {
+        None
+    }
+}
+
+/// A JS millisecond count: `u64::MAX` (no bound) for negative, NaN or infinite.
+pub(crate) fn ms_or_max(v: f64) -> u64 {
+    if v.is_finite() && v >= 0.0 {
+        v as u64
+    } else {
+        u64::MAX
+    }
+}
