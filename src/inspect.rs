@@ -13,7 +13,7 @@
 //! names the inode we judged, so a file created or taken over meanwhile by a
 //! new holder is never removed.
 
-use crate::lockfile::Probe;
+use crate::lockfile::{path_names, Probe};
 use crate::oserror::OsError;
 use crate::payload;
 use crate::staleness;
@@ -49,16 +49,46 @@ pub fn inspect_with(
     remove: bool,
     non_openclaw_pid: Option<u32>,
 ) -> Report {
+    // A holder that rewrites its payload by swapping a new, locked file into
+    // place frees the OS lock of the file it swapped out. A probe that opened
+    // that old file just before the swap finds its lock free although the
+    // lock is held: when the path no longer names the file whose lock we
+    // obtained, look again. A name that is replaced on every look is being
+    // rewritten by a live holder (only a holder swaps), so the last look
+    // reports it held.
+    for _ in 1..INSPECT_ROUNDS {
+        if let Some(r) = inspect_once(lock_path, now_ms, stale_ms, remove, non_openclaw_pid) {
+            return r;
+        }
+    }
+    inspect_once(lock_path, now_ms, stale_ms, remove, non_openclaw_pid).unwrap_or_else(|| Report {
+        held: true,
+        ..Report::default()
+    })
+}
+
+/// Looks an inspection takes before it calls a constantly replaced name held.
+const INSPECT_ROUNDS: usize = 16;
+
+/// One look: `None` when the file whose OS lock we obtained is no longer the
+/// one the path names (swapped out by its holder while we looked).
+fn inspect_once(
+    lock_path: &str,
+    now_ms: i64,
+    stale_ms: u64,
+    remove: bool,
+    non_openclaw_pid: Option<u32>,
+) -> Option<Report> {
     let mut r = Report::default();
     let probe = match Probe::open(lock_path) {
         Ok(Some(p)) => p,
         Ok(None) => {
             r.error = Some(OsError::synthetic("ENOENT", "open", lock_path));
-            return r;
+            return Some(r);
         }
         Err(e) => {
             r.error = Some(e);
-            return r;
+            return Some(r);
         }
     };
     let p = payload::parse(&probe.read());
@@ -78,17 +108,18 @@ pub fn inspect_with(
     r.pid_alive = verdict.pid_alive;
     r.age_ms = verdict.age_ms;
     match probe.try_lock(lock_path) {
+        Ok(true) if !path_names(lock_path, probe.id) => return None,
         Ok(true) => {}
         Ok(false) => {
             r.held = true;
             if p.os_lock {
                 r.held_since_ms = Some(probe.mtime_ms);
             }
-            return r;
+            return Some(r);
         }
         Err(e) => {
             r.error = Some(e);
-            return r;
+            return Some(r);
         }
     }
     r.reasons = verdict.reasons;
@@ -108,7 +139,7 @@ pub fn inspect_with(
             Err(e) => r.error = Some(e),
         }
     }
-    r
+    Some(r)
 }
 
 /// The old rules (sweep variant) applied to a payload given as JSON text,

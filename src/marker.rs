@@ -182,6 +182,11 @@ fn take_orphan(path: &str, remove: bool) -> Option<Orphan> {
     if !probe.try_lock(path).ok()? {
         return None; // a live owner
     }
+    if !lockfile::path_names(path, probe.id) {
+        // Swapped out by its owner's rewrite (which frees the old file's
+        // lock) while we looked: the name is a live owner's newer file.
+        return None;
+    }
     let bytes = probe.read();
     if bytes.len() > crate::payload::MAX_PAYLOAD_BYTES || !is_marker(&bytes) {
         // Not one of our markers (another tool's file, or garbage): leave it.
