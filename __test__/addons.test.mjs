@@ -65,15 +65,11 @@ describe('the file-lock addon', () => {
     expect(names.filter((n) => /^pg/.test(n))).toEqual([])
   })
 
-  // Linux (gnu, musl, arm64) meets the target. The darwin and Windows builds
-  // (zig's Mach-O link, MinGW) carry about twice Linux's code and are 2.2 and
-  // 1.7 MB without the backend: an open item (docs/distribution.md, "Two
-  // addons"), printed here instead of failing every run there.
-  const linuxTarget = process.platform === 'linux'
-  if (!linuxTarget) {
-    console.warn(`addons.test: the 1 MB size check is Linux-only for now; ${path.basename(mainAddon)} is ${fs.statSync(mainAddon).size} bytes here`)
-  }
-  it.skipIf(!linuxTarget)('is under 1 MB, stripped (its size on disk)', () => {
+  // Every target: Linux (gnu, musl, arm64), darwin and Windows, as the release
+  // binaries are built (scripts/cross.js and scripts/cross-win.js build the
+  // file lock's addon as a cdylib alone, so that the profile's LTO runs;
+  // docs/distribution.md, "Two addons").
+  it('is under 1 MB, stripped (its size on disk)', () => {
     expect(fs.statSync(mainAddon).size).toBeLessThan(1_000_000)
   })
 
