@@ -49,6 +49,12 @@ describe('idle: no waiting machinery before the first wait', () => {
   it('the first wait creates the wake-up (the probe sees it)', () => {
     expect(s.afterContended.asyncTypes).toContain('session-write-lock-wake')
   })
+
+  it("the first wait's drain of early grants is a plain promise job (no queueMicrotask resource to build)", () => {
+    // queueMicrotask wraps each callback in an AsyncResource: in a fresh
+    // process that runs (and compiles) node:async_hooks code on the first wait.
+    expect(s.afterContended.asyncTypes).not.toContain('Microtask')
+  })
 })
 
 describe('main-thread detection without node:worker_threads', () => {

@@ -49,4 +49,20 @@ describe('load cost', () => {
     )
     expect(loaded.filter((m) => /^NativeModule (os|worker_threads)$/.test(m))).toEqual([])
   })
+
+  it('the first acquire installs the process hooks without loading lib/shutdown.js (loaded when a signal arrives)', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const file = path.join(fileURLToPath(new URL('.', import.meta.url)), '..', 'target', `load-cost-hooks-${process.pid}.jsonl`)
+    const code =
+      `const m=require(${JSON.stringify(index)});` +
+      `const loaded=()=>Object.keys(require.cache).some((k)=>/[\\\\/]lib[\\\\/]shutdown\\.js$/.test(k));` +
+      `m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}}).then(async(l)=>{` +
+      `const ev=['exit','SIGINT','SIGTERM','SIGQUIT','SIGHUP','SIGABRT'].map((e)=>process.listenerCount(e));` +
+      `await l.release();console.log(JSON.stringify({ev,loaded:loaded()}))})`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout.trim().split('\n').pop())
+    expect(out).toEqual({ ev: [1, 1, 1, 1, 1, 1], loaded: false })
+  })
 })

@@ -253,6 +253,65 @@ describe('signal with an app listener', () => {
   })
 })
 
+describe('the signal handling is loaded when a signal arrives', () => {
+  // The first acquire installs the listeners without loading lib/shutdown.js;
+  // a signal listener loads it. A copy of the package whose lib/shutdown.js
+  // vanished in between (removed or replaced on disk while the process ran)
+  // must still never change whether the signal ends the process.
+  const root = path.join(here, '..')
+  function copyWithoutShutdown(appListener) {
+    const dir = tmp()
+    const pkg = path.join(dir, 'pkg')
+    fs.mkdirSync(path.join(pkg, 'lib'), { recursive: true })
+    for (const f of fs.readdirSync(root)) {
+      if (f === 'index.js' || f === 'loader.js' || f === 'package.json' || f.endsWith('.node')) fs.copyFileSync(path.join(root, f), path.join(pkg, f))
+    }
+    for (const f of fs.readdirSync(path.join(root, 'lib'))) fs.copyFileSync(path.join(root, 'lib', f), path.join(pkg, 'lib', f))
+    const lock = path.join(dir, 'held.jsonl')
+    const code =
+      `const swl=require(${JSON.stringify(path.join(pkg, 'index.js'))});` +
+      (appListener ? `process.on('SIGTERM',()=>{console.log('app')});` : '') +
+      `swl.acquireSessionWriteLock({sessionFile:${JSON.stringify(lock)}}).then((l)=>{` +
+      `require('node:fs').rmSync(${JSON.stringify(path.join(pkg, 'lib', 'shutdown.js'))});` +
+      `globalThis.lease=l;setInterval(()=>{},1000);console.log('ready')});` +
+      `process.stdin.on('data',(d)=>{if(String(d).startsWith('exit'))process.exit(3)})`
+    const child = spawn(process.execPath, ['-e', code], { env: { ...process.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d) => (stderr += d))
+    child.stdout.on('data', (d) => (stdout += d))
+    const closed = withTimeout(new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))), 'child to end')
+    return { dir, child, closed, out: () => stdout }
+  }
+
+  it('alone: the locks are released and the process ends by the signal, the failure reported', async () => {
+    const c = copyWithoutShutdown(false)
+    await waitUntil(() => c.out().includes('ready\n'), 'ready')
+    expect(lockFilesIn(c.dir)).toEqual(['held.jsonl.lock'])
+    c.child.kill('SIGTERM')
+    const r = await c.closed
+    expect(r.signal).toBe('SIGTERM')
+    expect(r.stderr).toMatch(/could not load the signal handling for SIGTERM/)
+    expect(lockFilesIn(c.dir)).toEqual([])
+  })
+
+  it('with an application listener: the process goes on and keeps its lock until exit', async () => {
+    const c = copyWithoutShutdown(true)
+    await waitUntil(() => c.out().includes('ready\n'), 'ready')
+    c.child.kill('SIGTERM')
+    await waitUntil(() => c.out().includes('app\n'), 'the app listener')
+    await new Promise((r) => setTimeout(r, 100))
+    expect(c.child.exitCode).toBe(null)
+    expect(lockFilesIn(c.dir)).toEqual(['held.jsonl.lock'])
+    c.child.stdin.write('exit\n')
+    const r = await c.closed
+    expect(r).toMatchObject({ code: 3, signal: null })
+    expect(lockFilesIn(c.dir)).toEqual([])
+  })
+})
+
 describe('exit paths', () => {
   it('process.exit(): handlers called synchronously (reason shutdown), no lock file or marker left', async () => {
     const { dir, evidence, cfg } = scenario({ action: 'exit', exitCode: 3, endFirst: ['s2'] })

@@ -37,14 +37,20 @@ function pump(deliveries = native.takeDeliveries(ctx)) {
   dropKeepAliveIfIdle()
 }
 
+// A promise job, not queueMicrotask: that wraps each callback in an
+// AsyncResource, whose code a fresh process would run (and compile) on its
+// first wait. Errors are reported as onWake reports them.
 let pumpQueued = false
+const RESOLVED = Promise.resolve()
 function pumpSoon() {
   if (pumpQueued) return
   pumpQueued = true
-  queueMicrotask(() => {
-    pumpQueued = false
-    pump()
-  })
+  RESOLVED.then(pumpQueuedNow)
+}
+
+function pumpQueuedNow() {
+  pumpQueued = false
+  onWake(undefined)
 }
 
 /**

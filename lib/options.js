@@ -3,7 +3,8 @@
 // package's millisecond options, and the checks of acquire's parameters, in
 // one place: the one parser of digits-only environment values (parseEnvMs,
 // read through readEnvMs by every other module and, through the resolvers,
-// by the CLI). Pure functions: nothing here touches the disk or the addon.
+// by the CLI), and the names of the signals the process hooks listen to.
+// Pure functions: nothing here touches the disk or the addon.
 
 /** The acquire timeout of the later OpenClaw generation's resolver (60 s). */
 const DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS = 60_000
@@ -131,6 +132,39 @@ function resolveShutdownDrainMs() {
   return readEnvMs(ENV_DRAIN) ?? DEFAULT_DRAIN_MS
 }
 
+// The termination signals the process hooks listen to (index.js installs the
+// listeners, lib/shutdown.js decides what a delivered one does). Windows: Node
+// also delivers SIGBREAK (Ctrl+Break); SIGHUP there is the console window
+// closing. (Listeners on the others are harmless there.)
+const HOOKED_SIGNALS = Object.freeze(
+  ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT'].concat(process.platform === 'win32' ? ['SIGBREAK'] : []),
+)
+
+// Other names of a hooked signal's number. Node emits a delivered signal under
+// every name that has listeners, and signal-exit listens to SIGIOT as well as
+// SIGABRT: without a listener of ours there, its SIGIOT listener would see
+// itself alone and end the process (reporting SIGIOT) before our drain. Our
+// listener on an alias does nothing itself; it only stands in for ours.
+let signalAliases = null
+const NO_ALIASES = Object.freeze([])
+
+/** The other names of hooked signal `signal` (SIGIOT for SIGABRT where they are one). */
+function aliasesOf(signal) {
+  if (signalAliases === null) {
+    // Linux and macOS define SIGIOT as SIGABRT (6): known without loading
+    // node:os, which a fresh process has not loaded yet (~0.7 ms on a 2-core
+    // VM). Elsewhere, read on first use (install), not at require time.
+    signalAliases = {}
+    if (process.platform === 'linux' || process.platform === 'darwin') {
+      signalAliases.SIGABRT = ['SIGIOT']
+    } else {
+      const numbers = require('node:os').constants.signals || {}
+      if (numbers.SIGIOT !== undefined && numbers.SIGIOT === numbers.SIGABRT) signalAliases.SIGABRT = ['SIGIOT']
+    }
+  }
+  return signalAliases[signal] || NO_ALIASES
+}
+
 /** Throws a TypeError unless `sessionFile` is a non-empty string without NUL. */
 function validateSessionFile(sessionFile) {
   if (typeof sessionFile !== 'string' || sessionFile.length === 0) {
@@ -158,5 +192,7 @@ module.exports = {
   resolveMaxHoldParam,
   resolveSessionLockMaxHoldFromTimeout,
   resolveShutdownDrainMs,
+  HOOKED_SIGNALS,
+  aliasesOf,
   validateSessionFile,
 }

@@ -1,6 +1,7 @@
 'use strict'
-// Process hooks (docs/spec.md, "Shutdown and session_end"): on `exit` and on termination signals, end the
-// tracked sessions (session_end, reason "shutdown") and release every lock.
+// Process hooks (docs/spec.md, "Shutdown and session_end"): what a termination
+// signal does. On `exit` and on termination signals the tracked sessions end
+// (session_end, reason "shutdown") and every lock is released.
 //
 // One set of listeners per process (per thread in a worker: each worker has
 // its own `process` emitter), however many copies of the package are loaded
@@ -8,6 +9,9 @@
 // hub stored on `process` under a `Symbol.for` key; each loaded copy joins
 // the hub once, on first use, and the listeners delegate to every copy that
 // joined. Signals are plain `process.on` listeners, never native sigaction.
+// Joining, the listeners themselves and the `exit` work are index.js's (cheap
+// at the first acquire, synchronous at exit); this file is loaded by a
+// signal listener when a signal arrives, or by __testing.handleTerminationSignal.
 //
 // The hooks never change whether a signal ends the process:
 // - when our listener is the only one, or every other listener belongs to
@@ -19,163 +23,19 @@
 //   sessions locked; the locks go at `exit`, by releaseAll, or with the
 //   process (the kernel frees an OS lock whatever the death).
 
-const { resolveShutdownDrainMs } = require('./options')
+const { resolveShutdownDrainMs, aliasesOf } = require('./options')
 
-// Windows: Node also delivers SIGBREAK (Ctrl+Break); SIGHUP there is the
-// console window closing. (Listeners on the others are harmless there.)
-const cleanupSignals = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP', 'SIGABRT', ...(process.platform === 'win32' ? ['SIGBREAK'] : [])]
-// Other names of a hooked signal's number. Node emits a delivered signal under
-// every name that has listeners, and signal-exit listens to SIGIOT as well as
-// SIGABRT: without a listener of ours there, its SIGIOT listener would see
-// itself alone and end the process (reporting SIGIOT) before our drain.
-// Our listener on an alias does nothing itself; it only stands in for ours.
-let signalAliases = null
-function aliasesOf(signal) {
-  if (signalAliases === null) {
-    // Linux and macOS define SIGIOT as SIGABRT (6): known without loading
-    // node:os, which a fresh process has not loaded yet (~0.7 ms on a 2-core
-    // VM). Elsewhere, read on first use (install), not at require time.
-    signalAliases = {}
-    if (process.platform === 'linux' || process.platform === 'darwin') {
-      signalAliases.SIGABRT = ['SIGIOT']
-    } else {
-      const numbers = require('node:os').constants.signals || {}
-      if (numbers.SIGIOT !== undefined && numbers.SIGIOT === numbers.SIGABRT) signalAliases.SIGABRT = ['SIGIOT']
-    }
-  }
-  return signalAliases[signal] || []
-}
-const HUB_KEY = Symbol.for('session-write-lock.shutdown-hub')
-const HUB_VERSION = 1
 const LOG_PREFIX = '[session-write-lock]'
 
 function report(what, err) {
   try {
     process.stderr.write(`${LOG_PREFIX} ${what}: ${(err && err.stack) || err}\n`)
   } catch {
-    // stderr gone (exit): nothing else to do
-  }
-}
-
-// ---------------------------------------------------------------- this copy
-
-const noSessions = {
-  drainForShutdown: () => Promise.resolve({ emittedSessionIds: [], timedOut: false }),
-  endAllSync() {},
-  hasPendingWork: () => false,
-}
-
-/**
- * This copy's membership in the hub (a factory: each copy of the package
- * joins with its own participant, even when the require cache hands it
- * another copy's module file). `deps`: `isMainThread()` (the addon's answer,
- * null when it cannot tell), `releaseAllSync()` (this copy's locks),
- * `sessions()` (this copy's session tracking, or null while none was loaded).
- * Returns `ensureHooksOnFirstUse()`: called on every acquire and every
- * trackActiveSession, a boolean check after the first call.
- */
-function createShutdownHooks({ isMainThread, releaseAllSync, sessions }) {
-  const mine = () => sessions() || noSessions
-  // What the hub calls in this copy. Kept small and stable: another copy's hub
-  // (possibly an older file) calls these names.
-  const participant = {
-    /** Whether a drain has anything to do (active sessions or running handlers). */
-    hasPendingWork() {
-      return mine().hasPendingWork()
-    },
-    /** Drain this copy's sessions; resolves when done or the budget ran out. */
-    drain(reason, budgetMs) {
-      return mine().drainForShutdown(reason, budgetMs)
-    },
-    /** Start draining without waiting (another listener owns the exit). */
-    startDrain(reason, budgetMs) {
-      mine()
-        .drainForShutdown(reason, budgetMs)
-        .catch((err) => report('session drain failed', err))
-    },
-    releaseSync() {
-      releaseAllSync()
-    },
-    /** `exit`: end sessions with synchronous handler calls, release everything. */
-    exitSync() {
-      try {
-        mine().endAllSync('shutdown')
-      } catch (err) {
-        report('ending sessions at exit failed', err)
-      }
-      try {
-        releaseAllSync()
-      } catch (err) {
-        report('releasing locks at exit failed', err)
-      }
-    },
-  }
-  let joined = false
-  return function ensureHooksOnFirstUse() {
-    if (joined) return
-    joined = true
-    const hub = getHub()
-    hub.participants.add(participant)
-    if (hub.listeners === null) install(hub, signalsHooked(isMainThread))
-  }
-}
-
-function getHub() {
-  let hub = process[HUB_KEY]
-  if (hub === undefined) {
-    hub = {
-      version: HUB_VERSION,
-      participants: new Set(),
-      listeners: null,
-      shuttingDown: null,
-    }
-    Object.defineProperty(process, HUB_KEY, { value: hub, configurable: true, enumerable: false })
-  }
-  return hub
-}
-
-function signalsHooked(isMainThread) {
-  // Signals are never delivered to a worker's `process`. The addon tells the
-  // main thread for free; node:worker_threads costs milliseconds to load.
-  const n = isMainThread()
-  const main = typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread
-  return main ? cleanupSignals : []
-}
-
-function install(hub, signals) {
-  const listeners = { exit: () => onExit(hub) }
-  for (const sig of signals) {
-    listeners[sig] = (signal) => onSignal(hub, signal || sig)
-    for (const alias of aliasesOf(sig)) listeners[alias] = () => {}
-  }
-  hub.listeners = listeners
-  for (const [event, fn] of Object.entries(listeners)) process.on(event, fn)
-}
-
-/**
- * Put back any hub listener that went missing (a test that removed it, or a
- * signal path that removed ours). Never adds a second copy. Called by resets.
- */
-function repairHooks() {
-  const hub = process[HUB_KEY]
-  if (hub === undefined || hub.listeners === null) return
-  hub.shuttingDown = null
-  for (const [event, fn] of Object.entries(hub.listeners)) {
-    if (!process.listeners(event).includes(fn)) process.on(event, fn)
+    // stderr gone: nothing else to do
   }
 }
 
 // ---------------------------------------------------------------- the hub's work
-
-function onExit(hub) {
-  for (const p of hub.participants) {
-    try {
-      p.exitSync()
-    } catch (err) {
-      report('exit cleanup failed', err)
-    }
-  }
-}
 
 function releaseEverything(hub) {
   for (const p of hub.participants) {
@@ -314,14 +174,4 @@ function finish(hub, signal) {
   }
 }
 
-/** `__testing.handleTerminationSignal`: what our listener does on `signal`. */
-function handleTerminationSignal(signal) {
-  onSignal(getHub(), signal)
-}
-
-module.exports = {
-  cleanupSignals,
-  createShutdownHooks,
-  handleTerminationSignal,
-  repairHooks,
-}
+module.exports = { onSignal }
