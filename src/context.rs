@@ -129,6 +129,38 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
     Ok(true)
 }
 
+thread_local! {
+    /// This env's loop watcher could not start: waits use the waiting thread.
+    static LOOP_FAILED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// When request `request_id` (just queued by this env) contends at the OS
+/// level, watch its lock file on this env's own loop as well
+/// (`loop_wait`), starting the env's watcher on first use. A watcher that
+/// cannot start leaves the wait to the waiting thread.
+pub fn watch_on_loop(env: &Env, request_id: u64) {
+    let Some(key) = registry::global().contending_head(request_id) else {
+        return;
+    };
+    if !crate::loop_wait::installed() {
+        if LOOP_FAILED.with(|f| f.get()) {
+            return;
+        }
+        match sys::LoopWatch::start(
+            env,
+            crate::loop_wait::on_fire,
+            crate::loop_wait::on_teardown,
+        ) {
+            Ok(w) => crate::loop_wait::install(w),
+            Err(_) => {
+                LOOP_FAILED.with(|f| f.set(true));
+                return;
+            }
+        }
+    }
+    crate::loop_wait::watch(key);
+}
+
 /// Run `op` on the registry for context `ctx`, then deliver what it made
 /// pending for `ctx` itself (see the module docs): the one way the binding
 /// calls an operation that may hand a lock to a waiter of the caller.

@@ -119,6 +119,7 @@ thread_local! {
 #[napi(catch_unwind)]
 #[allow(clippy::too_many_arguments)]
 pub fn acquire_into(
+    env: Env,
     ctx: f64,
     session_file: String,
     owner: Option<String>,
@@ -163,6 +164,7 @@ pub fn acquire_into(
         Ok(AcquireOutcome::Pending(r)) => {
             put(0, AcquireStatus::Pending as i32 as f64);
             put(1, r as f64);
+            context::watch_on_loop(&env, r);
             Some(p.lock_path)
         }
         Err(e) => {
