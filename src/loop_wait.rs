@@ -78,7 +78,10 @@ impl Loop {
     /// Watch the file now at `lock_path` for `key`; `false` if it cannot be.
     fn watch(&mut self, key: &Arc<str>, lock_path: &Arc<str>) -> bool {
         let Ok(wd) = self.watch.add(lock_path) else {
+            // Not watchable from here (gone, or no watch left): the waiting
+            // thread watches it again.
             self.unwatch(key);
+            wait_thread::unwatch_on_loop(key);
             return false;
         };
         match self.keys.insert(key.clone(), (lock_path.clone(), wd)) {

@@ -79,8 +79,19 @@ pub const LEGACY_POLL: Duration = Duration::from_millis(25);
 pub const PORTABLE_POLL: Duration = Duration::from_millis(5);
 
 enum Cmd {
-    Contend { key: Arc<str>, slot: Arc<Slot> },
-    Stop { key: Arc<str> },
+    Contend {
+        key: Arc<str>,
+        slot: Arc<Slot>,
+    },
+    Stop {
+        key: Arc<str>,
+    },
+    /// Attempt `key` now and retry quickly (a JS thread's attempt after a
+    /// wake-up found it busy, or the JS thread stopped watching it).
+    Kick {
+        key: Arc<str>,
+        after_spin: bool,
+    },
 }
 
 struct Shared {
@@ -166,6 +177,21 @@ pub fn watch_on_loop(key: &str) -> Option<Arc<str>> {
 pub fn unwatch_on_loop(key: &str) {
     if let Some(slot) = slots_locked().get(key).cloned() {
         slot.state().on_loop = false;
+        kick(key, false);
+    }
+}
+
+/// Have the waiting thread attempt `key` now (`after_spin`: after the
+/// first quick retry's delay), then retry it quickly.
+fn kick(key: &str, after_spin: bool) {
+    if let Some(s) = SHARED.get() {
+        send(
+            s,
+            Cmd::Kick {
+                key: key.into(),
+                after_spin,
+            },
+        );
     }
 }
 
@@ -193,6 +219,10 @@ pub fn attempt_here(key: &str) -> Here {
             return Here::Done;
         }
         if st.attempting {
+            // The waiting thread attempts now, maybe from before this
+            // wake-up: have it look again once done.
+            drop(st);
+            kick(key, false);
             return Here::Skipped;
         }
         st.attempting = true;
@@ -206,7 +236,13 @@ pub fn attempt_here(key: &str) -> Here {
         return Here::Done;
     };
     let result = attempt_spinning(&slot.lock_path, wait, head);
-    finish(&slot, &key, result)
+    let here = finish(&slot, &key, result);
+    if here == Here::Busy {
+        // Woken but still busy (a dying holder's close event comes just
+        // before its flock goes): the waiting thread retries quickly.
+        kick(&key, true);
+    }
+    here
 }
 
 /// Report an attempt's result and release the claim.
@@ -391,6 +427,18 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                 );
             }
             Cmd::Stop { key } => drop_entry(&key, entries, watches),
+            Cmd::Kick { key, after_spin } => {
+                if let Some(e) = entries.get_mut(&key) {
+                    if after_spin {
+                        // The caller spun already: go on with the retries.
+                        e.due = now + RETRY_AFTER_WAKE[0];
+                        e.quick = RETRY_AFTER_WAKE.len() as u8 - 1;
+                    } else {
+                        e.due = now;
+                        e.quick = RETRY_AFTER_WAKE.len() as u8;
+                    }
+                }
+            }
         }
     }
     for key in changed {
@@ -455,7 +503,14 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
     // path's current inode (any change since fired on it): watching again
     // would cost a path lookup on the hand-off's critical path, and when the
     // holder just unlinked the file it only fails with ENOENT.
-    if entry.rewatch || entry.wd.is_none() {
+    let on_loop = slot.state().on_loop;
+    if on_loop {
+        // A JS thread watches it: waking here too would only compete with
+        // that thread for the CPU at the hand-off.
+        if let Some(wd) = entry.wd.take() {
+            watches.unwatch(key, wd);
+        }
+    } else if entry.rewatch || entry.wd.is_none() {
         entry.wd = watches.watch(key, &slot.lock_path, entry.wd);
         entry.rewatch = false;
     }
@@ -472,11 +527,24 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
     match finish(&slot, key, result) {
         Here::Busy => {
             // The path may name a new inode now: watch that one.
-            entry.wd = watches.watch(key, &lock_path, entry.wd);
-            if entry.wd.is_some() {
-                entry.unwatched = 0;
+            if !on_loop {
+                entry.wd = watches.watch(key, &lock_path, entry.wd);
+                if entry.wd.is_some() {
+                    entry.unwatched = 0;
+                }
             }
-            let every = if !watches.available() {
+            let every = if on_loop && entry.quick == 0 {
+                // The JS thread's watch wakes it; this poll is the backstop.
+                if legacy {
+                    LEGACY_POLL
+                } else {
+                    FALLBACK_POLL
+                }
+            } else if on_loop {
+                let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
+                entry.quick -= 1;
+                RETRY_AFTER_WAKE[i]
+            } else if !watches.available() {
                 PORTABLE_POLL
             } else if entry.wd.is_none() {
                 // No change notification for this file: poll, slowing down.
