@@ -18,6 +18,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::sys::{Fired, LoopWatch, WatchId};
@@ -33,6 +34,18 @@ thread_local! {
     static LOOP: RefCell<Option<Loop>> = const { RefCell::new(None) };
 }
 
+/// Watchers running (test seam).
+static WATCHERS: AtomicU32 = AtomicU32::new(0);
+
+/// The watchers running in the process, and the locks obtained on a JS
+/// thread's loop so far (for tests).
+pub fn counts() -> (u32, u32) {
+    (
+        WATCHERS.load(Ordering::Relaxed),
+        wait_thread::OBTAINED_HERE.load(Ordering::Relaxed),
+    )
+}
+
 /// Whether this thread's watcher runs.
 pub fn installed() -> bool {
     LOOP.with(|l| l.borrow().is_some())
@@ -40,6 +53,7 @@ pub fn installed() -> bool {
 
 /// Keep `watch`, just started on this thread's env.
 pub fn install(watch: LoopWatch) {
+    WATCHERS.fetch_add(1, Ordering::Relaxed);
     LOOP.with(|l| {
         *l.borrow_mut() = Some(Loop {
             watch,
@@ -52,6 +66,7 @@ pub fn install(watch: LoopWatch) {
 /// The env goes: forget the watcher (its handle closes after this).
 pub fn on_teardown() {
     if let Some(lp) = LOOP.with(|l| l.borrow_mut().take()) {
+        WATCHERS.fetch_sub(1, Ordering::Relaxed);
         for k in lp.keys.keys() {
             wait_thread::unwatch_on_loop(k);
         }

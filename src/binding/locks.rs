@@ -414,3 +414,17 @@ pub fn registry_counts() -> RegistryCounts {
         waiters: w as u32,
     }
 }
+
+/// Test seam: the JS-thread loop watchers running in the process, and the
+/// locks obtained by an attempt on a JS thread's own loop so far.
+#[napi(object)]
+pub struct LoopWaitCounts {
+    pub watchers: u32,
+    pub obtained: u32,
+}
+
+#[napi(catch_unwind)]
+pub fn loop_wait_counts() -> LoopWaitCounts {
+    let (watchers, obtained) = crate::loop_wait::counts();
+    LoopWaitCounts { watchers, obtained }
+}

@@ -205,6 +205,14 @@ pub fn lock_path_of(key: &str) -> Option<Arc<str>> {
     slots_locked().get(key).map(|s| s.lock_path.clone())
 }
 
+/// Count a lock obtained by [`attempt_here`] (a test seam reads it).
+fn on_obtained_here() {
+    OBTAINED_HERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Locks obtained by [`attempt_here`] so far.
+pub static OBTAINED_HERE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Attempt the OS lock of contended `key` now, on the calling thread (a JS
 /// thread whose own watcher saw its file change), under the same rules as
 /// the waiting thread: one attempt at a time, the kept descriptor reused,
@@ -236,7 +244,11 @@ pub fn attempt_here(key: &str) -> Here {
         return Here::Done;
     };
     let result = attempt_spinning(&slot.lock_path, wait, head);
+    let obtained = matches!(result, Ok((Attempt::Acquired(_), _)));
     let here = finish(&slot, &key, result);
+    if obtained {
+        on_obtained_here();
+    }
     if here == Here::Busy {
         // Woken but still busy (a dying holder's close event comes just
         // before its flock goes): the waiting thread retries quickly.
