@@ -92,7 +92,12 @@ impl Loop {
 
     /// Watch the file now at `lock_path` for `key`; `false` if it cannot be.
     fn watch(&mut self, key: &Arc<str>, lock_path: &Arc<str>) -> bool {
-        let Ok(wd) = self.watch.add(lock_path) else {
+        let added = if wait_thread::loop_watch_fails() {
+            Err(0)
+        } else {
+            self.watch.add(lock_path)
+        };
+        let Ok(wd) = added else {
             // Not watchable from here (gone, or no watch left): the waiting
             // thread watches it again.
             self.unwatch(key);

@@ -45,6 +45,17 @@ mod start;
 mod watches;
 
 use start::shared;
+
+/// Test seam (`SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`): the
+/// first `n` watches a JS thread's loop watcher adds fail with `ENOSPC`, as
+/// the waiting thread's do (the inotify limit is per user: both hit it).
+pub fn loop_watch_fails() -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static LEFT: OnceLock<AtomicU32> = OnceLock::new();
+    let left = LEFT.get_or_init(|| AtomicU32::new(start::injected_add_watch_failures()));
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
 use watches::Watches;
 
 /// The settings of the request that waits first for a key.
