@@ -146,11 +146,7 @@ pub fn watch_on_loop(env: &Env, request_id: u64) {
         if LOOP_FAILED.with(|f| f.get()) {
             return;
         }
-        match sys::LoopWatch::start(
-            env,
-            crate::loop_wait::on_fire,
-            crate::loop_wait::on_teardown,
-        ) {
+        match sys::LoopWatch::start(env, on_loop_fire, crate::loop_wait::on_teardown) {
             Ok(w) => crate::loop_wait::install(w),
             Err(_) => {
                 LOOP_FAILED.with(|f| f.set(true));
@@ -159,6 +155,19 @@ pub fn watch_on_loop(env: &Env, request_id: u64) {
         }
     }
     crate::loop_wait::watch(key);
+}
+
+/// This env's loop watcher saw `fired` (on the env's thread, inside a
+/// callback scope): attempt the keys whose files changed, then hand what
+/// that delivered to this thread's contexts straight to their deliver
+/// functions, so the promise resolves in this same callback (the wake-up
+/// queued meanwhile finds the outbox empty).
+fn on_loop_fire(env: &Env, fired: &[sys::Fired]) {
+    crate::loop_wait::on_fire(fired);
+    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().keys().copied().collect());
+    for ctx in ctxs {
+        let _ = deliver(env, ctx);
+    }
 }
 
 /// Run `op` on the registry for context `ctx`, then deliver what it made

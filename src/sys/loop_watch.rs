@@ -78,10 +78,14 @@ fn uv() -> Option<&'static Uv> {
 /// What the poll handle's `data` points to; owned by the handle from
 /// `start` until its close callback.
 struct State {
+    env: sys::napi_env,
+    /// The async context JS called from `on_poll` runs in (its microtasks
+    /// and next ticks run as the callback scope closes).
+    async_ctx: sys::napi_async_context,
     fd: OwnedFd,
     handle: *mut c_void,
     layout: Layout,
-    on_fire: fn(&[Fired]),
+    on_fire: fn(&Env, &[Fired]),
     on_teardown: fn(),
     hook: sys::napi_async_cleanup_hook_handle,
 }
@@ -103,8 +107,35 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: i32, _events: i32) {
         }
         let mut fired = Vec::new();
         drain_inotify(st.fd.as_raw_fd(), &mut fired);
-        if !fired.is_empty() {
-            (st.on_fire)(&fired);
+        if fired.is_empty() {
+            return;
+        }
+        let env = st.env;
+        let mut hs = ptr::null_mut();
+        let mut res = ptr::null_mut();
+        let mut cs = ptr::null_mut();
+        // SAFETY: on the env's thread, in a libuv callback (no scope open):
+        // a handle scope, then a callback scope, as Node's own callbacks do;
+        // both closed below in reverse order.
+        unsafe {
+            if sys::napi_open_handle_scope(env, &mut hs) != sys::Status::napi_ok {
+                return;
+            }
+            let scoped = sys::napi_create_object(env, &mut res) == sys::Status::napi_ok
+                && sys::napi_open_callback_scope(env, res, st.async_ctx, &mut cs)
+                    == sys::Status::napi_ok;
+            (st.on_fire)(&Env::from_raw(env), &fired);
+            let mut pending = false;
+            sys::napi_is_exception_pending(env, &mut pending);
+            if pending {
+                // The deliver function catches its own errors; never leave one.
+                let mut exc = ptr::null_mut();
+                sys::napi_get_and_clear_last_exception(env, &mut exc);
+            }
+            if scoped {
+                sys::napi_close_callback_scope(env, cs);
+            }
+            sys::napi_close_handle_scope(env, hs);
         }
     });
 }
@@ -126,8 +157,15 @@ unsafe extern "C" fn on_closed(handle: *mut c_void) {
 unsafe extern "C" fn on_cleanup(_hook: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
     let st = arg as *mut State;
     // SAFETY: `arg` is the live State; this runs once, on the env's thread.
-    let (handle, teardown) = unsafe { ((*st).handle, (*st).on_teardown) };
+    let (handle, teardown, env, actx) =
+        unsafe { ((*st).handle, (*st).on_teardown, (*st).env, (*st).async_ctx) };
     let _ = std::panic::catch_unwind(teardown);
+    if !actx.is_null() {
+        // SAFETY: our async context, destroyed once, on the env's thread.
+        unsafe { sys::napi_async_destroy(env, actx) };
+        // SAFETY: `st` is live until the close callback.
+        unsafe { (*st).async_ctx = ptr::null_mut() };
+    }
     if let Some(uv) = uv() {
         // SAFETY: a live, initialized poll handle, closed once.
         unsafe { (uv.close)(handle, Some(on_closed)) };
@@ -138,7 +176,11 @@ impl LoopWatch {
     /// Start watching on `env`'s loop: `on_fire` runs on the env's thread
     /// with the watches that fired, `on_teardown` when the env goes. `Err`
     /// (an errno) when it cannot start; nothing is kept then.
-    pub fn start(env: &Env, on_fire: fn(&[Fired]), on_teardown: fn()) -> Result<LoopWatch, i32> {
+    pub fn start(
+        env: &Env,
+        on_fire: fn(&Env, &[Fired]),
+        on_teardown: fn(),
+    ) -> Result<LoopWatch, i32> {
         let uv = uv().ok_or(ENOSYS)?;
         // SAFETY: no pointers involved.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -153,22 +195,48 @@ impl LoopWatch {
         if status != sys::Status::napi_ok || lp.is_null() {
             return Err(ENOSYS);
         }
+        let mut name = ptr::null_mut();
+        let mut async_ctx: sys::napi_async_context = ptr::null_mut();
+        const NAME: &str = "session-write-lock-loop-wait";
+        // SAFETY: the live env of this call; a string and an async context
+        // (with a resource object Node makes) of that env.
+        let made = unsafe {
+            sys::napi_create_string_utf8(
+                env.raw(),
+                NAME.as_ptr().cast(),
+                NAME.len() as isize,
+                &mut name,
+            ) == sys::Status::napi_ok
+                && sys::napi_async_init(env.raw(), ptr::null_mut(), name, &mut async_ctx)
+                    == sys::Status::napi_ok
+        };
+        if !made {
+            return Err(ENOSYS);
+        }
         // SAFETY: libuv's own size query.
         let size = unsafe { (uv.handle_size)(UV_POLL) };
         let layout = Layout::from_size_align(size.max(64), 16).map_err(|_| ENOSYS)?;
         // SAFETY: a non-zero layout.
         let handle = unsafe { alloc_zeroed(layout) } as *mut c_void;
         if handle.is_null() {
+            // SAFETY: our async context, destroyed once.
+            unsafe { sys::napi_async_destroy(env.raw(), async_ctx) };
             return Err(libc::ENOMEM);
         }
         // SAFETY: a zeroed handle of libuv's size, the env's loop, our fd.
         let rc = unsafe { (uv.poll_init)(lp.cast(), handle, fd) };
         if rc != 0 {
-            // SAFETY: allocated above with this layout; libuv kept nothing.
-            unsafe { dealloc(handle.cast(), layout) };
+            // SAFETY: allocated above with this layout; libuv kept nothing;
+            // the async context is ours, destroyed once.
+            unsafe {
+                dealloc(handle.cast(), layout);
+                sys::napi_async_destroy(env.raw(), async_ctx);
+            }
             return Err(-rc);
         }
         let st = Box::into_raw(Box::new(State {
+            env: env.raw(),
+            async_ctx,
             fd: owned,
             handle,
             layout,
@@ -188,8 +256,12 @@ impl LoopWatch {
             } == sys::Status::napi_ok;
         if !hooked {
             // SAFETY: close the initialized handle; `on_closed` frees all
-            // (the hook handle is still null: nothing to remove).
-            unsafe { (uv.close)(handle, Some(on_closed)) };
+            // (the hook handle is still null: nothing to remove); the async
+            // context is ours, destroyed once.
+            unsafe {
+                sys::napi_async_destroy(env.raw(), async_ctx);
+                (uv.close)(handle, Some(on_closed));
+            }
             return Err(if rc != 0 { -rc } else { ENOSYS });
         }
         // SAFETY: `st` is live; the handle never keeps the loop alive.

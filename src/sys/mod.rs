@@ -68,7 +68,7 @@ impl NoLoopWatch {
     /// Never starts here (`ENOSYS`).
     pub fn start(
         _env: &napi::Env,
-        _on_fire: fn(&[Fired]),
+        _on_fire: fn(&napi::Env, &[Fired]),
         _on_teardown: fn(),
     ) -> Result<Self, i32> {
         Err(38)
