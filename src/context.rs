@@ -12,6 +12,8 @@
 //! them to that JS function before the native call returns, so JS never has
 //! to remember to drain. A delivery already running on this context is not
 //! entered again: the running one drains until the outbox is empty.
+//! A grant obtained on this env's own loop (`loop_wait`, Linux) is handed
+//! over the same way, in the libuv callback that obtained it.
 //!
 //! Guarantees: nothing is created before the context first waits (no
 //! thread-safe function, no reference); a context torn down (worker exit)
