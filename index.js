@@ -307,6 +307,13 @@ const __testing = {
   registryCounts() {
     return native.registryCounts()
   },
+  /**
+   * The JS-thread loop watchers running in the process and the locks obtained
+   * through them so far (Linux; zeros elsewhere or with an older shared addon).
+   */
+  loopWaitCounts() {
+    return typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : { watchers: 0, obtained: 0 }
+  },
   identity() {
     return native.selfIdentity()
   },

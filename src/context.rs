@@ -12,6 +12,8 @@
 //! them to that JS function before the native call returns, so JS never has
 //! to remember to drain. A delivery already running on this context is not
 //! entered again: the running one drains until the outbox is empty.
+//! A grant obtained on this env's own loop (`loop_wait`, Linux) is handed
+//! over the same way, in the libuv callback that obtained it.
 //!
 //! Guarantees: nothing is created before the context first waits (no
 //! thread-safe function, no reference); a context torn down (worker exit)
@@ -127,6 +129,47 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
         });
     }
     Ok(true)
+}
+
+thread_local! {
+    /// This env's loop watcher could not start: waits use the waiting thread.
+    static LOOP_FAILED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// When request `request_id` (just queued by this env) contends at the OS
+/// level, watch its lock file on this env's own loop as well
+/// (`loop_wait`), starting the env's watcher on first use. A watcher that
+/// cannot start leaves the wait to the waiting thread.
+pub fn watch_on_loop(env: &Env, request_id: u64) {
+    let Some(key) = registry::global().contending_head(request_id) else {
+        return;
+    };
+    if !crate::loop_wait::installed() {
+        if LOOP_FAILED.with(|f| f.get()) {
+            return;
+        }
+        match sys::LoopWatch::start(env, on_loop_fire, crate::loop_wait::on_teardown) {
+            Ok(w) => crate::loop_wait::install(w),
+            Err(_) => {
+                LOOP_FAILED.with(|f| f.set(true));
+                return;
+            }
+        }
+    }
+    crate::loop_wait::watch(key);
+}
+
+/// This env's loop watcher saw `fired` (on the env's thread, inside a
+/// callback scope): attempt the keys whose files changed, then hand what
+/// that delivered to this thread's contexts straight to their deliver
+/// functions, so the promise resolves in this same callback (the wake-up
+/// queued meanwhile finds the outbox empty).
+fn on_loop_fire(env: &Env, fired: &[sys::Fired]) {
+    crate::loop_wait::on_fire(fired);
+    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().keys().copied().collect());
+    for ctx in ctxs {
+        let _ = deliver(env, ctx);
+    }
 }
 
 /// Run `op` on the registry for context `ctx`, then deliver what it made

@@ -119,6 +119,7 @@ thread_local! {
 #[napi(catch_unwind)]
 #[allow(clippy::too_many_arguments)]
 pub fn acquire_into(
+    env: Env,
     ctx: f64,
     session_file: String,
     owner: Option<String>,
@@ -163,6 +164,7 @@ pub fn acquire_into(
         Ok(AcquireOutcome::Pending(r)) => {
             put(0, AcquireStatus::Pending as i32 as f64);
             put(1, r as f64);
+            context::watch_on_loop(&env, r);
             Some(p.lock_path)
         }
         Err(e) => {
@@ -411,4 +413,18 @@ pub fn registry_counts() -> RegistryCounts {
         holders: h as u32,
         waiters: w as u32,
     }
+}
+
+/// Test seam: the JS-thread loop watchers running in the process, and the
+/// locks obtained by an attempt on a JS thread's own loop so far.
+#[napi(object)]
+pub struct LoopWaitCounts {
+    pub watchers: u32,
+    pub obtained: u32,
+}
+
+#[napi(catch_unwind)]
+pub fn loop_wait_counts() -> LoopWaitCounts {
+    let (watchers, obtained) = crate::loop_wait::counts();
+    LoopWaitCounts { watchers, obtained }
 }

@@ -83,3 +83,15 @@ fn info(ks: &KeyState, h: &Holder) -> HolderInfo {
         token: h.token.to_string(),
     }
 }
+
+impl Registry {
+    /// When request `request_id` is the head of a key contended at the OS
+    /// level: the key (a JS thread may then watch it on its own loop).
+    pub fn contending_head(&self, request_id: u64) -> Option<std::sync::Arc<str>> {
+        let inner = self.lock();
+        let key = inner.requests.get(&request_id)?;
+        let ks = inner.keys.get(key)?;
+        (ks.contending && ks.queue.front().is_some_and(|w| w.request_id == request_id))
+            .then(|| key.clone())
+    }
+}

@@ -171,22 +171,12 @@ impl ChangeWatcher {
     /// Watch the inode currently at `path` (never following a final
     /// symlink). Watching one inode twice gives the same id.
     pub fn add(&mut self, path: &str) -> Result<WatchId, i32> {
-        let c = c_path(path).map_err(|_| libc::EINVAL)?;
-        // SAFETY: valid NUL-terminated path and our inotify descriptor.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), WATCH_MASK) };
-        if wd >= 0 {
-            Ok(wd)
-        } else {
-            Err(io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO))
-        }
+        inotify_add(self.fd.as_raw_fd(), path)
     }
 
     /// Remove a watch; failure (already dropped) is harmless.
     pub fn remove(&mut self, id: WatchId) {
-        // SAFETY: removing a watch on our own descriptor.
-        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), id) };
+        inotify_remove(self.fd.as_raw_fd(), id)
     }
 
     /// Block until `wake` is signalled, a watch fires, or `timeout_ms`
@@ -194,27 +184,53 @@ impl ChangeWatcher {
     /// pending event to `fired`.
     pub fn wait(&mut self, wake: &WakeReceiver, timeout_ms: Option<u32>, fired: &mut Vec<Fired>) {
         poll_and_drain(wake, Some(self.fd.as_raw_fd()), timeout_ms);
-        let mut buf = [0u8; 4096];
-        let hdr = std::mem::size_of::<libc::inotify_event>();
-        loop {
-            // SAFETY: reading into a valid buffer of its length.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            let n = n as usize;
-            let mut off = 0;
-            while off + hdr <= n {
-                // SAFETY: the kernel wrote whole events; read_unaligned
-                // copes with the byte buffer's alignment.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
-                fired.push(Fired {
-                    id: ev.wd,
-                    dropped: ev.mask & libc::IN_IGNORED != 0,
-                });
-                off += hdr + ev.len as usize;
-            }
+        drain_inotify(self.fd.as_raw_fd(), fired);
+    }
+}
+
+/// Watch the inode now at `path` on inotify descriptor `fd` (never
+/// following a final symlink). Watching one inode twice gives the same id.
+pub(super) fn inotify_add(fd: i32, path: &str) -> Result<WatchId, i32> {
+    let c = c_path(path).map_err(|_| libc::EINVAL)?;
+    // SAFETY: valid NUL-terminated path and an inotify descriptor.
+    let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), WATCH_MASK) };
+    if wd >= 0 {
+        Ok(wd)
+    } else {
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    }
+}
+
+/// Remove a watch of inotify descriptor `fd`; failure is harmless.
+pub(super) fn inotify_remove(fd: i32, id: WatchId) {
+    // SAFETY: removing a watch on an inotify descriptor.
+    unsafe { libc::inotify_rm_watch(fd, id) };
+}
+
+/// Append every pending event of non-blocking inotify descriptor `fd`.
+pub(super) fn drain_inotify(fd: i32, fired: &mut Vec<Fired>) {
+    let mut buf = [0u8; 4096];
+    let hdr = std::mem::size_of::<libc::inotify_event>();
+    loop {
+        // SAFETY: reading into a valid buffer of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let n = n as usize;
+        let mut off = 0;
+        while off + hdr <= n {
+            // SAFETY: the kernel wrote whole events; read_unaligned
+            // copes with the byte buffer's alignment.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+            fired.push(Fired {
+                id: ev.wd,
+                dropped: ev.mask & libc::IN_IGNORED != 0,
+            });
+            off += hdr + ev.len as usize;
         }
     }
 }

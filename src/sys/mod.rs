@@ -28,6 +28,7 @@
 //! | `thread_id()`, `is_main_thread()`, `parent_pid()` (tests) | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
 //! | `block_signals_on_this_thread()` | keep process-directed signals off the waiting thread (Unix: block them all; Windows: nothing) |
+//! | `LoopWatch` (Linux: `loop_watch.rs`; elsewhere it never starts) | a change watcher polled by a Node env's own event loop: `start(env, on_fire, on_teardown)`, `add(path)`, `remove(id)` |
 //! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!
@@ -57,6 +58,30 @@ pub struct Fired {
 
 mod node;
 pub use node::{f64_slice_mut, WakeFn};
+
+/// The JS thread's own change watcher where there is none (every platform
+/// but Linux): it never starts, and waits take the waiting thread's path.
+#[derive(Debug)]
+pub enum NoLoopWatch {}
+
+impl NoLoopWatch {
+    /// Never starts here (`ENOSYS`).
+    pub fn start(
+        _env: &napi::Env,
+        _on_fire: fn(&napi::Env, &[Fired]),
+        _on_teardown: fn(),
+    ) -> Result<Self, i32> {
+        Err(38)
+    }
+
+    pub fn add(&self, _path: &str) -> Result<WatchId, i32> {
+        match *self {}
+    }
+
+    pub fn remove(&self, _id: WatchId) {
+        match *self {}
+    }
+}
 
 /// The change watcher of a platform that has none (yet): it has no
 /// values, so [`NoChangeWatcher::create`] reports "no facility" and the
@@ -109,6 +134,12 @@ pub use unix::*;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
+#[cfg(target_os = "linux")]
+mod loop_watch;
+#[cfg(target_os = "linux")]
+pub use loop_watch::LoopWatch;
+#[cfg(not(target_os = "linux"))]
+pub use NoLoopWatch as LoopWatch;
 
 #[cfg(target_os = "macos")]
 mod macos;

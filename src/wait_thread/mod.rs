@@ -45,6 +45,17 @@ mod start;
 mod watches;
 
 use start::shared;
+
+/// Test seam (`SESSION_WRITE_LOCK_TEST_WAITER_FAIL=add-watch:<n>`): the
+/// first `n` watches a JS thread's loop watcher adds fail with `ENOSPC`, as
+/// the waiting thread's do (the inotify limit is per user: both hit it).
+pub fn loop_watch_fails() -> bool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static LEFT: OnceLock<AtomicU32> = OnceLock::new();
+    let left = LEFT.get_or_init(|| AtomicU32::new(start::injected_add_watch_failures()));
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
 use watches::Watches;
 
 /// The settings of the request that waits first for a key.
@@ -80,13 +91,17 @@ pub const PORTABLE_POLL: Duration = Duration::from_millis(5);
 
 enum Cmd {
     Contend {
-        to: &'static dyn Waiters,
         key: Arc<str>,
-        lock_path: Arc<str>,
-        wait: Option<WaitFile>,
+        slot: Arc<Slot>,
     },
     Stop {
         key: Arc<str>,
+    },
+    /// Attempt `key` now and retry quickly (a JS thread's attempt after a
+    /// wake-up found it busy, or the JS thread stopped watching it).
+    Kick {
+        key: Arc<str>,
+        after_spin: bool,
     },
 }
 
@@ -102,6 +117,211 @@ fn send(s: &Shared, cmd: Cmd) {
     s.wake.wake();
 }
 
+/// What the waiting thread and a JS thread's own watcher ([`attempt_here`])
+/// share for one contended key: the kept descriptor, and the claim that
+/// keeps attempts one at a time.
+pub struct Slot {
+    to: &'static dyn Waiters,
+    lock_path: Arc<str>,
+    st: Mutex<SlotState>,
+}
+
+struct SlotState {
+    wait: Option<WaitFile>,
+    /// An attempt for the key runs now (on either side).
+    attempting: bool,
+    /// A JS thread watches the key on its own loop: the waiting thread's
+    /// wake-ups defer to it for [`DEFER_TO_LOOP`].
+    on_loop: bool,
+    /// Contention ended (obtained, failed, or stopped): nobody attempts.
+    gone: bool,
+}
+
+impl Slot {
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The slots of the keys contended now, for [`attempt_here`].
+fn slots() -> &'static Mutex<HashMap<Arc<str>, Arc<Slot>>> {
+    static SLOTS: OnceLock<Mutex<HashMap<Arc<str>, Arc<Slot>>>> = OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+fn slots_locked() -> std::sync::MutexGuard<'static, HashMap<Arc<str>, Arc<Slot>>> {
+    slots().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long the waiting thread, woken for a key a JS thread watches itself,
+/// leaves the attempt to that thread (it is woken by the same event). Past
+/// it (a busy JS thread, a missed event) the waiting thread attempts.
+pub const DEFER_TO_LOOP: Duration = Duration::from_millis(2);
+
+/// What [`attempt_here`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Here {
+    /// The key is no longer contended (the lock was obtained and handed to
+    /// its waiters, the attempt failed and the head got the error, or
+    /// nobody waits): stop watching it.
+    Done,
+    /// Still held elsewhere: keep watching (the path may name a new file).
+    Busy,
+    /// Another attempt runs now; it reports.
+    Skipped,
+}
+
+/// Mark `key`, contended now, as watched by the calling JS thread's own
+/// loop; its lock path, or `None` when it is not contended (nothing to
+/// watch).
+pub fn watch_on_loop(key: &str) -> Option<Arc<str>> {
+    let slot = slots_locked().get(key).cloned()?;
+    let mut st = slot.state();
+    if st.gone {
+        return None;
+    }
+    st.on_loop = true;
+    Some(slot.lock_path.clone())
+}
+
+/// `key` is no longer watched on a JS thread's loop (its env went).
+pub fn unwatch_on_loop(key: &str) {
+    if let Some(slot) = slots_locked().get(key).cloned() {
+        slot.state().on_loop = false;
+        kick(key, false);
+    }
+}
+
+/// Have the waiting thread attempt `key` now (`after_spin`: after the
+/// first quick retry's delay), then retry it quickly.
+fn kick(key: &str, after_spin: bool) {
+    if let Some(s) = SHARED.get() {
+        send(
+            s,
+            Cmd::Kick {
+                key: key.into(),
+                after_spin,
+            },
+        );
+    }
+}
+
+/// Whether `key` is contended now.
+pub fn contended(key: &str) -> bool {
+    slots_locked().get(key).is_some_and(|s| !s.state().gone)
+}
+
+/// The lock path of contended `key`.
+pub fn lock_path_of(key: &str) -> Option<Arc<str>> {
+    slots_locked().get(key).map(|s| s.lock_path.clone())
+}
+
+/// Count a lock obtained by [`attempt_here`] (a test seam reads it).
+fn on_obtained_here() {
+    OBTAINED_HERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Locks obtained by [`attempt_here`] so far.
+pub static OBTAINED_HERE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Attempt the OS lock of contended `key` now, on the calling thread (a JS
+/// thread whose own watcher saw its file change), under the same rules as
+/// the waiting thread: one attempt at a time, the kept descriptor reused,
+/// whatever is obtained handed to the key's [`Waiters`].
+pub fn attempt_here(key: &str) -> Here {
+    let Some(slot) = slots_locked().get(key).cloned() else {
+        return Here::Done;
+    };
+    let wait = {
+        let mut st = slot.state();
+        if st.gone {
+            return Here::Done;
+        }
+        if st.attempting {
+            // The waiting thread attempts now, maybe from before this
+            // wake-up: have it look again once done.
+            drop(st);
+            kick(key, false);
+            return Here::Skipped;
+        }
+        st.attempting = true;
+        st.wait.take()
+    };
+    let key: Arc<str> = key.into();
+    let Some(head) = slot.to.head(&key) else {
+        let mut st = slot.state();
+        st.wait = wait;
+        st.attempting = false;
+        return Here::Done;
+    };
+    let result = attempt_spinning(&slot.lock_path, wait, head);
+    let obtained = matches!(result, Ok((Attempt::Acquired(_), _)));
+    let here = finish(&slot, &key, result);
+    if obtained {
+        on_obtained_here();
+    }
+    if here == Here::Busy {
+        // Woken but still busy (a dying holder's close event comes just
+        // before its flock goes): the waiting thread retries quickly.
+        kick(&key, true);
+    }
+    here
+}
+
+/// Report an attempt's result and release the claim.
+fn finish(slot: &Slot, key: &Arc<str>, result: Result<(Attempt, Written), OsError>) -> Here {
+    match result {
+        Ok((Attempt::Acquired(file), written)) => {
+            slot.to.acquired(key, &slot.lock_path, file, written);
+            let mut st = slot.state();
+            st.gone = true;
+            st.attempting = false;
+            Here::Done
+        }
+        Ok((Attempt::Busy(wait), _)) => {
+            let mut st = slot.state();
+            st.wait = sys::KEEP_WAIT_HANDLES.then_some(wait);
+            st.attempting = false;
+            Here::Busy
+        }
+        Err(err) => {
+            {
+                let mut st = slot.state();
+                st.gone = true;
+                st.attempting = false;
+            }
+            slot.to.failed(key, err);
+            Here::Done
+        }
+    }
+}
+
+/// One attempt; right after a wake-up, retried briefly while busy (see
+/// [`SPIN_AFTER_WAKE`]).
+fn attempt_spinning(
+    lock_path: &str,
+    wait: Option<WaitFile>,
+    head: HeadSettings,
+) -> Result<(Attempt, Written), OsError> {
+    let HeadSettings {
+        stale_ms,
+        max_hold_ms,
+    } = head;
+    let mut result = acquire::os_attempt(lock_path, wait, stale_ms, max_hold_ms);
+    let until = Instant::now() + SPIN_AFTER_WAKE;
+    while let Ok((Attempt::Busy(w), _)) = &result {
+        if w.legacy || Instant::now() >= until {
+            break;
+        }
+        std::thread::yield_now();
+        let Ok((Attempt::Busy(w), _)) = result else {
+            unreachable!()
+        };
+        result = acquire::os_attempt(lock_path, Some(w), stale_ms, max_hold_ms);
+    }
+    result
+}
+
 /// Start contending for `key` (lock file `lock_path`) on behalf of the
 /// head of its queue in `to`. `wait` is the descriptor of the busy attempt
 /// that led here. Fails (dropping `wait`) when the waiting machinery cannot
@@ -113,20 +333,29 @@ pub fn contend(
     wait: Option<WaitFile>,
 ) -> Result<(), OsError> {
     let s = shared(&lock_path)?;
-    send(
-        s,
-        Cmd::Contend {
-            to,
-            key,
-            lock_path,
+    let slot = Arc::new(Slot {
+        to,
+        lock_path,
+        st: Mutex::new(SlotState {
             wait,
-        },
-    );
+            attempting: false,
+            on_loop: false,
+            gone: false,
+        }),
+    });
+    let old = slots_locked().insert(key.clone(), slot.clone());
+    if let Some(old) = old {
+        old.state().gone = true;
+    }
+    send(s, Cmd::Contend { key, slot });
     Ok(())
 }
 
 /// Stop contending for `key` (its queue emptied).
 pub fn stop(key: Arc<str>) {
+    if let Some(slot) = slots_locked().remove(&key) {
+        slot.state().gone = true;
+    }
     // Contention ran, so the machinery exists.
     if let Some(s) = SHARED.get() {
         send(s, Cmd::Stop { key });
@@ -134,9 +363,7 @@ pub fn stop(key: Arc<str>) {
 }
 
 struct Entry {
-    to: &'static dyn Waiters,
-    lock_path: Arc<str>,
-    wait: Option<WaitFile>,
+    slot: Arc<Slot>,
     wd: Option<WatchId>,
     due: Instant,
     /// Quick retries left after a wake-up whose attempt still found the lock
@@ -208,19 +435,12 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
     let now = Instant::now();
     for cmd in cmds {
         match cmd {
-            Cmd::Contend {
-                to,
-                key,
-                lock_path,
-                wait,
-            } => {
+            Cmd::Contend { key, slot } => {
                 let old_wd = entries.get(&key).and_then(|e| e.wd);
                 entries.insert(
                     key,
                     Entry {
-                        to,
-                        lock_path,
-                        wait,
+                        slot,
                         wd: old_wd,
                         due: now,
                         quick: RETRY_AFTER_WAKE.len() as u8,
@@ -230,11 +450,26 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                 );
             }
             Cmd::Stop { key } => drop_entry(&key, entries, watches),
+            Cmd::Kick { key, after_spin } => {
+                if let Some(e) = entries.get_mut(&key) {
+                    if after_spin {
+                        // The caller spun already: go on with the retries.
+                        e.due = now + RETRY_AFTER_WAKE[0];
+                        e.quick = RETRY_AFTER_WAKE.len() as u8 - 1;
+                    } else {
+                        e.due = now;
+                        e.quick = RETRY_AFTER_WAKE.len() as u8;
+                    }
+                }
+            }
         }
     }
     for key in changed {
         if let Some(e) = entries.get_mut(&key) {
-            e.due = now;
+            // A JS thread that watches the key itself was woken by the same
+            // event: leave it the attempt for a moment.
+            let on_loop = e.slot.state().on_loop;
+            e.due = if on_loop { now + DEFER_TO_LOOP } else { now };
             e.quick = RETRY_AFTER_WAKE.len() as u8;
         }
     }
@@ -251,6 +486,12 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
 /// Forget `key`: its entry, and its watch.
 fn drop_entry(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
     if let Some(e) = entries.remove(key) {
+        e.slot.state().gone = true;
+        let mut slots = slots_locked();
+        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, &e.slot)) {
+            slots.remove(key);
+        }
+        drop(slots);
         if let Some(wd) = e.wd {
             watches.unwatch(key, wd);
         }
@@ -259,57 +500,74 @@ fn drop_entry(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &
 
 fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
     let entry = entries.get_mut(key).expect("due entry");
-    let to = entry.to;
-    let Some(head) = to.head(key) else {
+    let slot = entry.slot.clone();
+    let wait = {
+        let mut st = slot.state();
+        if st.gone {
+            drop(st);
+            drop_entry(key, entries, watches);
+            return;
+        }
+        if st.attempting {
+            // A JS thread attempts now; it reports. Look again shortly.
+            entry.due = Instant::now() + RETRY_AFTER_WAKE[0];
+            return;
+        }
+        st.attempting = true;
+        st.wait.take()
+    };
+    let Some(head) = slot.to.head(key) else {
+        slot.state().attempting = false;
         drop_entry(key, entries, watches);
         return;
     };
-    let HeadSettings {
-        stale_ms,
-        max_hold_ms,
-    } = head;
     // Watch before trying, so a release between the try and the wait is
     // seen. A watch left by the previous busy attempt is already on the
     // path's current inode (any change since fired on it): watching again
     // would cost a path lookup on the hand-off's critical path, and when the
     // holder just unlinked the file it only fails with ENOENT.
-    if entry.rewatch || entry.wd.is_none() {
-        entry.wd = watches.watch(key, &entry.lock_path, entry.wd);
+    let on_loop = slot.state().on_loop;
+    if on_loop {
+        // A JS thread watches it: waking here too would only compete with
+        // that thread for the CPU at the hand-off.
+        if let Some(wd) = entry.wd.take() {
+            watches.unwatch(key, wd);
+        }
+    } else if entry.rewatch || entry.wd.is_none() {
+        entry.wd = watches.watch(key, &slot.lock_path, entry.wd);
         entry.rewatch = false;
     }
-    let lock_path = entry.lock_path.clone();
+    let lock_path = slot.lock_path.clone();
     let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len();
-    let mut result = acquire::os_attempt(&lock_path, entry.wait.take(), stale_ms, max_hold_ms);
-    if fresh_wake {
+    let result = if fresh_wake {
         // The dying holder's flock goes a few microseconds after its close
         // event (see RETRY_AFTER_WAKE): spin briefly before sleeping.
-        let until = Instant::now() + SPIN_AFTER_WAKE;
-        while let Ok((Attempt::Busy(w), _)) = &result {
-            if w.legacy || Instant::now() >= until {
-                break;
-            }
-            std::thread::yield_now();
-            let Ok((Attempt::Busy(w), _)) = result else {
-                unreachable!()
-            };
-            result = acquire::os_attempt(&lock_path, Some(w), stale_ms, max_hold_ms);
-        }
-    }
-    match result {
-        Ok((Attempt::Acquired(file), written)) => {
-            // Hand the lock over first: removing the watch can wait.
-            to.acquired(key, &lock_path, file, written);
-            drop_entry(key, entries, watches);
-        }
-        Ok((Attempt::Busy(wait), _)) => {
-            let legacy = wait.legacy;
-            entry.wait = sys::KEEP_WAIT_HANDLES.then_some(wait);
+        attempt_spinning(&lock_path, wait, head)
+    } else {
+        acquire::os_attempt(&lock_path, wait, head.stale_ms, head.max_hold_ms)
+    };
+    let legacy = matches!(&result, Ok((Attempt::Busy(w), _)) if w.legacy);
+    match finish(&slot, key, result) {
+        Here::Busy => {
             // The path may name a new inode now: watch that one.
-            entry.wd = watches.watch(key, &lock_path, entry.wd);
-            if entry.wd.is_some() {
-                entry.unwatched = 0;
+            if !on_loop {
+                entry.wd = watches.watch(key, &lock_path, entry.wd);
+                if entry.wd.is_some() {
+                    entry.unwatched = 0;
+                }
             }
-            let every = if !watches.available() {
+            let every = if on_loop && entry.quick == 0 {
+                // The JS thread's watch wakes it; this poll is the backstop.
+                if legacy {
+                    LEGACY_POLL
+                } else {
+                    FALLBACK_POLL
+                }
+            } else if on_loop {
+                let i = RETRY_AFTER_WAKE.len() - entry.quick as usize;
+                entry.quick -= 1;
+                RETRY_AFTER_WAKE[i]
+            } else if !watches.available() {
                 PORTABLE_POLL
             } else if entry.wd.is_none() {
                 // No change notification for this file: poll, slowing down.
@@ -327,10 +585,9 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
             };
             entry.due = Instant::now() + every;
         }
-        Err(err) => {
-            drop_entry(key, entries, watches);
-            to.failed(key, err);
-        }
+        // Obtained and handed over first, or failed and reported: removing
+        // the watch can wait until now.
+        Here::Done | Here::Skipped => drop_entry(key, entries, watches),
     }
 }
 

@@ -1,0 +1,164 @@
+// Cross-process waits woken on the waiting JS thread's own event loop (Linux,
+// docs/design.md "Waiting on the JS thread's loop"): the hand-off is taken by
+// the thread that resolves the promise; a worker's watcher goes with the
+// worker; a wait that gives up leaves nothing armed that keeps the process
+// alive; the waiting thread still covers what the loop does not.
+import { describe, it, expect, afterEach } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import * as swl from '../index.mjs'
+import helpers from './fixtures/core-helpers.js'
+
+const { tmpDir, spawnNode, holderPath, parseLine, fixture } = helpers
+const linux = process.platform === 'linux'
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const children = []
+const workers = []
+const spawnHolder = (args, opts) => {
+  const h = spawnNode([holderPath, ...args], opts)
+  children.push(h)
+  return h
+}
+
+afterEach(async () => {
+  for (const c of children.splice(0)) c.kill()
+  for (const w of workers.splice(0)) await w.terminate()
+  swl.resetSessionWriteLockStateForTest()
+})
+
+function startWorker() {
+  const w = new Worker(fixture('core-worker.js'))
+  workers.push(w)
+  const msgs = []
+  const waiters = []
+  w.on('message', (m) => {
+    msgs.push(m)
+    for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i].match(m)) waiters.splice(i, 1)[0].resolve(m)
+  })
+  const waitMsg = (match) => {
+    const hit = msgs.find(match)
+    return hit ? Promise.resolve(hit) : new Promise((resolve) => waiters.push({ match, resolve }))
+  }
+  let nextId = 1
+  const send = (cmd, extra = {}) => {
+    const id = nextId++
+    w.postMessage({ cmd, id, ...extra })
+    return { result: waitMsg((m) => m.id === id && !m.pending), pending: waitMsg((m) => m.id === id) }
+  }
+  return { worker: w, ready: waitMsg((m) => m.ready), send }
+}
+
+describe('waiting on the JS thread\'s own loop', () => {
+  it('a release by another process is taken by the waiting thread\'s own loop, and resolves the wait', { retry: 2 }, async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const before = swl.__testing.loopWaitCounts()
+    const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    await sleep(100)
+    h.send('release')
+    const lease = await p
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))).toMatchObject({ pid: process.pid, fencingToken: lease.fencingToken })
+    const after = swl.__testing.loopWaitCounts()
+    if (linux) {
+      expect(after.watchers).toBeGreaterThanOrEqual(1)
+      expect(after.obtained).toBe(before.obtained + 1)
+    }
+    await lease.release()
+    expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
+  })
+
+  it('hand-offs back and forth between two processes, each waiting on its own loop, never overlap', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const counter = path.join(dir, 'counter')
+    const N = 60
+    const h = spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)])
+    for (let i = 0; i < N; i++) {
+      const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
+      let n = 0
+      try {
+        n = Number(fs.readFileSync(counter, 'utf8')) || 0
+      } catch {}
+      await new Promise((r) => setImmediate(r))
+      fs.writeFileSync(counter, String(n + 1))
+      await lease.release()
+    }
+    expect(await h.exited).toEqual({ code: 0, signal: null })
+    expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(2 * N)
+    // (short holds are mostly caught by the waiting thread's quick retries)
+  }, 120_000)
+
+  it('a SIGKILLed holder: the waiter gets the lock and a payload of its own', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    await sleep(100)
+    h.child.kill('SIGKILL')
+    const lease = await p
+    expect(JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))).toMatchObject({ pid: process.pid, fencingToken: lease.fencingToken })
+    await lease.release()
+  })
+
+  it('a worker\'s wait is taken on the worker\'s own loop; terminating a waiting worker closes its watcher and cancels its wait', { retry: 2 }, async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const base = swl.__testing.loopWaitCounts()
+    const w = startWorker()
+    await w.ready
+    const r = w.send('acquire', { params: { sessionFile, timeoutMs: 60_000 } })
+    await r.pending
+    await sleep(100)
+    if (linux) expect(swl.__testing.loopWaitCounts().watchers).toBe(base.watchers + 1)
+    h.send('release')
+    const got = await r.result
+    expect(got.ok).toBe(true)
+    if (linux) expect(swl.__testing.loopWaitCounts().obtained).toBe(base.obtained + 1)
+    await w.send('release').result
+
+    // Another holder; the worker waits again, and is terminated while waiting.
+    const h2 = spawnHolder([sessionFile])
+    await h2.waitLine('acquired')
+    await w.send('acquire', { params: { sessionFile, timeoutMs: 60_000 } }).pending
+    await sleep(100)
+    expect(swl.__testing.registryCounts().waiters).toBe(1)
+    await w.worker.terminate()
+    await sleep(50)
+    expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
+    expect(swl.__testing.loopWaitCounts().watchers).toBe(base.watchers)
+    h2.send('release')
+    await h2.waitLine('released')
+    // nobody here took it: the next process gets it at once
+    const next = spawnHolder([sessionFile, '--timeout-ms', '5000'])
+    const info = parseLine(await next.waitLine((l) => l.startsWith('acquired') || l.startsWith('error')))
+    expect(info.pid).toBe(next.child.pid)
+  })
+
+  it.each(['timeout', 'abort'])('a wait that gives up (%s) while the loop watch is armed leaves a process that exits on its own, and takes nothing later', async (how) => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const script = `
+      const swl = require(${JSON.stringify(path.resolve(__dirname, '../index.js'))})
+      const c = new AbortController()
+      const how = ${JSON.stringify(how)}
+      if (how === 'abort') setTimeout(() => c.abort(new Error('gave up')), 300)
+      swl.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(sessionFile)}, timeoutMs: how === 'timeout' ? 300 : 60000, signal: c.signal })
+        .then(() => console.log('granted'), (e) => console.log('gave up', e.code || e.message, JSON.stringify(swl.__testing.loopWaitCounts())))
+    `
+    const c = spawnNode(['-e', script])
+    children.push(c)
+    const line = await c.waitLine('gave up')
+    if (linux) expect(JSON.parse(line.slice(line.indexOf('{'))).watchers).toBe(1)
+    // nothing ref'd is left: the process ends by itself while the holder still holds
+    expect(await c.exited).toEqual({ code: 0, signal: null })
+    h.send('release')
+    await h.waitLine('released')
+    expect(fs.existsSync(`${sessionFile}.lock`)).toBe(false)
+  })
+})
