@@ -19,7 +19,12 @@
 //   sessions locked; the locks go at `exit`, by releaseAll, or with the
 //   process (the kernel frees an OS lock whatever the death).
 
-const { resolveShutdownDrainMs } = require('./options')
+// lib/options.js is read when a signal's drain needs its budget, not at load:
+// this module loads on every first acquire, and the package's entry carries
+// its own instance of lib/options.js (index.js is one file, scripts/bundle.js).
+function resolveShutdownDrainMs() {
+  return require('./options').resolveShutdownDrainMs()
+}
 
 // Windows: Node also delivers SIGBREAK (Ctrl+Break); SIGHUP there is the
 // console window closing. (Listeners on the others are harmless there.)

@@ -15,10 +15,10 @@
 // this copy's instance of each, and a require cache that hands it another
 // copy's module file (a cleared cache, jest) still gives it its own state.
 
-const errors = require('./lib/native')
-const locks = require('./lib/locks')
-const leases = require('./lib/leases')
-const options = require('./lib/options')
+const errors = require('./native')
+const locks = require('./locks')
+const leases = require('./leases')
+const options = require('./options')
 
 const { native, osError } = errors
 
@@ -30,7 +30,7 @@ let staleLocksInstance = null
 /** The process hooks (loaded, not installed: ensureHooks() installs them). */
 function shutdownHooks() {
   if (hooks === null) {
-    hooks = require('./lib/shutdown')
+    hooks = require('./shutdown')
     ensureHooks = hooks.createShutdownHooks({
       isMainThread: () => (typeof native.isMainThread === 'function' ? native.isMainThread() : null),
       releaseAllSync: locks.releaseAllSync,
@@ -47,7 +47,7 @@ function ensureHooksOnFirstUse() {
 
 function sessions() {
   if (sessionsInstance === null) {
-    sessionsInstance = require('./lib/sessions').createSessions({
+    sessionsInstance = require('./sessions').createSessions({
       native,
       osError,
       ensureHooks: ensureHooksOnFirstUse,
@@ -58,7 +58,7 @@ function sessions() {
 }
 
 function staleLocks() {
-  if (staleLocksInstance === null) staleLocksInstance = require('./lib/stale-locks').createStaleLocks({ native })
+  if (staleLocksInstance === null) staleLocksInstance = require('./stale-locks').createStaleLocks({ native })
   return staleLocksInstance
 }
 
@@ -80,8 +80,8 @@ const fileAcquire = locks.acquireSessionWriteLock
 const fileRelease = locks.release
 
 function createBackendInstance() {
-  backendInstance = require('./lib/backend').createBackend({
-    loadNative: () => require('./loader').loadPostgres(native),
+  backendInstance = require('./backend').createBackend({
+    loadNative: () => require('../loader').loadPostgres(native),
     errors,
     fileAcquire,
     fileRelease,
@@ -216,7 +216,7 @@ module.exports = {
   drainActiveSessions: (o) => sessions().drainActiveSessions(o),
   recoverOrphanedSessions: (o) => sessions().recoverOrphanedSessions(o),
   findOrphanedSessions: (o) => sessions().findOrphanedSessions(o),
-  readSessionMarker: (markerPath) => require('./lib/markers').readSessionMarker(markerPath),
+  readSessionMarker: (markerPath) => require('./markers').readSessionMarker(markerPath),
   __testing,
   testing: __testing,
   drainSessionWriteLockStateForTest,
