@@ -18,6 +18,11 @@ const ABI = 3
 // reentrancy are then per copy.
 const ANCHOR = '__SESSION_WRITE_LOCK_NATIVE'
 
+// The functions every load() runs (the version gate, the C library probe,
+// the anchor) are parenthesized function expressions rather than
+// declarations: V8 compiles those with the file instead of pre-parsing them
+// there and parsing them again on their first call (0.8 M instructions of a
+// fresh require, docs/performance.md, scenario h). The rest stay lazy.
 const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'darwin-x64', 'darwin-arm64', 'win32-x64-msvc']
 const BUILD_HINT =
   'To build from source: install Rust >= 1.89 (https://rustup.rs), then in ' +
@@ -28,7 +33,7 @@ const BUILD_HINT =
 // Throws when this Node.js is older than MIN_NODE or lacks N-API 8.
 // `version` as in process.versions.node (a leading "v" is accepted); `napi` as in
 // process.versions.napi (not checked when undefined).
-function checkNode(version, napi) {
+const checkNode = (function checkNode(version, napi) {
   // No regular expression, split or map: this runs in every fresh process,
   // where each first use of one costs compile time.
   let v = String(version)
@@ -57,7 +62,7 @@ function checkNode(version, napi) {
     err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
     throw err
   }
-}
+})
 
 // The dynamic loaders' paths, by arch: [glibc, musl].
 const LD = {
@@ -75,7 +80,7 @@ const LD = {
 // V8: plain byte arithmetic on a Uint8Array, no closures, no Buffer methods
 // (each is a function of its own to compile on first use) and no BigInt
 // (its first use costs a cold process ~60 us).
-function elfInterpreter(file) {
+const elfInterpreter = (function elfInterpreter(file) {
   let fd = -1
   try {
     fd = openSync(file, 'r')
@@ -106,28 +111,28 @@ function elfInterpreter(file) {
   } finally {
     if (fd !== -1) closeSync(fd)
   }
-}
+})
 
 // The unsigned integer of `len` bytes at `at` (exact up to 2^53, which
 // covers every offset and size a real file has).
-function elfUint(b, at, len, le) {
+const elfUint = (function elfUint(b, at, len, le) {
   let v = 0
   for (let i = 0; i < len; i++) v = v * 256 + b[le ? at + len - 1 - i : at + i]
   return v
-}
+})
 
 // `len` bytes of the file at `pos`: from the first read when they are in it,
 // else read; null when the file is shorter.
-function elfBytes(fd, head, got, pos, len) {
+const elfBytes = (function elfBytes(fd, head, got, pos, len) {
   if (pos + len <= got) return head.subarray(pos, pos + len)
   const b = new Uint8Array(len)
   return readSync(fd, b, 0, len, pos) === len ? b : null
-}
+})
 
 // Which C library an interpreter path names: musl's loader is
 // ld-musl-<arch>.so.1 and glibc's ld-linux-<arch>.so.<n> (ld.so on a few
 // ports), by ABI, on every distribution. null for any other name.
-function libcFromInterpreter(interp) {
+const libcFromInterpreter = (function libcFromInterpreter(interp) {
   if (typeof interp !== 'string') return null
   const base = interp.slice(interp.lastIndexOf('/') + 1)
   // (startsWith rather than regular expressions: a cold process compiles each of those.)
@@ -135,7 +140,7 @@ function libcFromInterpreter(interp) {
   if (base.startsWith('ld-linux-') || base.startsWith('ld-linux.')) return 'glibc'
   if (base.startsWith('ld.so.') && base.charCodeAt(6) >= 48 && base.charCodeAt(6) <= 57) return 'glibc'
   return null
-}
+})
 
 // Which C library a process's memory map shows: 'musl' when the musl loader
 // is mapped (ld-musl-<arch>.so.1 on Alpine, <triplet>-linux-musl/libc.so
@@ -160,7 +165,7 @@ function libcFromMaps(maps) {
 // (Debian with musl installed, Alpine with gcompat, a musl Node carrying its
 // own loader), so those checks are only a fallback; process.report costs
 // milliseconds and comes last.
-function isMusl() {
+const isMusl = (function isMusl() {
   if (process.platform !== 'linux') return false
   const fromInterp = libcFromInterpreter(elfInterpreter('/proc/self/exe'))
   if (fromInterp !== null) return fromInterp === 'musl'
@@ -184,18 +189,18 @@ function isMusl() {
   } catch {
     return existsSync('/etc/alpine-release')
   }
-}
+})
 
-function platformTag() {
+const platformTag = (function platformTag() {
   const { platform, arch } = process
   if (platform === 'linux' && arch === 'x64') return isMusl() ? 'linux-x64-musl' : 'linux-x64-gnu'
   if (platform === 'linux' && arch === 'arm64') return isMusl() ? 'linux-arm64-musl' : 'linux-arm64-gnu'
   if (platform === 'darwin' && (arch === 'x64' || arch === 'arm64')) return `darwin-${arch}`
   if (platform === 'win32' && arch === 'x64') return 'win32-x64-msvc'
   return `${platform}-${arch}`
-}
+})
 
-function fromAnchor() {
+const fromAnchor = (function fromAnchor() {
   const v = process.env[ANCHOR]
   if (typeof v !== 'string') return null
   const m = /^(\d+):(\d+):(.+)$/.exec(v)
@@ -206,9 +211,9 @@ function fromAnchor() {
   } catch {
     return null
   }
-}
+})
 
-function anchor(binding, file) {
+const anchor = (function anchor(binding, file) {
   try {
     // An anchor inherited from a parent process names another pid: replace it.
     if (binding.abiVersion() === ABI && !String(process.env[ANCHOR] || '').startsWith(`${process.pid}:`)) {
@@ -218,9 +223,9 @@ function anchor(binding, file) {
     // An addon without abiVersion: no sharing.
   }
   return binding
-}
+})
 
-function load() {
+const load = (function load() {
   checkNode(process.versions.node, process.versions.napi)
   const shared = fromAnchor()
   if (shared !== null) return shared.binding
@@ -264,7 +269,7 @@ function load() {
   err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
   err.cause = errors[0]
   throw err
-}
+})
 
 // ---------------------------------------------------------------- PostgreSQL
 // The PostgreSQL backend is a second addon, session-write-lock-postgres.<tag>.node,

@@ -65,4 +65,24 @@ describe('load cost', () => {
     const out = JSON.parse(r.stdout.trim().split('\n').pop())
     expect(out).toEqual({ ev: [1, 1, 1, 1, 1, 1], loaded: false })
   })
+
+  // Each module file a fresh process requires costs it resolution, a read and
+  // a compile of its own (docs/performance.md, scenario h): require() of the
+  // package reads one JS file, index.js, generated from lib/ by
+  // scripts/bundle.js; the modules used later still load on first use.
+  it('require() reads one JS file of the package; and still one after the first acquire (the process hooks are installed by index.js)', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const file = path.join(root, 'target', `load-cost-files-${process.pid}.jsonl`)
+    const files = `Object.keys(require.cache).filter((f)=>f.startsWith(${JSON.stringify(ENTRY + path.sep)})&&f.endsWith('.js')).map((f)=>f.slice(${ENTRY.length + 1}).split(${JSON.stringify(path.sep)}).join('/'))`
+    const code =
+      `const m=require(${JSON.stringify(index)});const atRequire=${files};` +
+      `m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}}).then((l)=>l.release()).then(()=>{` +
+      `console.log(JSON.stringify({atRequire,afterAcquire:${files}}))})`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const { atRequire, afterAcquire } = JSON.parse(r.stdout.trim().split('\n').pop())
+    expect(atRequire).toEqual(['index.js'])
+    expect(afterAcquire.sort()).toEqual(['index.js'])
+  })
 })

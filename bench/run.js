@@ -54,6 +54,8 @@ if (baselineArg) {
   }
   process.env.SWL_BENCH_BASELINE = dir // read by impls.js, here and in every child
 }
+// index.js is generated from lib/ and loader.js (scripts/bundle.js): bench the sources as they are.
+require('../scripts/bundle').write()
 const { IMPLS, LEGACY_PATH, PROPER_RETRIES, ROOT, BASELINE } = require('./impls')
 const { fifoRun } = require('./fifo')
 

@@ -17,10 +17,10 @@
 // require cache that hands it another copy's module file (a cleared cache,
 // jest) still gives it its own state.
 
-const errors = require('./lib/native')
-const locks = require('./lib/locks')
-const leases = require('./lib/leases')
-const options = require('./lib/options')
+const errors = require('./native')
+const locks = require('./locks')
+const leases = require('./leases')
+const options = require('./options')
 
 const { native, osError } = errors
 
@@ -56,7 +56,7 @@ function report(what, err) {
 }
 
 function signalHandling() {
-  if (shutdownModule === null) shutdownModule = require('./lib/shutdown')
+  if (shutdownModule === null) shutdownModule = require('./shutdown')
   return shutdownModule
 }
 
@@ -194,7 +194,7 @@ function repairHooks() {
 
 function sessions() {
   if (sessionsInstance === null) {
-    sessionsInstance = require('./lib/sessions').createSessions({
+    sessionsInstance = require('./sessions').createSessions({
       native,
       osError,
       ensureHooks: ensureHooksOnFirstUse,
@@ -205,7 +205,7 @@ function sessions() {
 }
 
 function staleLocks() {
-  if (staleLocksInstance === null) staleLocksInstance = require('./lib/stale-locks').createStaleLocks({ native })
+  if (staleLocksInstance === null) staleLocksInstance = require('./stale-locks').createStaleLocks({ native })
   return staleLocksInstance
 }
 
@@ -227,8 +227,8 @@ const fileAcquire = locks.acquireSessionWriteLock
 const fileRelease = locks.release
 
 function createBackendInstance() {
-  backendInstance = require('./lib/backend').createBackend({
-    loadNative: () => require('./loader').loadPostgres(native),
+  backendInstance = require('./backend').createBackend({
+    loadNative: () => require('../loader').loadPostgres(native),
     errors,
     fileAcquire,
     fileRelease,
@@ -371,7 +371,7 @@ module.exports = {
   drainActiveSessions: (o) => sessions().drainActiveSessions(o),
   recoverOrphanedSessions: (o) => sessions().recoverOrphanedSessions(o),
   findOrphanedSessions: (o) => sessions().findOrphanedSessions(o),
-  readSessionMarker: (markerPath) => require('./lib/markers').readSessionMarker(markerPath),
+  readSessionMarker: (markerPath) => require('./markers').readSessionMarker(markerPath),
   __testing,
   testing: __testing,
   drainSessionWriteLockStateForTest,
