@@ -16,6 +16,7 @@ pub mod acquire;
 pub mod identity;
 pub mod inspect;
 pub mod lockfile;
+#[cfg(feature = "file-lock")]
 mod loop_wait;
 pub mod marker;
 pub mod oserror;
