@@ -46,16 +46,7 @@ describe('mutual exclusion between processes', () => {
     const counter = path.join(dir, 'counter')
     const N = 100
     const hs = [0, 1].map(() => spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)]))
-    for (let i = 0; i < N; i++) {
-      const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120_000 })
-      let n = 0
-      try {
-        n = Number(fs.readFileSync(counter, 'utf8')) || 0
-      } catch {}
-      await new Promise((r) => setImmediate(r))
-      fs.writeFileSync(counter, String(n + 1))
-      await lease.release()
-    }
+    await helpers.countUnderLock(swl, sessionFile, counter, N, 120_000)
     const exits = await Promise.all(hs.map((h) => h.exited))
     for (const e of exits) expect(e).toEqual({ code: 0, signal: null })
     expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(3 * N)

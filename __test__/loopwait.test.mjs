@@ -75,16 +75,7 @@ describe('waiting on the JS thread\'s own loop', () => {
     const counter = path.join(dir, 'counter')
     const N = 60
     const h = spawnHolder([sessionFile, '--counter', counter, '--iterations', String(N)])
-    for (let i = 0; i < N; i++) {
-      const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
-      let n = 0
-      try {
-        n = Number(fs.readFileSync(counter, 'utf8')) || 0
-      } catch {}
-      await new Promise((r) => setImmediate(r))
-      fs.writeFileSync(counter, String(n + 1))
-      await lease.release()
-    }
+    await helpers.countUnderLock(swl, sessionFile, counter, N, 60_000)
     expect(await h.exited).toEqual({ code: 0, signal: null })
     expect(Number(fs.readFileSync(counter, 'utf8'))).toBe(2 * N)
     // (short holds are mostly caught by the waiting thread's quick retries)
