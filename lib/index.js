@@ -159,20 +159,7 @@ function onHookedSignal(hub, signal) {
     for (const name of names) {
       for (const fn of process.listeners(name)) if (fn !== hub.listeners[name]) return
     }
-    for (const p of hub.participants) {
-      try {
-        p.releaseSync()
-      } catch (e) {
-        report('releasing locks failed', e)
-      }
-    }
-    for (const name of names) process.removeListener(name, hub.listeners[name])
-    try {
-      // As lib/shutdown.js re-raises (Windows ends a process by SIGTERM for these two).
-      process.kill(process.pid, process.platform === 'win32' && (signal === 'SIGBREAK' || signal === 'SIGHUP') ? 'SIGTERM' : signal)
-    } catch (e) {
-      report(`could not re-raise ${signal}`, e)
-    }
+    options.releaseAndReraise(hub, signal, report)
     return
   }
   m.onSignal(hub, signal)

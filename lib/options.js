@@ -165,6 +165,37 @@ function aliasesOf(signal) {
   return signalAliases[signal] || NO_ALIASES
 }
 
+/**
+ * End the process as `signal` would have without us: release every
+ * participant's locks, remove our listeners for it (and its aliases), re-raise.
+ * With no listener left Node's default action ends the process; with only
+ * signal-exit's left, it now sees itself alone and re-raises in turn. Used by
+ * lib/shutdown.js and by index.js's listener when that file cannot be loaded.
+ */
+function releaseAndReraise(hub, signal, report) {
+  for (const p of hub.participants) {
+    try {
+      p.releaseSync()
+    } catch (err) {
+      report('releasing locks failed', err)
+    }
+  }
+  for (const name of [signal, ...aliasesOf(signal)]) {
+    const ours = hub.listeners !== null ? hub.listeners[name] : undefined
+    if (ours !== undefined) process.removeListener(name, ours)
+  }
+  // (No exit fallback: tests that stub process.kill, as the old module's
+  // did, must survive this.)
+  try {
+    // Windows can raise only SIGINT/SIGTERM/SIGKILL/SIGQUIT (each a
+    // TerminateProcess); SIGBREAK and SIGHUP end a process by default there
+    // too, so end it the same way.
+    process.kill(process.pid, process.platform === 'win32' && (signal === 'SIGBREAK' || signal === 'SIGHUP') ? 'SIGTERM' : signal)
+  } catch (err) {
+    report(`could not re-raise ${signal}`, err)
+  }
+}
+
 /** Throws a TypeError unless `sessionFile` is a non-empty string without NUL. */
 function validateSessionFile(sessionFile) {
   if (typeof sessionFile !== 'string' || sessionFile.length === 0) {
@@ -176,6 +207,7 @@ function validateSessionFile(sessionFile) {
 }
 
 module.exports = {
+  releaseAndReraise,
   DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
   DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
   DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,

@@ -23,7 +23,7 @@
 //   sessions locked; the locks go at `exit`, by releaseAll, or with the
 //   process (the kernel frees an OS lock whatever the death).
 
-const { resolveShutdownDrainMs, aliasesOf } = require('./options')
+const { resolveShutdownDrainMs, aliasesOf, releaseAndReraise } = require('./options')
 
 const LOG_PREFIX = '[session-write-lock]'
 
@@ -36,16 +36,6 @@ function report(what, err) {
 }
 
 // ---------------------------------------------------------------- the hub's work
-
-function releaseEverything(hub) {
-  for (const p of hub.participants) {
-    try {
-      p.releaseSync()
-    } catch (err) {
-      report('releasing locks failed', err)
-    }
-  }
-}
 
 // signal-exit keeps a process-wide count of its loaded copies: v3 on
 // `process.__signal_exit_emitter__`, v4 on a `Symbol.for('signal-exit
@@ -157,21 +147,7 @@ function finish(hub, signal) {
     // and the locks stay (see onSignal).
     return
   }
-  releaseEverything(hub)
-  for (const name of [signal, ...aliasesOf(signal)]) {
-    const ours = hub.listeners !== null ? hub.listeners[name] : undefined
-    if (ours !== undefined) process.removeListener(name, ours)
-  }
-  // (No exit fallback: tests that stub process.kill, as the old module's
-  // did, must survive this.)
-  try {
-    // Windows can raise only SIGINT/SIGTERM/SIGKILL/SIGQUIT (each a
-    // TerminateProcess); SIGBREAK and SIGHUP end a process by default there
-    // too, so end it the same way.
-    process.kill(process.pid, process.platform === 'win32' && (signal === 'SIGBREAK' || signal === 'SIGHUP') ? 'SIGTERM' : signal)
-  } catch (err) {
-    report(`could not re-raise ${signal}`, err)
-  }
+  releaseAndReraise(hub, signal, report)
 }
 
 module.exports = { onSignal }
