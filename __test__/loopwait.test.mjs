@@ -50,6 +50,35 @@ function startWorker() {
 }
 
 describe('waiting on the JS thread\'s own loop', () => {
+  it('a wait that starts on a live holder does not spin: only the scheduled retries run until something changes', async () => {
+    // The holder stays alive and idle for the whole wait: no release, no
+    // close event. The waiting machinery makes its first attempt, the short
+    // retries after it (1, 2, 4 ms) and then the fallback poll (every 50 ms);
+    // a spin belongs after a change event only. Before the fix the first
+    // attempt of every contention spun for 150 us (dozens of attempts, each
+    // reading the holder's payload).
+    // A fresh file per round: a wait that times out reads the holder's
+    // payload for its message, and that read's own close event reaches a
+    // later wait on the same file.
+    const rounds = 3
+    const files = []
+    for (let i = 0; i < rounds; i++) {
+      const sessionFile = path.join(tmpDir(), `s${i}.jsonl`)
+      const h = spawnHolder([sessionFile])
+      await h.waitLine('acquired')
+      files.push(sessionFile)
+    }
+    const before = swl.__testing.loopWaitCounts().attempts
+    for (const sessionFile of files) {
+      const err = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120 }).catch((e) => e)
+      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+    }
+    const perWait = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    // 120 ms: the first attempt, three short retries, two or three polls.
+    expect(perWait).toBeGreaterThanOrEqual(2)
+    expect(perWait).toBeLessThanOrEqual(12)
+  })
+
   it('a release by another process is taken by the waiting thread\'s own loop, and resolves the wait', { retry: 2 }, async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const h = spawnHolder([sessionFile])

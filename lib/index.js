@@ -296,10 +296,13 @@ const __testing = {
   },
   /**
    * The JS-thread loop watchers running in the process and the locks obtained
-   * through them so far (Linux; zeros elsewhere or with an older shared addon).
+   * through them so far (Linux; zeros elsewhere), and the OS attempts made for
+   * contended keys so far, by the waiting thread and the loop watchers (zeros
+   * with an older shared addon).
    */
   loopWaitCounts() {
-    return typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : { watchers: 0, obtained: 0 }
+    const c = typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : null
+    return { watchers: c ? c.watchers : 0, obtained: c ? c.obtained : 0, attempts: c && c.attempts !== undefined ? c.attempts : 0 }
   },
   identity() {
     return native.selfIdentity()

@@ -37,12 +37,14 @@ thread_local! {
 /// Watchers running (test seam).
 static WATCHERS: AtomicU32 = AtomicU32::new(0);
 
-/// The watchers running in the process, and the locks obtained on a JS
-/// thread's loop so far (for tests).
-pub fn counts() -> (u32, u32) {
+/// The watchers running in the process, the locks obtained on a JS
+/// thread's loop so far, and the attempts made for contended keys so far
+/// (for tests).
+pub fn counts() -> (u32, u32, u32) {
     (
         WATCHERS.load(Ordering::Relaxed),
         wait_thread::OBTAINED_HERE.load(Ordering::Relaxed),
+        wait_thread::ATTEMPTS.load(Ordering::Relaxed),
     )
 }
 

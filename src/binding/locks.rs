@@ -415,16 +415,23 @@ pub fn registry_counts() -> RegistryCounts {
     }
 }
 
-/// Test seam: the JS-thread loop watchers running in the process, and the
-/// locks obtained by an attempt on a JS thread's own loop so far.
+/// Test seam: the JS-thread loop watchers running in the process, the
+/// locks obtained by an attempt on a JS thread's own loop so far, and the
+/// OS attempts made for contended keys so far (waiting thread and loop
+/// watchers; the acquire's own first attempt is not counted).
 #[napi(object)]
 pub struct LoopWaitCounts {
     pub watchers: u32,
     pub obtained: u32,
+    pub attempts: u32,
 }
 
 #[napi(catch_unwind)]
 pub fn loop_wait_counts() -> LoopWaitCounts {
-    let (watchers, obtained) = crate::loop_wait::counts();
-    LoopWaitCounts { watchers, obtained }
+    let (watchers, obtained, attempts) = crate::loop_wait::counts();
+    LoopWaitCounts {
+        watchers,
+        obtained,
+        attempts,
+    }
 }

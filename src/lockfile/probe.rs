@@ -11,10 +11,23 @@ use crate::payload::{self, ParsedPayload, MAX_PAYLOAD_BYTES};
 use crate::sys::{self, errno};
 
 /// Read at most `MAX_PAYLOAD_BYTES + 1` bytes from the start of `file`.
+///
+/// The buffer starts small and doubles only while the file fills it: a
+/// payload is a few hundred bytes, and a waiter reads the holder's payload
+/// on every busy attempt, so zeroing the whole 64 KiB cap each time (a
+/// calloc and a memset per attempt) cost more than the read itself.
 pub fn read_bounded(file: &File) -> Vec<u8> {
-    let mut buf = vec![0u8; MAX_PAYLOAD_BYTES + 1];
+    const FIRST: usize = 1024;
+    let cap = MAX_PAYLOAD_BYTES + 1;
+    let mut buf = vec![0u8; FIRST.min(cap)];
     let mut n = 0;
-    while n < buf.len() {
+    loop {
+        if n == buf.len() {
+            if buf.len() == cap {
+                break;
+            }
+            buf.resize((buf.len() * 2).min(cap), 0);
+        }
         match sys::read_at(file, &mut buf[n..], n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,

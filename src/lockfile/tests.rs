@@ -212,3 +212,29 @@ fn payload_rewrite_trims() {
     assert_eq!(std::fs::read(&p).unwrap(), b"0123456789");
     a.release(s(&p));
 }
+
+#[test]
+fn bounded_read_returns_the_file_up_to_the_cap() {
+    let dir = tmpdir("bounded-read");
+    let cap = crate::payload::MAX_PAYLOAD_BYTES + 1;
+    for len in [
+        0usize,
+        1,
+        240,
+        1023,
+        1024,
+        1025,
+        4096,
+        cap - 1,
+        cap,
+        cap + 1,
+        3 * cap,
+    ] {
+        let path = dir.join(format!("f{len}"));
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let got = read_bounded(&std::fs::File::open(&path).unwrap());
+        assert_eq!(got.len(), len.min(cap), "length {len}");
+        assert_eq!(got[..], bytes[..len.min(cap)], "content {len}");
+    }
+}

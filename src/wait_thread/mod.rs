@@ -224,6 +224,22 @@ fn on_obtained_here() {
 /// Locks obtained by [`attempt_here`] so far.
 pub static OBTAINED_HERE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// OS attempts made for contended keys (waiting thread and JS threads'
+/// loop watchers together) so far: a test seam for how often a waiter
+/// retries.
+pub static ATTEMPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// One attempt for a contended key, counted.
+fn counted_attempt(
+    lock_path: &str,
+    wait: Option<WaitFile>,
+    stale_ms: u64,
+    max_hold_ms: Option<u64>,
+) -> Result<(Attempt, Written), OsError> {
+    ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    acquire::os_attempt(lock_path, wait, stale_ms, max_hold_ms)
+}
+
 /// Attempt the OS lock of contended `key` now, on the calling thread (a JS
 /// thread whose own watcher saw its file change), under the same rules as
 /// the waiting thread: one attempt at a time, the kept descriptor reused,
@@ -307,7 +323,7 @@ fn attempt_spinning(
         stale_ms,
         max_hold_ms,
     } = head;
-    let mut result = acquire::os_attempt(lock_path, wait, stale_ms, max_hold_ms);
+    let mut result = counted_attempt(lock_path, wait, stale_ms, max_hold_ms);
     let until = Instant::now() + SPIN_AFTER_WAKE;
     while let Ok((Attempt::Busy(w), _)) = &result {
         if w.legacy || Instant::now() >= until {
@@ -317,7 +333,7 @@ fn attempt_spinning(
         let Ok((Attempt::Busy(w), _)) = result else {
             unreachable!()
         };
-        result = acquire::os_attempt(lock_path, Some(w), stale_ms, max_hold_ms);
+        result = counted_attempt(lock_path, Some(w), stale_ms, max_hold_ms);
     }
     result
 }
@@ -377,6 +393,8 @@ struct Entry {
     /// saw. Afterwards each busy attempt leaves the path's current inode
     /// watched, and a change to the path fires on that watch.
     rewatch: bool,
+    /// No attempt was made for this entry yet (see `try_key`).
+    first: bool,
 }
 
 /// The poll interval of a file that cannot be watched although inotify
@@ -446,6 +464,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
                         quick: RETRY_AFTER_WAKE.len() as u8,
                         unwatched: 0,
                         rewatch: true,
+                        first: true,
                     },
                 );
             }
@@ -526,6 +545,11 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
     // path's current inode (any change since fired on it): watching again
     // would cost a path lookup on the hand-off's critical path, and when the
     // holder just unlinked the file it only fails with ENOENT.
+    // A new entry's first attempt follows the caller's own busy attempt by
+    // microseconds, not a change event: nothing suggests a release is under
+    // way, so it does not spin (spinning there burnt up to SPIN_AFTER_WAKE
+    // of CPU, a payload read per try, at the start of every contention).
+    let first = std::mem::replace(&mut entry.first, false);
     let on_loop = slot.state().on_loop;
     if on_loop {
         // A JS thread watches it: waking here too would only compete with
@@ -538,13 +562,13 @@ fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut
         entry.rewatch = false;
     }
     let lock_path = slot.lock_path.clone();
-    let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len();
+    let fresh_wake = entry.quick as usize == RETRY_AFTER_WAKE.len() && !first;
     let result = if fresh_wake {
         // The dying holder's flock goes a few microseconds after its close
         // event (see RETRY_AFTER_WAKE): spin briefly before sleeping.
         attempt_spinning(&lock_path, wait, head)
     } else {
-        acquire::os_attempt(&lock_path, wait, head.stale_ms, head.max_hold_ms)
+        counted_attempt(&lock_path, wait, head.stale_ms, head.max_hold_ms)
     };
     let legacy = matches!(&result, Ok((Attempt::Busy(w), _)) if w.legacy);
     match finish(&slot, key, result) {
