@@ -387,8 +387,8 @@ export declare const __testing: {
   setStartTimeOverride(pid: number, startTime: number | null): void
   clearStartTimeOverrides(): void
   registryCounts(): { keys: number; holders: number; waiters: number }
-  /** JS-thread loop watchers running and locks obtained through them (Linux; zeros elsewhere), and OS attempts made for contended keys by the waiting machinery (the acquire's own first attempt excluded). */
-  loopWaitCounts(): { watchers: number; obtained: number; attempts: number }
+  /** JS-thread loop watchers running and locks obtained through them (Linux; zeros elsewhere), OS attempts made for contended keys by the waiting machinery (the acquire's own first attempt excluded), and wake-ups sent to contexts through their thread-safe functions. */
+  loopWaitCounts(): { watchers: number; obtained: number; attempts: number; wakes: number }
   identity(): { pid: number; starttime?: number | null; bootId?: string | null; hostname: string }
   panicForTest(): void
   /**

@@ -296,13 +296,14 @@ const __testing = {
   },
   /**
    * The JS-thread loop watchers running in the process and the locks obtained
-   * through them so far (Linux; zeros elsewhere), and the OS attempts made for
-   * contended keys so far, by the waiting thread and the loop watchers (zeros
-   * with an older shared addon).
+   * through them so far (Linux; zeros elsewhere); the OS attempts made for
+   * contended keys so far, by the waiting thread and the loop watchers; the
+   * wake-ups sent to contexts through their thread-safe functions so far
+   * (zeros with an older shared addon).
    */
   loopWaitCounts() {
-    const c = typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : null
-    return { watchers: c ? c.watchers : 0, obtained: c ? c.obtained : 0, attempts: c && c.attempts !== undefined ? c.attempts : 0 }
+    const c = typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : {}
+    return { watchers: c.watchers || 0, obtained: c.obtained || 0, attempts: c.attempts || 0, wakes: c.wakes || 0 }
   },
   identity() {
     return native.selfIdentity()

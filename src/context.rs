@@ -77,11 +77,19 @@ fn wake_slots() -> &'static Mutex<HashMap<CtxId, WakeSlot>> {
 pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
     let slot: WakeSlot = Arc::new(Mutex::new(None));
     let for_waker = slot.clone();
+    let owner = thread();
     let waker: Waker = Arc::new(move || {
         // Called just after the registry's lock is released. With no
         // wake-up armed yet the delivery stays in the outbox: `arm`'s caller
-        // drains it.
+        // drains it. On this context's own thread inside its loop watcher's
+        // callback, `on_loop_fire` delivers right after: a wake-up would only
+        // make the loop run once more for an empty outbox (a write to its
+        // async descriptor on the hand-off's path, then a read and a JS call).
+        if FIRING.with(|f| f.get()) && thread() == owner {
+            return;
+        }
         if let Some(w) = lock(&for_waker).as_ref() {
+            WAKES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             w.call();
         }
     });
@@ -132,6 +140,32 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
 }
 
 thread_local! {
+    /// This thread runs its loop watcher's attempts (`on_loop_fire`), which
+    /// deliver to this thread's contexts themselves when done.
+    static FIRING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as firing until dropped (also when a panic unwinds).
+struct Firing;
+
+impl Firing {
+    fn enter() -> Firing {
+        FIRING.with(|f| f.set(true));
+        Firing
+    }
+}
+
+impl Drop for Firing {
+    fn drop(&mut self) {
+        FIRING.with(|f| f.set(false));
+    }
+}
+
+/// Wake-ups sent to contexts through their thread-safe functions so far
+/// (test seam: a grant delivered in the callback that obtained it needs none).
+pub static WAKES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+thread_local! {
     /// This env's loop watcher could not start: waits use the waiting thread.
     static LOOP_FAILED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -165,7 +199,10 @@ pub fn watch_on_loop(env: &Env, request_id: u64) {
 /// functions, so the promise resolves in this same callback (the wake-up
 /// queued meanwhile finds the outbox empty).
 fn on_loop_fire(env: &Env, fired: &[sys::Fired]) {
-    crate::loop_wait::on_fire(fired);
+    {
+        let _firing = Firing::enter();
+        crate::loop_wait::on_fire(fired);
+    }
     let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().keys().copied().collect());
     for ctx in ctxs {
         let _ = deliver(env, ctx);

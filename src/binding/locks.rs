@@ -418,20 +418,23 @@ pub fn registry_counts() -> RegistryCounts {
 /// Test seam: the JS-thread loop watchers running in the process, the
 /// locks obtained by an attempt on a JS thread's own loop so far, and the
 /// OS attempts made for contended keys so far (waiting thread and loop
-/// watchers; the acquire's own first attempt is not counted).
+/// watchers; the acquire's own first attempt is not counted), and the
+/// wake-ups sent to contexts through their thread-safe functions.
 #[napi(object)]
 pub struct LoopWaitCounts {
     pub watchers: u32,
     pub obtained: u32,
     pub attempts: u32,
+    pub wakes: u32,
 }
 
 #[napi(catch_unwind)]
 pub fn loop_wait_counts() -> LoopWaitCounts {
-    let (watchers, obtained, attempts) = crate::loop_wait::counts();
+    let (watchers, obtained, attempts, wakes) = crate::loop_wait::counts();
     LoopWaitCounts {
         watchers,
         obtained,
         attempts,
+        wakes,
     }
 }
