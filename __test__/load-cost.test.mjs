@@ -66,6 +66,25 @@ describe('load cost', () => {
     expect(out).toEqual({ ev: [1, 1, 1, 1, 1, 1], loaded: false })
   })
 
+  // Each fs function Node runs for the first time in a process is compiled
+  // then (about 1 M instructions for an open/read/close of the executable,
+  // docs/performance.md, scenario h). The C library probe reads the memory map
+  // with readFileSync(path, 'utf8'), the call Node's CommonJS loader made to
+  // read index.js itself.
+  it.runIf(process.platform === 'linux')('require() opens and reads no file through fs calls the CommonJS loader did not make (the C library probe reads the memory map)', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const code =
+      `const fs=require('node:fs');const calls=[];` +
+      `for(const k of ['openSync','readSync','closeSync','fstatSync','readFileSync']){const f=fs[k];` +
+      `fs[k]=function(...a){if(!(k==='readFileSync'&&(a[1]==='utf8'||a[1]==='utf-8')))calls.push(k);return f.apply(this,a)}}` +
+      `const m=require(${JSON.stringify(index)});if(typeof m.acquireSessionWriteLock!=='function')throw new Error('no export');` +
+      `console.log(JSON.stringify(calls))`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout.trim().split('\n').pop())).toEqual([])
+  })
+
   // Each module file a fresh process requires costs it resolution, a read and
   // a compile of its own (docs/performance.md, scenario h): require() of the
   // package reads one JS file, index.js, generated from lib/ by
