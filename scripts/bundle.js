@@ -47,6 +47,47 @@ function sources() {
   return BUNDLED
 }
 
+/**
+ * `text` with each line that holds only a comment (`// ...`, or a line of a
+ * `/* ... *\/` block that starts its line) left empty: V8 scans every
+ * character of index.js when a process requires it (0.34 M instructions for
+ * these, docs/performance.md, scenario h), and the comments stay in lib/.
+ * Lines are kept, so a stack trace's line in index.js is still the line of
+ * the source's text there. A comment after code on its line stays. Refuses a
+ * source where a template literal spans lines (a line with an odd number of
+ * backticks), where a line starting with `//` could be the literal's text.
+ */
+function stripCommentLines(text, name) {
+  const out = []
+  let inBlock = false
+  for (const line of text.split('\n')) {
+    const t = line.trim()
+    if (inBlock) {
+      out.push('')
+      if (t.includes('*/')) {
+        if (!t.endsWith('*/')) throw new Error(`bundle: ${name}: code after the end of a comment block: ${line}`)
+        inBlock = false
+      }
+      continue
+    }
+    if (t.startsWith('//')) {
+      out.push('')
+      continue
+    }
+    if (t.startsWith('/*')) {
+      out.push('')
+      if (!t.includes('*/', 2)) inBlock = true
+      else if (!t.endsWith('*/')) throw new Error(`bundle: ${name}: code after a comment on its line: ${line}`)
+      continue
+    }
+    if ((line.replace(/\\`/g, '').split('`').length - 1) % 2 !== 0) {
+      throw new Error(`bundle: ${name}: a template literal spans lines (not supported): ${line}`)
+    }
+    out.push(line)
+  }
+  return out.join('\n')
+}
+
 /** The literal relative specifiers of `require('...')` calls in `text`. */
 function relativeRequires(text) {
   const out = new Set()
@@ -135,7 +176,7 @@ function generate(root = ROOT) {
       `    dir: ${dir},`,
       `    req: __requireFor(${JSON.stringify(map)}),`,
       '    run: (function (exports, require, module, __filename, __dirname) {',
-      text.replace(/\s+$/, ''),
+      stripCommentLines(text, name).replace(/\s+$/, ''),
       '    }),',
       '  },',
     )
