@@ -53,16 +53,19 @@ const checkNode = (function checkNode(version, napi) {
     }
   }
   const napiTooOld = napi !== undefined && !(parseInt(napi, 10) >= 8)
-  if (tooOld || napiTooOld) {
-    const err = new Error(
-      `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} with N-API 8; this is Node.js ` +
-        `${String(version).replace(/^v?/, 'v')}${napi !== undefined ? ` (N-API ${napi})` : ''}. ` +
-        'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
-    )
-    err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
-    throw err
-  }
+  if (tooOld || napiTooOld) throw unsupportedNode(version, napi)
 })
+
+// The error of checkNode (a declaration: compiled only when it is thrown).
+function unsupportedNode(version, napi) {
+  const err = new Error(
+    `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} with N-API 8; this is Node.js ` +
+      `${String(version).replace(/^v?/, 'v')}${napi !== undefined ? ` (N-API ${napi})` : ''}. ` +
+      'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
+  )
+  err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
+  return err
+}
 
 // The dynamic loaders' paths, by arch: [glibc, musl].
 const LD = {
@@ -216,7 +219,12 @@ const isMusl = (function isMusl() {
     // No /proc: fall back to the checks below.
   }
   const fromMaps = libcFromMaps(maps)
-  if (fromMaps !== null) return fromMaps === 'musl'
+  return fromMaps !== null ? fromMaps === 'musl' : isMuslFallback()
+})
+
+// isMusl when the memory map names no C library (a declaration: compiled
+// only then).
+function isMuslFallback() {
   const fromInterp = libcFromInterpreter(elfInterpreter('/proc/self/exe'))
   if (fromInterp !== null) return fromInterp === 'musl'
   const ld = LD[process.arch]
@@ -231,7 +239,7 @@ const isMusl = (function isMusl() {
   } catch {
     return existsSync('/etc/alpine-release')
   }
-})
+}
 
 const platformTag = (function platformTag() {
   const { platform, arch } = process
@@ -290,16 +298,25 @@ const load = (function load() {
     try {
       return anchor(require(file), file)
     } catch (e) {
-      // Installed but unusable: wrong architecture, a glibc too old, a damaged file.
-      const err = new Error(
-        `session-write-lock: the prebuilt package "${pkg}" is installed but its addon failed to load ` +
-          `(${file}): ${e && e.message}. ${BUILD_HINT}`,
-      )
-      err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
-      err.cause = e
-      throw err
+      throw unusablePackage(pkg, file, e)
     }
   }
+  throw noNative(tag, pkg, local, errors[0])
+})
+
+// The errors of load() (declarations: compiled only when one is thrown).
+// Installed but unusable: wrong architecture, a glibc too old, a damaged file.
+function unusablePackage(pkg, file, e) {
+  const err = new Error(
+    `session-write-lock: the prebuilt package "${pkg}" is installed but its addon failed to load ` +
+      `(${file}): ${e && e.message}. ${BUILD_HINT}`,
+  )
+  err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
+  err.cause = e
+  return err
+}
+
+function noNative(tag, pkg, local, cause) {
   const why = SUPPORTED.includes(tag)
     ? `The prebuilt package "${pkg}" is not installed: npm installs it through optionalDependencies, ` +
       'so check that optional dependencies were not omitted (--omit=optional, --no-optional) and, ' +
@@ -309,9 +326,9 @@ const load = (function load() {
     `session-write-lock: no native addon for ${tag}. ${why} No local build was found at ${local}. ${BUILD_HINT}`,
   )
   err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
-  err.cause = errors[0]
-  throw err
-})
+  err.cause = cause
+  return err
+}
 
 // ---------------------------------------------------------------- PostgreSQL
 // The PostgreSQL backend is a second addon, loaded only when a backend is
