@@ -4,7 +4,7 @@
 // Fails with one clear message naming the missing package and how to build.
 
 const { closeSync, existsSync, openSync, readFileSync, readSync } = require('node:fs')
-const { dirname, join } = require('node:path')
+const { join } = require('node:path')
 
 const MIN_NODE = [18, 17, 0]
 // Internal interface version between this JS and the addon (see abi_version).
@@ -53,16 +53,19 @@ const checkNode = (function checkNode(version, napi) {
     }
   }
   const napiTooOld = napi !== undefined && !(parseInt(napi, 10) >= 8)
-  if (tooOld || napiTooOld) {
-    const err = new Error(
-      `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} with N-API 8; this is Node.js ` +
-        `${String(version).replace(/^v?/, 'v')}${napi !== undefined ? ` (N-API ${napi})` : ''}. ` +
-        'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
-    )
-    err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
-    throw err
-  }
+  if (tooOld || napiTooOld) throw unsupportedNode(version, napi)
 })
+
+// The error of checkNode (a declaration: compiled only when it is thrown).
+function unsupportedNode(version, napi) {
+  const err = new Error(
+    `session-write-lock needs Node.js >= ${MIN_NODE.join('.')} with N-API 8; this is Node.js ` +
+      `${String(version).replace(/^v?/, 'v')}${napi !== undefined ? ` (N-API ${napi})` : ''}. ` +
+      'Upgrade Node.js (the gateway itself runs on Node 22 or later).',
+  )
+  err.code = 'SESSION_WRITE_LOCK_UNSUPPORTED_NODE'
+  return err
+}
 
 // The dynamic loaders' paths, by arch: [glibc, musl].
 const LD = {
@@ -70,17 +73,69 @@ const LD = {
   arm64: ['/lib/ld-linux-aarch64.so.1', '/lib/ld-musl-aarch64.so.1'],
 }
 
+// Which C library a process's memory map shows: 'musl' when the musl loader
+// is mapped (ld-musl-<arch>.so.1 on Alpine, <triplet>-linux-musl/libc.so
+// where a glibc distribution packages musl), 'glibc' when glibc's loader or
+// libc is (ld-linux-*, libc.so.6, and the ld-2.NN.so / libc-2.NN.so of glibc
+// before 2.34), null when neither (a static binary, an unreadable map, a musl
+// installed under another name). `maps` is the text of /proc/<pid>/maps.
+// Runs in every fresh process (isMusl), so it is written for a cold V8:
+// indexOf over the whole text (native code) and a few character tests on the
+// hits, no regular expression (each costs a compile on its first use).
+const libcFromMaps = (function libcFromMaps(maps) {
+  if (typeof maps !== 'string') return null
+  if (mapsHas(maps, '/ld-musl-', 1) || mapsHas(maps, '/libc.musl-', 1) || mapsHas(maps, '-linux-musl', 2)) return 'musl'
+  if (mapsHas(maps, '/ld-linux', 1) || mapsHas(maps, '/libc.so.6', 3) || mapsHas(maps, '/ld-2.', 4) || mapsHas(maps, '/libc-2.', 4)) {
+    return 'glibc'
+  }
+  return null
+})
+
+// Whether `needle` occurs in `maps` where its path component (the name
+// between two '/', ended by whitespace) is a C library's file: how 1: the
+// component goes on to hold ".so"; 2: the component is a directory whose
+// next component starts with "libc.so"; 3: the needle ends the name or is
+// followed by a character that is not a letter, digit or '_'; 4: digits,
+// then ".so", then such an end.
+const mapsHas = (function mapsHas(maps, needle, how) {
+  for (let at = maps.indexOf(needle); at !== -1; at = maps.indexOf(needle, at + 1)) {
+    const from = at + needle.length
+    let end = from
+    while (end < maps.length) {
+      const c = maps.charCodeAt(end)
+      if (c === 47 /* / */ || c <= 32) break
+      end++
+    }
+    if (how === 1) {
+      const so = maps.indexOf('.so', from)
+      if (so !== -1 && so + 3 <= end) return true
+    } else if (how === 2) {
+      if (maps.startsWith('/libc.so', end)) return true
+    } else {
+      let i = from
+      if (how === 4) {
+        while (i < end && maps.charCodeAt(i) >= 48 && maps.charCodeAt(i) <= 57) i++
+        if (i === from || !maps.startsWith('.so', i)) continue
+        i += 3
+      }
+      const c = i < maps.length ? maps.charCodeAt(i) : 32
+      const word = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
+      if (!word) return true
+    }
+  }
+  return false
+})
+
 // The program interpreter (PT_INTERP) an ELF64 file asks the kernel for, as
 // written in the file: the C library's ABI name (/lib/ld-musl-x86_64.so.1,
 // /lib64/ld-linux-x86-64.so.2), whatever that path resolves to on disk. null
 // for a file without one (a static binary), a file that is not ELF64, or one
 // that cannot be read. Usually one read of the first KiB (header, program
 // headers and the path sit there), more only where a tool moved them.
-// Runs in every fresh process (platformTag), so it is written for a cold
-// V8: plain byte arithmetic on a Uint8Array, no closures, no Buffer methods
-// (each is a function of its own to compile on first use) and no BigInt
-// (its first use costs a cold process ~60 us).
-const elfInterpreter = (function elfInterpreter(file) {
+// Only isMusl's fallback (the memory map named no C library), so a plain
+// declaration, compiled on its first call: plain byte arithmetic on a
+// Uint8Array, no closures, no Buffer methods and no BigInt.
+function elfInterpreter(file) {
   let fd = -1
   try {
     fd = openSync(file, 'r')
@@ -111,72 +166,67 @@ const elfInterpreter = (function elfInterpreter(file) {
   } finally {
     if (fd !== -1) closeSync(fd)
   }
-})
+}
 
 // The unsigned integer of `len` bytes at `at` (exact up to 2^53, which
 // covers every offset and size a real file has).
-const elfUint = (function elfUint(b, at, len, le) {
+function elfUint(b, at, len, le) {
   let v = 0
   for (let i = 0; i < len; i++) v = v * 256 + b[le ? at + len - 1 - i : at + i]
   return v
-})
+}
 
 // `len` bytes of the file at `pos`: from the first read when they are in it,
 // else read; null when the file is shorter.
-const elfBytes = (function elfBytes(fd, head, got, pos, len) {
+function elfBytes(fd, head, got, pos, len) {
   if (pos + len <= got) return head.subarray(pos, pos + len)
   const b = new Uint8Array(len)
   return readSync(fd, b, 0, len, pos) === len ? b : null
-})
+}
 
 // Which C library an interpreter path names: musl's loader is
 // ld-musl-<arch>.so.1 and glibc's ld-linux-<arch>.so.<n> (ld.so on a few
 // ports), by ABI, on every distribution. null for any other name.
-const libcFromInterpreter = (function libcFromInterpreter(interp) {
+function libcFromInterpreter(interp) {
   if (typeof interp !== 'string') return null
   const base = interp.slice(interp.lastIndexOf('/') + 1)
-  // (startsWith rather than regular expressions: a cold process compiles each of those.)
   if (base.startsWith('ld-musl-')) return 'musl'
   if (base.startsWith('ld-linux-') || base.startsWith('ld-linux.')) return 'glibc'
   if (base.startsWith('ld.so.') && base.charCodeAt(6) >= 48 && base.charCodeAt(6) <= 57) return 'glibc'
   return null
-})
-
-// Which C library a process's memory map shows: 'musl' when the musl loader
-// is mapped (ld-musl-<arch>.so.1 on Alpine, <triplet>-linux-musl/libc.so
-// where a glibc distribution packages musl), 'glibc' when glibc's loader or
-// libc is (ld-linux-*, libc.so.6, and the ld-2.NN.so / libc-2.NN.so of glibc
-// before 2.34), null when neither (a static binary, an unreadable map).
-// `maps` is the text of /proc/<pid>/maps.
-function libcFromMaps(maps) {
-  if (typeof maps !== 'string') return null
-  if (/\/ld-musl-[^/\s]*\.so|\/libc\.musl-[^/\s]*\.so|-linux-musl[^/\s]*\/libc\.so/.test(maps)) return 'musl'
-  if (/\/ld-linux[^/\s]*\.so|\/libc\.so\.6\b|\/(?:ld|libc)-2\.\d+\.so\b/.test(maps)) return 'glibc'
-  return null
 }
 
-// glibc or musl, from the running process's own facts. First the interpreter
-// its executable names (PT_INTERP of /proc/self/exe): that is what the kernel
-// loaded, by its ABI name, so it holds whatever the distribution's file
-// layout, under qemu (which serves the guest's executable there), and where
-// both C libraries are installed. Then the loader mapped into the process
-// (/proc/self/maps, for an executable whose interpreter has another name).
-// Which loaders exist on disk says nothing about which one runs this Node
-// (Debian with musl installed, Alpine with gcompat, a musl Node carrying its
-// own loader), so those checks are only a fallback; process.report costs
-// milliseconds and comes last.
+// glibc or musl, from the running process's own facts. First the C library
+// mapped into it (/proc/self/maps): the file the process really runs, by the
+// names both libraries are installed under. It is read with
+// readFileSync(path, 'utf8'), the call Node's CommonJS loader made to read
+// this very file, so no further Node function is compiled for it (an
+// open/read/close of the executable costs a fresh process about 1 M
+// instructions of compiling Node's fs wrappers: docs/distribution.md). Then,
+// for a map that names neither (no /proc, a static Node, musl installed as a
+// plain libc.so), the interpreter its executable names (PT_INTERP of
+// /proc/self/exe): what the kernel loaded, by its ABI name, whatever the
+// file layout, under qemu too. Which loaders exist on disk says nothing about
+// which one runs this Node (Debian with musl installed, Alpine with gcompat,
+// a musl Node carrying its own loader), so those checks are only a fallback;
+// process.report costs milliseconds and comes last.
 const isMusl = (function isMusl() {
   if (process.platform !== 'linux') return false
-  const fromInterp = libcFromInterpreter(elfInterpreter('/proc/self/exe'))
-  if (fromInterp !== null) return fromInterp === 'musl'
   let maps = null
   try {
-    maps = readFileSync('/proc/self/maps', 'latin1')
+    maps = readFileSync('/proc/self/maps', 'utf8')
   } catch {
-    // No /proc: fall back to the files below.
+    // No /proc: fall back to the checks below.
   }
   const fromMaps = libcFromMaps(maps)
-  if (fromMaps !== null) return fromMaps === 'musl'
+  return fromMaps !== null ? fromMaps === 'musl' : isMuslFallback()
+})
+
+// isMusl when the memory map names no C library (a declaration: compiled
+// only then).
+function isMuslFallback() {
+  const fromInterp = libcFromInterpreter(elfInterpreter('/proc/self/exe'))
+  if (fromInterp !== null) return fromInterp === 'musl'
   const ld = LD[process.arch]
   if (ld !== undefined) {
     const glibc = existsSync(ld[0])
@@ -189,7 +239,7 @@ const isMusl = (function isMusl() {
   } catch {
     return existsSync('/etc/alpine-release')
   }
-})
+}
 
 const platformTag = (function platformTag() {
   const { platform, arch } = process
@@ -248,16 +298,25 @@ const load = (function load() {
     try {
       return anchor(require(file), file)
     } catch (e) {
-      // Installed but unusable: wrong architecture, a glibc too old, a damaged file.
-      const err = new Error(
-        `session-write-lock: the prebuilt package "${pkg}" is installed but its addon failed to load ` +
-          `(${file}): ${e && e.message}. ${BUILD_HINT}`,
-      )
-      err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
-      err.cause = e
-      throw err
+      throw unusablePackage(pkg, file, e)
     }
   }
+  throw noNative(tag, pkg, local, errors[0])
+})
+
+// The errors of load() (declarations: compiled only when one is thrown).
+// Installed but unusable: wrong architecture, a glibc too old, a damaged file.
+function unusablePackage(pkg, file, e) {
+  const err = new Error(
+    `session-write-lock: the prebuilt package "${pkg}" is installed but its addon failed to load ` +
+      `(${file}): ${e && e.message}. ${BUILD_HINT}`,
+  )
+  err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
+  err.cause = e
+  return err
+}
+
+function noNative(tag, pkg, local, cause) {
   const why = SUPPORTED.includes(tag)
     ? `The prebuilt package "${pkg}" is not installed: npm installs it through optionalDependencies, ` +
       'so check that optional dependencies were not omitted (--omit=optional, --no-optional) and, ' +
@@ -267,113 +326,16 @@ const load = (function load() {
     `session-write-lock: no native addon for ${tag}. ${why} No local build was found at ${local}. ${BUILD_HINT}`,
   )
   err.code = 'SESSION_WRITE_LOCK_NO_NATIVE'
-  err.cause = errors[0]
-  throw err
-})
-
-// ---------------------------------------------------------------- PostgreSQL
-// The PostgreSQL backend is a second addon, session-write-lock-postgres.<tag>.node,
-// loaded only when a backend is configured (lib/backend.js), so the file lock's
-// addon carries no database client (docs/distribution.md). Its interface has
-// its own version (pg_abi_version). One engine per process, as one registry:
-// the first copy of the package records the file it loaded under its own
-// anchor, and later copies load that same file.
-const PG_ABI = 1
-const PG_ANCHOR = '__SESSION_WRITE_LOCK_POSTGRES'
-
-function postgresName(tag) {
-  return `session-write-lock-postgres.${tag}.node`
-}
-
-function postgresError(message, path, cause) {
-  const err = new Error(message)
-  err.code = 'SESSION_WRITE_LOCK_BACKEND_CONFIG'
-  if (path !== undefined) err.path = path
-  if (cause !== undefined) err.cause = cause
+  err.cause = cause
   return err
 }
 
-function requirePostgres(file) {
-  let binding
-  try {
-    binding = require(file)
-  } catch (e) {
-    throw postgresError(`session-write-lock: the PostgreSQL backend's addon failed to load (${file}): ${e && e.message}`, file, e)
-  }
-  const v = typeof binding.pgAbiVersion === 'function' ? binding.pgAbiVersion() : null
-  if (v !== PG_ABI) {
-    throw postgresError(
-      `session-write-lock: the PostgreSQL backend's addon ${file} has interface version ${v}, this package needs ${PG_ABI} ` +
-        '(a file left from another version of the package: rebuild or reinstall)',
-      file,
-    )
-  }
-  return binding
-}
-
-/**
- * The PostgreSQL backend's addon. `main` is the file-lock addon this copy
- * loaded (load()); an addon built with both features serves as both. Looks,
- * in order: where another copy of the package in this process loaded it
- * (its anchor), SESSION_WRITE_LOCK_POSTGRES_PATH, the main addon itself when
- * it exports the backend, then session-write-lock-postgres.<tag>.node next to
- * SESSION_WRITE_LOCK_NATIVE_PATH's file, next to this file (a local build),
- * and in the installed platform package. Throws SESSION_WRITE_LOCK_BACKEND_CONFIG
- * naming the file it looked for when there is none.
- */
+// ---------------------------------------------------------------- PostgreSQL
+// The PostgreSQL backend is a second addon, loaded only when a backend is
+// configured (lib/backend.js); finding it is lib/postgres-addon.js's, loaded
+// then too, so a require() of the package does not compile that code.
 function loadPostgres(main) {
-  const anchored = process.env[PG_ANCHOR]
-  const m = typeof anchored === 'string' ? /^(\d+):(\d+):(.+)$/.exec(anchored) : null
-  if (m !== null && Number(m[1]) === process.pid && Number(m[2]) === PG_ABI && existsSync(m[3])) {
-    try {
-      return requirePostgres(m[3])
-    } catch {
-      // Fall through to our own.
-    }
-  }
-  const tag = platformTag()
-  const name = postgresName(tag)
-  let file = process.env.SESSION_WRITE_LOCK_POSTGRES_PATH || null
-  if (file === null && main != null && typeof main.pgConfigure === 'function' && typeof main.pgAbiVersion === 'function') {
-    return main
-  }
-  const looked = []
-  if (file === null) {
-    const dirs = []
-    if (process.env.SESSION_WRITE_LOCK_NATIVE_PATH) dirs.push(dirname(process.env.SESSION_WRITE_LOCK_NATIVE_PATH))
-    dirs.push(__dirname)
-    try {
-      dirs.push(dirname(require.resolve(`session-write-lock-${tag}`)))
-    } catch {
-      // No platform package: a local build or nothing.
-    }
-    for (const dir of dirs) {
-      const f = join(dir, name)
-      looked.push(f)
-      if (existsSync(f)) {
-        file = f
-        break
-      }
-    }
-  } else if (!existsSync(file)) {
-    looked.push(file)
-    file = null
-  }
-  if (file === null) {
-    throw postgresError(
-      `session-write-lock: a PostgreSQL backend is configured but its addon ${name} is missing (looked for ${looked.join(', ')}). ` +
-        `It ships in the platform package session-write-lock-${tag} next to the file-lock addon; in a clone of the ` +
-        `repository "npm run build" builds both; in ${__dirname}, ` +
-        '"npx --yes @napi-rs/cli@3 build --platform --release --features postgres --no-js --dts native.d.ts" builds ' +
-        'one addon that carries both. Refusing to fall back to local-only locking.',
-      looked[0],
-    )
-  }
-  const binding = requirePostgres(file)
-  if (!String(process.env[PG_ANCHOR] || '').startsWith(`${process.pid}:`)) {
-    process.env[PG_ANCHOR] = `${process.pid}:${PG_ABI}:${file}`
-  }
-  return binding
+  return require('./lib/postgres-addon').loadPostgres(main, platformTag())
 }
 
 // Requiring this file loads nothing: `load()` returns the addon (lib/native.js

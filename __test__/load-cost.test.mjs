@@ -3,6 +3,7 @@
 // the time (bench/run.js, scenario h).
 import { describe, it, expect } from 'vitest'
 import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
@@ -65,6 +66,49 @@ describe('load cost', () => {
     const out = JSON.parse(r.stdout.trim().split('\n').pop())
     expect(out).toEqual({ ev: [1, 1, 1, 1, 1, 1], loaded: false })
   })
+
+  // Each fs function Node runs for the first time in a process is compiled
+  // then (about 1 M instructions for an open/read/close of the executable,
+  // docs/performance.md, scenario h). The C library probe reads the memory map
+  // with readFileSync(path, 'utf8'), the call Node's CommonJS loader made to
+  // read index.js itself.
+  it.runIf(process.platform === 'linux')('require() opens and reads no file through fs calls the CommonJS loader did not make (the C library probe reads the memory map)', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const code =
+      `const fs=require('node:fs');const calls=[];` +
+      `for(const k of ['openSync','readSync','closeSync','fstatSync','readFileSync']){const f=fs[k];` +
+      `fs[k]=function(...a){if(!(k==='readFileSync'&&(a[1]==='utf8'||a[1]==='utf-8')))calls.push(k);return f.apply(this,a)}}` +
+      `const m=require(${JSON.stringify(index)});if(typeof m.acquireSessionWriteLock!=='function')throw new Error('no export');` +
+      `console.log(JSON.stringify(calls))`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout.trim().split('\n').pop())).toEqual([])
+  })
+
+  // lib/locks.js, lib/leases.js and lib/context.js run on the first acquire,
+  // from their text in index.js (scripts/bundle.js, COMPILED_ON_USE): an
+  // error raised there names the source's file and line, and the first
+  // acquire works where Node refuses code generation from strings.
+  for (const flags of [[], ['--disallow-code-generation-from-strings']]) {
+    it(`an error raised in lib/locks.js names lib/locks.js and its line in its stack${flags.length ? ` (${flags[0]})` : ''}`, () => {
+      const index = path.join(ENTRY, 'index.js')
+      const file = path.join(root, 'target', `load-cost-stack-${process.pid}.jsonl`)
+      const code =
+        `const m=require(${JSON.stringify(index)});` +
+        `m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}}).then(async(l)=>{` +
+        `let stack='';try{await m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)},timeoutMs:1})}catch(e){stack=e.stack}` +
+        `await l.release();console.log(JSON.stringify(stack))})`
+      const r = spawnSync(process.execPath, [...flags, '-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+      expect(r.stderr).toBe('')
+      expect(r.status).toBe(0)
+      const stack = JSON.parse(r.stdout.trim().split('\n').pop())
+      const src = fs.readFileSync(path.join(ENTRY, 'lib', 'locks.js'), 'utf8').split('\n')
+      const at = /\(([^()]*)[\\/]lib[\\/]locks\.js:(\d+):\d+\)/.exec(stack)
+      expect(at, stack).not.toBe(null)
+      expect(src[Number(at[2]) - 1]).toMatch(/SessionWriteLockTimeoutError\(/)
+    })
+  }
 
   // Each module file a fresh process requires costs it resolution, a read and
   // a compile of its own (docs/performance.md, scenario h): require() of the

@@ -3,11 +3,13 @@
 // docs/spec.md for the API, docs/migration.md for both upstream generations;
 // index.d.ts for the types; docs/design.md for the modules under lib/.
 //
-// Loaded with the package: the addon and the error classes (lib/native.js),
-// the options (lib/options.js) and what every acquire needs (lib/locks.js,
-// lib/context.js, lib/leases.js): each module file costs about 0.25 ms to
-// load on a 2-core VM (resolution, read, compile), so these are few. Loaded
-// on first use: session tracking (lib/sessions.js) and the inspection of lock
+// Loaded with the package: the addon and the error classes (lib/native.js)
+// and the options (lib/options.js). Run on the first acquire (or any call
+// that needs them): what every acquire needs (lib/locks.js, lib/context.js,
+// lib/leases.js), carried in index.js as text that V8 compiles then
+// (scripts/bundle.js), so a require() that never locks does not compile
+// them. Each module file costs about 0.25 ms to load on a 2-core VM
+// (resolution, read, compile), so these are few. Loaded on first use: session tracking (lib/sessions.js) and the inspection of lock
 // files (lib/stale-locks.js). Loaded when a termination signal arrives: what
 // the process hooks do about it (lib/shutdown.js; the hooks themselves are
 // installed here, on the first acquire or tracked session). Loaded only when
@@ -18,12 +20,11 @@
 // jest) still gives it its own state.
 
 const errors = require('./native')
-const locks = require('./locks')
-const leases = require('./leases')
 const options = require('./options')
 
 const { native, osError } = errors
 
+let locks = null // lib/locks.js, once something needed it (fileLocks())
 let sessionsInstance = null
 let staleLocksInstance = null
 
@@ -85,7 +86,7 @@ const participant = {
       .catch((err) => report('session drain failed', err))
   },
   releaseSync() {
-    locks.releaseAllSync()
+    if (locks !== null) locks.releaseAllSync()
   },
   /** `exit`: end sessions with synchronous handler calls, release everything. */
   exitSync() {
@@ -95,7 +96,7 @@ const participant = {
       report('ending sessions at exit failed', err)
     }
     try {
-      locks.releaseAllSync()
+      if (locks !== null) locks.releaseAllSync()
     } catch (err) {
       report('releasing locks at exit failed', err)
     }
@@ -181,6 +182,9 @@ function repairHooks() {
 
 function sessions() {
   if (sessionsInstance === null) {
+    // This thread's registry context (lib/context.js, run with lib/locks.js)
+    // is what closes its session markers when a worker thread ends.
+    fileLocks()
     sessionsInstance = require('./sessions').createSessions({
       native,
       osError,
@@ -196,7 +200,16 @@ function staleLocks() {
   return staleLocksInstance
 }
 
-locks.setFirstUseHook(ensureHooksOnFirstUse)
+/** lib/locks.js (running lib/context.js and lib/leases.js with it) on its first use. */
+function fileLocks() {
+  if (locks === null) {
+    locks = require('./locks')
+    locks.setFirstUseHook(ensureHooksOnFirstUse)
+    fileAcquire = locks.acquireSessionWriteLock
+    fileRelease = locks.release
+  }
+  return locks
+}
 
 // ---------------------------------------------------------------- backend
 // The database backend (lib/backend.js, docs/postgres.md) wraps acquire and
@@ -210,8 +223,9 @@ let backendInstance = null // lib/backend.js's instance for this copy, once need
 let fileOnly = false // the environment was read and names no database; nothing configured
 let lockTaken = false // a lock was taken while fileOnly (configuring later throws)
 
-const fileAcquire = locks.acquireSessionWriteLock
-const fileRelease = locks.release
+// The file lock's acquire and release: lib/locks.js's own once it ran.
+let fileAcquire = (params) => fileLocks().acquireSessionWriteLock(params)
+let fileRelease = (target) => fileLocks().release(target)
 
 function createBackendInstance() {
   backendInstance = require('./backend').createBackend({
@@ -279,10 +293,11 @@ const __testing = {
   /** What our listener does on `signal`. */
   handleTerminationSignal: (signal) => signalHandling().onSignal(getHub(), signal),
   releaseAllLocksSync() {
-    locks.releaseAllSync()
+    fileLocks().releaseAllSync()
   },
   runLockWatchdogCheck(nowMs) {
-    return Promise.resolve(leases.runWatchdog(typeof nowMs === 'number' ? nowMs : Date.now()))
+    fileLocks()
+    return Promise.resolve(require('./leases').runWatchdog(typeof nowMs === 'number' ? nowMs : Date.now()))
   },
   /** PID-reuse seam: report `startTime` (null = unknown) as the start time of `pid`. */
   setStartTimeOverride(pid, startTime) {
@@ -321,14 +336,14 @@ const __testing = {
 
 async function drainSessionWriteLockStateForTest() {
   if (sessionsInstance !== null) await sessionsInstance.drainForTest()
-  locks.releaseAllSync()
+  if (locks !== null) locks.releaseAllSync()
 }
 
 function resetSessionWriteLockStateForTest() {
   if (sessionsInstance !== null) sessionsInstance.resetForTest()
   else repairHooks()
   if (staleLocksInstance !== null) staleLocksInstance.resetForTest()
-  locks.resetLockStateForTest()
+  if (locks !== null) locks.resetLockStateForTest()
   if (backendInstance !== null) backendInstance.resetForTest()
   fileOnly = false
   lockTaken = false
@@ -339,9 +354,9 @@ module.exports = {
   release,
   configureSessionWriteLock,
   inspectSessionWriteLockBackend,
-  releaseAll: locks.releaseAll,
-  releaseAllSync: locks.releaseAllSync,
-  listHeldLocks: locks.listHeldLocks,
+  releaseAll: () => fileLocks().releaseAll(),
+  releaseAllSync: () => fileLocks().releaseAllSync(),
+  listHeldLocks: () => fileLocks().listHeldLocks(),
   SessionWriteLockTimeoutError: errors.SessionWriteLockTimeoutError,
   SessionWriteLockError: errors.SessionWriteLockTimeoutError,
   SessionWriteLockLostError: errors.SessionWriteLockLostError,

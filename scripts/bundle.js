@@ -43,8 +43,63 @@ const OUT = path.join(ROOT, 'index.js')
 
 /** The bundled sources, relative to the package root; the entry first. */
 const BUNDLED = ['lib/index.js', 'loader.js', 'lib/native.js', 'lib/options.js', 'lib/context.js', 'lib/leases.js', 'lib/locks.js']
+
+/**
+ * Bundled sources that a require() of the package does not run (lib/index.js
+ * requires lib/locks.js on the first acquire): carried as the text of a
+ * string, which V8 only scans at require (about
+ * 0.6 M instructions where compiling them cost 2.4 M, docs/performance.md,
+ * scenario h), and compiled by a global eval on their first require, as the
+ * module wrapper on the source's first line, with a sourceURL naming the
+ * source's file: stack traces name lib/locks.js and its line rather than
+ * index.js. The global eval runs in this file's realm (a jest vm context
+ * included). Where code generation from strings is disallowed
+ * (--disallow-code-generation-from-strings), vm.compileFunction instead.
+ */
+const COMPILED_ON_USE = ['lib/context.js', 'lib/leases.js', 'lib/locks.js']
 function sources() {
   return BUNDLED
+}
+
+/**
+ * `text` with each line that holds only a comment (`// ...`, or a line of a
+ * `/* ... *\/` block that starts its line) left empty: V8 scans every
+ * character of index.js when a process requires it (0.34 M instructions for
+ * these, docs/performance.md, scenario h), and the comments stay in lib/.
+ * Lines are kept, so a stack trace's line in index.js is still the line of
+ * the source's text there. A comment after code on its line stays. Refuses a
+ * source where a template literal spans lines (a line with an odd number of
+ * backticks), where a line starting with `//` could be the literal's text.
+ */
+function stripCommentLines(text, name) {
+  const out = []
+  let inBlock = false
+  for (const line of text.split('\n')) {
+    const t = line.trim()
+    if (inBlock) {
+      out.push('')
+      if (t.includes('*/')) {
+        if (!t.endsWith('*/')) throw new Error(`bundle: ${name}: code after the end of a comment block: ${line}`)
+        inBlock = false
+      }
+      continue
+    }
+    if (t.startsWith('//')) {
+      out.push('')
+      continue
+    }
+    if (t.startsWith('/*')) {
+      out.push('')
+      if (!t.includes('*/', 2)) inBlock = true
+      else if (!t.endsWith('*/')) throw new Error(`bundle: ${name}: code after a comment on its line: ${line}`)
+      continue
+    }
+    if ((line.replace(/\\`/g, '').split('`').length - 1) % 2 !== 0) {
+      throw new Error(`bundle: ${name}: a template literal spans lines (not supported): ${line}`)
+    }
+    out.push(line)
+  }
+  return out.join('\n')
 }
 
 /** The literal relative specifiers of `require('...')` calls in `text`. */
@@ -101,9 +156,21 @@ function generate(root = ROOT) {
     '  const d = __defs[i]',
     '  m = { exports: {}, id: d.file, filename: d.file, loaded: false }',
     '  __mods[i] = m',
-    '  d.run.call(m.exports, m.exports, d.req, m, d.file, d.dir)',
+    '  const run = d.run !== null ? d.run : __compile(d)',
+    '  run.call(m.exports, m.exports, d.req, m, d.file, d.dir)',
     '  m.loaded = true',
     '  return m.exports',
+    '}',
+    '',
+    '/** The function of a source carried as text (COMPILED_ON_USE in scripts/bundle.js). */',
+    'function __compile(d) {',
+    "  const params = ['exports', 'require', 'module', '__filename', '__dirname']",
+    '  try {',
+    "    return (0, eval)('(function (' + params.join(', ') + ') {' + d.src + '\\n})\\n//# sourceURL=' + d.file)",
+    '  } catch (e) {',
+    '    if (!(e instanceof EvalError)) throw e',
+    "    return require('node:vm').compileFunction(d.src, params, { filename: d.file })",
+    '  }',
     '}',
     '',
     '/** The require of one bundled source: its bundled siblings by specifier, else the real one. */',
@@ -128,15 +195,16 @@ function generate(root = ROOT) {
     }
     const dir = path.posix.dirname(name) === '.' ? '__dirname' : '__lib'
     const file = `${dir} + __sep + ${JSON.stringify(path.posix.basename(name))}`
+    const code = stripCommentLines(text, name).replace(/\s+$/, '')
     parts.push(
       `  // ---------------------------------------------------------------- ${name}`,
       '  {',
       `    file: ${file},`,
       `    dir: ${dir},`,
       `    req: __requireFor(${JSON.stringify(map)}),`,
-      '    run: (function (exports, require, module, __filename, __dirname) {',
-      text.replace(/\s+$/, ''),
-      '    }),',
+      ...(COMPILED_ON_USE.includes(name)
+        ? ['    run: null,', `    src: ${JSON.stringify(code)},`]
+        : ['    run: (function (exports, require, module, __filename, __dirname) {', code, '    }),']),
       '  },',
     )
   }
