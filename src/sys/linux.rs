@@ -240,7 +240,7 @@ pub(super) fn drain_inotify(fd: i32, fired: &mut Vec<Fired>) {
         // return EAGAIN (one system call less per wake-up, on the path from
         // a release to the grant). An event queued since keeps the
         // descriptor readable: its (level-triggered) poll reports it.
-        if n + hdr + libc::NAME_MAX as usize + 1 <= buf.len() {
+        if n + hdr + (libc::NAME_MAX as usize) < buf.len() {
             break;
         }
     }
