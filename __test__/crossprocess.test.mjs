@@ -243,6 +243,98 @@ describe('a SIGKILLed holder', () => {
   })
 })
 
+// Any torn mix of `a` and `b` (a reader racing one in-place write) still parses: same
+// length, and every differing byte a lower-case hex digit on both sides (lockfile's rule).
+const hexByte = (c) => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66)
+const mixSafe = (a, b) => a.length === b.length && a.every((x, i) => x === b[i] || (hexByte(x) && hexByte(b[i])))
+
+describe('taking over a SIGKILLed holder\'s file', () => {
+  it('the waiter rewrites it in place when every torn read still parses: same inode, its pid, a new token; a reader never sees it incomplete', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const dead = fs.readFileSync(lockPath)
+    const deadIno = fs.statSync(lockPath).ino
+    const waiting = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
+    // A reader in another process reads the lock file back to back across the takeover.
+    const reader = spawnNode(['-e', `
+      const fs = require('fs'); let reads = 0, bad = []
+      const stop = Date.now() + 60000
+      process.stdin.on('data', () => { console.log('result ' + JSON.stringify({ reads, bad: bad.slice(0, 3) })); process.exit(0) })
+      console.log('reading')
+      ;(function loop() {
+        for (let i = 0; i < 200; i++) {
+          try { JSON.parse(fs.readFileSync(${JSON.stringify(lockPath)}, 'utf8')); reads++ } catch (e) { bad.push(String(e.code || e.message)) }
+        }
+        if (Date.now() < stop) setImmediate(loop)
+      })()`])
+    children.push(reader)
+    await reader.waitLine('reading')
+    await new Promise((r) => setTimeout(r, 50))
+    h.kill('SIGKILL')
+    await h.exited
+    const lease = await waiting
+    await new Promise((r) => setTimeout(r, 50))
+    reader.send('stop')
+    const res = parseLine(await reader.waitLine('result'))
+    expect(res.bad).toEqual([])
+    expect(res.reads).toBeGreaterThan(0)
+    const now = fs.readFileSync(lockPath)
+    const p = JSON.parse(now.toString('utf8'))
+    const old = JSON.parse(dead.toString('utf8'))
+    expect(p.pid).toBe(process.pid)
+    expect(p.lock).toBe('os')
+    expect(p.fencingToken).toMatch(/^[0-9a-f]{24}$/)
+    expect(p.fencingToken).not.toBe(old.fencingToken)
+    expect(lease.fencingToken).toBe(p.fencingToken)
+    // In place exactly when the two payloads are mix-safe (same width pid, start time...);
+    // otherwise a new file is swapped in, as before.
+    expect(fs.statSync(lockPath).ino === deadIno).toBe(mixSafe(dead, now))
+    await lease.release()
+    expect(fs.existsSync(lockPath)).toBe(false)
+  })
+
+  it('a hard link to a dead holder\'s file is never written: the other name keeps its bytes', async () => {
+    const dir = tmpDir()
+    const sessionFile = path.join(dir, 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    h.kill('SIGKILL')
+    await h.exited
+    const victim = path.join(dir, 'victim')
+    fs.linkSync(lockPath, victim)
+    const dead = fs.readFileSync(victim)
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
+    expect(fs.readFileSync(victim)).toEqual(dead)
+    expect(JSON.parse(fs.readFileSync(lockPath, 'utf8')).pid).toBe(process.pid)
+    expect(fs.statSync(lockPath).ino).not.toBe(fs.statSync(victim).ino)
+    await lease.release()
+    expect(fs.readFileSync(victim)).toEqual(dead)
+  })
+
+  it('a dead holder\'s file that cannot be rewritten safely in place (another width) is replaced by a complete new file', async () => {
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const lockPath = `${sessionFile}.lock`
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    h.kill('SIGKILL')
+    await h.exited
+    // Same holder, but a pid one digit wider: no torn read of an in-place write would parse.
+    const dead = JSON.parse(fs.readFileSync(lockPath, 'utf8'))
+    const wider = JSON.stringify({ ...dead, pid: Number(`9${dead.pid}`) }, null, 2)
+    fs.writeFileSync(lockPath, wider)
+    const deadIno = fs.statSync(lockPath).ino
+    const lease = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 60_000 })
+    const p = JSON.parse(fs.readFileSync(lockPath, 'utf8'))
+    expect(p.pid).toBe(process.pid)
+    expect(p.fencingToken).not.toBe(dead.fencingToken)
+    expect(fs.statSync(lockPath).ino).not.toBe(deadIno)
+    await lease.release()
+  })
+})
+
 const hasFlock = spawnSync('flock', ['--version']).status === 0
 
 describe.skipIf(!hasFlock)('interop with flock(1)', () => {

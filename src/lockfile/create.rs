@@ -12,8 +12,8 @@ use crate::oserror::OsError;
 use crate::sys::{self, errno};
 
 /// Open the lock path, creating it exclusively if absent. Returns the file,
-/// whether we created it, and its metadata.
-pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadata), OsError> {
+/// whether we created it, its metadata, and whether it is open for writing.
+pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadata, bool), OsError> {
     // Bounded: a name that keeps flapping between our create and our open is
     // reported as it is.
     for _ in 0..1000 {
@@ -29,11 +29,11 @@ pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadat
                         return Err(OsError::from_io(&e, "fstat", path));
                     }
                 };
-                return Ok((f, true, meta));
+                return Ok((f, true, meta, true));
             }
             Err(e) if sys::errno_of(&e) == Some(errno::EEXIST) => {
-                if let Some((f, meta)) = open_existing(path)? {
-                    return Ok((f, false, meta));
+                if let Some((f, meta, writable)) = open_for_lock(path)? {
+                    return Ok((f, false, meta, writable));
                 }
                 // The holder released (unlinked) between our create and our
                 // open: create again.
@@ -45,10 +45,27 @@ pub(super) fn open_lock_path(path: &str) -> Result<(File, bool, std::fs::Metadat
 }
 
 /// Open an existing lock path read-only (never following, never blocking):
-/// enough to lock and to read, and we never write into a file we did not
-/// create. `None` when nothing is there any more.
+/// enough to look at it. `None` when nothing is there any more.
 pub(super) fn open_existing(path: &str) -> Result<Option<(File, std::fs::Metadata)>, OsError> {
-    let file = match sys::open_existing(path) {
+    let opened = sys::open_existing(path).map(|f| (f, false));
+    Ok(checked_open(opened, path)?.map(|(f, m, _)| (f, m)))
+}
+
+/// Open an existing lock path to lock it (never following, never
+/// blocking): read-write where permitted, so that a dead holder's file can
+/// be taken over in place (see [`super::attempt`]), else read-only; the flag
+/// says which. `None` when nothing is there any more.
+pub(super) fn open_for_lock(
+    path: &str,
+) -> Result<Option<(File, std::fs::Metadata, bool)>, OsError> {
+    checked_open(sys::open_existing_for_lock(path), path)
+}
+
+fn checked_open(
+    opened: io::Result<(File, bool)>,
+    path: &str,
+) -> Result<Option<(File, std::fs::Metadata, bool)>, OsError> {
+    let (file, writable) = match opened {
         Ok(f) => f,
         Err(e) if sys::errno_of(&e) == Some(errno::ENOENT) => return Ok(None),
         Err(e) => return Err(classify_open_error(&e, path)),
@@ -59,7 +76,7 @@ pub(super) fn open_existing(path: &str) -> Result<Option<(File, std::fs::Metadat
     if !meta.file_type().is_file() {
         return Err(non_regular_error(&meta, path));
     }
-    Ok(Some((file, meta)))
+    Ok(Some((file, meta, writable)))
 }
 
 pub(super) enum Publish {

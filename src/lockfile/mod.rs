@@ -11,9 +11,12 @@
 //! - **No following, no blocking, no damage**: the lock path is opened with
 //!   `O_NOFOLLOW | O_NONBLOCK`; a symlink, directory, FIFO, socket or device
 //!   there is refused with `ELOOP` / `EISDIR` / `EINVAL` and never followed,
-//!   truncated or removed. We only ever *write* into a file we created
-//!   ourselves with `O_CREAT | O_EXCL`; a file found in place (a dead holder's,
-//!   the old module's, a hostile hard link) is only read (at most
+//!   truncated or removed. We *write* into a file we created ourselves, and
+//!   into one other kind: the file of a dead holder of this package, with no
+//!   other name, whose payload ours differs from only in hex digits (same
+//!   widths: see `take_over_in_place`), taken over in place with one `pwrite`
+//!   once we hold its lock. Any other file found in place (the old module's,
+//!   a hostile hard link, ours with other widths) is only read (at most
 //!   [`MAX_PAYLOAD_BYTES`]) and, if it is judged stale, replaced while we hold
 //!   its lock: on Linux a complete new file of ours is exchanged into its name
 //!   (`renameat2(RENAME_EXCHANGE)`; undone if the name no longer named the
@@ -85,7 +88,7 @@ mod tests;
 
 pub use crate::sys::FileId;
 pub use create::{create_counts, CreateCounts};
-use create::{open_existing, open_lock_path, publish, publish_linked, Linked, Publish};
+use create::{open_for_lock, open_lock_path, publish, publish_linked, Linked, Publish};
 pub use probe::{peek, read_bounded, Probe};
 
 /// How a payload-bearing file found in place (not created by us) should be
@@ -155,6 +158,8 @@ pub struct WaitFile {
     id: FileId,
     /// True when the holder is the old module (no OS lock to wait on).
     pub legacy: bool,
+    /// Open for writing (a dead holder's file can be taken over in place).
+    writable: bool,
 }
 
 /// The outcome of one non-blocking attempt.
@@ -187,7 +192,7 @@ pub fn attempt(
     // Each round either succeeds, reports busy, or observed a change made by
     // another party (unlink, replace, reclaim); bound the rounds anyway.
     for _round in 0..64 {
-        let (file, created, meta) = match wait.take() {
+        let (file, created, meta, writable) = match wait.take() {
             Some(w) => {
                 // Reuse only while the path still names the same inode.
                 if !path_names(path, w.id) {
@@ -197,12 +202,12 @@ pub fn attempt(
                     .file
                     .metadata()
                     .map_err(|e| OsError::from_io(&e, "fstat", path))?;
-                (w.file, false, meta)
+                (w.file, false, meta, w.writable)
             }
             None => match publish(path, render)? {
                 Publish::Done(lf) => return Ok(Attempt::Acquired(lf)),
-                Publish::Exists => match open_existing(path)? {
-                    Some((file, meta)) => (file, false, meta),
+                Publish::Exists => match open_for_lock(path)? {
+                    Some(opened) => opened_existing(opened),
                     // Released between our link and our open: go again.
                     None => continue,
                 },
@@ -212,15 +217,15 @@ pub fn attempt(
                 // changing the directory, which is what wakes the waiters
                 // of platforms that watch directories (Windows).
                 Publish::Unsupported if sys::path_id(path).is_some() => {
-                    match open_existing(path)? {
-                        Some((file, meta)) => (file, false, meta),
+                    match open_for_lock(path)? {
+                        Some(opened) => opened_existing(opened),
                         None => continue,
                     }
                 }
                 Publish::Unsupported => match publish_linked(path, render)? {
                     Linked::Done(lf) => return Ok(Attempt::Acquired(lf)),
-                    Linked::Exists => match open_existing(path)? {
-                        Some((file, meta)) => (file, false, meta),
+                    Linked::Exists => match open_for_lock(path)? {
+                        Some(opened) => opened_existing(opened),
                         None => continue,
                     },
                     Linked::NoLinks => open_lock_path(path)?,
@@ -245,6 +250,7 @@ pub fn attempt(
                 file,
                 id,
                 legacy: false,
+                writable,
             }));
         }
         if !path_names(path, id) {
@@ -262,9 +268,25 @@ pub fn attempt(
             }
             return Ok(Attempt::Acquired(lf));
         }
-        let parsed = payload::parse(&read_bounded(&file));
+        let found = read_bounded(&file);
+        let parsed = payload::parse(&found);
         match judge(&parsed, sys::mtime_ms(&meta)) {
             Judgement::Reclaim => {
+                // A dead holder of ours left a payload that ours differs from
+                // only in hex digits: write ours over it (see
+                // [`take_over_in_place`]), the cheapest step on the way from a
+                // SIGKILLed holder to its waiter.
+                let mut buf = String::with_capacity(320);
+                render(&mut buf);
+                let file = if writable && sys::single_link(&meta) {
+                    match take_over_in_place(file, id, &found, buf.as_bytes(), path) {
+                        InPlace::Done(lf) => return Ok(Attempt::Acquired(lf)),
+                        InPlace::Lost => continue,
+                        InPlace::No(file) => file,
+                    }
+                } else {
+                    file
+                };
                 // We hold its lock and the path names it. Where the kernel can
                 // exchange two names, put a complete new file of ours in its
                 // place in one step: the path is never empty, and if another
@@ -276,8 +298,6 @@ pub fn attempt(
                     file
                 } else {
                     let mut lf = LockFile::new(file, id, Vec::new());
-                    let mut buf = String::with_capacity(320);
-                    render(&mut buf);
                     match lf.exchange(path, buf.as_bytes(), None) {
                         Ok(Some(Rewrite::Done)) => return Ok(Attempt::Acquired(lf)),
                         // Replaced since our check: look again.
@@ -309,18 +329,72 @@ pub fn attempt(
                     file,
                     id,
                     legacy: true,
+                    writable,
                 }));
             }
         }
     }
     // Pathological churn: report busy on nothing in particular; the caller
     // waits and tries again.
-    let (file, _, meta) = open_lock_path(path)?;
+    let (file, _, meta, writable) = open_lock_path(path)?;
     Ok(Attempt::Busy(WaitFile {
         id: sys::file_id(&file, &meta),
         file,
         legacy: true,
+        writable,
     }))
+}
+
+/// A file found in place, opened (not created) by us.
+fn opened_existing(
+    (file, meta, writable): (File, std::fs::Metadata, bool),
+) -> (File, bool, std::fs::Metadata, bool) {
+    (file, false, meta, writable)
+}
+
+/// What [`take_over_in_place`] did.
+enum InPlace {
+    /// Ours now: our payload is in the file the path names.
+    Done(LockFile),
+    /// The path stopped naming the file (the old module removed it): look
+    /// again. Our payload went only into a file nobody can open any more.
+    Lost,
+    /// Not safe in place: the file is handed back untouched.
+    No(File),
+}
+
+/// Take over a reclaimable file whose OS lock we hold, that the path names
+/// and that has no other name (`file`, `id`), by writing our payload `new`
+/// over `found` in one `pwrite`, instead of building a new file and
+/// swapping it in (9 system calls, and an inode to free on the way).
+///
+/// Only when every torn mix of `found` and `new` a reader racing the write
+/// could see is itself a complete payload ([`mix_safe`]: same length, only
+/// hex digits differ). That is the file of a dead holder of this package on
+/// this host whose pid, start time and `maxHoldMs` have our widths: the
+/// pid, `createdAt`, start time and token change, nothing else. An
+/// old-module file never qualifies (its keys differ from ours), nor does a
+/// hard link to another file (`single_link` is checked by the caller), so
+/// the only inode ever written is a lock file of ours at this path.
+///
+/// The path is checked again after the write: the old module may remove a
+/// dead holder's file by name at any moment (it ignores the OS lock), as it
+/// may remove the file the exchange puts in place; then nothing of ours is
+/// at the path and the attempt goes round again.
+fn take_over_in_place(file: File, id: FileId, found: &[u8], new: &[u8], path: &str) -> InPlace {
+    if !mix_safe(found, new) {
+        return InPlace::No(file);
+    }
+    let mut lf = LockFile::new(file, id, found.to_vec());
+    if lf.write_payload(new).is_err() {
+        // Whatever part was written leaves a mix of the two, which parses:
+        // the exchange replaces the file as if nothing happened.
+        return InPlace::No(lf.file);
+    }
+    if !path_names(path, id) {
+        return InPlace::Lost;
+    }
+    InPlace::Done(lf)
 }
 
 impl LockFile {

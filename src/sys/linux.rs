@@ -183,8 +183,11 @@ impl ChangeWatcher {
     /// passes (`None`: no timeout); consume the wake-ups and append every
     /// pending event to `fired`.
     pub fn wait(&mut self, wake: &WakeReceiver, timeout_ms: Option<u32>, fired: &mut Vec<Fired>) {
-        poll_and_drain(wake, Some(self.fd.as_raw_fd()), timeout_ms);
-        drain_inotify(self.fd.as_raw_fd(), fired);
+        // Read events only when poll saw some (a timeout or a wake-up alone
+        // costs no read returning EAGAIN).
+        if poll_and_drain(wake, Some(self.fd.as_raw_fd()), timeout_ms) {
+            drain_inotify(self.fd.as_raw_fd(), fired);
+        }
     }
 }
 
@@ -231,6 +234,14 @@ pub(super) fn drain_inotify(fd: i32, fired: &mut Vec<Fired>) {
                 dropped: ev.mask & libc::IN_IGNORED != 0,
             });
             off += hdr + ev.len as usize;
+        }
+        // Room was left for one more event of any size: the queue was empty
+        // when the kernel filled this read, so a second read would only
+        // return EAGAIN (one system call less per wake-up, on the path from
+        // a release to the grant). An event queued since keeps the
+        // descriptor readable: its (level-triggered) poll reports it.
+        if n + hdr + (libc::NAME_MAX as usize) < buf.len() {
+            break;
         }
     }
 }

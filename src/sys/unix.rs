@@ -143,6 +143,41 @@ pub fn open_existing(path: impl AsRef<Path>) -> io::Result<File> {
         .open(path)
 }
 
+/// Open an existing `path` to lock and wait on, read-write when we may (so
+/// that a dead holder's file can be taken over in place, see `lockfile`),
+/// else read-only; never following a symlink, never blocking. The flag
+/// says whether the descriptor is writable. Opening for writing changes
+/// nothing in the file; its close reports `IN_CLOSE_WRITE` instead of
+/// `IN_CLOSE_NOWRITE`, and watchers take both alike.
+pub fn open_existing_for_lock(path: impl AsRef<Path>) -> io::Result<(File, bool)> {
+    let path = path.as_ref();
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(OPEN_FLAGS)
+        .open(path)
+    {
+        Ok(f) => Ok((f, true)),
+        // Not ours to write (another user's file, a read-only mount), or a
+        // directory (which read-only opening reports as such): read-only.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ETXTBSY | libc::EISDIR)
+            ) =>
+        {
+            open_existing(path).map(|f| (f, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the file has exactly one name (no hard link elsewhere that an
+/// in-place write would reach).
+pub fn single_link(m: &Metadata) -> bool {
+    m.nlink() == 1
+}
+
 fn flock(file: &File, op: i32) -> io::Result<bool> {
     loop {
         // SAFETY: the descriptor is owned by `file` and open for the call.

@@ -414,6 +414,17 @@ pub fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
     )
 }
 
+/// [`open_existing`], never writable here: a dead holder's file is always
+/// replaced, never taken over in place.
+pub fn open_existing_for_lock(path: impl AsRef<Path>) -> io::Result<(File, bool)> {
+    open_existing(path).map(|f| (f, false))
+}
+
+/// Never in place on Windows (see [`open_existing_for_lock`]).
+pub fn single_link(_m: &Metadata) -> bool {
+    false
+}
+
 /// Open an existing `path` to read, lock and (when judged stale) delete it;
 /// never following a reparse point, refusing what is not a regular file.
 /// A delete-pending file is `ENOENT`.
