@@ -28,8 +28,16 @@ pub fn read_bounded(file: &File) -> Vec<u8> {
             }
             buf.resize((buf.len() * 2).min(cap), 0);
         }
+        let want = buf.len() - n;
         match sys::read_at(file, &mut buf[n..], n as u64) {
             Ok(0) => break,
+            // A regular file reads short only at its end: no second read to
+            // learn what this one said (a busy attempt reads the holder's
+            // payload each time).
+            Ok(k) if k < want => {
+                n += k;
+                break;
+            }
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
