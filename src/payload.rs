@@ -162,23 +162,27 @@ pub fn push_iso8601(out: &mut String, ms: i64) {
         );
         return;
     }
-    // Digits by hand: this runs for every payload written (`core::fmt` with
-    // widths cost more than the rest of the rendering).
+    // Digits by hand into a fixed buffer: this runs for every payload
+    // written (`core::fmt` with widths, then pushing digit by digit, cost
+    // more than the rest of the rendering).
     let rem = rem as u64;
-    push_u64(out, y as u64, 4);
-    out.push('-');
-    push_u64(out, m as u64, 2);
-    out.push('-');
-    push_u64(out, d as u64, 2);
-    out.push('T');
-    push_u64(out, rem / 3_600_000, 2);
-    out.push(':');
-    push_u64(out, (rem / 60_000) % 60, 2);
-    out.push(':');
-    push_u64(out, (rem / 1000) % 60, 2);
-    out.push('.');
-    push_u64(out, rem % 1000, 3);
-    out.push('Z');
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y as u64);
+    put(5, 2, m as u64);
+    put(8, 2, d as u64);
+    put(11, 2, rem / 3_600_000);
+    put(14, 2, (rem / 60_000) % 60);
+    put(17, 2, (rem / 1000) % 60);
+    put(20, 3, rem % 1000);
+    if let Ok(s) = std::str::from_utf8(&b) {
+        out.push_str(s);
+    }
 }
 
 /// Append `v` in decimal, zero-padded to at least `width` digits.
