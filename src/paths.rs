@@ -30,9 +30,9 @@ use crate::sys::{self, FileId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPaths {
     /// `<realdir>/<basename>`: the registry key.
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     /// `<key>.lock`.
-    pub lock_path: String,
+    pub lock_path: std::sync::Arc<str>,
 }
 
 struct CacheEntry {
@@ -185,8 +185,8 @@ fn is_normal_absolute(p: &[u8]) -> bool {
 /// resolved: the resolved path itself as key, and `<resolved>.lock`.
 pub fn unresolved(resolved: &str) -> SessionPaths {
     SessionPaths {
-        key: resolved.to_string(),
-        lock_path: format!("{resolved}.lock"),
+        key: resolved.into(),
+        lock_path: format!("{resolved}.lock").into(),
     }
 }
 
@@ -195,11 +195,14 @@ pub fn unresolved(resolved: &str) -> SessionPaths {
 pub fn normalize(resolved: &str) -> Result<SessionPaths, OsError> {
     let (dir, base) = split(resolved);
     let real = real_dir(dir)?;
-    let key = join(&real, base);
-    let mut lock_path = String::with_capacity(key.len() + 5);
-    lock_path.push_str(&key);
+    // Shared strings: the registry keeps these very ones (no copies).
+    let mut lock_path = join(&real, base);
+    let key_len = lock_path.len();
     lock_path.push_str(".lock");
-    Ok(SessionPaths { key, lock_path })
+    Ok(SessionPaths {
+        key: lock_path[..key_len].into(),
+        lock_path: lock_path.into(),
+    })
 }
 
 /// The key `resolved` would normalize to, without creating or changing
@@ -294,7 +297,7 @@ mod tests {
         symlink(&b, &link).unwrap();
         let again = normalize(link.join("s.jsonl").to_str().unwrap()).unwrap();
         assert_eq!(
-            again.key,
+            &*again.key,
             std::fs::canonicalize(&b)
                 .unwrap()
                 .join("s.jsonl")
@@ -315,7 +318,7 @@ mod tests {
         assert!(!root.join("m").exists());
         assert_eq!(
             existing_key(link.join("s.jsonl").to_str().unwrap()),
-            again.key
+            &*again.key
         );
     }
 }

@@ -89,8 +89,8 @@ pub fn acquire(
     AcquireResult {
         status,
         id: id as f64,
-        lock_path: p.lock_path,
-        key: p.key,
+        lock_path: p.lock_path.to_string(),
+        key: p.key.to_string(),
         token,
         acquired_at,
         error,
@@ -234,7 +234,7 @@ fn acquire_answer(
             put(0, AcquireStatus::Pending as i32 as f64);
             put(1, r as f64);
             context::watch_on_loop(env, r);
-            Some(p.lock_path)
+            Some(p.lock_path.to_string())
         }
         Err(e) => {
             put(0, AcquireStatus::Failed as i32 as f64);
