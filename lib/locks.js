@@ -103,7 +103,9 @@ function acquireSessionWriteLock(params) {
       return Promise.resolve(lease)
     }
     if (status === FAILED) return Promise.reject(osError(native.takeAcquireError()))
-    return pending(id, s, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
+    // acquireOut gives no lock path for a pending request when it is `<file>.lock`.
+    const lockPath = s === null ? file + '.lock' : s
+    return pending(id, lockPath, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
   }

@@ -140,7 +140,7 @@ pub fn acquire_into(
         max_hold_ms: none_or_ms(max_hold_ms),
         stale_ms: ms_or_max(stale_ms),
     };
-    acquire_answer(&env, ctx, &session_file, settings, put)
+    acquire_answer(&env, ctx, &session_file, settings, false, put)
 }
 
 thread_local! {
@@ -197,29 +197,36 @@ pub fn acquire_out(
         stale_ms: ms_or_max(stale_ms),
     };
     crate::sys::with_js_str(&env, &session_file, |file| {
-        acquire_answer(&env, ctx, file, settings, put)
+        acquire_answer(&env, ctx, file, settings, true, put)
     })
 }
 
 /// The acquire of `acquireInto` / `acquireOut`: numbers through `put`.
+/// `pending_plain_null`: a pending answer whose lock path is `session_file`
+/// with `.lock` appended returns null instead of that path (`acquireOut`'s
+/// callers make it themselves; creating the JS string cost more than the
+/// enqueue).
 fn acquire_answer(
     env: &Env,
     ctx: f64,
     session_file: &str,
     settings: session::Settings,
+    pending_plain_null: bool,
     mut put: impl FnMut(usize, f64),
 ) -> Option<String> {
     let resolved = crate::paths::resolve_absolute(session_file);
     let (p, outcome) = session::acquire(ctx as u64, thread(), &resolved, settings);
+    let plain = || {
+        p.lock_path.len() == session_file.len() + 5
+            && p.lock_path.starts_with(session_file)
+            && p.lock_path.ends_with(".lock")
+    };
     match outcome {
         Ok(AcquireOutcome::Granted(g)) => {
             put(0, AcquireStatus::Granted as i32 as f64);
             put(1, g.lease_id as f64);
             put(2, g.acquired_at_ms as f64);
-            let plain = p.lock_path.len() == session_file.len() + 5
-                && p.lock_path.starts_with(session_file)
-                && p.lock_path.ends_with(".lock");
-            if plain {
+            if plain() {
                 put(3, 0.0);
                 Some(g.token.to_string())
             } else {
@@ -234,7 +241,11 @@ fn acquire_answer(
             put(0, AcquireStatus::Pending as i32 as f64);
             put(1, r as f64);
             context::watch_on_loop(env, r);
-            Some(p.lock_path.to_string())
+            if pending_plain_null && plain() {
+                None
+            } else {
+                Some(p.lock_path.to_string())
+            }
         }
         Err(e) => {
             put(0, AcquireStatus::Failed as i32 as f64);
