@@ -13,7 +13,6 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// What we write into a lock file we hold: the reference rendering, which
 /// [`OwnParts::render`] (what the acquire path uses) is tested against.
-#[cfg(test)]
 #[derive(Debug, Clone)]
 pub struct LockPayload<'a> {
     pub pid: u32,
@@ -25,7 +24,6 @@ pub struct LockPayload<'a> {
     pub boot_id: Option<&'a str>,
 }
 
-#[cfg(test)]
 impl LockPayload<'_> {
     /// Render as `JSON.stringify(payload, null, 2)`: keys in contract order,
     /// absent values omitted, no trailing newline.
