@@ -104,3 +104,35 @@ describe('session paths normalized as path.resolve does', () => {
     }
   })
 })
+
+// The addon reads the session path with one call into a fixed buffer when it
+// fits and falls back to reading its length first: paths of every length
+// around that buffer (1 KiB of UTF-8), in ASCII and with multi-byte
+// characters cut anywhere near its end, lock the file they name.
+describe.skipIf(process.platform === 'win32')('long and non-ASCII session paths', () => {
+  it('paths around 1 KiB of UTF-8 lock exactly <path>.lock', async () => {
+    const root = tmp()
+    for (const unit of ['d', 'é', '€', '😀']) {
+      for (let total = 1000; total <= 1040; total += 3) {
+        // Directories of at most 200 bytes each until the path is `total` bytes long.
+        let dir = root
+        let left = total - Buffer.byteLength(root) - '/s.jsonl'.length
+        while (left > 1) {
+          let name = ''
+          while (Buffer.byteLength(name + unit) <= Math.min(200, left - 1)) name += unit
+          if (name === '') name = 'x'.repeat(Math.min(200, left - 1))
+          dir = path.join(dir, name)
+          left -= Buffer.byteLength(name) + 1
+        }
+        const file = path.join(dir, 's.jsonl')
+        const lease = await swl.acquireSessionWriteLock({ sessionFile: file, timeoutMs: 2000 })
+        expect(lease.lockPath).toBe(`${file}.lock`)
+        expect(fs.existsSync(lease.lockPath)).toBe(true)
+        const held = swl.listHeldLocks().map((h) => h.lockPath)
+        expect(held).toEqual([`${file}.lock`])
+        await lease.release()
+        expect(fs.existsSync(lease.lockPath)).toBe(false)
+      }
+    }
+  })
+})

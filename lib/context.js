@@ -151,6 +151,15 @@ function onWake(deliveries) {
 let armed = typeof native.armContext !== 'function'
 const ctx = armed ? native.registerContext(onWake) : native.registerContext()
 
+// Where this context's hot calls (acquireOut, releaseLeaseOut) put their
+// numbers: registered once, so those calls take no typed-array argument.
+// Over its own ArrayBuffer (whose store never moves), never handed to
+// anything else: the addon writes through it (see sys::OutSlots). `null`
+// with an addon of an older copy of the package (shared, see loader.js),
+// which has no setContextOut.
+const out = new Float64Array(new ArrayBuffer(32))
+const outRegistered = typeof native.setContextOut === 'function' && native.setContextOut(ctx, out) === true
+
 /**
  * Arm the wake-up before the first wait. Deliveries that reached the outbox
  * before it existed were not signalled: drain once afterwards. Throws (and
@@ -193,6 +202,7 @@ function isArmed() {
 
 module.exports = {
   ctx,
+  out: outRegistered ? out : null,
   pump,
   pumpSoon,
   addWait,

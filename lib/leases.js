@@ -24,8 +24,10 @@ const signals = new Map() // leaseId -> AbortController (only once asked for)
 
 // releaseLeaseInto (an addon of an older copy of the package has none, see
 // loader.js) answers in `out`: [dropped, requestId, leaseId, acquiredAt].
-const FAST_RELEASE = typeof native.releaseLeaseInto === 'function'
-const out = new Float64Array(4)
+// With the context's registered out array it is releaseLeaseOut (no array argument).
+const OUT = context.out !== null
+const FAST_RELEASE = OUT || typeof native.releaseLeaseInto === 'function'
+const out = OUT ? context.out : new Float64Array(4)
 
 const debugStacks = process.env.SESSION_WRITE_LOCK_DEBUG === '1'
 
@@ -67,7 +69,9 @@ class SessionWriteLockLease {
     if (FAST_RELEASE) {
       // An in-process hand-off to a waiter of this context comes back here
       // (no delivery object built): settle it like any delivery.
-      const token = native.releaseLeaseInto(context.ctx, this.#id, out)
+      const token = OUT
+        ? native.releaseLeaseOut(context.ctx, this.#id)
+        : native.releaseLeaseInto(context.ctx, this.#id, out)
       dropped = out[0] === 1
       if (token !== null) {
         const d = { requestId: out[1], leaseId: out[2], lockPath: this.lockPath, token, acquiredAt: out[3], error: null }

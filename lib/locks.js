@@ -57,9 +57,12 @@ function timeoutError(timeoutMs, key, lockPath) {
 // paths are normalized by the addon exactly as `path.resolve` would (saving
 // its JavaScript, which runs interpreted in a cold process). An addon of an
 // older copy of the package (shared, see loader.js) has no `acquireInto`.
-const FAST = typeof native.acquireInto === 'function'
+// With the context's registered out array (lib/context.js) the call is
+// `acquireOut`, which takes none.
+const OUT = context.out !== null
+const FAST = OUT || typeof native.acquireInto === 'function'
 const NATIVE_RESOLVE = FAST && process.platform !== 'win32'
-const out = new Float64Array(4)
+const out = OUT ? context.out : new Float64Array(4)
 const GRANTED = native.AcquireStatus.Granted
 const FAILED = native.AcquireStatus.Failed
 const SLASH = 47
@@ -86,7 +89,9 @@ function acquireSessionWriteLock(params) {
     const staleMs = options.resolveStaleParam(params.staleMs)
     if (!FAST) return acquireCompat(params, sessionFile, owner, maxHoldMs, staleMs, signal)
     const file = NATIVE_RESOLVE && sessionFile.charCodeAt(0) === SLASH ? sessionFile : path.resolve(sessionFile)
-    const s = native.acquireInto(context.ctx, file, owner ?? null, params.allowReentrant === true, maxHoldMs, staleMs, out)
+    const s = OUT
+      ? native.acquireOut(context.ctx, file, owner ?? null, params.allowReentrant === true, maxHoldMs, staleMs)
+      : native.acquireInto(context.ctx, file, owner ?? null, params.allowReentrant === true, maxHoldMs, staleMs, out)
     const status = out[0]
     const id = out[1]
     if (status === GRANTED) {
@@ -98,7 +103,9 @@ function acquireSessionWriteLock(params) {
       return Promise.resolve(lease)
     }
     if (status === FAILED) return Promise.reject(osError(native.takeAcquireError()))
-    return pending(id, s, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
+    // acquireOut gives no lock path for a pending request when it is `<file>.lock`.
+    const lockPath = s === null ? file + '.lock' : s
+    return pending(id, lockPath, options.resolveTimeoutParam(params.timeoutMs), maxHoldMs, signal)
   } catch (err) {
     return Promise.reject(err)
   }

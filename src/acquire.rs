@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use crate::identity;
 use crate::lockfile::{self, Attempt, Judgement, WaitFile};
 use crate::oserror::OsError;
-use crate::payload::{LockPayload, ParsedPayload};
+use crate::payload::{OwnParts, ParsedPayload};
 use crate::staleness;
 
 /// Milliseconds since the epoch (0 if the clock is before it).
@@ -57,18 +57,21 @@ pub fn new_token() -> Arc<str> {
 }
 
 /// Render our payload for a new OS-level holder.
+/// The process's pid, host name and boot id are rendered once
+/// ([`OwnParts`]); the start time is read each time (a test seam overrides it).
 pub fn render_payload(out: &mut String, created_at_ms: i64, max_hold_ms: Option<u64>, token: &str) {
-    let me = identity::self_identity();
-    LockPayload {
-        pid: me.pid,
+    static PARTS: OnceLock<OwnParts> = OnceLock::new();
+    let parts = PARTS.get_or_init(|| {
+        let me = identity::self_identity();
+        OwnParts::new(me.pid, &me.hostname, me.boot_id.as_deref())
+    });
+    parts.render(
+        out,
         created_at_ms,
-        start_time: identity::own_start_time(),
+        identity::own_start_time(),
         max_hold_ms,
-        fencing_token: token,
-        hostname: &me.hostname,
-        boot_id: me.boot_id.as_deref(),
-    }
-    .render(out);
+        token,
+    );
 }
 
 /// What to do with a file found in place whose OS lock we obtained.

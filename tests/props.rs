@@ -473,7 +473,7 @@ proptest! {
         match paths::normalize(&resolved_str) {
             Ok(n) => {
                 prop_assert!(n.lock_path.ends_with(".lock"));
-                prop_assert_eq!(format!("{}.lock", n.key), n.lock_path);
+                prop_assert_eq!(format!("{}.lock", n.key), &*n.lock_path);
             }
             Err(e) => prop_assert!(!e.code.is_empty() && !e.syscall.is_empty()),
         }

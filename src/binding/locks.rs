@@ -89,8 +89,8 @@ pub fn acquire(
     AcquireResult {
         status,
         id: id as f64,
-        lock_path: p.lock_path,
-        key: p.key,
+        lock_path: p.lock_path.to_string(),
+        key: p.key.to_string(),
         token,
         acquired_at,
         error,
@@ -129,28 +129,104 @@ pub fn acquire_into(
     mut out: Float64ArraySlice<'_>,
 ) -> Option<String> {
     let out = crate::sys::f64_slice_mut(&mut out);
+    let put = |i: usize, v: f64| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = v;
+        }
+    };
     let settings = session::Settings {
         owner,
         allow_reentrant,
         max_hold_ms: none_or_ms(max_hold_ms),
         stale_ms: ms_or_max(stale_ms),
     };
-    let resolved = crate::paths::resolve_absolute(&session_file);
-    let (p, outcome) = session::acquire(ctx as u64, thread(), &resolved, settings);
-    let mut put = |i: usize, v: f64| {
-        if let Some(slot) = out.get_mut(i) {
-            *slot = v;
+    acquire_answer(&env, ctx, &session_file, settings, false, put)
+}
+
+thread_local! {
+    /// The out arrays contexts of this thread registered (`setContextOut`).
+    static OUTS: std::cell::RefCell<Vec<(u64, crate::sys::OutSlots)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The out array context `ctx` registered on this thread.
+fn out_of(ctx: u64) -> Option<crate::sys::OutSlots> {
+    OUTS.with(|o| o.borrow().iter().find(|(c, _)| *c == ctx).map(|(_, s)| *s))
+}
+
+/// Register `out` (a `Float64Array` over its own `ArrayBuffer`, kept and
+/// never detached by the caller: see `sys::OutSlots`) as where `acquireOut`
+/// and `releaseLeaseOut` of context `ctx` put their numbers. False if `out`
+/// is not such an array.
+#[napi(catch_unwind)]
+pub fn set_context_out(env: Env, ctx: f64, out: Unknown<'_>) -> bool {
+    let Some(slots) = crate::sys::OutSlots::of(&env, &out) else {
+        return false;
+    };
+    let ctx = ctx as u64;
+    OUTS.with(|o| {
+        let mut o = o.borrow_mut();
+        o.retain(|(c, _)| *c != ctx);
+        o.push((ctx, slots));
+    });
+    true
+}
+
+/// `acquireInto` with the numbers in the array the context registered
+/// (`setContextOut`), which it must have done.
+#[napi(catch_unwind)]
+pub fn acquire_out(
+    env: Env,
+    ctx: f64,
+    session_file: Unknown<'_>,
+    owner: Option<String>,
+    allow_reentrant: bool,
+    max_hold_ms: f64,
+    stale_ms: f64,
+) -> Result<Option<String>> {
+    let out = out_of(ctx as u64);
+    let put = |i: usize, v: f64| {
+        if let Some(o) = &out {
+            o.put(i, v);
         }
+    };
+    let settings = session::Settings {
+        owner,
+        allow_reentrant,
+        max_hold_ms: none_or_ms(max_hold_ms),
+        stale_ms: ms_or_max(stale_ms),
+    };
+    crate::sys::with_js_str(&env, &session_file, |file| {
+        acquire_answer(&env, ctx, file, settings, true, put)
+    })
+}
+
+/// The acquire of `acquireInto` / `acquireOut`: numbers through `put`.
+/// `pending_plain_null`: a pending answer whose lock path is `session_file`
+/// with `.lock` appended returns null instead of that path (`acquireOut`'s
+/// callers make it themselves; creating the JS string cost more than the
+/// enqueue).
+fn acquire_answer(
+    env: &Env,
+    ctx: f64,
+    session_file: &str,
+    settings: session::Settings,
+    pending_plain_null: bool,
+    mut put: impl FnMut(usize, f64),
+) -> Option<String> {
+    let resolved = crate::paths::resolve_absolute(session_file);
+    let (p, outcome) = session::acquire(ctx as u64, thread(), &resolved, settings);
+    let plain = || {
+        p.lock_path.len() == session_file.len() + 5
+            && p.lock_path.starts_with(session_file)
+            && p.lock_path.ends_with(".lock")
     };
     match outcome {
         Ok(AcquireOutcome::Granted(g)) => {
             put(0, AcquireStatus::Granted as i32 as f64);
             put(1, g.lease_id as f64);
             put(2, g.acquired_at_ms as f64);
-            let plain = p.lock_path.len() == session_file.len() + 5
-                && p.lock_path.starts_with(session_file.as_str())
-                && p.lock_path.ends_with(".lock");
-            if plain {
+            if plain() {
                 put(3, 0.0);
                 Some(g.token.to_string())
             } else {
@@ -164,8 +240,12 @@ pub fn acquire_into(
         Ok(AcquireOutcome::Pending(r)) => {
             put(0, AcquireStatus::Pending as i32 as f64);
             put(1, r as f64);
-            context::watch_on_loop(&env, r);
-            Some(p.lock_path)
+            context::watch_on_loop(env, r);
+            if pending_plain_null && plain() {
+                None
+            } else {
+                Some(p.lock_path.to_string())
+            }
         }
         Err(e) => {
             put(0, AcquireStatus::Failed as i32 as f64);
@@ -237,6 +317,26 @@ pub fn release_lease_into(
         put(1, request_id as f64);
         put(2, g.lease_id as f64);
         put(3, g.acquired_at_ms as f64);
+        g.token.to_string()
+    }))
+}
+
+/// `releaseLeaseInto` with the numbers in the array the context registered
+/// (`setContextOut`), which it must have done.
+#[napi(catch_unwind)]
+pub fn release_lease_out(env: Env, ctx: f64, lease_id: f64) -> Result<Option<String>> {
+    let ctx = ctx as u64;
+    let (dropped, own) =
+        context::delivering(&env, ctx, |r| r.release_lease_own(ctx, lease_id as u64))?;
+    // Written after the deliveries above, which run JS that may use the array.
+    let Some(out) = out_of(ctx) else {
+        return Ok(None);
+    };
+    out.put(0, if dropped { 1.0 } else { 0.0 });
+    Ok(own.map(|(request_id, g)| {
+        out.put(1, request_id as f64);
+        out.put(2, g.lease_id as f64);
+        out.put(3, g.acquired_at_ms as f64);
         g.token.to_string()
     }))
 }

@@ -28,15 +28,15 @@ pub struct NormalizedPath {
 pub fn normalize(resolved: String) -> NormalizedPath {
     match paths::normalize(&resolved) {
         Ok(p) => NormalizedPath {
-            key: p.key,
-            lock_path: p.lock_path,
+            key: p.key.to_string(),
+            lock_path: p.lock_path.to_string(),
             error: None,
         },
         Err(e) => {
             let p = paths::unresolved(&resolved);
             NormalizedPath {
-                key: p.key,
-                lock_path: p.lock_path,
+                key: p.key.to_string(),
+                lock_path: p.lock_path.to_string(),
                 error: Some(e.into()),
             }
         }

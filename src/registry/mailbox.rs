@@ -80,8 +80,8 @@ mod tests {
 
     fn req(ctx: u64, key: &str) -> AcquireRequest {
         AcquireRequest {
-            key: key.to_string(),
-            lock_path: format!("{key}.lock"),
+            key: key.into(),
+            lock_path: format!("{key}.lock").into(),
             ctx,
             thread: ctx,
             owner: None,

@@ -53,8 +53,8 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct AcquireRequest {
-    pub key: String,
-    pub lock_path: String,
+    pub key: Arc<str>,
+    pub lock_path: Arc<str>,
     pub ctx: CtxId,
     pub thread: ThreadId,
     pub owner: Option<String>,

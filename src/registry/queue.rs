@@ -35,11 +35,7 @@ impl Registry {
     pub fn acquire(&self, req: AcquireRequest) -> Result<AcquireOutcome, OsError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if let Some(key) = inner
-            .keys
-            .get_key_value(req.key.as_str())
-            .map(|(k, _)| k.clone())
-        {
+        if let Some(key) = inner.keys.get_key_value(&*req.key).map(|(k, _)| k.clone()) {
             let ks = inner.keys.get_mut(&key).expect("just found");
             if let Some(h) = ks.holder.as_mut() {
                 if reentry_allowed(h, req.thread, &req.owner, req.allow_reentrant) {
@@ -65,8 +61,8 @@ impl Registry {
         let (attempt, written) =
             acquire::os_attempt(&req.lock_path, None, req.stale_ms, req.max_hold_ms)?;
         let (token, at) = (written.token, written.at_ms);
-        let key: Arc<str> = req.key.as_str().into();
-        let lock_path: Arc<str> = req.lock_path.as_str().into();
+        let key = req.key.clone();
+        let lock_path = req.lock_path.clone();
         let id = self.id();
         let mut ks = KeyState {
             lock_path: lock_path.clone(),

@@ -17,8 +17,8 @@ fn req(
     allow: bool,
 ) -> AcquireRequest {
     AcquireRequest {
-        key: key.to_string(),
-        lock_path: format!("{key}.lock"),
+        key: key.into(),
+        lock_path: format!("{key}.lock").into(),
         ctx,
         thread,
         owner: owner.map(str::to_string),

@@ -43,7 +43,25 @@ pub fn create_unnamed(dir: &Path) -> Option<File> {
 /// Any other error (no `/proc`, a file system that refuses) means this file
 /// cannot be named this way.
 pub fn link_unnamed(file: &File, target: impl AsRef<Path>) -> io::Result<()> {
-    let proc_path = c_path(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    // `/proc/self/fd/<fd>` on the stack (`format!` and a `CString` were an
+    // allocation and a formatter run on every acquire).
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut buf = [0u8; PREFIX.len() + 11];
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = file.as_raw_fd().unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[PREFIX.len()..PREFIX.len() + digits.len() - i].copy_from_slice(&digits[i..]);
+    let proc_path = std::ffi::CStr::from_bytes_until_nul(&buf)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let target = c_path(target)?;
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {

@@ -58,7 +58,7 @@ pub struct Fired {
 }
 
 mod node;
-pub use node::{f64_slice_mut, WakeFn};
+pub use node::{f64_slice_mut, with_js_str, OutSlots, WakeFn};
 
 /// The JS thread's own change watcher where there is none (every platform
 /// but Linux): it never starts, and waits take the waiting thread's path.

@@ -136,3 +136,120 @@ pub fn f64_slice_mut<'a>(a: &'a mut napi::bindgen_prelude::Float64ArraySlice<'_>
     // call keeps alive; JS code cannot run (and alias it) during the call.
     unsafe { a.as_mut() }
 }
+
+/// The elements of a `Float64Array` a context registered once (`setContextOut`),
+/// written by that context's later calls (`acquireOut`, `releaseLeaseOut`):
+/// those calls then take no typed-array argument, whose conversion (type
+/// check, backing-store lookup and napi-rs's borrow bookkeeping) cost about
+/// a thousand instructions per call.
+///
+/// Valid because of how `lib/context.js` makes and keeps the array: a
+/// `Float64Array` over its own fresh `ArrayBuffer` (an `ArrayBuffer`'s backing
+/// store is allocated outside V8's heap and never moves), never transferred
+/// or detached, held by the module for as long as it can make calls with its
+/// context id; and only that module's calls, on its own thread, write through
+/// it (the registry of these lives in a thread-local, keyed by context id,
+/// and ids are never reused).
+#[derive(Debug, Clone, Copy)]
+pub struct OutSlots {
+    ptr: *mut f64,
+    len: usize,
+}
+
+impl OutSlots {
+    /// The elements of `value` if it is a `Float64Array` with a backing store.
+    pub fn of(env: &Env, value: &napi::bindgen_prelude::Unknown<'_>) -> Option<OutSlots> {
+        let value = value.raw();
+        let mut kind = sys::TypedarrayType::int8_array;
+        let mut len = 0usize;
+        let mut data: *mut c_void = ptr::null_mut();
+        // SAFETY: `value` is an argument of the current call on `env`'s
+        // thread; every out-pointer is a valid local. A non-typed-array
+        // value makes the call fail (checked).
+        let status = unsafe {
+            sys::napi_get_typedarray_info(
+                env.raw(),
+                value,
+                &mut kind,
+                &mut len,
+                &mut data,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        (status == sys::Status::napi_ok
+            && kind == sys::TypedarrayType::float64_array
+            && !data.is_null())
+        .then_some(OutSlots {
+            ptr: data.cast(),
+            len,
+        })
+    }
+
+    /// Store `v` at index `i` (ignored past the end).
+    pub fn put(&self, i: usize, v: f64) {
+        if i < self.len {
+            // SAFETY: in bounds of a live, non-moving backing store (see the
+            // type's comment); f64 slots of a Float64Array are aligned.
+            unsafe { self.ptr.add(i).write(v) }
+        }
+    }
+}
+
+/// Call `f` with the JS string `value` as UTF-8, read with one Node-API call
+/// into a stack buffer when it fits (napi-rs's `String` argument asks for the
+/// length, allocates, then reads: two calls and an allocation per argument).
+/// Longer strings take that path. `Err`: `value` is not a string.
+pub fn with_js_str<R>(
+    env: &Env,
+    value: &napi::bindgen_prelude::Unknown<'_>,
+    f: impl FnOnce(&str) -> R,
+) -> Result<R> {
+    const CAP: usize = 1024;
+    let raw = value.raw();
+    let mut buf = [0u8; CAP];
+    let mut len = 0usize;
+    // SAFETY: `raw` is an argument of the current call on `env`'s thread;
+    // `buf` has CAP bytes (Node writes at most CAP - 1 and a NUL).
+    let status = unsafe {
+        sys::napi_get_value_string_utf8(env.raw(), raw, buf.as_mut_ptr().cast(), CAP, &mut len)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(
+            napi::Status::StringExpected,
+            "expected a string",
+        ));
+    }
+    // A string cut short ends within 3 bytes of CAP - 1 (Node cuts at a
+    // character boundary): anything shorter is complete.
+    if len + 4 < CAP {
+        let s = std::str::from_utf8(&buf[..len])
+            .map_err(|_| Error::new(napi::Status::StringExpected, "not UTF-8"))?;
+        return Ok(f(s));
+    }
+    let mut full = 0usize;
+    // SAFETY: as above; a null buffer asks for the length only.
+    let status =
+        unsafe { sys::napi_get_value_string_utf8(env.raw(), raw, ptr::null_mut(), 0, &mut full) };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(
+            napi::Status::StringExpected,
+            "expected a string",
+        ));
+    }
+    let mut big = vec![0u8; full + 1];
+    // SAFETY: as above; `big` has `full + 1` bytes.
+    let status = unsafe {
+        sys::napi_get_value_string_utf8(env.raw(), raw, big.as_mut_ptr().cast(), full + 1, &mut len)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(Error::new(
+            napi::Status::StringExpected,
+            "expected a string",
+        ));
+    }
+    big.truncate(len);
+    let s = String::from_utf8(big)
+        .map_err(|_| Error::new(napi::Status::StringExpected, "not UTF-8"))?;
+    Ok(f(&s))
+}
