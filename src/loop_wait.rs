@@ -38,15 +38,13 @@ thread_local! {
 static WATCHERS: AtomicU32 = AtomicU32::new(0);
 
 /// The watchers running in the process, the locks obtained on a JS
-/// thread's loop so far, the attempts made for contended keys so far, and
-/// the wake-ups sent to contexts through their thread-safe functions so far
+/// thread's loop so far, and the attempts made for contended keys so far
 /// (for tests).
-pub fn counts() -> (u32, u32, u32, u32) {
+pub fn counts() -> (u32, u32, u32) {
     (
         WATCHERS.load(Ordering::Relaxed),
         wait_thread::OBTAINED_HERE.load(Ordering::Relaxed),
         wait_thread::ATTEMPTS.load(Ordering::Relaxed),
-        crate::context::WAKES.load(Ordering::Relaxed),
     )
 }
 

@@ -530,7 +530,8 @@ pub struct LoopWaitCounts {
 
 #[napi(catch_unwind)]
 pub fn loop_wait_counts() -> LoopWaitCounts {
-    let (watchers, obtained, attempts, wakes) = crate::loop_wait::counts();
+    let (watchers, obtained, attempts) = crate::loop_wait::counts();
+    let wakes = crate::context::WAKES.load(std::sync::atomic::Ordering::Relaxed);
     LoopWaitCounts {
         watchers,
         obtained,
