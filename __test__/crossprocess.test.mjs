@@ -248,7 +248,10 @@ describe('a SIGKILLed holder', () => {
 const hexByte = (c) => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66)
 const mixSafe = (a, b) => a.length === b.length && a.every((x, i) => x === b[i] || (hexByte(x) && hexByte(b[i])))
 
-describe('taking over a SIGKILLed holder\'s file', () => {
+// Linux and macOS only: Windows takes no file over in place, and its reclaim deletes
+// and recreates the file (no exchange of two names there), so a reader can find no
+// file for a moment, as before the in-place takeover existed.
+describe.skipIf(process.platform === 'win32')('taking over a SIGKILLed holder\'s file', () => {
   it('the waiter rewrites it in place when every torn read still parses: same inode, its pid, a new token; a reader never sees it incomplete', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const lockPath = `${sessionFile}.lock`
