@@ -97,7 +97,10 @@ describe('the package loaded twice in one process', () => {
     expect(r.waitersSeenByA).toBe(1)
   })
 
-  it('jest-style: the JS in two vm contexts with their own module registries: exclusive, registry shared', async () => {
+  // retry: once, under wine in a loaded CI run (2026-12-03), the child ran past the test's
+  // 60 s and exited with no output; not reproduced since (the file alone under wine, six
+  // concurrent fixture runs, the whole Windows set again: 6.5 s). A second failure fails.
+  it('jest-style: the JS in two vm contexts with their own module registries: exclusive, registry shared', { retry: 1 }, async () => {
     const r = await copies('jest')
     expectExclusive(r)
     expect(r.errorFromOuterRealm).toBe(false) // really evaluated in another realm
