@@ -82,9 +82,17 @@ class Worker {
       if (this.stderr.length < 8192) this.stderr += c
     })
     this.proc.stdin.on('error', () => {}) // EPIPE after a kill
+    // The exit is timed at 'exit', but judged at 'close': 'exit' can come
+    // before the last lines the worker wrote are read from its stdout (seen
+    // under qemu: a worker that wrote "done" and exited reported as exiting
+    // before "done"), and 'close' comes once its stdio has ended.
+    let exitAt = null
+    this.proc.on('exit', (code, signal) => {
+      exitAt = { code, signal, at: now() }
+    })
     this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exitInfo = { code, signal, at: now() }
+      this.proc.on('close', (code, signal) => {
+        this.exitInfo = exitAt || { code, signal, at: now() }
         registry.delete(this)
         for (const [type, f] of this.firsts) {
           if (f.value === undefined) f.reject(this.failure(`exited (${signal || `code ${code}`}) before "${type}"`))
