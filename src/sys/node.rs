@@ -206,6 +206,7 @@ pub fn with_js_str<R>(
     f: impl FnOnce(&str) -> R,
 ) -> Result<R> {
     const CAP: usize = 1024;
+    let not_a_string = || Error::new(napi::Status::StringExpected, "expected a string");
     let raw = value.raw();
     let mut buf = [0u8; CAP];
     let mut len = 0usize;
@@ -215,10 +216,7 @@ pub fn with_js_str<R>(
         sys::napi_get_value_string_utf8(env.raw(), raw, buf.as_mut_ptr().cast(), CAP, &mut len)
     };
     if status != sys::Status::napi_ok {
-        return Err(Error::new(
-            napi::Status::StringExpected,
-            "expected a string",
-        ));
+        return Err(not_a_string());
     }
     // A string cut short ends within 3 bytes of CAP - 1 (Node cuts at a
     // character boundary): anything shorter is complete.
@@ -232,10 +230,7 @@ pub fn with_js_str<R>(
     let status =
         unsafe { sys::napi_get_value_string_utf8(env.raw(), raw, ptr::null_mut(), 0, &mut full) };
     if status != sys::Status::napi_ok {
-        return Err(Error::new(
-            napi::Status::StringExpected,
-            "expected a string",
-        ));
+        return Err(not_a_string());
     }
     let mut big = vec![0u8; full + 1];
     // SAFETY: as above; `big` has `full + 1` bytes.
@@ -243,10 +238,7 @@ pub fn with_js_str<R>(
         sys::napi_get_value_string_utf8(env.raw(), raw, big.as_mut_ptr().cast(), full + 1, &mut len)
     };
     if status != sys::Status::napi_ok {
-        return Err(Error::new(
-            napi::Status::StringExpected,
-            "expected a string",
-        ));
+        return Err(not_a_string());
     }
     big.truncate(len);
     let s = String::from_utf8(big)
