@@ -13,6 +13,7 @@
 //! is configured.
 
 pub mod acquire;
+mod decimal;
 pub mod identity;
 pub mod inspect;
 pub mod lockfile;

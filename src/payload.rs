@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use crate::decimal;
+
 /// The most bytes ever read from a lock file or marker. Anything longer is not
 /// a payload we or the old module wrote, and is judged as unparseable.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -184,17 +186,9 @@ pub fn push_iso8601(out: &mut String, ms: i64) {
 }
 
 /// Append `v` in decimal, zero-padded to at least `width` digits.
-fn push_u64(out: &mut String, mut v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+fn push_u64(out: &mut String, v: u64, width: usize) {
+    let mut buf = [b'0'; decimal::MAX_DIGITS];
+    let i = decimal::write_u64(&mut buf, v);
     let start = i.min(buf.len().saturating_sub(width));
     // One ASCII char at a time: `from_utf8` on the digits cost more than
     // producing them.

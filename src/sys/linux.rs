@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::unix::{poll_and_drain, WakeReceiver};
 use super::{Fired, WatchId};
+use crate::decimal;
 
 /// Unnamed files can be built and then linked into place here.
 pub const UNNAMED_FILES: bool = true;
@@ -46,19 +47,10 @@ pub fn link_unnamed(file: &File, target: impl AsRef<Path>) -> io::Result<()> {
     // `/proc/self/fd/<fd>` on the stack (`format!` and a `CString` were an
     // allocation and a formatter run on every acquire).
     const PREFIX: &[u8] = b"/proc/self/fd/";
-    let mut buf = [0u8; PREFIX.len() + 11];
+    let mut buf = [0u8; PREFIX.len() + decimal::MAX_DIGITS + 1];
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let mut n = file.as_raw_fd().unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    let mut digits = [0u8; decimal::MAX_DIGITS];
+    let i = decimal::write_u64(&mut digits, file.as_raw_fd().unsigned_abs().into());
     buf[PREFIX.len()..PREFIX.len() + digits.len() - i].copy_from_slice(&digits[i..]);
     let proc_path = std::ffi::CStr::from_bytes_until_nul(&buf)
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
