@@ -79,6 +79,28 @@ describe('waiting on the JS thread\'s own loop', () => {
     expect(perWait).toBeLessThanOrEqual(12)
   })
 
+  it('a wait that timed out leaves no event of its own to the next wait on the same file: it does not spin either', async () => {
+    // A timed-out wait reads the holder's payload for its message and drops
+    // the descriptor it kept; each of those closes produces an inotify event
+    // on the file. Before the fix they reached the next wait on the same file
+    // in this process as a change: an attempt that spun for 150 us (dozens
+    // of attempts) and the quick retries after it, per wait (60 to 110
+    // attempts per 120 ms wait instead of 6).
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const rounds = 4
+    const before = swl.__testing.loopWaitCounts().attempts
+    for (let i = 0; i < rounds; i++) {
+      const err = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120 }).catch((e) => e)
+      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+      expect(err.message).toContain(`pid=${h.child.pid}`)
+    }
+    const perWait = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    expect(perWait).toBeGreaterThanOrEqual(2)
+    expect(perWait).toBeLessThanOrEqual(12)
+  })
+
   it('a release by another process is taken by the waiting thread\'s own loop, and resolves the wait', { retry: 2 }, async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const h = spawnHolder([sessionFile])

@@ -27,7 +27,9 @@ use crate::wait_thread::{self, Here};
 struct Loop {
     watch: LoopWatch,
     by_wd: HashMap<WatchId, Vec<Arc<str>>>,
-    keys: HashMap<Arc<str>, (Arc<str>, WatchId)>,
+    /// Each watched key: its lock path, its watch, and the contention
+    /// (`wait_thread::contention`) it was watched for.
+    keys: HashMap<Arc<str>, (Arc<str>, WatchId, u64)>,
 }
 
 thread_local! {
@@ -77,7 +79,7 @@ pub fn on_teardown() {
 
 impl Loop {
     fn unwatch(&mut self, key: &Arc<str>) {
-        if let Some((_, wd)) = self.keys.remove(key) {
+        if let Some((_, wd, _)) = self.keys.remove(key) {
             self.drop_wd(key, wd);
         }
     }
@@ -92,8 +94,9 @@ impl Loop {
         }
     }
 
-    /// Watch the file now at `lock_path` for `key`; `false` if it cannot be.
-    fn watch(&mut self, key: &Arc<str>, lock_path: &Arc<str>) -> bool {
+    /// Watch the file now at `lock_path` for `key`, contention `id`; `false`
+    /// if it cannot be.
+    fn watch(&mut self, key: &Arc<str>, lock_path: &Arc<str>, id: u64) -> bool {
         let added = if wait_thread::loop_watch_fails() {
             Err(0)
         } else {
@@ -106,8 +109,8 @@ impl Loop {
             wait_thread::unwatch_on_loop(key);
             return false;
         };
-        match self.keys.insert(key.clone(), (lock_path.clone(), wd)) {
-            Some((_, old)) if old != wd => self.drop_wd(key, old),
+        match self.keys.insert(key.clone(), (lock_path.clone(), wd, id)) {
+            Some((_, old, _)) if old != wd => self.drop_wd(key, old),
             _ => {}
         }
         let v = self.by_wd.entry(wd).or_default();
@@ -126,22 +129,28 @@ pub fn watch(key: Arc<str>) {
         let Some(lp) = l.as_mut() else {
             return;
         };
-        // Keys whose contention ended without an event here.
+        // Keys whose contention ended without an event here, `key` too if
+        // its watch is from an earlier contention: that watch may hold
+        // events of our own (a timed-out wait's payload read, the close of
+        // the descriptor it kept), which would wake this contention for
+        // nothing (an attempt that spins). Removed and added again, the
+        // watch gets a new id (inotify does not reuse them at once), so the
+        // queued events match nothing.
         let ended: Vec<Arc<str>> = lp
             .keys
-            .keys()
-            .filter(|k| !wait_thread::contended(k))
-            .cloned()
+            .iter()
+            .filter(|(k, (_, _, id))| wait_thread::contention(k).map(|c| c.0) != Some(*id))
+            .map(|(k, _)| k.clone())
             .collect();
         for k in ended {
             lp.unwatch(&k);
         }
         // Watch first, then tell the waiting thread to defer: a release
         // between the two is seen by the watch.
-        let Some(lock_path) = wait_thread::lock_path_of(&key) else {
+        let Some((id, lock_path)) = wait_thread::contention(&key) else {
             return;
         };
-        if lp.watch(&key, &lock_path) && wait_thread::watch_on_loop(&key).is_none() {
+        if lp.watch(&key, &lock_path, id) && wait_thread::watch_on_loop(&key).is_none() {
             lp.unwatch(&key);
         }
     });
@@ -149,7 +158,7 @@ pub fn watch(key: Arc<str>) {
 
 /// The watcher saw `fired`: attempt each key whose file changed.
 pub fn on_fire(fired: &[Fired]) {
-    let keys: Vec<(Arc<str>, Arc<str>)> = LOOP.with(|l| {
+    let keys: Vec<(Arc<str>, Arc<str>, u64)> = LOOP.with(|l| {
         let mut l = l.borrow_mut();
         let Some(lp) = l.as_mut() else {
             return Vec::new();
@@ -158,9 +167,9 @@ pub fn on_fire(fired: &[Fired]) {
         for f in fired {
             if let Some(v) = lp.by_wd.get(&f.id) {
                 for k in v {
-                    if !keys.iter().any(|(x, _)| x == k) {
-                        if let Some((p, _)) = lp.keys.get(k) {
-                            keys.push((k.clone(), p.clone()));
+                    if !keys.iter().any(|(x, _, _)| x == k) {
+                        if let Some((p, _, id)) = lp.keys.get(k) {
+                            keys.push((k.clone(), p.clone(), *id));
                         }
                     }
                 }
@@ -168,7 +177,7 @@ pub fn on_fire(fired: &[Fired]) {
             if f.dropped {
                 if let Some(v) = lp.by_wd.remove(&f.id) {
                     for k in v {
-                        if lp.keys.get(&k).is_some_and(|(_, wd)| *wd == f.id) {
+                        if lp.keys.get(&k).is_some_and(|(_, wd, _)| *wd == f.id) {
                             lp.keys.remove(&k);
                         }
                     }
@@ -179,7 +188,7 @@ pub fn on_fire(fired: &[Fired]) {
     });
     // Attempts run with no borrow held: handing a lock over may call back
     // into this module (a release that contends again).
-    for (key, lock_path) in keys {
+    for (key, lock_path, id) in keys {
         let here = wait_thread::attempt_here(&key);
         LOOP.with(|l| {
             let mut l = l.borrow_mut();
@@ -191,11 +200,11 @@ pub fn on_fire(fired: &[Fired]) {
                 // The path may name a new file now: watch that one (a
                 // dropped watch is re-added here too).
                 Here::Busy => {
-                    lp.watch(&key, &lock_path);
+                    lp.watch(&key, &lock_path, id);
                 }
                 Here::Skipped => {
                     if !lp.keys.contains_key(&key) {
-                        lp.watch(&key, &lock_path);
+                        lp.watch(&key, &lock_path, id);
                     }
                 }
             }

@@ -123,6 +123,9 @@ fn send(s: &Shared, cmd: Cmd) {
 pub struct Slot {
     to: &'static dyn Waiters,
     lock_path: Arc<str>,
+    /// Which contention of the key this is: each [`contend`] starts a new
+    /// one (see [`contention`]).
+    id: u64,
     st: Mutex<SlotState>,
 }
 
@@ -206,14 +209,17 @@ fn kick(key: &str, after_spin: bool) {
     }
 }
 
-/// Whether `key` is contended now.
-pub fn contended(key: &str) -> bool {
-    slots_locked().get(key).is_some_and(|s| !s.state().gone)
-}
-
-/// The lock path of contended `key`.
-pub fn lock_path_of(key: &str) -> Option<Arc<str>> {
-    slots_locked().get(key).map(|s| s.lock_path.clone())
+/// The contention of `key` now: its id, unique in the process (a key
+/// contended again after its contention ended gets a new one), and its lock
+/// path; `None` when `key` is not contended. A watcher that kept a watch
+/// from an earlier contention tells by the id that events queued on it may
+/// be our own (the payload read of a wait that timed out, the close of the
+/// descriptor it kept), not a change this contention must look at.
+pub fn contention(key: &str) -> Option<(u64, Arc<str>)> {
+    slots_locked()
+        .get(key)
+        .filter(|s| !s.state().gone)
+        .map(|s| (s.id, s.lock_path.clone()))
 }
 
 /// Count a lock obtained by [`attempt_here`] (a test seam reads it).
@@ -348,10 +354,12 @@ pub fn contend(
     lock_path: Arc<str>,
     wait: Option<WaitFile>,
 ) -> Result<(), OsError> {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let s = shared(&lock_path)?;
     let slot = Arc::new(Slot {
         to,
         lock_path,
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         st: Mutex::new(SlotState {
             wait,
             attempting: false,
@@ -361,16 +369,30 @@ pub fn contend(
     });
     let old = slots_locked().insert(key.clone(), slot.clone());
     if let Some(old) = old {
-        old.state().gone = true;
+        end(&old);
     }
     send(s, Cmd::Contend { key, slot });
     Ok(())
 }
 
+/// Mark `slot` ended and close the descriptor it kept, now, on the calling
+/// thread: left to the waiting thread, the close (an inotify event on the
+/// file) could come after the caller contends for the key again and reach
+/// that new contention's watch as a change (an attempt that spins for
+/// nothing).
+fn end(slot: &Slot) {
+    let wait = {
+        let mut st = slot.state();
+        st.gone = true;
+        st.wait.take()
+    };
+    drop(wait);
+}
+
 /// Stop contending for `key` (its queue emptied).
 pub fn stop(key: Arc<str>) {
     if let Some(slot) = slots_locked().remove(&key) {
-        slot.state().gone = true;
+        end(&slot);
     }
     // Contention ran, so the machinery exists.
     if let Some(s) = SHARED.get() {
