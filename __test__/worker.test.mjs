@@ -51,6 +51,36 @@ function startWorker() {
 }
 
 describe('worker threads', () => {
+  it('a worker that exits leaves no context behind: its registration and its out array go with its env', async () => {
+    // Each copy of the package registers a context and (on its first
+    // acquire) the Float64Array its hot calls write to. The env's cleanup
+    // unregistered the context but kept the out array's entry (a pointer
+    // into the dead worker's memory), one per context ever made on the thread.
+    const base = swl.__testing.contextCounts()
+    const root = path.resolve(import.meta.dirname, '..')
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads')
+      const swl = require(workerData.index)
+      swl.acquireSessionWriteLock({ sessionFile: workerData.sessionFile }).then(async (lease) => {
+        await lease.release()
+        parentPort.postMessage(swl.__testing.contextCounts())
+      })
+    `
+    const n = 4
+    const inside = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const w = new Worker(code, { eval: true, workerData: { index: path.join(root, 'index.js'), sessionFile: path.join(tmpDir(), `w${i}.jsonl`) } })
+        const [counts] = await Promise.all([new Promise((r) => w.once('message', r)), new Promise((r) => w.once('exit', r))])
+        return counts
+      }),
+    )
+    for (const c of inside) {
+      expect(c.contexts).toBeGreaterThan(base.contexts)
+      expect(c.outArrays).toBeGreaterThan(base.outArrays)
+    }
+    expect(swl.__testing.contextCounts()).toEqual(base)
+  })
+
   it('a worker never reenters the main thread\'s lock: it waits, then gets it after release', async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const main = await swl.acquireSessionWriteLock({ sessionFile, reentrantOwner: 'same' })

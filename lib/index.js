@@ -320,6 +320,15 @@ const __testing = {
     const c = typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : {}
     return { watchers: c.watchers || 0, obtained: c.obtained || 0, attempts: c.attempts || 0, wakes: c.wakes || 0 }
   },
+  /**
+   * The contexts (copies of the package, in any thread) registered and not
+   * torn down yet, and those of them that registered an out array (zeros
+   * with an older shared addon).
+   */
+  contextCounts() {
+    const c = typeof native.contextCounts === 'function' ? native.contextCounts() : {}
+    return { contexts: c.contexts || 0, outArrays: c.outArrays || 0 }
+  },
   identity() {
     return native.selfIdentity()
   },

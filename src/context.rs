@@ -101,6 +101,7 @@ pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
         // Runs on the env's own thread: its markers become recoverable.
         crate::marker::abandon_thread(thread());
         LOCAL.with(|l| l.borrow_mut().remove(&ctx));
+        sys::OutSlots::forget(ctx);
         if let Some(w) = lock(&slot).take() {
             // The context can no longer be woken: release our reference.
             w.abort();

@@ -143,15 +143,9 @@ pub fn acquire_into(
     acquire_answer(&env, ctx, &session_file, settings, false, put)
 }
 
-thread_local! {
-    /// The out arrays contexts of this thread registered (`setContextOut`).
-    static OUTS: std::cell::RefCell<Vec<(u64, crate::sys::OutSlots)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// The out array context `ctx` registered on this thread.
 fn out_of(ctx: u64) -> Option<crate::sys::OutSlots> {
-    OUTS.with(|o| o.borrow().iter().find(|(c, _)| *c == ctx).map(|(_, s)| *s))
+    crate::sys::OutSlots::of_context(ctx)
 }
 
 /// Register `out` (a `Float64Array` over its own `ArrayBuffer`, kept and
@@ -163,12 +157,7 @@ pub fn set_context_out(env: Env, ctx: f64, out: Unknown<'_>) -> bool {
     let Some(slots) = crate::sys::OutSlots::of(&env, &out) else {
         return false;
     };
-    let ctx = ctx as u64;
-    OUTS.with(|o| {
-        let mut o = o.borrow_mut();
-        o.retain(|(c, _)| *c != ctx);
-        o.push((ctx, slots));
-    });
+    slots.register(ctx as u64);
     true
 }
 
@@ -526,6 +515,22 @@ pub struct LoopWaitCounts {
     pub obtained: u32,
     pub attempts: u32,
     pub wakes: u32,
+}
+
+/// Test seam: the contexts registered and not torn down yet, and those of
+/// them that registered an out array (`setContextOut`), in the process.
+#[napi(object)]
+pub struct ContextCounts {
+    pub contexts: u32,
+    pub out_arrays: u32,
+}
+
+#[napi(catch_unwind)]
+pub fn context_counts() -> ContextCounts {
+    ContextCounts {
+        contexts: registry::global().contexts() as u32,
+        out_arrays: crate::sys::OutSlots::registered(),
+    }
 }
 
 #[napi(catch_unwind)]

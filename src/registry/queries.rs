@@ -70,6 +70,11 @@ impl Registry {
         let waiters = inner.keys.values().map(|k| k.queue.len()).sum();
         (inner.keys.len(), holders, waiters)
     }
+
+    /// The contexts registered and not yet torn down (tests).
+    pub fn contexts(&self) -> usize {
+        self.lock().ctxs.len()
+    }
 }
 
 fn info(ks: &KeyState, h: &Holder) -> HolderInfo {

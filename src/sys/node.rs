@@ -196,6 +196,56 @@ impl OutSlots {
     }
 }
 
+thread_local! {
+    /// The out arrays the contexts of this thread registered, by context id.
+    static OUTS: std::cell::RefCell<Vec<(u64, OutSlots)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Contexts with a registered out array that were not torn down yet, in
+/// all threads (test seam).
+static REGISTERED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl OutSlots {
+    /// Make `self` the out array of context `ctx` (of the calling thread),
+    /// replacing the one it had.
+    pub fn register(self, ctx: u64) {
+        OUTS.with(|o| {
+            let mut o = o.borrow_mut();
+            match o.iter_mut().find(|(c, _)| *c == ctx) {
+                Some(entry) => entry.1 = self,
+                None => {
+                    o.push((ctx, self));
+                    REGISTERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Context `ctx` of this thread goes away (its env's cleanup): forget
+    /// its out array, whose memory goes with the env.
+    pub fn forget(ctx: u64) {
+        OUTS.with(|o| {
+            let mut o = o.borrow_mut();
+            let before = o.len();
+            o.retain(|(c, _)| *c != ctx);
+            let gone = (before - o.len()) as u32;
+            REGISTERED.fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    /// The out array context `ctx` registered on this thread.
+    pub fn of_context(ctx: u64) -> Option<OutSlots> {
+        OUTS.with(|o| o.borrow().iter().find(|(c, _)| *c == ctx).map(|(_, s)| *s))
+    }
+
+    /// Contexts with a registered out array, not torn down yet, in the
+    /// process.
+    pub fn registered() -> u32 {
+        REGISTERED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Call `f` with the JS string `value` as UTF-8, read with one Node-API call
 /// into a stack buffer when it fits (napi-rs's `String` argument asks for the
 /// length, allocates, then reads: two calls and an allocation per argument).
