@@ -391,7 +391,8 @@ fn end(slot: &Slot) {
 
 /// Stop contending for `key` (its queue emptied).
 pub fn stop(key: Arc<str>) {
-    if let Some(slot) = slots_locked().remove(&key) {
+    let slot = slots_locked().remove(&key);
+    if let Some(slot) = slot {
         end(&slot);
     }
     // Contention ran, so the machinery exists.
