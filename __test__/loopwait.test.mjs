@@ -101,6 +101,32 @@ describe('waiting on the JS thread\'s own loop', () => {
     expect(perWait).toBeLessThanOrEqual(12)
   })
 
+  it('a wait that times out behind another waiter does not wake it: the holder named in its error is read without a close event', async () => {
+    // The timed-out wait names the holder from its payload. Read through a
+    // fresh descriptor, that read's close was an inotify event on the file,
+    // and the waiter still in the queue (in this process, or any other
+    // process waiting for the file) took it for a change: an attempt that
+    // spun for 150 us and the quick retries (40 to 66 attempts per round
+    // instead of about 10).
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const rounds = 3
+    const before = swl.__testing.loopWaitCounts().attempts
+    for (let i = 0; i < rounds; i++) {
+      const head = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 200 }).catch((e) => e)
+      const second = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 20 }).catch((e) => e)
+      const err = await second
+      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+      expect(err.message).toContain(`pid=${h.child.pid}`)
+      expect(swl.isSessionWriteLockTimeoutError(await head)).toBe(true)
+    }
+    const perRound = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    // 200 ms: the first attempt, three short retries, three or four polls.
+    expect(perRound).toBeGreaterThanOrEqual(2)
+    expect(perRound).toBeLessThanOrEqual(16)
+  })
+
   it('a release by another process is taken by the waiting thread\'s own loop, and resolves the wait', { retry: 2 }, async () => {
     const sessionFile = path.join(tmpDir(), 's.jsonl')
     const h = spawnHolder([sessionFile])

@@ -34,10 +34,13 @@ pub struct PeekedHolder {
 }
 
 /// What the lock file at `lock_path` says about its holder (bounded read, no
-/// lock taken, nothing created); `null` when there is no regular file.
+/// lock taken, nothing created); `null` when there is no regular file. Read
+/// through the descriptor kept for the file's waits when there is one (see
+/// [`crate::wait_thread::peek_kept`]).
 #[napi(catch_unwind)]
 pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
-    lockfile::peek(&lock_path).map(|p| PeekedHolder {
+    let payload = crate::wait_thread::peek_kept(&lock_path).or_else(|| lockfile::peek(&lock_path));
+    payload.map(|p| PeekedHolder {
         pid: p.pid,
         created_at: p.created_at,
     })

@@ -162,6 +162,16 @@ pub struct WaitFile {
     writable: bool,
 }
 
+impl WaitFile {
+    /// The payload of the file `path` names, read through this descriptor
+    /// (`None` when `path` names another file now, or nothing). Opening the
+    /// file afresh to read it would close a descriptor afterwards: an
+    /// inotify event that every waiter watching the file takes for a change.
+    pub fn payload_if_named(&self, path: &str) -> Option<ParsedPayload> {
+        path_names(path, self.id).then(|| payload::parse(&read_bounded(&self.file)))
+    }
+}
+
 /// The outcome of one non-blocking attempt.
 #[derive(Debug)]
 pub enum Attempt {

@@ -222,6 +222,22 @@ pub fn contention(key: &str) -> Option<(u64, Arc<str>)> {
         .map(|s| (s.id, s.lock_path.clone()))
 }
 
+/// The payload of the file at `lock_path`, read through the descriptor
+/// kept for its key while the key is contended (no open, so no close event
+/// to wake the waiters of the file: a wait that times out names the holder
+/// this way while others still wait). `None`: no kept descriptor (not
+/// contended, an attempt has it now, a platform that keeps none) or the path
+/// names another file now; the caller then opens the file itself.
+pub fn peek_kept(lock_path: &str) -> Option<crate::payload::ParsedPayload> {
+    let key = lock_path.strip_suffix(".lock")?;
+    let slot = slots_locked().get(key).cloned()?;
+    if *slot.lock_path != *lock_path {
+        return None;
+    }
+    let st = slot.state();
+    st.wait.as_ref()?.payload_if_named(lock_path)
+}
+
 /// Count a lock obtained by [`attempt_here`] (a test seam reads it).
 fn on_obtained_here() {
     OBTAINED_HERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
