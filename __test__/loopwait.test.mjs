@@ -49,6 +49,28 @@ function startWorker() {
   return { worker: w, ready: waitMsg((m) => m.ready), send }
 }
 
+/** The OS attempts made for contended keys per round, `round(i)` run `rounds` times. */
+async function attemptsPerRound(rounds, round) {
+  const before = swl.__testing.loopWaitCounts().attempts
+  for (let i = 0; i < rounds; i++) await round(i)
+  return (swl.__testing.loopWaitCounts().attempts - before) / rounds
+}
+
+/** A session file held by a child process: [sessionFile, holder]. */
+async function heldByChild() {
+  const sessionFile = path.join(tmpDir(), 's.jsonl')
+  const h = spawnHolder([sessionFile])
+  await h.waitLine('acquired')
+  return [sessionFile, h]
+}
+
+/** An acquire of `sessionFile` that times out after `timeoutMs`, naming `holder` when given. */
+async function timesOut(sessionFile, timeoutMs, holder) {
+  const err = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs }).catch((e) => e)
+  expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
+  if (holder) expect(err.message).toContain(`pid=${holder.child.pid}`)
+}
+
 describe('waiting on the JS thread\'s own loop', () => {
   it('a wait that starts on a live holder does not spin: only the scheduled retries run until something changes', async () => {
     // The holder stays alive and idle for the whole wait: no release, no
@@ -57,9 +79,7 @@ describe('waiting on the JS thread\'s own loop', () => {
     // a spin belongs after a change event only. Before the fix the first
     // attempt of every contention spun for 150 us (dozens of attempts, each
     // reading the holder's payload).
-    // A fresh file per round: a wait that times out reads the holder's
-    // payload for its message, and that read's own close event reaches a
-    // later wait on the same file.
+    // A fresh file per round (the next test covers the same file again).
     const rounds = 3
     const files = []
     for (let i = 0; i < rounds; i++) {
@@ -68,12 +88,7 @@ describe('waiting on the JS thread\'s own loop', () => {
       await h.waitLine('acquired')
       files.push(sessionFile)
     }
-    const before = swl.__testing.loopWaitCounts().attempts
-    for (const sessionFile of files) {
-      const err = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120 }).catch((e) => e)
-      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
-    }
-    const perWait = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    const perWait = await attemptsPerRound(rounds, (i) => timesOut(files[i], 120))
     // 120 ms: the first attempt, three short retries, two or three polls.
     expect(perWait).toBeGreaterThanOrEqual(2)
     expect(perWait).toBeLessThanOrEqual(12)
@@ -86,17 +101,8 @@ describe('waiting on the JS thread\'s own loop', () => {
     // in this process as a change: an attempt that spun for 150 us (dozens
     // of attempts) and the quick retries after it, per wait (60 to 110
     // attempts per 120 ms wait instead of 6).
-    const sessionFile = path.join(tmpDir(), 's.jsonl')
-    const h = spawnHolder([sessionFile])
-    await h.waitLine('acquired')
-    const rounds = 4
-    const before = swl.__testing.loopWaitCounts().attempts
-    for (let i = 0; i < rounds; i++) {
-      const err = await swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 120 }).catch((e) => e)
-      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
-      expect(err.message).toContain(`pid=${h.child.pid}`)
-    }
-    const perWait = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    const [sessionFile, h] = await heldByChild()
+    const perWait = await attemptsPerRound(4, () => timesOut(sessionFile, 120, h))
     expect(perWait).toBeGreaterThanOrEqual(2)
     expect(perWait).toBeLessThanOrEqual(12)
   })
@@ -108,20 +114,12 @@ describe('waiting on the JS thread\'s own loop', () => {
     // process waiting for the file) took it for a change: an attempt that
     // spun for 150 us and the quick retries (40 to 66 attempts per round
     // instead of about 10).
-    const sessionFile = path.join(tmpDir(), 's.jsonl')
-    const h = spawnHolder([sessionFile])
-    await h.waitLine('acquired')
-    const rounds = 3
-    const before = swl.__testing.loopWaitCounts().attempts
-    for (let i = 0; i < rounds; i++) {
-      const head = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 200 }).catch((e) => e)
-      const second = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 20 }).catch((e) => e)
-      const err = await second
-      expect(swl.isSessionWriteLockTimeoutError(err)).toBe(true)
-      expect(err.message).toContain(`pid=${h.child.pid}`)
-      expect(swl.isSessionWriteLockTimeoutError(await head)).toBe(true)
-    }
-    const perRound = (swl.__testing.loopWaitCounts().attempts - before) / rounds
+    const [sessionFile, h] = await heldByChild()
+    const perRound = await attemptsPerRound(3, async () => {
+      const head = timesOut(sessionFile, 200)
+      await timesOut(sessionFile, 20, h)
+      await head
+    })
     // 200 ms: the first attempt, three short retries, three or four polls.
     expect(perRound).toBeGreaterThanOrEqual(2)
     expect(perRound).toBeLessThanOrEqual(16)
