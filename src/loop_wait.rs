@@ -18,9 +18,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::lockfile;
 use crate::sys::{Fired, LoopWatch, WatchId};
 use crate::wait_thread::{self, Here};
 
@@ -28,6 +30,14 @@ struct Loop {
     watch: LoopWatch,
     by_wd: HashMap<WatchId, Vec<Arc<str>>>,
     keys: HashMap<Arc<str>, (Arc<str>, WatchId)>,
+    /// From [`on_fire`] to [`after_fire`]: what the attempts and the
+    /// deliveries between them let go of waits until the promises they
+    /// resolved have run their continuations (see [`after_fire`]).
+    firing: bool,
+    /// Watches to remove then (unless watched again meanwhile).
+    later_unwatch: Vec<WatchId>,
+    /// Descriptors to close then.
+    later_close: Vec<File>,
 }
 
 thread_local! {
@@ -61,6 +71,9 @@ pub fn install(watch: LoopWatch) {
             watch,
             by_wd: HashMap::new(),
             keys: HashMap::new(),
+            firing: false,
+            later_unwatch: Vec::new(),
+            later_close: Vec::new(),
         })
     });
 }
@@ -87,7 +100,11 @@ impl Loop {
             v.retain(|k| k != key);
             if v.is_empty() {
                 self.by_wd.remove(&wd);
-                self.watch.remove(wd);
+                if self.firing {
+                    self.later_unwatch.push(wd);
+                } else {
+                    self.watch.remove(wd);
+                }
             }
         }
     }
@@ -154,6 +171,7 @@ pub fn on_fire(fired: &[Fired]) {
         let Some(lp) = l.as_mut() else {
             return Vec::new();
         };
+        lp.firing = true;
         let mut keys = Vec::new();
         for f in fired {
             if let Some(v) = lp.by_wd.get(&f.id) {
@@ -180,12 +198,13 @@ pub fn on_fire(fired: &[Fired]) {
     // Attempts run with no borrow held: handing a lock over may call back
     // into this module (a release that contends again).
     for (key, lock_path) in keys {
-        let here = wait_thread::attempt_here(&key);
+        let (here, retired) = lockfile::defer_closes(|| wait_thread::attempt_here(&key));
         LOOP.with(|l| {
             let mut l = l.borrow_mut();
             let Some(lp) = l.as_mut() else {
                 return;
             };
+            lp.later_close.extend(retired);
             match here {
                 Here::Done => lp.unwatch(&key),
                 // The path may name a new file now: watch that one (a
@@ -201,4 +220,35 @@ pub fn on_fire(fired: &[Fired]) {
             }
         });
     }
+}
+
+/// The callback that ran [`on_fire`] has closed its scope: the grants it
+/// delivered have resolved their promises and run their continuations. Now
+/// remove the watches and close the descriptors that firing let go of.
+///
+/// Why later: both free a watched inode's inotify mark, and the kernel hands
+/// that teardown to a kernel worker it wakes at once, which on a busy CPU
+/// preempts the JS thread between the grant and the waiter's continuation
+/// (seen in scheduler traces of a cross-process hand-off: every hand-off
+/// woke one, and the close of the unlinked file's descriptor was that
+/// call). Nothing here is needed for the grant: the lock was taken on a new
+/// descriptor, and a stale watch only fires spuriously (ignored: its key is
+/// gone from `by_wd`).
+pub fn after_fire() {
+    let close = LOOP.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(lp) = l.as_mut() else {
+            return Vec::new();
+        };
+        lp.firing = false;
+        for wd in std::mem::take(&mut lp.later_unwatch) {
+            // A key watched again meanwhile (a continuation contending for
+            // the same file) got the same watch back: keep it.
+            if !lp.by_wd.contains_key(&wd) {
+                lp.watch.remove(wd);
+            }
+        }
+        std::mem::take(&mut lp.later_close)
+    });
+    drop(close);
 }
