@@ -147,6 +147,38 @@ describe('waiting on the JS thread\'s own loop', () => {
     expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
   })
 
+  it.skipIf(!linux)('the descriptor of the file its holder unlinked is closed once the waiter\'s continuation has run, not before', { retry: 2 }, async () => {
+    // Closing it frees a watched inode, and the kernel wakes a worker for
+    // that, which can preempt the JS thread between the grant and the
+    // continuation: the close waits until the continuation ran, then happens
+    // in the same loop turn (no descriptor is left behind).
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const lockPath = `${fs.realpathSync(path.dirname(sessionFile))}/s.jsonl.lock`
+    const deletedFds = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`) === `${lockPath} (deleted)`
+      } catch {
+        return false
+      }
+    }).length
+    const before = swl.__testing.loopWaitCounts()
+    let inContinuation = -1
+    const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 }).then((lease) => {
+      inContinuation = deletedFds()
+      return lease
+    })
+    await sleep(100)
+    h.send('release')
+    const lease = await p
+    expect(swl.__testing.loopWaitCounts().obtained).toBe(before.obtained + 1)
+    expect(inContinuation).toBe(1)
+    await new Promise((r) => setImmediate(r))
+    expect(deletedFds()).toBe(0)
+    await lease.release()
+  })
+
   it('hand-offs back and forth between two processes, each waiting on its own loop, never overlap', async () => {
     const dir = tmpDir()
     const sessionFile = path.join(dir, 's.jsonl')

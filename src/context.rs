@@ -183,7 +183,12 @@ pub fn watch_on_loop(env: &Env, request_id: u64) {
         if LOOP_FAILED.with(|f| f.get()) {
             return;
         }
-        match sys::LoopWatch::start(env, on_loop_fire, crate::loop_wait::on_teardown) {
+        match sys::LoopWatch::start(
+            env,
+            on_loop_fire,
+            crate::loop_wait::after_fire,
+            crate::loop_wait::on_teardown,
+        ) {
             Ok(w) => crate::loop_wait::install(w),
             Err(_) => {
                 LOOP_FAILED.with(|f| f.set(true));

@@ -18,9 +18,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::lockfile;
 use crate::sys::{Fired, LoopWatch, WatchId};
 use crate::wait_thread::{self, Here};
 
@@ -30,6 +32,11 @@ struct Loop {
     /// Each watched key: its lock path, its watch, and the contention
     /// (`wait_thread::contention`) it was watched for.
     keys: HashMap<Arc<str>, (Arc<str>, WatchId, u64)>,
+    /// What [`on_fire`]'s grants let go of, kept until [`after_fire`] (the
+    /// promises they resolved have run their continuations): watches to
+    /// remove (unless watched again meanwhile) and descriptors to close.
+    later_unwatch: Vec<WatchId>,
+    later_close: Vec<File>,
 }
 
 thread_local! {
@@ -63,6 +70,8 @@ pub fn install(watch: LoopWatch) {
             watch,
             by_wd: HashMap::new(),
             keys: HashMap::new(),
+            later_unwatch: Vec::new(),
+            later_close: Vec::new(),
         })
     });
 }
@@ -80,16 +89,28 @@ pub fn on_teardown() {
 impl Loop {
     fn unwatch(&mut self, key: &Arc<str>) {
         if let Some((_, wd, _)) = self.keys.remove(key) {
-            self.drop_wd(key, wd);
+            self.drop_wd(key, wd, false);
         }
     }
 
-    fn drop_wd(&mut self, key: &Arc<str>, wd: WatchId) {
+    /// Stop watching `key`, whose wait a grant just ended: its watch is
+    /// removed in [`after_fire`].
+    fn unwatch_after_fire(&mut self, key: &Arc<str>) {
+        if let Some((_, wd, _)) = self.keys.remove(key) {
+            self.drop_wd(key, wd, true);
+        }
+    }
+
+    fn drop_wd(&mut self, key: &Arc<str>, wd: WatchId, after_fire: bool) {
         if let Some(v) = self.by_wd.get_mut(&wd) {
             v.retain(|k| k != key);
             if v.is_empty() {
                 self.by_wd.remove(&wd);
-                self.watch.remove(wd);
+                if after_fire {
+                    self.later_unwatch.push(wd);
+                } else {
+                    self.watch.remove(wd);
+                }
             }
         }
     }
@@ -110,7 +131,7 @@ impl Loop {
             return false;
         };
         match self.keys.insert(key.clone(), (lock_path.clone(), wd, id)) {
-            Some((_, old, _)) if old != wd => self.drop_wd(key, old),
+            Some((_, old, _)) if old != wd => self.drop_wd(key, old, false),
             _ => {}
         }
         let v = self.by_wd.entry(wd).or_default();
@@ -189,14 +210,15 @@ pub fn on_fire(fired: &[Fired]) {
     // Attempts run with no borrow held: handing a lock over may call back
     // into this module (a release that contends again).
     for (key, lock_path, id) in keys {
-        let here = wait_thread::attempt_here(&key);
+        let (here, retired) = lockfile::defer_closes(|| wait_thread::attempt_here(&key));
         LOOP.with(|l| {
             let mut l = l.borrow_mut();
             let Some(lp) = l.as_mut() else {
                 return;
             };
+            lp.later_close.extend(retired);
             match here {
-                Here::Done => lp.unwatch(&key),
+                Here::Done => lp.unwatch_after_fire(&key),
                 // The path may name a new file now: watch that one (a
                 // dropped watch is re-added here too).
                 Here::Busy => {
@@ -210,4 +232,34 @@ pub fn on_fire(fired: &[Fired]) {
             }
         });
     }
+}
+
+/// The callback that ran [`on_fire`] has closed its scope: the grants it
+/// delivered have resolved their promises and run their continuations. Now
+/// remove the watches and close the descriptors that firing let go of.
+///
+/// Why later: both free a watched inode's inotify mark, and the kernel hands
+/// that teardown to a kernel worker it wakes at once, which on a busy CPU
+/// preempts the JS thread between the grant and the waiter's continuation
+/// (seen in scheduler traces of a cross-process hand-off: every hand-off
+/// woke one, and the close of the unlinked file's descriptor was that
+/// call). Nothing here is needed for the grant: the lock was taken on a new
+/// descriptor, and a stale watch only fires spuriously (ignored: its key is
+/// gone from `by_wd`).
+pub fn after_fire() {
+    let close = LOOP.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(lp) = l.as_mut() else {
+            return Vec::new();
+        };
+        for wd in std::mem::take(&mut lp.later_unwatch) {
+            // A key watched again meanwhile (a continuation contending for
+            // the same file) got the same watch back: keep it.
+            if !lp.by_wd.contains_key(&wd) {
+                lp.watch.remove(wd);
+            }
+        }
+        std::mem::take(&mut lp.later_close)
+    });
+    drop(close);
 }

@@ -188,6 +188,50 @@ pub fn path_names(path: impl AsRef<Path>, id: FileId) -> bool {
     sys::path_id(path) == Some(id)
 }
 
+thread_local! {
+    /// Descriptors attempts on this thread let go of while it defers closing
+    /// them (see [`defer_closes`]); `None` when it does not.
+    static RETIRED: std::cell::RefCell<Option<Vec<File>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` and return, with its result, the descriptors the attempts it made
+/// let go of (a waiter's kept descriptor of a file its holder unlinked), still
+/// open: the caller closes them when its latency-sensitive work is done.
+///
+/// Why: closing the last descriptor of an unlinked file that an inotify
+/// watch (ours) is on frees the inode, and the kernel hands the watch's
+/// teardown to a kernel worker, woken there and then; on a busy CPU that
+/// worker can preempt the closing thread. A JS thread that has just obtained
+/// a lock closes them after the grant has resolved its promise instead.
+/// Guarantees: every descriptor is returned or, if `f` panics, closed; the
+/// deferral covers only this thread and only the duration of `f`.
+pub fn defer_closes<T>(f: impl FnOnce() -> T) -> (T, Vec<File>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            RETIRED.with(|r| r.borrow_mut().take());
+        }
+    }
+    RETIRED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    let reset = Reset;
+    let out = f();
+    let retired = RETIRED.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    drop(reset);
+    (out, retired)
+}
+
+/// Let go of `file`: kept for [`defer_closes`]'s caller, or closed now.
+fn retire(file: File) {
+    let not_kept = RETIRED.with(|r| match r.borrow_mut().as_mut() {
+        Some(kept) => {
+            kept.push(file);
+            None
+        }
+        None => Some(file),
+    });
+    drop(not_kept);
+}
+
 /// Make one non-blocking attempt to take the lock at `path`.
 ///
 /// `wait` is the descriptor kept from an earlier busy attempt (reused so that
@@ -206,6 +250,7 @@ pub fn attempt(
             Some(w) => {
                 // Reuse only while the path still names the same inode.
                 if !path_names(path, w.id) {
+                    retire(w.file);
                     continue;
                 }
                 let meta = w

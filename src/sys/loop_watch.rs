@@ -86,6 +86,7 @@ struct State {
     handle: *mut c_void,
     layout: Layout,
     on_fire: fn(&Env, &[Fired]),
+    after_fire: fn(),
     on_teardown: fn(),
     hook: sys::napi_async_cleanup_hook_handle,
 }
@@ -137,6 +138,7 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: i32, _events: i32) {
             }
             sys::napi_close_handle_scope(env, hs);
         }
+        (st.after_fire)();
     });
 }
 
@@ -174,11 +176,14 @@ unsafe extern "C" fn on_cleanup(_hook: sys::napi_async_cleanup_hook_handle, arg:
 
 impl LoopWatch {
     /// Start watching on `env`'s loop: `on_fire` runs on the env's thread
-    /// with the watches that fired, `on_teardown` when the env goes. `Err`
-    /// (an errno) when it cannot start; nothing is kept then.
+    /// with the watches that fired, inside a callback scope; `after_fire`
+    /// right after that scope closed (its microtasks ran); `on_teardown`
+    /// when the env goes. `Err` (an errno) when it cannot start; nothing is
+    /// kept then.
     pub fn start(
         env: &Env,
         on_fire: fn(&Env, &[Fired]),
+        after_fire: fn(),
         on_teardown: fn(),
     ) -> Result<LoopWatch, i32> {
         let uv = uv().ok_or(ENOSYS)?;
@@ -241,6 +246,7 @@ impl LoopWatch {
             handle,
             layout,
             on_fire,
+            after_fire,
             on_teardown,
             hook: ptr::null_mut(),
         }));

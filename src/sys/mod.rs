@@ -29,7 +29,7 @@
 //! | `thread_id()`, `is_main_thread()`, `parent_pid()` (tests) | the calling thread's id; main thread or not (`None`: cannot tell cheaply); the parent's pid |
 //! | `wake_channel() -> (WakeSender, WakeReceiver)` | wakes the waiting thread from any thread; `WakeReceiver::wait(timeout)` blocks until woken |
 //! | `block_signals_on_this_thread()` | keep process-directed signals off the waiting thread (Unix: block them all; Windows: nothing) |
-//! | `LoopWatch` (Linux: `loop_watch.rs`; elsewhere it never starts) | a change watcher polled by a Node env's own event loop: `start(env, on_fire, on_teardown)`, `add(path)`, `remove(id)` |
+//! | `LoopWatch` (Linux: `loop_watch.rs`; elsewhere it never starts) | a change watcher polled by a Node env's own event loop: `start(env, on_fire, after_fire, on_teardown)`, `add(path)`, `remove(id)` |
 //! | `WakeFn` (all platforms, `node.rs`) | a Node-API thread-safe function waking a context's JS (named, unref'd) |
 //! | `ChangeWatcher` | change notification on lock files for the waiting thread: `create() -> Result<Option<Self>, errno>` (`None`: no facility, waits poll), `unsupported(errno)`, `limit_hint(errno)` (text for a failed `add`), `add(path) -> Result<WatchId, errno>`, `remove(id)`, `wait(&wake, timeout, &mut Vec<Fired>)`; consts `NAME`, `CREATE_SYSCALL`, `WATCH_SYSCALL` |
 //!
@@ -70,6 +70,7 @@ impl NoLoopWatch {
     pub fn start(
         _env: &napi::Env,
         _on_fire: fn(&napi::Env, &[Fired]),
+        _after_fire: fn(),
         _on_teardown: fn(),
     ) -> Result<Self, i32> {
         Err(38)
