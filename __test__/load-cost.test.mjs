@@ -110,6 +110,33 @@ describe('load cost', () => {
     })
   }
 
+  // lib/options.js is carried as text too (COMPILED_ON_USE): a require()
+  // compiles none of those sources; an option resolver compiles lib/options.js
+  // on its first call, the first acquire the rest. Seen through the global
+  // eval that compiles them (each text ends with a sourceURL naming its file).
+  it('require() compiles no lib/ source carried as text; an option resolver compiles lib/options.js alone, the first acquire the others', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const file = path.join(root, 'target', `load-cost-options-${process.pid}.jsonl`)
+    const code =
+      `const seen=[];const ev=globalThis.eval;` +
+      `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+      `if(u)seen.push(require('node:path').relative(${JSON.stringify(ENTRY)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+      `const m=require(${JSON.stringify(index)});const atRequire=seen.slice();` +
+      `const resolved=m.resolveSessionWriteLockOptions({},{env:{}});const afterResolve=seen.slice();` +
+      `const defaults=[m.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,m.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,m.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS];` +
+      `m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}}).then((l)=>l.release()).then(()=>{` +
+      `console.log(JSON.stringify({atRequire,afterResolve,resolved,defaults,afterAcquire:seen.slice()}))})`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout.trim().split('\n').pop())
+    expect(out.atRequire).toEqual([])
+    expect(out.afterResolve).toEqual(['lib/options.js'])
+    expect(out.defaults).toEqual([60_000, 1_800_000, 300_000])
+    expect(out.resolved).toEqual({ timeoutMs: 60_000, staleMs: 1_800_000, maxHoldMs: 300_000 })
+    expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
+  })
+
   // Each module file a fresh process requires costs it resolution, a read and
   // a compile of its own (docs/performance.md, scenario h): require() of the
   // package reads one JS file, index.js, generated from lib/ by

@@ -3,10 +3,11 @@
 // docs/spec.md for the API, docs/migration.md for both upstream generations;
 // index.d.ts for the types; docs/design.md for the modules under lib/.
 //
-// Loaded with the package: the addon and the error classes (lib/native.js)
-// and the options (lib/options.js). Run on the first acquire (or any call
-// that needs them): what every acquire needs (lib/locks.js, lib/context.js,
-// lib/leases.js), carried in index.js as text that V8 compiles then
+// Loaded with the package: the addon and the error classes (lib/native.js).
+// Run on the first acquire (or any call that needs them): what every acquire
+// needs (lib/locks.js, lib/context.js, lib/leases.js, and the options and
+// signal names of lib/options.js, which the option resolvers exported here
+// also run on their first call), carried in index.js as text that V8 compiles then
 // (scripts/bundle.js), so a require() that never locks does not compile
 // them. Each module file costs about 0.25 ms to load on a 2-core VM
 // (resolution, read, compile), so these are few. Loaded on first use: session tracking (lib/sessions.js) and the inspection of lock
@@ -20,7 +21,12 @@
 // jest) still gives it its own state.
 
 const errors = require('./native')
-const options = require('./options')
+
+let optionsModule = null // lib/options.js, once something needed it
+function options() {
+  if (optionsModule === null) optionsModule = require('./options')
+  return optionsModule
+}
 
 const { native, osError } = errors
 
@@ -127,9 +133,9 @@ function installHooks(hub) {
   // main thread for free; node:worker_threads costs milliseconds to load.
   const n = typeof native.isMainThread === 'function' ? native.isMainThread() : null
   if (typeof n === 'boolean' ? n : require('node:worker_threads').isMainThread) {
-    for (const sig of options.HOOKED_SIGNALS) {
+    for (const sig of options().HOOKED_SIGNALS) {
       listeners[sig] = (signal) => onHookedSignal(hub, signal || sig)
-      for (const alias of options.aliasesOf(sig)) listeners[alias] = () => {}
+      for (const alias of options().aliasesOf(sig)) listeners[alias] = () => {}
     }
   }
   hub.listeners = listeners
@@ -156,11 +162,11 @@ function onHookedSignal(hub, signal) {
     // and re-raise; with another listener (the application's, or signal-exit's)
     // keep everything and let it decide.
     report(`could not load the signal handling for ${signal}`, err)
-    const names = [signal, ...options.aliasesOf(signal)]
+    const names = [signal, ...options().aliasesOf(signal)]
     for (const name of names) {
       for (const fn of process.listeners(name)) if (fn !== hub.listeners[name]) return
     }
-    options.releaseAndReraise(hub, signal, report)
+    options().releaseAndReraise(hub, signal, report)
     return
   }
   m.onSignal(hub, signal)
@@ -288,7 +294,7 @@ function inspectSessionWriteLockBackend() {
 
 const __testing = {
   get cleanupSignals() {
-    return options.HOOKED_SIGNALS.slice()
+    return options().HOOKED_SIGNALS.slice()
   },
   /** What our listener does on `signal`. */
   handleTerminationSignal: (signal) => signalHandling().onSignal(getHub(), signal),
@@ -334,6 +340,32 @@ const __testing = {
   backendStats: () => (backendInstance === null ? null : backendInstance.backendStats()),
 }
 
+// ---------------------------------------------------------------- option resolvers
+// lib/options.js's public resolvers, which run it on their first call: a
+// require() that resolves no option does not compile it. The public defaults
+// above are its DEFAULT_SESSION_WRITE_LOCK_* values, written out (the tests
+// check that the resolvers fall back to exactly these).
+
+function resolveSessionWriteLockAcquireTimeoutMs(config, env) {
+  return options().resolveSessionWriteLockAcquireTimeoutMs(config, env)
+}
+
+function resolveSessionWriteLockStaleMs(config, env) {
+  return options().resolveSessionWriteLockStaleMs(config, env)
+}
+
+function resolveSessionWriteLockMaxHoldMs(config, params) {
+  return options().resolveSessionWriteLockMaxHoldMs(config, params)
+}
+
+function resolveSessionWriteLockOptions(config, params) {
+  return options().resolveSessionWriteLockOptions(config, params)
+}
+
+function resolveSessionLockMaxHoldFromTimeout(params) {
+  return options().resolveSessionLockMaxHoldFromTimeout(params)
+}
+
 async function drainSessionWriteLockStateForTest() {
   if (sessionsInstance !== null) await sessionsInstance.drainForTest()
   if (locks !== null) locks.releaseAllSync()
@@ -361,14 +393,14 @@ module.exports = {
   SessionWriteLockError: errors.SessionWriteLockTimeoutError,
   SessionWriteLockLostError: errors.SessionWriteLockLostError,
   isSessionWriteLockTimeoutError: errors.isSessionWriteLockTimeoutError,
-  resolveSessionLockMaxHoldFromTimeout: options.resolveSessionLockMaxHoldFromTimeout,
-  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: options.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,
-  DEFAULT_SESSION_WRITE_LOCK_STALE_MS: options.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,
-  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: options.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS,
-  resolveSessionWriteLockAcquireTimeoutMs: options.resolveSessionWriteLockAcquireTimeoutMs,
-  resolveSessionWriteLockStaleMs: options.resolveSessionWriteLockStaleMs,
-  resolveSessionWriteLockMaxHoldMs: options.resolveSessionWriteLockMaxHoldMs,
-  resolveSessionWriteLockOptions: options.resolveSessionWriteLockOptions,
+  resolveSessionLockMaxHoldFromTimeout,
+  DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS: 60_000,
+  DEFAULT_SESSION_WRITE_LOCK_STALE_MS: 1_800_000,
+  DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS: 300_000,
+  resolveSessionWriteLockAcquireTimeoutMs,
+  resolveSessionWriteLockStaleMs,
+  resolveSessionWriteLockMaxHoldMs,
+  resolveSessionWriteLockOptions,
   cleanStaleLockFiles: (params) => staleLocks().cleanStaleLockFiles(params),
   inspectLockFile: (...args) => staleLocks().inspectLockFile(...args),
   onSessionEnd: (handler) => sessions().onSessionEnd(handler),

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 'use strict'
 // Writes index.js, the package's CommonJS entry, from its sources: lib/index.js
-// (the entry's source) and the modules every require() of the package runs
-// (loader.js, lib/native.js, lib/options.js, lib/context.js, lib/leases.js,
-// lib/locks.js), in one file.
+// (the entry's source), the modules every require() of the package runs
+// (loader.js, lib/native.js) and those the first acquire runs (lib/options.js,
+// lib/context.js, lib/leases.js, lib/locks.js), in one file.
 //
 // Why: each module file a fresh process requires costs it resolution, a stat,
 // a read and a compile of its own, and require() of the package loaded seven
@@ -46,7 +46,8 @@ const BUNDLED = ['lib/index.js', 'loader.js', 'lib/native.js', 'lib/options.js',
 
 /**
  * Bundled sources that a require() of the package does not run (lib/index.js
- * requires lib/locks.js on the first acquire): carried as the text of a
+ * requires lib/locks.js on the first acquire, lib/options.js then or on the
+ * first call of an option resolver): carried as the text of a
  * string, which V8 only scans at require (about
  * 0.6 M instructions where compiling them cost 2.4 M, docs/performance.md,
  * scenario h), and compiled by a global eval on their first require, as the
@@ -56,7 +57,7 @@ const BUNDLED = ['lib/index.js', 'loader.js', 'lib/native.js', 'lib/options.js',
  * included). Where code generation from strings is disallowed
  * (--disallow-code-generation-from-strings), vm.compileFunction instead.
  */
-const COMPILED_ON_USE = ['lib/context.js', 'lib/leases.js', 'lib/locks.js']
+const COMPILED_ON_USE = ['lib/options.js', 'lib/context.js', 'lib/leases.js', 'lib/locks.js']
 function sources() {
   return BUNDLED
 }
