@@ -8,7 +8,7 @@ const { join } = require('node:path')
 
 const MIN_NODE = [18, 17, 0]
 // Internal interface version between this JS and the addon (see abi_version).
-const ABI = 3
+const ABI = 4
 // One registry per process, even with two copies of the package installed:
 // the first copy records which addon file it loaded (with our pid, so child
 // processes that inherit the environment ignore it), and later copies load

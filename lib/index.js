@@ -28,7 +28,7 @@ function options() {
   return optionsModule
 }
 
-const { native, osError } = errors
+const { native, osError, rare } = errors
 
 let locks = null // lib/locks.js, once something needed it (fileLocks())
 let sessionsInstance = null
@@ -192,7 +192,8 @@ function sessions() {
     // is what closes its session markers when a worker thread ends.
     fileLocks()
     sessionsInstance = require('./sessions').createSessions({
-      native,
+      // What lib/sessions.js calls are all rarely used functions (lib/native.js).
+      native: rare(),
       osError,
       ensureHooks: ensureHooksOnFirstUse,
       repairHooks,
@@ -202,7 +203,7 @@ function sessions() {
 }
 
 function staleLocks() {
-  if (staleLocksInstance === null) staleLocksInstance = require('./stale-locks').createStaleLocks({ native })
+  if (staleLocksInstance === null) staleLocksInstance = require('./stale-locks').createStaleLocks({ native: rare() })
   return staleLocksInstance
 }
 
@@ -307,13 +308,13 @@ const __testing = {
   },
   /** PID-reuse seam: report `startTime` (null = unknown) as the start time of `pid`. */
   setStartTimeOverride(pid, startTime) {
-    native.setStartTimeOverride(pid, startTime ?? null, false)
+    rare().setStartTimeOverride(pid, startTime ?? null, false)
   },
   clearStartTimeOverrides() {
-    native.setStartTimeOverride(0, null, true)
+    rare().setStartTimeOverride(0, null, true)
   },
   registryCounts() {
-    return native.registryCounts()
+    return rare().registryCounts()
   },
   /**
    * The JS-thread loop watchers running in the process and the locks obtained
@@ -323,14 +324,15 @@ const __testing = {
    * (zeros with an older shared addon).
    */
   loopWaitCounts() {
-    const c = typeof native.loopWaitCounts === 'function' ? native.loopWaitCounts() : {}
+    const r = rare()
+    const c = typeof r.loopWaitCounts === 'function' ? r.loopWaitCounts() : {}
     return { watchers: c.watchers || 0, obtained: c.obtained || 0, attempts: c.attempts || 0, wakes: c.wakes || 0 }
   },
   identity() {
-    return native.selfIdentity()
+    return rare().selfIdentity()
   },
   panicForTest() {
-    native.panicForTest()
+    rare().panicForTest()
   },
   /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
   setProcessStartTimeResolverForTest: (fn) => staleLocks().setProcessStartTimeResolverForTest(fn),
