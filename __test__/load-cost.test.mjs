@@ -137,6 +137,36 @@ describe('load cost', () => {
     expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
   })
 
+  // loader.js's code off its common path (the C library fallbacks, the errors
+  // of a failed load) is lib/loader-fallbacks.js, carried as text and compiled
+  // only when a load takes that path: here, a copy of index.js with no addon
+  // anywhere, which must still fail with the coded error naming its directory,
+  // also where code generation from strings is disallowed.
+  for (const flags of [[], ['--disallow-code-generation-from-strings']]) {
+    it(`a require() that finds no addon compiles lib/loader-fallbacks.js from its text and reports SESSION_WRITE_LOCK_NO_NATIVE${flags.length ? ` (${flags[0]})` : ''}`, () => {
+      const dir = fs.mkdtempSync(path.join(root, 'target', 'load-cost-noaddon-'))
+      try {
+        fs.copyFileSync(path.join(ENTRY, 'index.js'), path.join(dir, 'index.js'))
+        fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'session-write-lock', main: 'index.js' }))
+        const code =
+          `const seen=[];const ev=globalThis.eval;` +
+          `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+          `if(u)seen.push(require('node:path').relative(${JSON.stringify(dir)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+          `let err=null;try{require(${JSON.stringify(path.join(dir, 'index.js'))})}catch(e){err={code:e.code,message:e.message}}` +
+          `console.log(JSON.stringify({seen,err}))`
+        const r = spawnSync(process.execPath, [...flags, '-e', code], { cwd: dir, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+        expect(r.stderr).toBe('')
+        expect(r.status).toBe(0)
+        const out = JSON.parse(r.stdout.trim().split('\n').pop())
+        expect(out.err && out.err.code).toBe('SESSION_WRITE_LOCK_NO_NATIVE')
+        expect(out.err.message).toContain(dir)
+        expect(out.seen).toEqual(['lib/loader-fallbacks.js'])
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+
   // Each module file a fresh process requires costs it resolution, a read and
   // a compile of its own (docs/performance.md, scenario h): require() of the
   // package reads one JS file, index.js, generated from lib/ by
