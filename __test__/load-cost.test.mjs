@@ -137,6 +137,23 @@ describe('load cost', () => {
     expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
   })
 
+  // The test seams are lib/testing.js, carried as text too: made on the first
+  // access of __testing (or testing, the same object), never by a require().
+  it('the test seams compile lib/testing.js on the first access of __testing, once; testing is the same object', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const code =
+      `const seen=[];const ev=globalThis.eval;` +
+      `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+      `if(u)seen.push(require('node:path').relative(${JSON.stringify(ENTRY)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+      `const m=require(${JSON.stringify(index)});const atRequire=seen.slice();` +
+      `const t=m.__testing;const same=t===m.testing&&t===m.__testing;const counts=t.registryCounts();` +
+      `console.log(JSON.stringify({atRequire,seen,same,counts:typeof counts}))`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout.trim().split('\n').pop())).toEqual({ atRequire: [], seen: ['lib/testing.js'], same: true, counts: 'object' })
+  })
+
   // loader.js's code off its common path (the C library fallbacks, the errors
   // of a failed load) is lib/loader-fallbacks.js, carried as text and compiled
   // only when a load takes that path: here, a copy of index.js with no addon

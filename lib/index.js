@@ -293,53 +293,22 @@ function inspectSessionWriteLockBackend() {
   return b === null ? Promise.resolve(null) : b.inspectDatabase()
 }
 
-const __testing = {
-  get cleanupSignals() {
-    return options().HOOKED_SIGNALS.slice()
-  },
-  /** What our listener does on `signal`. */
-  handleTerminationSignal: (signal) => signalHandling().onSignal(getHub(), signal),
-  releaseAllLocksSync() {
-    fileLocks().releaseAllSync()
-  },
-  runLockWatchdogCheck(nowMs) {
-    fileLocks()
-    return Promise.resolve(require('./leases').runWatchdog(typeof nowMs === 'number' ? nowMs : Date.now()))
-  },
-  /** PID-reuse seam: report `startTime` (null = unknown) as the start time of `pid`. */
-  setStartTimeOverride(pid, startTime) {
-    rare().setStartTimeOverride(pid, startTime ?? null, false)
-  },
-  clearStartTimeOverrides() {
-    rare().setStartTimeOverride(0, null, true)
-  },
-  registryCounts() {
-    return rare().registryCounts()
-  },
-  /**
-   * The JS-thread loop watchers running in the process and the locks obtained
-   * through them so far (Linux; zeros elsewhere); the OS attempts made for
-   * contended keys so far, by the waiting thread and the loop watchers; the
-   * wake-ups sent to contexts through their thread-safe functions so far
-   * (zeros with an older shared addon).
-   */
-  loopWaitCounts() {
-    const r = rare()
-    const c = typeof r.loopWaitCounts === 'function' ? r.loopWaitCounts() : {}
-    return { watchers: c.watchers || 0, obtained: c.obtained || 0, attempts: c.attempts || 0, wakes: c.wakes || 0 }
-  },
-  identity() {
-    return rare().selfIdentity()
-  },
-  panicForTest() {
-    rare().panicForTest()
-  },
-  /** Later-generation seam: `fn(pid)` gives start times (null restores the real ones). */
-  setProcessStartTimeResolverForTest: (fn) => staleLocks().setProcessStartTimeResolverForTest(fn),
-  /** The old-format rules applied to a parsed payload (no file, no mtime grace). */
-  inspectLockPayloadForTest: (payload, staleMs, nowMs) => staleLocks().inspectLockPayloadForTest(payload, staleMs, nowMs),
-  /** The database backend's connections and holds (null without a backend). */
-  backendStats: () => (backendInstance === null ? null : backendInstance.backendStats()),
+// The test seams (lib/testing.js), made on the first access of `__testing` or
+// `testing` (the same object).
+let testingInstance = null
+function testingSeams() {
+  if (testingInstance === null) {
+    testingInstance = require('./testing').createTesting({
+      options,
+      signalHandling,
+      getHub,
+      fileLocks,
+      rare,
+      staleLocks,
+      backend: () => backendInstance,
+    })
+  }
+  return testingInstance
 }
 
 // ---------------------------------------------------------------- option resolvers
@@ -412,8 +381,12 @@ module.exports = {
   recoverOrphanedSessions: (o) => sessions().recoverOrphanedSessions(o),
   findOrphanedSessions: (o) => sessions().findOrphanedSessions(o),
   readSessionMarker: (markerPath) => require('./markers').readSessionMarker(markerPath),
-  __testing,
-  testing: __testing,
+  get __testing() {
+    return testingSeams()
+  },
+  get testing() {
+    return testingSeams()
+  },
   drainSessionWriteLockStateForTest,
   resetSessionWriteLockStateForTest,
 }

@@ -3,8 +3,8 @@
 // Writes index.js, the package's CommonJS entry, from its sources: lib/index.js
 // (the entry's source), the modules every require() of the package runs
 // (loader.js, lib/native.js), those the first acquire runs (lib/options.js,
-// lib/context.js, lib/leases.js, lib/locks.js) and loader.js's fallbacks
-// (lib/loader-fallbacks.js), in one file.
+// lib/context.js, lib/leases.js, lib/locks.js), loader.js's fallbacks
+// (lib/loader-fallbacks.js) and the test seams (lib/testing.js), in one file.
 //
 // Why: each module file a fresh process requires costs it resolution, a stat,
 // a read and a compile of its own, and require() of the package loaded seven
@@ -53,13 +53,15 @@ const BUNDLED = [
   'lib/context.js',
   'lib/leases.js',
   'lib/locks.js',
+  'lib/testing.js',
 ]
 
 /**
  * Bundled sources that a require() of the package does not run (lib/index.js
  * requires lib/locks.js on the first acquire, lib/options.js then or on the
  * first call of an option resolver; loader.js lib/loader-fallbacks.js only
- * off its common path): carried as the text of a
+ * off its common path; lib/testing.js on the first access of `__testing`):
+ * carried as the text of a
  * string, which V8 only scans at require (about
  * 0.6 M instructions where compiling them cost 2.4 M, docs/performance.md,
  * scenario h), and compiled by a global eval on their first require, as the
@@ -69,7 +71,14 @@ const BUNDLED = [
  * included). Where code generation from strings is disallowed
  * (--disallow-code-generation-from-strings), vm.compileFunction instead.
  */
-const COMPILED_ON_USE = ['lib/loader-fallbacks.js', 'lib/options.js', 'lib/context.js', 'lib/leases.js', 'lib/locks.js']
+const COMPILED_ON_USE = [
+  'lib/loader-fallbacks.js',
+  'lib/options.js',
+  'lib/context.js',
+  'lib/leases.js',
+  'lib/locks.js',
+  'lib/testing.js',
+]
 function sources() {
   return BUNDLED
 }
