@@ -69,6 +69,56 @@ describe('the file-lock addon', () => {
   // binaries are built (scripts/cross.js and scripts/cross-win.js build the
   // file lock's addon as a cdylib alone, so that the profile's LTO runs;
   // docs/distribution.md, "Two addons").
+  // napi-rs creates a JS function for every export when the addon loads, in
+  // every process that requires the package: the rarely used ones are made by
+  // rareFunctions() instead, on a copy's first call (lib/native.js, ABI 4).
+  it('creates its rarely used functions only when asked: rareFunctions() makes them, the exports do not carry them', () => {
+    const addon = require(mainAddon)
+    const rareNames = [
+      'createCounts', 'peekHolder', 'inspectLockFile', 'inspectLockPayload', 'removeStrayTemp',
+      'markerOpen', 'markerUpdate', 'markerClose', 'markerOrphans',
+      'holderOf', 'listHeld', 'registryCounts', 'loopWaitCounts', 'releaseKey', 'releaseThread',
+      'threadId', 'normalize', 'existingKey', 'selfIdentity', 'processStartTime', 'setStartTimeOverride',
+      'clearPathCache', 'panicForTest',
+    ]
+    expect(Object.keys(addon).filter((n) => rareNames.includes(n))).toEqual([])
+    expect(addon.abiVersion()).toBe(4)
+    const rare = addon.rareFunctions()
+    expect(Object.keys(rare).sort()).toEqual([...rareNames].sort())
+    for (const n of rareNames) expect(typeof rare[n]).toBe('function')
+    expect(rare.selfIdentity().pid).toBe(process.pid)
+    expect(rare.existingKey(path.join(root, 'nothing-here', 'x.jsonl.lock'))).toContain('x.jsonl.lock')
+  })
+
+  // An addon that exports every function at its top level (an older build
+  // named by SESSION_WRITE_LOCK_NATIVE_PATH, an older platform package): the
+  // package's JS calls them there.
+  it('the package works with an addon that has no rareFunctions (every function exported)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-old-addon-'))
+    const shim = path.join(dir, 'old-addon.js')
+    fs.writeFileSync(
+      shim,
+      `const a = require(${JSON.stringify(mainAddon)});` +
+        'const all = { ...a, ...(typeof a.rareFunctions === "function" ? a.rareFunctions() : {}) };' +
+        'delete all.rareFunctions; module.exports = all',
+    )
+    const session = path.join(dir, 's.jsonl')
+    const out = inChild(
+      root,
+      `
+      const lease = await pkg.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(session)} })
+      const held = pkg.listHeldLocks().map((h) => h.sessionFile === undefined ? h.lockPath : h.sessionFile)
+      const inspected = await pkg.inspectLockFile(${JSON.stringify(session + '.lock')})
+      const counts = pkg.__testing.registryCounts()
+      const identity = pkg.__testing.identity().pid === process.pid
+      await pkg.release(${JSON.stringify(session)})
+      return { held: held.length, inspected: inspected !== null && typeof inspected === 'object', counts: typeof counts, identity, after: pkg.listHeldLocks().length }
+      `,
+      { SESSION_WRITE_LOCK_NATIVE_PATH: shim },
+    )
+    expect(out).toEqual({ held: 1, inspected: true, counts: 'object', identity: true, after: 0 })
+  })
+
   it('is under 1 MB, stripped (its size on disk)', () => {
     expect(fs.statSync(mainAddon).size).toBeLessThan(1_000_000)
   })

@@ -110,6 +110,80 @@ describe('load cost', () => {
     })
   }
 
+  // lib/options.js is carried as text too (COMPILED_ON_USE): a require()
+  // compiles none of those sources; an option resolver compiles lib/options.js
+  // on its first call, the first acquire the rest. Seen through the global
+  // eval that compiles them (each text ends with a sourceURL naming its file).
+  it('require() compiles no lib/ source carried as text; an option resolver compiles lib/options.js alone, the first acquire the others', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const file = path.join(root, 'target', `load-cost-options-${process.pid}.jsonl`)
+    const code =
+      `const seen=[];const ev=globalThis.eval;` +
+      `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+      `if(u)seen.push(require('node:path').relative(${JSON.stringify(ENTRY)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+      `const m=require(${JSON.stringify(index)});const atRequire=seen.slice();` +
+      `const resolved=m.resolveSessionWriteLockOptions({},{env:{}});const afterResolve=seen.slice();` +
+      `const defaults=[m.DEFAULT_SESSION_WRITE_LOCK_ACQUIRE_TIMEOUT_MS,m.DEFAULT_SESSION_WRITE_LOCK_STALE_MS,m.DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS];` +
+      `m.acquireSessionWriteLock({sessionFile:${JSON.stringify(file)}}).then((l)=>l.release()).then(()=>{` +
+      `console.log(JSON.stringify({atRequire,afterResolve,resolved,defaults,afterAcquire:seen.slice()}))})`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout.trim().split('\n').pop())
+    expect(out.atRequire).toEqual([])
+    expect(out.afterResolve).toEqual(['lib/options.js'])
+    expect(out.defaults).toEqual([60_000, 1_800_000, 300_000])
+    expect(out.resolved).toEqual({ timeoutMs: 60_000, staleMs: 1_800_000, maxHoldMs: 300_000 })
+    expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/hooks.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
+  })
+
+  // The test seams are lib/testing.js, carried as text too: made on the first
+  // access of __testing (or testing, the same object), never by a require().
+  it('the test seams compile lib/testing.js on the first access of __testing, once; testing is the same object', () => {
+    const index = path.join(ENTRY, 'index.js')
+    const code =
+      `const seen=[];const ev=globalThis.eval;` +
+      `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+      `if(u)seen.push(require('node:path').relative(${JSON.stringify(ENTRY)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+      `const m=require(${JSON.stringify(index)});const atRequire=seen.slice();` +
+      `const t=m.__testing;const same=t===m.testing&&t===m.__testing;const counts=t.registryCounts();` +
+      `console.log(JSON.stringify({atRequire,seen,same,counts:typeof counts}))`
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: root, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout.trim().split('\n').pop())).toEqual({ atRequire: [], seen: ['lib/testing.js'], same: true, counts: 'object' })
+  })
+
+  // loader.js's code off its common path (the C library fallbacks, the errors
+  // of a failed load) is lib/loader-fallbacks.js, carried as text and compiled
+  // only when a load takes that path: here, a copy of index.js with no addon
+  // anywhere, which must still fail with the coded error naming its directory,
+  // also where code generation from strings is disallowed.
+  for (const flags of [[], ['--disallow-code-generation-from-strings']]) {
+    it(`a require() that finds no addon compiles lib/loader-fallbacks.js from its text and reports SESSION_WRITE_LOCK_NO_NATIVE${flags.length ? ` (${flags[0]})` : ''}`, () => {
+      const dir = fs.mkdtempSync(path.join(root, 'target', 'load-cost-noaddon-'))
+      try {
+        fs.copyFileSync(path.join(ENTRY, 'index.js'), path.join(dir, 'index.js'))
+        fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'session-write-lock', main: 'index.js' }))
+        const code =
+          `const seen=[];const ev=globalThis.eval;` +
+          `globalThis.eval=function(t){const u=/sourceURL=(.*)$/.exec(String(t));` +
+          `if(u)seen.push(require('node:path').relative(${JSON.stringify(dir)},u[1]).split(require('node:path').sep).join('/'));return ev(t)};` +
+          `let err=null;try{require(${JSON.stringify(path.join(dir, 'index.js'))})}catch(e){err={code:e.code,message:e.message}}` +
+          `console.log(JSON.stringify({seen,err}))`
+        const r = spawnSync(process.execPath, [...flags, '-e', code], { cwd: dir, env: childEnv(), encoding: 'utf8', timeout: 60_000 })
+        expect(r.stderr).toBe('')
+        expect(r.status).toBe(0)
+        const out = JSON.parse(r.stdout.trim().split('\n').pop())
+        expect(out.err && out.err.code).toBe('SESSION_WRITE_LOCK_NO_NATIVE')
+        expect(out.err.message).toContain(dir)
+        expect(out.seen).toEqual(['lib/loader-fallbacks.js'])
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+
   // Each module file a fresh process requires costs it resolution, a read and
   // a compile of its own (docs/performance.md, scenario h): require() of the
   // package reads one JS file, index.js, generated from lib/ by

@@ -28,12 +28,15 @@ function node(args, cwd = root) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-// A directory laid out like node_modules/session-write-lock holding only loader.js.
+// A directory laid out like node_modules/session-write-lock holding only
+// loader.js and what it loads off its common path (lib/loader-fallbacks.js:
+// the errors of a failed load).
 function packageCopy() {
   const dir = tmp()
   const pkg = path.join(dir, 'node_modules', 'session-write-lock')
-  fs.mkdirSync(pkg, { recursive: true })
+  fs.mkdirSync(path.join(pkg, 'lib'), { recursive: true })
   fs.copyFileSync(path.join(root, 'loader.js'), path.join(pkg, 'loader.js'))
+  fs.copyFileSync(path.join(root, 'lib', 'loader-fallbacks.js'), path.join(pkg, 'lib', 'loader-fallbacks.js'))
   return { dir, pkg }
 }
 

@@ -7,7 +7,7 @@
 // leases with their timers (lib/leases.js) in step.
 
 const path = require('node:path')
-const { native, osError, SessionWriteLockTimeoutError, abortReason } = require('./native')
+const { native, rare, osError, SessionWriteLockTimeoutError, abortReason } = require('./native')
 const context = require('./context')
 const leases = require('./leases')
 const options = require('./options')
@@ -28,7 +28,7 @@ const IN_PROCESS_HINT =
   'or release the outer lease first.'
 
 function timeoutError(timeoutMs, key, lockPath) {
-  const h = native.holderOf(key)
+  const h = rare().holderOf(key)
   if (h !== null) {
     const pid = process.pid
     return new SessionWriteLockTimeoutError({
@@ -39,7 +39,7 @@ function timeoutError(timeoutMs, key, lockPath) {
       hint: IN_PROCESS_HINT,
     })
   }
-  const peek = native.peekHolder(lockPath)
+  const peek = rare().peekHolder(lockPath)
   const pid = peek === null ? null : (peek.pid ?? null)
   return new SessionWriteLockTimeoutError({
     timeoutMs,
@@ -236,7 +236,7 @@ function releaseSync(target) {
   }
   options.validateSessionFile(target)
   // Never touches the disk: nothing to create when nothing is held.
-  const d = native.releaseKey(context.ctx, native.existingKey(path.resolve(target)))
+  const d = rare().releaseKey(context.ctx, rare().existingKey(path.resolve(target)))
   if (d === null) return false
   releaseDropped(d, 'released')
   return true
@@ -251,7 +251,7 @@ function release(target) {
 }
 
 function releaseAllSync() {
-  const dropped = native.releaseThread(context.ctx)
+  const dropped = rare().releaseThread(context.ctx)
   for (const d of dropped) releaseDropped(d, 'released')
   return dropped.length
 }
@@ -266,8 +266,8 @@ function releaseAll() {
 
 /** Every lock held in this process (all threads); `acquiredAt` as ISO 8601. */
 function listHeldLocks() {
-  const me = native.threadId()
-  return native.listHeld().map((h) => ({
+  const me = rare().threadId()
+  return rare().listHeld().map((h) => ({
     lockPath: h.lockPath,
     acquiredAt: new Date(h.acquiredAt).toISOString(),
     maxHoldMs: h.maxHoldMs ?? Infinity,
@@ -292,8 +292,8 @@ function resetLockStateForTest() {
   releaseAllSync()
   context.dropKeepAliveIfIdle()
   leases.resetLeasesForTest()
-  native.clearPathCache()
-  native.setStartTimeOverride(0, null, true)
+  rare().clearPathCache()
+  rare().setStartTimeOverride(0, null, true)
 }
 
 module.exports = {

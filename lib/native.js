@@ -10,6 +10,21 @@
 
 const native = require('../loader').load()
 
+let rareFunctions = null
+/**
+ * The addon's rarely used functions (lock-file inspection, session markers,
+ * release by path, releaseAll, listHeldLocks, identity, test seams): one
+ * object the addon makes on this copy's first call (`rareFunctions()`, ABI 4:
+ * napi-rs creates a JS function for every export when the addon loads, so a
+ * require() created them all for nothing), or the addon itself where an older
+ * one (SESSION_WRITE_LOCK_NATIVE_PATH, an older platform package) exports
+ * them at its top level.
+ */
+function rare() {
+  if (rareFunctions === null) rareFunctions = typeof native.rareFunctions === 'function' ? native.rareFunctions() : native
+  return rareFunctions
+}
+
 /**
  * An OS error reported by the addon (`{ message, errno, code, syscall, path }`),
  * as a JS `Error` shaped like Node's own fs errors. Guarantees those five
@@ -69,6 +84,7 @@ function abortReason(signal) {
 
 module.exports = {
   native,
+  rare,
   osError,
   SessionWriteLockTimeoutError,
   SessionWriteLockLostError,

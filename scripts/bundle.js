@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 'use strict'
 // Writes index.js, the package's CommonJS entry, from its sources: lib/index.js
-// (the entry's source) and the modules every require() of the package runs
-// (loader.js, lib/native.js, lib/options.js, lib/context.js, lib/leases.js,
-// lib/locks.js), in one file.
+// (the entry's source), the modules every require() of the package runs
+// (loader.js, lib/native.js), those the first acquire runs (lib/options.js,
+// lib/context.js, lib/leases.js, lib/locks.js, lib/hooks.js), loader.js's fallbacks
+// (lib/loader-fallbacks.js) and the test seams (lib/testing.js), in one file.
 //
 // Why: each module file a fresh process requires costs it resolution, a stat,
 // a read and a compile of its own, and require() of the package loaded seven
@@ -29,8 +30,9 @@
 //
 // A module left out of the bundle that requires a bundled one would get a
 // second instance of it (its own error classes, its own registry context):
-// only lib/options.js (constants and pure functions) and loader.js
-// (stateless) may be; this script refuses anything else.
+// only lib/options.js (constants and pure functions), loader.js and
+// lib/loader-fallbacks.js (stateless) may be; this script refuses anything
+// else.
 //
 //   node scripts/bundle.js            write index.js (when it changed)
 //   node scripts/bundle.js --check    exit 1 when index.js is not what the sources give
@@ -42,11 +44,25 @@ const ROOT = path.join(__dirname, '..')
 const OUT = path.join(ROOT, 'index.js')
 
 /** The bundled sources, relative to the package root; the entry first. */
-const BUNDLED = ['lib/index.js', 'loader.js', 'lib/native.js', 'lib/options.js', 'lib/context.js', 'lib/leases.js', 'lib/locks.js']
+const BUNDLED = [
+  'lib/index.js',
+  'loader.js',
+  'lib/native.js',
+  'lib/loader-fallbacks.js',
+  'lib/options.js',
+  'lib/context.js',
+  'lib/leases.js',
+  'lib/locks.js',
+  'lib/testing.js',
+  'lib/hooks.js',
+]
 
 /**
  * Bundled sources that a require() of the package does not run (lib/index.js
- * requires lib/locks.js on the first acquire): carried as the text of a
+ * requires lib/locks.js and lib/hooks.js on the first acquire, lib/options.js then or on the
+ * first call of an option resolver; loader.js lib/loader-fallbacks.js only
+ * off its common path; lib/testing.js on the first access of `__testing`):
+ * carried as the text of a
  * string, which V8 only scans at require (about
  * 0.6 M instructions where compiling them cost 2.4 M, docs/performance.md,
  * scenario h), and compiled by a global eval on their first require, as the
@@ -56,7 +72,15 @@ const BUNDLED = ['lib/index.js', 'loader.js', 'lib/native.js', 'lib/options.js',
  * included). Where code generation from strings is disallowed
  * (--disallow-code-generation-from-strings), vm.compileFunction instead.
  */
-const COMPILED_ON_USE = ['lib/context.js', 'lib/leases.js', 'lib/locks.js']
+const COMPILED_ON_USE = [
+  'lib/loader-fallbacks.js',
+  'lib/options.js',
+  'lib/context.js',
+  'lib/leases.js',
+  'lib/locks.js',
+  'lib/testing.js',
+  'lib/hooks.js',
+]
 function sources() {
   return BUNDLED
 }
@@ -117,7 +141,7 @@ function resolveIn(from, spec, names) {
 }
 
 /** Bundled sources a module left out of the bundle may require (a second instance is harmless). */
-const SHAREABLE = ['lib/options.js', 'loader.js']
+const SHAREABLE = ['lib/options.js', 'loader.js', 'lib/loader-fallbacks.js']
 
 function checkUnbundled(root, names) {
   for (const f of fs.readdirSync(path.join(root, 'lib')).sort()) {

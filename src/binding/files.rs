@@ -16,7 +16,7 @@ pub struct CreateCounts {
 }
 
 /// How this process's lock-file creates went (tests, diagnostics).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn create_counts() -> CreateCounts {
     let c = lockfile::create_counts();
     CreateCounts {
@@ -37,7 +37,7 @@ pub struct PeekedHolder {
 /// lock taken, nothing created); `null` when there is no regular file. Read
 /// through the descriptor kept for the file's waits when there is one (see
 /// [`crate::wait_thread::peek_kept`]).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn peek_holder(lock_path: String) -> Option<PeekedHolder> {
     let payload = crate::wait_thread::peek_kept(&lock_path).or_else(|| lockfile::peek(&lock_path));
     payload.map(|p| PeekedHolder {
@@ -81,7 +81,7 @@ pub struct LockFileReport {
 /// Inspect one lock file (see [`crate::inspect::inspect_with`]); remove it when stale and
 /// `remove`, under its OS lock and only if the path still names the inode
 /// inspected. Never follows symlinks; a non-regular file reports an error.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn inspect_lock_file(
     lock_path: String,
     now_ms: f64,
@@ -133,7 +133,7 @@ pub struct PayloadVerdict {
 /// The old rules (sweep variant) applied to a payload given as JSON text, with
 /// no file behind it: no mtime grace (a payload-less verdict is stale at
 /// once), and nothing is held.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn inspect_lock_payload(json: String, now_ms: f64, stale_ms: f64) -> PayloadVerdict {
     let (p, v) =
         crate::inspect::judge_payload_text(json.as_bytes(), now_ms as i64, ms_or_max(stale_ms));
@@ -161,7 +161,7 @@ pub struct StrayTempReport {
 
 /// Remove a stray temporary file of a create or rewrite if nobody holds it
 /// and it is older than `grace_ms` (see [`crate::inspect::remove_stray_temp`]).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempReport {
     use crate::inspect::StrayTemp;
     let mut r = StrayTempReport {
@@ -178,4 +178,22 @@ pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempR
         Err(e) => r.error = Some(e.into()),
     }
     r
+}
+
+/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
+pub(super) fn add_rare(
+    env: &napi::Env,
+    o: &mut napi::bindgen_prelude::Object<'_>,
+) -> napi::Result<()> {
+    super::add_functions(
+        env,
+        o,
+        &[
+            ("createCounts", create_counts_c_callback),
+            ("peekHolder", peek_holder_c_callback),
+            ("inspectLockFile", inspect_lock_file_c_callback),
+            ("inspectLockPayload", inspect_lock_payload_c_callback),
+            ("removeStrayTemp", remove_stray_temp_c_callback),
+        ],
+    )
 }

@@ -352,7 +352,7 @@ impl From<Dropped> for NativeDropped {
 /// Drop the calling thread's hold on the session at `key` (every level).
 /// A waiter of this context that gets the lock is delivered before this
 /// returns.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn release_key(env: Env, ctx: f64, key: String) -> Result<Option<NativeDropped>> {
     let ctx = ctx as u64;
     let d = context::delivering(&env, ctx, |r| r.release_key(ctx, thread(), &key))?;
@@ -361,7 +361,7 @@ pub fn release_key(env: Env, ctx: f64, key: String) -> Result<Option<NativeDropp
 
 /// Drop every hold of the calling thread. Waiters of this context that get
 /// a lock are delivered before this returns.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn release_thread(env: Env, ctx: f64) -> Result<Vec<NativeDropped>> {
     let ctx = ctx as u64;
     let d = context::delivering(&env, ctx, |r| r.release_thread(ctx, thread()))?;
@@ -473,12 +473,12 @@ impl From<HolderInfo> for NativeHolder {
     }
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn holder_of(key: String) -> Option<NativeHolder> {
     registry::global().holder_of(&key).map(Into::into)
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn list_held() -> Vec<NativeHolder> {
     registry::global()
         .list()
@@ -494,7 +494,7 @@ pub struct RegistryCounts {
     pub waiters: u32,
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn registry_counts() -> RegistryCounts {
     let (k, h, w) = registry::global().counts();
     RegistryCounts {
@@ -525,7 +525,7 @@ pub struct ContextCounts {
     pub out_arrays: u32,
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn context_counts() -> ContextCounts {
     ContextCounts {
         contexts: registry::global().contexts() as u32,
@@ -533,7 +533,7 @@ pub fn context_counts() -> ContextCounts {
     }
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn loop_wait_counts() -> LoopWaitCounts {
     let (watchers, obtained, attempts) = crate::loop_wait::counts();
     let wakes = crate::context::WAKES.load(std::sync::atomic::Ordering::Relaxed);
@@ -543,4 +543,24 @@ pub fn loop_wait_counts() -> LoopWaitCounts {
         attempts,
         wakes,
     }
+}
+
+/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
+pub(super) fn add_rare(
+    env: &napi::Env,
+    o: &mut napi::bindgen_prelude::Object<'_>,
+) -> napi::Result<()> {
+    super::add_functions(
+        env,
+        o,
+        &[
+            ("holderOf", holder_of_c_callback),
+            ("listHeld", list_held_c_callback),
+            ("registryCounts", registry_counts_c_callback),
+            ("loopWaitCounts", loop_wait_counts_c_callback),
+            ("contextCounts", context_counts_c_callback),
+            ("releaseKey", release_key_c_callback),
+            ("releaseThread", release_thread_c_callback),
+        ],
+    )
 }

@@ -16,7 +16,7 @@ pub struct MarkerResult {
 
 /// Create and OS-lock an active-session marker with `json` as content,
 /// taking over a dead owner's marker and never overwriting anything else.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn marker_open(path: String, json: String) -> MarkerResult {
     let o = crate::marker::open(&path, &json, thread());
     match o.id {
@@ -34,7 +34,7 @@ pub fn marker_open(path: String, json: String) -> MarkerResult {
 }
 
 /// Rewrite an open marker; `null` on success, else the error.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn marker_update(id: f64, json: String) -> Option<NativeError> {
     crate::marker::update(id as u64, &json)
         .err()
@@ -42,7 +42,7 @@ pub fn marker_update(id: f64, json: String) -> Option<NativeError> {
 }
 
 /// Remove an open marker; `true` if it was open.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn marker_close(id: f64) -> bool {
     crate::marker::close(id as u64)
 }
@@ -60,7 +60,7 @@ pub struct OrphanScan {
 }
 
 /// Markers in `dir` whose lock is free (owner dead); removed when `remove`.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
     match crate::marker::collect_orphans(&dir, remove) {
         Ok(v) => OrphanScan {
@@ -78,4 +78,21 @@ pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
             error: Some(e.into()),
         },
     }
+}
+
+/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
+pub(super) fn add_rare(
+    env: &napi::Env,
+    o: &mut napi::bindgen_prelude::Object<'_>,
+) -> napi::Result<()> {
+    super::add_functions(
+        env,
+        o,
+        &[
+            ("markerOpen", marker_open_c_callback),
+            ("markerUpdate", marker_update_c_callback),
+            ("markerClose", marker_close_c_callback),
+            ("markerOrphans", marker_orphans_c_callback),
+        ],
+    )
 }

@@ -11,7 +11,7 @@ use crate::paths;
 use super::NativeError;
 
 /// The Node environment id of the calling thread.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn thread_id() -> f64 {
     thread() as f64
 }
@@ -24,7 +24,7 @@ pub struct NormalizedPath {
 }
 
 /// Normalize a resolved session path (creating its directory).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn normalize(resolved: String) -> NormalizedPath {
     match paths::normalize(&resolved) {
         Ok(p) => NormalizedPath {
@@ -44,7 +44,7 @@ pub fn normalize(resolved: String) -> NormalizedPath {
 }
 
 /// The key a resolved session path normalizes to, creating nothing.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn existing_key(resolved: String) -> String {
     paths::existing_key(&resolved)
 }
@@ -57,7 +57,7 @@ pub struct NativeIdentity {
     pub hostname: String,
 }
 
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn self_identity() -> NativeIdentity {
     let me = identity::self_identity();
     NativeIdentity {
@@ -72,7 +72,7 @@ pub fn self_identity() -> NativeIdentity {
 /// 22 on Linux, the creation time in ms since the epoch on Windows), honouring
 /// the override seam; null when unknown. For tests that write old-module
 /// files naming a live process on a platform without `/proc`.
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn process_start_time(pid: u32) -> Option<f64> {
     identity::proc_start_time(pid).map(|s| s as f64)
 }
@@ -80,19 +80,19 @@ pub fn process_start_time(pid: u32) -> Option<f64> {
 /// Test seam (PID reuse): report `value` as the start time of `pid`;
 /// `value` null means "unknown"; `clear` removes the override (all of them
 /// when `pid` is 0).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn set_start_time_override(pid: u32, value: Option<f64>, clear: bool) {
     identity::set_start_time_override(pid, value.map(|v| v as u64), clear);
 }
 
 /// Forget cached directory realpaths (test resets).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn clear_path_cache() {
     paths::clear_cache();
 }
 
 /// Deliberately panic (tests: a panic must surface as a JS error).
-#[napi(catch_unwind)]
+#[napi(no_export, catch_unwind)]
 pub fn panic_for_test() {
     panic!("deliberate panic for test");
 }
@@ -104,10 +104,11 @@ pub fn panic_for_test() {
 /// without mkdir, the later generation's inspection and stray temp files.
 /// 3: named result kinds (`AcquireStatus`, `LockFileKind`), `releaseLease`
 /// returns a boolean, and grants a call makes for its own context are
-/// delivered inside that call.
+/// delivered inside that call. 4: the rarely used functions are no longer
+/// exports of their own but the properties of `rareFunctions()`'s object.
 #[napi(catch_unwind)]
 pub fn abi_version() -> u32 {
-    3
+    4
 }
 
 /// Whether the calling thread is the process's main thread (Node's main
@@ -117,4 +118,25 @@ pub fn abi_version() -> u32 {
 #[napi(catch_unwind)]
 pub fn is_main_thread() -> Option<bool> {
     crate::sys::is_main_thread()
+}
+
+/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
+pub(super) fn add_rare(
+    env: &napi::Env,
+    o: &mut napi::bindgen_prelude::Object<'_>,
+) -> napi::Result<()> {
+    super::add_functions(
+        env,
+        o,
+        &[
+            ("threadId", thread_id_c_callback),
+            ("normalize", normalize_c_callback),
+            ("existingKey", existing_key_c_callback),
+            ("selfIdentity", self_identity_c_callback),
+            ("processStartTime", process_start_time_c_callback),
+            ("setStartTimeOverride", set_start_time_override_c_callback),
+            ("clearPathCache", clear_path_cache_c_callback),
+            ("panicForTest", panic_for_test_c_callback),
+        ],
+    )
 }
