@@ -134,7 +134,7 @@ describe('load cost', () => {
     expect(out.afterResolve).toEqual(['lib/options.js'])
     expect(out.defaults).toEqual([60_000, 1_800_000, 300_000])
     expect(out.resolved).toEqual({ timeoutMs: 60_000, staleMs: 1_800_000, maxHoldMs: 300_000 })
-    expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/hooks.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
+    expect(out.afterAcquire.sort()).toEqual(['lib/context.js', 'lib/leases.js', 'lib/locks.js', 'lib/options.js'])
   })
 
   // The test seams are lib/testing.js, carried as text too: made on the first

@@ -3,7 +3,7 @@
 // Writes index.js, the package's CommonJS entry, from its sources: lib/index.js
 // (the entry's source), the modules every require() of the package runs
 // (loader.js, lib/native.js), those the first acquire runs (lib/options.js,
-// lib/context.js, lib/leases.js, lib/locks.js, lib/hooks.js), loader.js's fallbacks
+// lib/context.js, lib/leases.js, lib/locks.js), loader.js's fallbacks
 // (lib/loader-fallbacks.js) and the test seams (lib/testing.js), in one file.
 //
 // Why: each module file a fresh process requires costs it resolution, a stat,
@@ -54,12 +54,11 @@ const BUNDLED = [
   'lib/leases.js',
   'lib/locks.js',
   'lib/testing.js',
-  'lib/hooks.js',
 ]
 
 /**
  * Bundled sources that a require() of the package does not run (lib/index.js
- * requires lib/locks.js and lib/hooks.js on the first acquire, lib/options.js then or on the
+ * requires lib/locks.js on the first acquire, lib/options.js then or on the
  * first call of an option resolver; loader.js lib/loader-fallbacks.js only
  * off its common path; lib/testing.js on the first access of `__testing`):
  * carried as the text of a
@@ -79,7 +78,6 @@ const COMPILED_ON_USE = [
   'lib/leases.js',
   'lib/locks.js',
   'lib/testing.js',
-  'lib/hooks.js',
 ]
 function sources() {
   return BUNDLED
