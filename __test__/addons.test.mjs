@@ -77,7 +77,7 @@ describe('the file-lock addon', () => {
     const rareNames = [
       'createCounts', 'peekHolder', 'inspectLockFile', 'inspectLockPayload', 'removeStrayTemp',
       'markerOpen', 'markerUpdate', 'markerClose', 'markerOrphans',
-      'holderOf', 'listHeld', 'registryCounts', 'loopWaitCounts', 'releaseKey', 'releaseThread',
+      'holderOf', 'listHeld', 'registryCounts', 'loopWaitCounts', 'contextCounts', 'releaseKey', 'releaseThread',
       'threadId', 'normalize', 'existingKey', 'selfIdentity', 'processStartTime', 'setStartTimeOverride',
       'clearPathCache', 'panicForTest',
     ]
