@@ -28,9 +28,30 @@ pub fn register_context(env: Env, wake: Option<Deliver<'_>>) -> Result<f64> {
 /// Deliveries that arrived before it was armed are not signalled: the caller
 /// drains the context's outbox once right after this returns. Returns false
 /// when the context is unknown.
+///
+/// `grant` (optional; an older copy of the package sharing this addon gives
+/// none): with it, and an out array registered (`setContextOut`), a grant
+/// goes to `grant(token)` with `out[0]` its request id, `out[1]` its lease
+/// id, `out[2]` its `acquiredAt` (the lock path is the request's), instead
+/// of an object per grant to `wake`; failures still go to `wake` as objects.
 #[napi(catch_unwind)]
-pub fn arm_context(env: Env, ctx: f64, wake: Deliver<'_>) -> Result<bool> {
-    context::arm(&env, ctx as u64, &wake)
+pub fn arm_context(
+    env: Env,
+    ctx: f64,
+    wake: Deliver<'_>,
+    grant: Option<context::GrantFn<'_>>,
+) -> Result<bool> {
+    context::arm(&env, ctx as u64, &wake, grant.as_ref())
+}
+
+/// Hand context `ctx`'s deliveries to its JS functions now (as its own
+/// calls do: grants as numbers where it armed a grant function), unless a
+/// delivery runs on it already (that one drains them). False when nothing
+/// was done because the context never armed its wake-up (the caller then
+/// takes them with `takeDeliveries`) or a delivery runs on it already.
+#[napi(catch_unwind)]
+pub fn deliver_context(env: Env, ctx: f64) -> Result<bool> {
+    context::deliver(&env, ctx as u64)
 }
 
 /// What an acquire did.
@@ -143,16 +164,7 @@ pub fn acquire_into(
     acquire_answer(&env, ctx, &session_file, settings, false, put)
 }
 
-thread_local! {
-    /// The out arrays contexts of this thread registered (`setContextOut`).
-    static OUTS: std::cell::RefCell<Vec<(u64, crate::sys::OutSlots)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The out array context `ctx` registered on this thread.
-fn out_of(ctx: u64) -> Option<crate::sys::OutSlots> {
-    OUTS.with(|o| o.borrow().iter().find(|(c, _)| *c == ctx).map(|(_, s)| *s))
-}
+use crate::context::out_of;
 
 /// Register `out` (a `Float64Array` over its own `ArrayBuffer`, kept and
 /// never detached by the caller: see `sys::OutSlots`) as where `acquireOut`
@@ -163,12 +175,7 @@ pub fn set_context_out(env: Env, ctx: f64, out: Unknown<'_>) -> bool {
     let Some(slots) = crate::sys::OutSlots::of(&env, &out) else {
         return false;
     };
-    let ctx = ctx as u64;
-    OUTS.with(|o| {
-        let mut o = o.borrow_mut();
-        o.retain(|(c, _)| *c != ctx);
-        o.push((ctx, slots));
-    });
+    context::set_out(ctx as u64, slots);
     true
 }
 
@@ -519,23 +526,27 @@ pub fn registry_counts() -> RegistryCounts {
 /// locks obtained by an attempt on a JS thread's own loop so far, and the
 /// OS attempts made for contended keys so far (waiting thread and loop
 /// watchers; the acquire's own first attempt is not counted), and the
-/// wake-ups sent to contexts through their thread-safe functions.
+/// wake-ups sent to contexts through their thread-safe functions, and the
+/// grants handed to contexts as numbers and a token (not objects).
 #[napi(object)]
 pub struct LoopWaitCounts {
     pub watchers: u32,
     pub obtained: u32,
     pub attempts: u32,
     pub wakes: u32,
+    pub numbered: u32,
 }
 
 #[napi(catch_unwind)]
 pub fn loop_wait_counts() -> LoopWaitCounts {
     let (watchers, obtained, attempts) = crate::loop_wait::counts();
     let wakes = crate::context::WAKES.load(std::sync::atomic::Ordering::Relaxed);
+    let numbered = crate::context::NUMBERED.load(std::sync::atomic::Ordering::Relaxed);
     LoopWaitCounts {
         watchers,
         obtained,
         attempts,
         wakes,
+        numbered,
     }
 }
