@@ -59,7 +59,10 @@ struct Local {
 
 thread_local! {
     static THREAD_ID: ThreadId = sys::thread_id();
-    static LOCAL: RefCell<HashMap<CtxId, Local>> = RefCell::new(HashMap::new());
+    /// This thread's armed contexts: a few at most (one per copy of the
+    /// package loaded on the thread), so a list, searched without hashing
+    /// (looked up several times per delivery).
+    static LOCAL: RefCell<Vec<(CtxId, Local)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The Node environment (thread) of the caller.
@@ -110,7 +113,7 @@ pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
         lock(wake_slots()).remove(&ctx);
         // Runs on the env's own thread: its markers become recoverable.
         crate::marker::abandon_thread(thread());
-        LOCAL.with(|l| l.borrow_mut().remove(&ctx));
+        LOCAL.with(|l| l.borrow_mut().retain(|(c, _)| *c != ctx));
         if let Some(w) = lock(&slot).take() {
             // The context can no longer be woken: release our reference.
             w.abort();
@@ -135,21 +138,21 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>, grant: Option<&GrantFn<'_>
         *s = Some(WakeFn::create(env, wake)?);
     }
     drop(s);
-    if !LOCAL.with(|l| l.borrow().contains_key(&ctx)) {
+    if !LOCAL.with(|l| l.borrow().iter().any(|(c, _)| *c == ctx)) {
         let deliver = ManuallyDrop::new(wake.create_ref()?);
         let grant = match grant {
             Some(g) => Some(ManuallyDrop::new(g.create_ref()?)),
             None => None,
         };
         LOCAL.with(|l| {
-            l.borrow_mut().insert(
+            l.borrow_mut().push((
                 ctx,
                 Local {
                     deliver,
                     grant,
                     delivering: false,
                 },
-            )
+            ))
         });
     }
     Ok(true)
@@ -219,7 +222,7 @@ fn on_loop_fire(env: &Env, fired: &[sys::Fired]) {
         let _firing = Firing::enter();
         crate::loop_wait::on_fire(fired);
     }
-    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().keys().copied().collect());
+    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().iter().map(|(c, _)| *c).collect());
     for ctx in ctxs {
         let _ = deliver(env, ctx);
     }
@@ -243,7 +246,11 @@ pub fn delivering<T>(env: &Env, ctx: CtxId, op: impl FnOnce(&'static Registry) -
 pub fn deliver(env: &Env, ctx: CtxId) -> Result<bool> {
     let fs = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        let local = l.get_mut(&ctx).filter(|x| !x.delivering)?;
+        let local = l
+            .iter_mut()
+            .find(|(c, _)| *c == ctx)
+            .map(|(_, x)| x)
+            .filter(|x| !x.delivering)?;
         local.delivering = true;
         let grant = match (&local.grant, out_of(ctx)) {
             (Some(g), Some(out)) => Some((g.borrow_back(env), out)),
@@ -278,7 +285,7 @@ pub fn deliver(env: &Env, ctx: CtxId) -> Result<bool> {
         }
     });
     LOCAL.with(|l| {
-        if let Some(local) = l.borrow_mut().get_mut(&ctx) {
+        if let Some((_, local)) = l.borrow_mut().iter_mut().find(|(c, _)| *c == ctx) {
             local.delivering = false;
         }
     });
@@ -306,7 +313,7 @@ fn hand_over(
                 out.put(1, g.lease_id as f64);
                 out.put(2, g.acquired_at_ms as f64);
                 NUMBERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                grant.call(g.token.to_string())
+                grant.call(String::from(&*g.token))
             }
             Err(_) => f.call(Some(vec![d.into()])),
         };
