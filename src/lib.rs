@@ -13,6 +13,7 @@
 //! is configured.
 
 pub mod acquire;
+pub mod fasthash;
 pub mod identity;
 pub mod inspect;
 pub mod lockfile;

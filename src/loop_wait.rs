@@ -16,8 +16,8 @@
 //! and the env's teardown closes the watcher. Not guaranteed: the fast path
 //! (a watcher that cannot start leaves every wait to the waiting thread).
 
+use crate::fasthash::FastMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -26,8 +26,8 @@ use crate::wait_thread::{self, Here};
 
 struct Loop {
     watch: LoopWatch,
-    by_wd: HashMap<WatchId, Vec<Arc<str>>>,
-    keys: HashMap<Arc<str>, (Arc<str>, WatchId)>,
+    by_wd: FastMap<WatchId, Vec<Arc<str>>>,
+    keys: FastMap<Arc<str>, (Arc<str>, WatchId)>,
 }
 
 thread_local! {
@@ -59,8 +59,8 @@ pub fn install(watch: LoopWatch) {
     LOOP.with(|l| {
         *l.borrow_mut() = Some(Loop {
             watch,
-            by_wd: HashMap::new(),
-            keys: HashMap::new(),
+            by_wd: FastMap::default(),
+            keys: FastMap::default(),
         })
     });
 }
