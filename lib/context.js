@@ -81,7 +81,8 @@ function dropKeepAliveIfIdle() {
 }
 
 /**
- * Wait for request `requestId`: `waiter.settle(delivery)` (or `waiter.grant(leaseId, token, acquiredAt)`) runs when the
+ * Wait for request `requestId`: `waiter.settle(delivery)` (a grant handed
+ * over as numbers: `waiter.grant(leaseId, token, acquiredAt)`) runs when the
  * registry delivers its grant or failure, `waiter.timeOut()` at
  * `waiter.deadline` (monoMs() time; Infinity: never). A pending wait keeps
  * the process alive, as the old module's polling timers did; the native side
