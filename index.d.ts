@@ -387,8 +387,8 @@ export declare const __testing: {
   setStartTimeOverride(pid: number, startTime: number | null): void
   clearStartTimeOverrides(): void
   registryCounts(): { keys: number; holders: number; waiters: number }
-  /** JS-thread loop watchers running and locks obtained through them (Linux; zeros elsewhere), OS attempts made for contended keys by the waiting machinery (the acquire's own first attempt excluded), and wake-ups sent to contexts through their thread-safe functions. */
-  loopWaitCounts(): { watchers: number; obtained: number; attempts: number; wakes: number }
+  /** JS-thread loop watchers running and locks obtained through them (Linux; zeros elsewhere), OS attempts made for contended keys by the waiting machinery (the acquire's own first attempt excluded), wake-ups sent to contexts through their thread-safe functions, and grants handed to a context as numbers and a token rather than as objects. */
+  loopWaitCounts(): { watchers: number; obtained: number; attempts: number; wakes: number; numbered: number }
   /** Contexts (copies of the package, in any thread) registered and not torn down yet, and those of them that registered an out array (zeros with an older shared addon). */
   contextCounts(): { contexts: number; outArrays: number }
   identity(): { pid: number; starttime?: number | null; bootId?: string | null; hostname: string }

@@ -7,11 +7,13 @@ import { describe, it, expect, afterEach } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
+import { createRequire } from 'node:module'
 import * as swl from '../index.mjs'
 import helpers from './fixtures/core-helpers.js'
 
 const { tmpDir, spawnNode, holderPath, parseLine, fixture } = helpers
 const linux = process.platform === 'linux'
+const require = createRequire(import.meta.url)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const children = []
 const workers = []
@@ -142,6 +144,9 @@ describe('waiting on the JS thread\'s own loop', () => {
       // Delivered in the callback that obtained it: no thread-safe-function
       // wake-up of this thread on top (an extra loop turn for nothing).
       expect(after.wakes).toBe(before.wakes)
+      // Handed to JS as numbers in the context's out array plus the token,
+      // not as an object built field by field.
+      expect(after.numbered).toBe(before.numbered + 1)
     }
     await lease.release()
     expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
@@ -177,6 +182,38 @@ describe('waiting on the JS thread\'s own loop', () => {
     await new Promise((r) => setImmediate(r))
     expect(deletedFds()).toBe(0)
     await lease.release()
+  })
+
+  it('a context armed the older way (no grant function: an older copy of the package sharing this addon) still gets its grant as an object', async () => {
+    const native = require('../loader.js').load()
+    const counts = () => native.rareFunctions().loopWaitCounts()
+    for (const form of ['registerContext(onWake)', 'armContext(ctx, onWake)']) {
+      const sessionFile = path.join(tmpDir(), 's.jsonl')
+      const h = spawnHolder([sessionFile])
+      await h.waitLine('acquired')
+      const got = []
+      let wake = null
+      const onWake = (ds = native.takeDeliveries(ctx)) => {
+        got.push(...ds)
+        if (got.length && wake) wake()
+      }
+      const ctx = form === 'registerContext(onWake)' ? native.registerContext(onWake) : native.registerContext()
+      // What the copies of this round's base register: an out array, then the wake-up.
+      native.setContextOut(ctx, new Float64Array(new ArrayBuffer(32)))
+      if (form !== 'registerContext(onWake)') native.armContext(ctx, onWake)
+      const before = counts()
+      native.acquireOut(ctx, sessionFile, null, false, Infinity, Infinity)
+      const delivered = new Promise((r) => { wake = r })
+      await sleep(50)
+      h.send('release')
+      await delivered
+      expect(got).toHaveLength(1)
+      expect(got[0]).toMatchObject({ lockPath: sessionFile + '.lock' })
+      expect(typeof got[0].token).toBe('string')
+      expect(typeof got[0].leaseId).toBe('number')
+      expect(counts().numbered ?? 0).toBe(before.numbered ?? 0)
+      expect(native.releaseLease(ctx, got[0].leaseId)).toBe(true)
+    }
   })
 
   it('hand-offs back and forth between two processes, each waiting on its own loop, never overlap', async () => {

@@ -20,8 +20,17 @@ const pending = new Map()
 let keepAlive = null
 
 // Settle what the addon delivered: `deliveries` when it hands them over (a
-// release of this context that granted a waiter of it), else the outbox.
-function pump(deliveries = native.takeDeliveries(ctx)) {
+// release of this context that granted a waiter of it), else the outbox
+// (through `deliverContext`, which hands its grants to onGrant, where the
+// addon has it and the wake-up is armed; else taken as objects).
+function pump(deliveries) {
+  if (deliveries === undefined) {
+    if (DELIVER_OWN && armed && native.deliverContext(ctx)) {
+      dropKeepAliveIfIdle()
+      return
+    }
+    deliveries = native.takeDeliveries(ctx)
+  }
   for (let i = 0; i < deliveries.length; i++) {
     const d = deliveries[i]
     const p = pending.get(d.requestId)
@@ -72,7 +81,8 @@ function dropKeepAliveIfIdle() {
 }
 
 /**
- * Wait for request `requestId`: `waiter.settle(delivery)` runs when the
+ * Wait for request `requestId`: `waiter.settle(delivery)` (a grant handed
+ * over as numbers: `waiter.grant(leaseId, token, acquiredAt)`) runs when the
  * registry delivers its grant or failure, `waiter.timeOut()` at
  * `waiter.deadline` (monoMs() time; Infinity: never). A pending wait keeps
  * the process alive, as the old module's polling timers did; the native side
@@ -144,6 +154,31 @@ function onWake(deliveries) {
   }
 }
 
+/**
+ * One grant, handed over as numbers (armContext's grant function): `out[0]`
+ * its request id, `out[1]` its lease id, `out[2]` its acquiredAt; read before
+ * anything else runs (a later native call of this context writes `out`). The
+ * lock path is the request's own (the waiter has it). Settles like `pump`.
+ */
+function onGrant(token) {
+  const requestId = out[0]
+  const leaseId = out[1]
+  const acquiredAt = out[2]
+  try {
+    const p = pending.get(requestId)
+    if (p === undefined) {
+      // Granted to a request this context no longer waits for: never leak.
+      native.releaseLease(ctx, leaseId)
+    } else {
+      pending.delete(requestId)
+      p.grant(leaseId, token, acquiredAt)
+    }
+    dropKeepAliveIfIdle()
+  } catch (err) {
+    process.stderr.write(`${LOG_PREFIX} internal error while delivering a lock: ${err && err.stack}\n`)
+  }
+}
+
 // The context's wake-up (a thread-safe function) is armed on its first wait,
 // not here: requiring the package creates no async resource, thread or descriptor.
 // An addon of an older copy of the package (shared, see loader.js) has no
@@ -159,6 +194,10 @@ const ctx = armed ? native.registerContext(onWake) : native.registerContext()
 // which has no setContextOut.
 const out = new Float64Array(new ArrayBuffer(32))
 const outRegistered = typeof native.setContextOut === 'function' && native.setContextOut(ctx, out) === true
+// Grants as numbers in `out` and a token (onGrant) rather than as objects,
+// where the addon can (an older shared addon ignores armContext's third
+// argument and has no deliverContext).
+const DELIVER_OWN = outRegistered && typeof native.deliverContext === 'function'
 
 /**
  * Arm the wake-up before the first wait. Deliveries that reached the outbox
@@ -166,7 +205,8 @@ const outRegistered = typeof native.setContextOut === 'function' && native.setCo
  * the acquire rejects) when it cannot be created; the next wait tries again.
  */
 function armWake() {
-  native.armContext(ctx, onWake)
+  if (outRegistered) native.armContext(ctx, onWake, onGrant)
+  else native.armContext(ctx, onWake)
   armed = true
   pumpSoon()
   warmGrantPath()

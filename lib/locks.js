@@ -170,6 +170,12 @@ class Waiter {
     else this.resolve(leases.newLease(d.leaseId, d.lockPath, d.token, d.acquiredAt, this.maxHoldMs))
   }
 
+  /** This request's grant, handed over as numbers and its token (the lock path is the request's). */
+  grant(leaseId, token, acquiredAt) {
+    this.cleanup()
+    this.resolve(leases.newLease(leaseId, this.lockPath, token, acquiredAt, this.maxHoldMs))
+  }
+
   cleanup() {
     if (this.onAbort !== null) {
       this.signal.removeEventListener('abort', this.onAbort)

@@ -35,12 +35,19 @@ function createTesting(d) {
      * through them so far (Linux; zeros elsewhere); the OS attempts made for
      * contended keys so far, by the waiting thread and the loop watchers; the
      * wake-ups sent to contexts through their thread-safe functions so far
-     * (zeros with an older shared addon).
+     * (zeros with an older shared addon); the grants handed to a context as
+     * numbers (its out array) and a token rather than as objects.
      */
     loopWaitCounts() {
       const r = d.rare()
       const c = typeof r.loopWaitCounts === 'function' ? r.loopWaitCounts() : {}
-      return { watchers: c.watchers || 0, obtained: c.obtained || 0, attempts: c.attempts || 0, wakes: c.wakes || 0 }
+      return {
+        watchers: c.watchers || 0,
+        obtained: c.obtained || 0,
+        attempts: c.attempts || 0,
+        wakes: c.wakes || 0,
+        numbered: c.numbered || 0,
+      }
     },
     /**
      * The contexts (copies of the package, in any thread) registered and not

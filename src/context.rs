@@ -37,19 +37,32 @@ use crate::sys::{self, WakeFn};
 /// nothing (by the wake-up) when it is to take them itself.
 pub type Deliver<'a> = Function<'a, Option<Vec<NativeDelivery>>, ()>;
 
+/// A context's JS grant function (optional, given to `armContext`): called
+/// with a grant's token, its numbers in the context's out array
+/// (`setContextOut`): `out[0]` the request id, `out[1]` the lease id,
+/// `out[2]` `acquiredAt`. The lock path is the request's own, which JS
+/// knows. A context without one (an older copy of the package sharing this
+/// addon) or without an out array gets every delivery as an object.
+pub type GrantFn<'a> = Function<'a, String, ()>;
+
 /// A context's JS deliver function, as this thread holds it.
 struct Local {
     /// Never dropped: a reference deleted while Node exits (thread-local
     /// destructors run inside `exit()`) would call into a dead env; Node
     /// frees it with the env instead.
     deliver: ManuallyDrop<FunctionRef<Option<Vec<NativeDelivery>>, ()>>,
+    /// Its grant function, if it gave one (never dropped, as above).
+    grant: Option<ManuallyDrop<FunctionRef<String, ()>>>,
     /// A delivery runs on this context now.
     delivering: bool,
 }
 
 thread_local! {
     static THREAD_ID: ThreadId = sys::thread_id();
-    static LOCAL: RefCell<HashMap<CtxId, Local>> = RefCell::new(HashMap::new());
+    /// This thread's armed contexts: a few at most (one per copy of the
+    /// package loaded on the thread), so a list, searched without hashing
+    /// (looked up several times per delivery).
+    static LOCAL: RefCell<Vec<(CtxId, Local)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The Node environment (thread) of the caller.
@@ -100,7 +113,7 @@ pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
         lock(wake_slots()).remove(&ctx);
         // Runs on the env's own thread: its markers become recoverable.
         crate::marker::abandon_thread(thread());
-        LOCAL.with(|l| l.borrow_mut().remove(&ctx));
+        LOCAL.with(|l| l.borrow_mut().retain(|(c, _)| *c != ctx));
         sys::OutSlots::forget(ctx);
         if let Some(w) = lock(&slot).take() {
             // The context can no longer be woken: release our reference.
@@ -108,15 +121,16 @@ pub fn register(env: &Env, wake: Option<&Deliver<'_>>) -> Result<CtxId> {
         }
     })?;
     if let Some(wake) = wake {
-        arm(env, ctx, wake)?;
+        arm(env, ctx, wake, None)?;
     }
     Ok(ctx)
 }
 
-/// Give `ctx` its wake-up and deliver function `wake` (idempotent).
+/// Give `ctx` its wake-up and deliver function `wake`, and optionally its
+/// grant function (idempotent: the first arming's functions stay).
 /// Deliveries that arrived before are not signalled: the caller drains the
 /// outbox once afterwards. `false` when the context is unknown.
-pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
+pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>, grant: Option<&GrantFn<'_>>) -> Result<bool> {
     let Some(slot) = lock(wake_slots()).get(&ctx).cloned() else {
         return Ok(false);
     };
@@ -125,16 +139,21 @@ pub fn arm(env: &Env, ctx: CtxId, wake: &Deliver<'_>) -> Result<bool> {
         *s = Some(WakeFn::create(env, wake)?);
     }
     drop(s);
-    if !LOCAL.with(|l| l.borrow().contains_key(&ctx)) {
+    if !LOCAL.with(|l| l.borrow().iter().any(|(c, _)| *c == ctx)) {
         let deliver = ManuallyDrop::new(wake.create_ref()?);
+        let grant = match grant {
+            Some(g) => Some(ManuallyDrop::new(g.create_ref()?)),
+            None => None,
+        };
         LOCAL.with(|l| {
-            l.borrow_mut().insert(
+            l.borrow_mut().push((
                 ctx,
                 Local {
                     deliver,
+                    grant,
                     delivering: false,
                 },
-            )
+            ))
         });
     }
     Ok(true)
@@ -209,7 +228,7 @@ fn on_loop_fire(env: &Env, fired: &[sys::Fired]) {
         let _firing = Firing::enter();
         crate::loop_wait::on_fire(fired);
     }
-    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().keys().copied().collect());
+    let ctxs: Vec<CtxId> = LOCAL.with(|l| l.borrow().iter().map(|(c, _)| *c).collect());
     for ctx in ctxs {
         let _ = deliver(env, ctx);
     }
@@ -224,30 +243,89 @@ pub fn delivering<T>(env: &Env, ctx: CtxId, op: impl FnOnce(&'static Registry) -
     Ok(out)
 }
 
-/// Hand `ctx`'s deliveries to its JS deliver function now, until none are
-/// left, unless a delivery runs on it already (that one drains them) or it
-/// never armed (it never waited, so nothing is ever delivered to it).
-fn deliver(env: &Env, ctx: CtxId) -> Result<()> {
-    let f = LOCAL.with(|l| {
+/// Hand `ctx`'s deliveries to its JS functions now, until none are left,
+/// unless a delivery runs on it already (that one drains them) or it never
+/// armed (it never waited, so nothing is ever delivered to it): each grant
+/// as numbers and a token to its grant function when it has one and an out
+/// array, else (and every failure) as objects to its deliver function.
+/// `false`: nothing was done because of either exception.
+pub fn deliver(env: &Env, ctx: CtxId) -> Result<bool> {
+    let fs = LOCAL.with(|l| {
         let mut l = l.borrow_mut();
-        let local = l.get_mut(&ctx).filter(|x| !x.delivering)?;
+        let local = l
+            .iter_mut()
+            .find(|(c, _)| *c == ctx)
+            .map(|(_, x)| x)
+            .filter(|x| !x.delivering)?;
         local.delivering = true;
-        Some(local.deliver.borrow_back(env))
+        let grant = match (&local.grant, sys::OutSlots::of_context(ctx)) {
+            (Some(g), Some(out)) => Some((g.borrow_back(env), out)),
+            _ => None,
+        };
+        Some((local.deliver.borrow_back(env), grant))
     });
-    let Some(f) = f else {
-        return Ok(());
+    let Some((f, grant)) = fs else {
+        return Ok(false);
     };
-    let drained = f.and_then(|f| loop {
-        let ds = registry::global().take_deliveries(ctx);
-        if ds.is_empty() {
-            return Ok(());
+    let drained = f.and_then(|f| {
+        let grant = match grant {
+            Some((g, out)) => Some((g?, out)),
+            None => None,
+        };
+        // A failed call does not stop the rest: each delivery was taken from
+        // the outbox and must reach JS (a grant nobody sees would never be
+        // released). The first error is returned at the end.
+        let mut first_err = None;
+        loop {
+            let ds = registry::global().take_deliveries(ctx);
+            if ds.is_empty() {
+                return first_err.map_or(Ok(()), Err);
+            }
+            let r = match &grant {
+                Some((g, out)) => hand_over(&f, g, *out, ds),
+                None => f.call(Some(ds.into_iter().map(Into::into).collect())),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
         }
-        f.call(Some(ds.into_iter().map(Into::into).collect()))?;
     });
     LOCAL.with(|l| {
-        if let Some(local) = l.borrow_mut().get_mut(&ctx) {
+        if let Some((_, local)) = l.borrow_mut().iter_mut().find(|(c, _)| *c == ctx) {
             local.delivering = false;
         }
     });
-    drained
+    drained.map(|()| true)
+}
+
+/// Grants handed to contexts as numbers and a token so far (test seam).
+pub static NUMBERED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Hand `ds` over in order: each grant to `grant` (its numbers written to
+/// `out` just before: JS reads them first thing), each failure to `f` as a
+/// one-element array. Every delivery is handed over; the first error is
+/// returned.
+fn hand_over(
+    f: &Deliver<'_>,
+    grant: &GrantFn<'_>,
+    out: sys::OutSlots,
+    ds: Vec<registry::Delivery>,
+) -> Result<()> {
+    let mut first_err = None;
+    for d in ds {
+        let r = match &d.result {
+            Ok(g) => {
+                out.put(0, d.request_id as f64);
+                out.put(1, g.lease_id as f64);
+                out.put(2, g.acquired_at_ms as f64);
+                NUMBERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                grant.call(String::from(&*g.token))
+            }
+            Err(_) => f.call(Some(vec![d.into()])),
+        };
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }

@@ -14,6 +14,7 @@
 
 pub mod acquire;
 mod decimal;
+pub mod fasthash;
 pub mod identity;
 pub mod inspect;
 pub mod lockfile;

@@ -16,8 +16,8 @@
 //! and the env's teardown closes the watcher. Not guaranteed: the fast path
 //! (a watcher that cannot start leaves every wait to the waiting thread).
 
+use crate::fasthash::FastMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -28,10 +28,10 @@ use crate::wait_thread::{self, Here};
 
 struct Loop {
     watch: LoopWatch,
-    by_wd: HashMap<WatchId, Vec<Arc<str>>>,
+    by_wd: FastMap<WatchId, Vec<Arc<str>>>,
     /// Each watched key: its lock path, its watch, and the contention
     /// (`wait_thread::contention`) it was watched for.
-    keys: HashMap<Arc<str>, (Arc<str>, WatchId, u64)>,
+    keys: FastMap<Arc<str>, (Arc<str>, WatchId, u64)>,
     /// What [`on_fire`]'s grants let go of, kept until [`after_fire`] (the
     /// promises they resolved have run their continuations): watches to
     /// remove (unless watched again meanwhile) and descriptors to close.
@@ -68,8 +68,8 @@ pub fn install(watch: LoopWatch) {
     LOOP.with(|l| {
         *l.borrow_mut() = Some(Loop {
             watch,
-            by_wd: HashMap::new(),
-            keys: HashMap::new(),
+            by_wd: FastMap::default(),
+            keys: FastMap::default(),
             later_unwatch: Vec::new(),
             later_close: Vec::new(),
         })

@@ -28,9 +28,30 @@ pub fn register_context(env: Env, wake: Option<Deliver<'_>>) -> Result<f64> {
 /// Deliveries that arrived before it was armed are not signalled: the caller
 /// drains the context's outbox once right after this returns. Returns false
 /// when the context is unknown.
+///
+/// `grant` (optional; an older copy of the package sharing this addon gives
+/// none): with it, and an out array registered (`setContextOut`), a grant
+/// goes to `grant(token)` with `out[0]` its request id, `out[1]` its lease
+/// id, `out[2]` its `acquiredAt` (the lock path is the request's), instead
+/// of an object per grant to `wake`; failures still go to `wake` as objects.
 #[napi(catch_unwind)]
-pub fn arm_context(env: Env, ctx: f64, wake: Deliver<'_>) -> Result<bool> {
-    context::arm(&env, ctx as u64, &wake)
+pub fn arm_context(
+    env: Env,
+    ctx: f64,
+    wake: Deliver<'_>,
+    grant: Option<context::GrantFn<'_>>,
+) -> Result<bool> {
+    context::arm(&env, ctx as u64, &wake, grant.as_ref())
+}
+
+/// Hand context `ctx`'s deliveries to its JS functions now (as its own
+/// calls do: grants as numbers where it armed a grant function), unless a
+/// delivery runs on it already (that one drains them). False when nothing
+/// was done because the context never armed its wake-up (the caller then
+/// takes them with `takeDeliveries`) or a delivery runs on it already.
+#[napi(catch_unwind)]
+pub fn deliver_context(env: Env, ctx: f64) -> Result<bool> {
+    context::deliver(&env, ctx as u64)
 }
 
 /// What an acquire did.
@@ -508,13 +529,15 @@ pub fn registry_counts() -> RegistryCounts {
 /// locks obtained by an attempt on a JS thread's own loop so far, and the
 /// OS attempts made for contended keys so far (waiting thread and loop
 /// watchers; the acquire's own first attempt is not counted), and the
-/// wake-ups sent to contexts through their thread-safe functions.
+/// wake-ups sent to contexts through their thread-safe functions, and the
+/// grants handed to contexts as numbers and a token (not objects).
 #[napi(object)]
 pub struct LoopWaitCounts {
     pub watchers: u32,
     pub obtained: u32,
     pub attempts: u32,
     pub wakes: u32,
+    pub numbered: u32,
 }
 
 /// Test seam: the contexts registered and not torn down yet, and those of
@@ -537,11 +560,13 @@ pub fn context_counts() -> ContextCounts {
 pub fn loop_wait_counts() -> LoopWaitCounts {
     let (watchers, obtained, attempts) = crate::loop_wait::counts();
     let wakes = crate::context::WAKES.load(std::sync::atomic::Ordering::Relaxed);
+    let numbered = crate::context::NUMBERED.load(std::sync::atomic::Ordering::Relaxed);
     LoopWaitCounts {
         watchers,
         obtained,
         attempts,
         wakes,
+        numbered,
     }
 }
 

@@ -224,21 +224,27 @@ pub(super) fn inotify_remove(fd: i32, id: WatchId) {
 
 /// Append every pending event of non-blocking inotify descriptor `fd`.
 pub(super) fn drain_inotify(fd: i32, fired: &mut Vec<Fired>) {
-    let mut buf = [0u8; 4096];
+    const CAP: usize = 4096;
+    // Not zeroed: only the bytes the kernel wrote are read (zeroing 4 KiB
+    // was about 4,000 instructions per wake-up, on the path from a release
+    // to the grant).
+    let mut buf = std::mem::MaybeUninit::<[u8; CAP]>::uninit();
+    let base: *mut u8 = buf.as_mut_ptr().cast();
     let hdr = std::mem::size_of::<libc::inotify_event>();
     loop {
-        // SAFETY: reading into a valid buffer of its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: reading into a valid buffer of CAP bytes (uninitialized
+        // memory is a valid target for read(2)).
+        let n = unsafe { libc::read(fd, base.cast(), CAP) };
         if n <= 0 {
             break;
         }
         let n = n as usize;
         let mut off = 0;
         while off + hdr <= n {
-            // SAFETY: the kernel wrote whole events; read_unaligned
-            // copes with the byte buffer's alignment.
-            let ev: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+            // SAFETY: the kernel wrote whole events into the first `n`
+            // bytes, which this stays within; read_unaligned copes with the
+            // byte buffer's alignment.
+            let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(base.add(off).cast()) };
             fired.push(Fired {
                 id: ev.wd,
                 dropped: ev.mask & libc::IN_IGNORED != 0,
@@ -250,7 +256,7 @@ pub(super) fn drain_inotify(fd: i32, fired: &mut Vec<Fired>) {
         // return EAGAIN (one system call less per wake-up, on the path from
         // a release to the grant). An event queued since keeps the
         // descriptor readable: its (level-triggered) poll reports it.
-        if n + hdr + (libc::NAME_MAX as usize) < buf.len() {
+        if n + hdr + (libc::NAME_MAX as usize) < CAP {
             break;
         }
     }

@@ -32,7 +32,7 @@
 //! queue or releases it. Not guaranteed: wake-ups on network file systems
 //! faster than the fallback poll.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -147,12 +147,12 @@ impl Slot {
 }
 
 /// The slots of the keys contended now, for [`attempt_here`].
-fn slots() -> &'static Mutex<HashMap<Arc<str>, Arc<Slot>>> {
-    static SLOTS: OnceLock<Mutex<HashMap<Arc<str>, Arc<Slot>>>> = OnceLock::new();
+fn slots() -> &'static Mutex<FastMap<Arc<str>, Arc<Slot>>> {
+    static SLOTS: OnceLock<Mutex<FastMap<Arc<str>, Arc<Slot>>>> = OnceLock::new();
     SLOTS.get_or_init(Default::default)
 }
 
-fn slots_locked() -> std::sync::MutexGuard<'static, HashMap<Arc<str>, Arc<Slot>>> {
+fn slots_locked() -> std::sync::MutexGuard<'static, FastMap<Arc<str>, Arc<Slot>>> {
     slots().lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -461,7 +461,7 @@ const RETRY_AFTER_WAKE: [Duration; 3] = [
 const SPIN_AFTER_WAKE: Duration = Duration::from_micros(150);
 
 fn run(wake: WakeReceiver, watcher: Option<ChangeWatcher>) {
-    let mut entries: HashMap<Arc<str>, Entry> = HashMap::new();
+    let mut entries: FastMap<Arc<str>, Entry> = FastMap::default();
     let mut watches = Watches::new(watcher);
     loop {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -476,7 +476,7 @@ fn run(wake: WakeReceiver, watcher: Option<ChangeWatcher>) {
     }
 }
 
-fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+fn tick(wake: &WakeReceiver, entries: &mut FastMap<Arc<str>, Entry>, watches: &mut Watches) {
     let now = Instant::now();
     let timeout_ms: Option<u32> = entries
         .values()
@@ -542,7 +542,7 @@ fn tick(wake: &WakeReceiver, entries: &mut HashMap<Arc<str>, Entry>, watches: &m
 }
 
 /// Forget `key`: its entry, and its watch.
-fn drop_entry(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+fn drop_entry(key: &Arc<str>, entries: &mut FastMap<Arc<str>, Entry>, watches: &mut Watches) {
     if let Some(e) = entries.remove(key) {
         e.slot.state().gone = true;
         let mut slots = slots_locked();
@@ -556,7 +556,7 @@ fn drop_entry(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &
     }
 }
 
-fn try_key(key: &Arc<str>, entries: &mut HashMap<Arc<str>, Entry>, watches: &mut Watches) {
+fn try_key(key: &Arc<str>, entries: &mut FastMap<Arc<str>, Entry>, watches: &mut Watches) {
     let entry = entries.get_mut(key).expect("due entry");
     let slot = entry.slot.clone();
     let wait = {

@@ -2,7 +2,7 @@
 //! (keys sharing an inode share a watch), through the platform's
 //! `sys::ChangeWatcher`; without one, every wait polls.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 use std::sync::Arc;
 
 use super::start::injected_add_watch_failures;
@@ -12,7 +12,7 @@ use crate::sys::{errno, ChangeWatcher, WakeReceiver, WatchId};
 pub(super) struct Watches {
     /// `None`: no change notification here; every wait polls.
     watcher: Option<ChangeWatcher>,
-    by_wd: HashMap<WatchId, Vec<Arc<str>>>,
+    by_wd: FastMap<WatchId, Vec<Arc<str>>>,
     /// Test seam: watches left to fail (see
     /// [`injected_add_watch_failures`]).
     fail_add_watch: u32,
@@ -27,7 +27,7 @@ impl Watches {
         };
         Watches {
             watcher,
-            by_wd: HashMap::new(),
+            by_wd: FastMap::default(),
             fail_add_watch,
         }
     }
