@@ -43,18 +43,8 @@ const path = require('node:path')
 const ROOT = path.join(__dirname, '..')
 const OUT = path.join(ROOT, 'index.js')
 
-/** The bundled sources, relative to the package root; the entry first. */
-const BUNDLED = [
-  'lib/index.js',
-  'loader.js',
-  'lib/native.js',
-  'lib/loader-fallbacks.js',
-  'lib/options.js',
-  'lib/context.js',
-  'lib/leases.js',
-  'lib/locks.js',
-  'lib/testing.js',
-]
+/** The bundled sources every require() of the package runs, the entry first. */
+const EAGER = ['lib/index.js', 'loader.js', 'lib/native.js']
 
 /**
  * Bundled sources that a require() of the package does not run (lib/index.js
@@ -79,6 +69,10 @@ const COMPILED_ON_USE = [
   'lib/locks.js',
   'lib/testing.js',
 ]
+
+/** The bundled sources, relative to the package root; the entry first. */
+const BUNDLED = [...EAGER, ...COMPILED_ON_USE]
+
 function sources() {
   return BUNDLED
 }

@@ -180,20 +180,11 @@ pub fn remove_stray_temp(path: String, now_ms: f64, grace_ms: f64) -> StrayTempR
     r
 }
 
-/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
-pub(super) fn add_rare(
-    env: &napi::Env,
-    o: &mut napi::bindgen_prelude::Object<'_>,
-) -> napi::Result<()> {
-    super::add_functions(
-        env,
-        o,
-        &[
-            ("createCounts", create_counts_c_callback),
-            ("peekHolder", peek_holder_c_callback),
-            ("inspectLockFile", inspect_lock_file_c_callback),
-            ("inspectLockPayload", inspect_lock_payload_c_callback),
-            ("removeStrayTemp", remove_stray_temp_c_callback),
-        ],
-    )
-}
+/// This file's rarely used exports (see `super::rare_functions`).
+pub(super) const RARE: &[(&str, napi::Callback)] = &[
+    ("createCounts", create_counts_c_callback),
+    ("peekHolder", peek_holder_c_callback),
+    ("inspectLockFile", inspect_lock_file_c_callback),
+    ("inspectLockPayload", inspect_lock_payload_c_callback),
+    ("removeStrayTemp", remove_stray_temp_c_callback),
+];

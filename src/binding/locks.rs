@@ -570,22 +570,13 @@ pub fn loop_wait_counts() -> LoopWaitCounts {
     }
 }
 
-/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
-pub(super) fn add_rare(
-    env: &napi::Env,
-    o: &mut napi::bindgen_prelude::Object<'_>,
-) -> napi::Result<()> {
-    super::add_functions(
-        env,
-        o,
-        &[
-            ("holderOf", holder_of_c_callback),
-            ("listHeld", list_held_c_callback),
-            ("registryCounts", registry_counts_c_callback),
-            ("loopWaitCounts", loop_wait_counts_c_callback),
-            ("contextCounts", context_counts_c_callback),
-            ("releaseKey", release_key_c_callback),
-            ("releaseThread", release_thread_c_callback),
-        ],
-    )
-}
+/// This file's rarely used exports (see `super::rare_functions`).
+pub(super) const RARE: &[(&str, napi::Callback)] = &[
+    ("holderOf", holder_of_c_callback),
+    ("listHeld", list_held_c_callback),
+    ("registryCounts", registry_counts_c_callback),
+    ("loopWaitCounts", loop_wait_counts_c_callback),
+    ("contextCounts", context_counts_c_callback),
+    ("releaseKey", release_key_c_callback),
+    ("releaseThread", release_thread_c_callback),
+];

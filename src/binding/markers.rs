@@ -80,19 +80,10 @@ pub fn marker_orphans(dir: String, remove: bool) -> OrphanScan {
     }
 }
 
-/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
-pub(super) fn add_rare(
-    env: &napi::Env,
-    o: &mut napi::bindgen_prelude::Object<'_>,
-) -> napi::Result<()> {
-    super::add_functions(
-        env,
-        o,
-        &[
-            ("markerOpen", marker_open_c_callback),
-            ("markerUpdate", marker_update_c_callback),
-            ("markerClose", marker_close_c_callback),
-            ("markerOrphans", marker_orphans_c_callback),
-        ],
-    )
-}
+/// This file's rarely used exports (see `super::rare_functions`).
+pub(super) const RARE: &[(&str, napi::Callback)] = &[
+    ("markerOpen", marker_open_c_callback),
+    ("markerUpdate", marker_update_c_callback),
+    ("markerClose", marker_close_c_callback),
+    ("markerOrphans", marker_orphans_c_callback),
+];

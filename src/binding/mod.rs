@@ -43,27 +43,15 @@ pub use values::NativeError;
 #[cfg(feature = "file-lock")]
 #[napi_derive::napi(
     catch_unwind,
-    ts_return_type = "{ createCounts(): CreateCounts; peekHolder(lockPath: string): PeekedHolder | null; inspectLockFile(lockPath: string, nowMs: number, staleMs: number, remove: boolean, nonOpenclawPid?: number | undefined | null): LockFileReport; inspectLockPayload(json: string, nowMs: number, staleMs: number): PayloadVerdict; removeStrayTemp(path: string, nowMs: number, graceMs: number): StrayTempReport; markerOpen(path: string, json: string): MarkerResult; markerUpdate(id: number, json: string): NativeError | null; markerClose(id: number): boolean; markerOrphans(dir: string, remove: boolean): OrphanScan; holderOf(key: string): NativeHolder | null; listHeld(): Array<NativeHolder>; registryCounts(): RegistryCounts; loopWaitCounts(): LoopWaitCounts; releaseKey(ctx: number, key: string): NativeDropped | null; releaseThread(ctx: number): Array<NativeDropped>; threadId(): number; normalize(resolved: string): NormalizedPath; existingKey(resolved: string): string; selfIdentity(): NativeIdentity; processStartTime(pid: number): number | null; setStartTimeOverride(pid: number, value: number | undefined | null, clear: boolean): void; clearPathCache(): void; panicForTest(): void }"
+    ts_return_type = "{ createCounts(): CreateCounts; peekHolder(lockPath: string): PeekedHolder | null; inspectLockFile(lockPath: string, nowMs: number, staleMs: number, remove: boolean, nonOpenclawPid?: number | undefined | null): LockFileReport; inspectLockPayload(json: string, nowMs: number, staleMs: number): PayloadVerdict; removeStrayTemp(path: string, nowMs: number, graceMs: number): StrayTempReport; markerOpen(path: string, json: string): MarkerResult; markerUpdate(id: number, json: string): NativeError | null; markerClose(id: number): boolean; markerOrphans(dir: string, remove: boolean): OrphanScan; holderOf(key: string): NativeHolder | null; listHeld(): Array<NativeHolder>; registryCounts(): RegistryCounts; loopWaitCounts(): LoopWaitCounts; contextCounts(): ContextCounts; releaseKey(ctx: number, key: string): NativeDropped | null; releaseThread(ctx: number): Array<NativeDropped>; threadId(): number; normalize(resolved: string): NormalizedPath; existingKey(resolved: string): string; selfIdentity(): NativeIdentity; processStartTime(pid: number): number | null; setStartTimeOverride(pid: number, value: number | undefined | null, clear: boolean): void; clearPathCache(): void; panicForTest(): void }"
 )]
 pub fn rare_functions(env: &napi::Env) -> napi::Result<napi::bindgen_prelude::Object<'_>> {
-    let mut o = napi::bindgen_prelude::Object::new(env)?;
-    files::add_rare(env, &mut o)?;
-    markers::add_rare(env, &mut o)?;
-    locks::add_rare(env, &mut o)?;
-    process::add_rare(env, &mut o)?;
-    Ok(o)
-}
-
-/// Sets each `(name, callback)` on `o` as a function of that name.
-#[cfg(feature = "file-lock")]
-fn add_functions(
-    env: &napi::Env,
-    o: &mut napi::bindgen_prelude::Object<'_>,
-    fns: &[(&str, napi::Callback)],
-) -> napi::Result<()> {
     use napi::bindgen_prelude::JsObjectValue;
-    for &(name, cb) in fns {
-        o.set_named_property(name, env.create_function::<(), ()>(name, cb)?)?;
+    let mut o = napi::bindgen_prelude::Object::new(env)?;
+    for fns in [files::RARE, markers::RARE, locks::RARE, process::RARE] {
+        for &(name, cb) in fns {
+            o.set_named_property(name, env.create_function::<(), ()>(name, cb)?)?;
+        }
     }
-    Ok(())
+    Ok(o)
 }

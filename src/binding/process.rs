@@ -120,23 +120,14 @@ pub fn is_main_thread() -> Option<bool> {
     crate::sys::is_main_thread()
 }
 
-/// Adds this file's rarely used exports to `o` (see `super::rare_functions`).
-pub(super) fn add_rare(
-    env: &napi::Env,
-    o: &mut napi::bindgen_prelude::Object<'_>,
-) -> napi::Result<()> {
-    super::add_functions(
-        env,
-        o,
-        &[
-            ("threadId", thread_id_c_callback),
-            ("normalize", normalize_c_callback),
-            ("existingKey", existing_key_c_callback),
-            ("selfIdentity", self_identity_c_callback),
-            ("processStartTime", process_start_time_c_callback),
-            ("setStartTimeOverride", set_start_time_override_c_callback),
-            ("clearPathCache", clear_path_cache_c_callback),
-            ("panicForTest", panic_for_test_c_callback),
-        ],
-    )
-}
+/// This file's rarely used exports (see `super::rare_functions`).
+pub(super) const RARE: &[(&str, napi::Callback)] = &[
+    ("threadId", thread_id_c_callback),
+    ("normalize", normalize_c_callback),
+    ("existingKey", existing_key_c_callback),
+    ("selfIdentity", self_identity_c_callback),
+    ("processStartTime", process_start_time_c_callback),
+    ("setStartTimeOverride", set_start_time_override_c_callback),
+    ("clearPathCache", clear_path_cache_c_callback),
+    ("panicForTest", panic_for_test_c_callback),
+];
