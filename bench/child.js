@@ -6,6 +6,8 @@
 //
 //   {id, op:'acquire', impl, file, wait, stale}  -> {id, ok, t, m}   t = when acquire resolved
 //   {id, op:'release', impl, file}               -> {id, ok, t, m}   t = just before release()
+//   {id, op:'watch', file}                       -> {id, ok, t, m}   t = a promise resolved by the first
+//        fs.watch event of `file` ran its continuation (a bare Node waiter: no lock)
 //   (m: the same instant on CLOCK_MONOTONIC in µs, process.hrtime)
 //   {id, op:'cpu'}                               -> {id, ok, user, system}  (µs, all threads)
 //   {id, op:'many', impl, dir, n, cold}          -> {id, ok, ms, fdBefore, fdAfter, rssBefore, rssAfter}
@@ -81,6 +83,19 @@ async function handle(msg) {
       const t = now()
       const m = mono()
       held.set(key, rel)
+      return { t, m }
+    }
+    case 'watch': {
+      // A bare Node waiter, for scale: no lock, an fs.watch (inotify through
+      // libuv) whose first event resolves a promise; t/m stamped in its
+      // continuation, as 'acquire' stamps after its promise.
+      let w
+      await new Promise((resolve) => {
+        w = fs.watch(msg.file, resolve)
+      })
+      const t = now()
+      const m = mono()
+      w.close()
       return { t, m }
     }
     case 'release': {

@@ -454,7 +454,7 @@ async function scenarioC() {
   // Warm: one long-lived pair for every implementation, hand-offs 5-15 ms apart.
   const pair = [await startChild(), await startChild()]
   const state = {}
-  const warm = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, OURS_TO_BARE, BARE_TO_OURS].map((k) => [k, []]))
+  const warm = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, OURS_TO_BARE, BARE_TO_OURS, BARE_TO_NODE].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const file = path.join(dir, `${impl}.jsonl`)
     await pair[0].call({ op: 'acquire', impl, file })
@@ -471,16 +471,18 @@ async function scenarioC() {
   // Floor (2), warm, and where ours' time goes (each half against bare flock, CLOCK_MONOTONIC):
   //   ours holder -> bare waiter: our release path (JS release -> unlink + unlock) = floor (2)
   //   bare holder -> ours waiter: our waiting path (kernel wake -> waiting thread -> promise)
+  //   bare holder -> bare Node waiter: what Node alone costs a waiter (fs.watch -> promise, no lock)
   if (haveBare) {
     const n = Math.max(10, Math.round(CFG.c.ours / 4))
     for (let i = 0; i < n; i++) {
       warm[FLOOR2_REL].push(await oursToBare(pair[0], path.join(dir, `otb${i}.jsonl`), [5, 15]))
       warm[BARE_TO_OURS].push(await bareToOurs(pair[1], path.join(dir, `bto${i}.jsonl`), [5, 15]))
+      warm[BARE_TO_NODE].push(await bareToNode(pair[1], path.join(dir, `btn${i}.lock`), [5, 15]))
     }
   }
   await Promise.all(pair.map((c) => c.close()))
   // Cold: a fresh pair per implementation, no warm-up, every hand-off after >= 50 ms idle.
-  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, BARE_TO_OURS].map((k) => [k, []]))
+  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, BARE_TO_OURS, BARE_TO_NODE].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const cp = [await startChild(), await startChild()]
     await Promise.all(cp.map((c) => c.call({ op: 'load', impl })))
@@ -502,6 +504,10 @@ async function scenarioC() {
       await w.call({ op: 'load', impl: 'ours' })
       cold[BARE_TO_OURS].push(await bareToOurs(w, path.join(dir, `cbto${i}.jsonl`), [CFG.idleMs, CFG.idleMs + 20]))
       await w.close()
+      const n = await startChild()
+      await n.call({ op: 'load', impl: 'ours' })
+      cold[BARE_TO_NODE].push(await bareToNode(n, path.join(dir, `cbtn${i}.lock`), [CFG.idleMs, CFG.idleMs + 20]))
+      await n.close()
     }
   }
   for (const k of Object.keys(warm)) {
@@ -515,6 +521,7 @@ async function scenarioC() {
 
 const OURS_TO_BARE = 'ours -> bare'
 const BARE_TO_OURS = 'bare holder -> ours waiter'
+const BARE_TO_NODE = 'bare holder -> bare Node waiter'
 let clockDiffMax = 0
 
 function spawnBare(args, env) {
@@ -562,6 +569,25 @@ async function bareToOurs(waiter, file, idle) {
   await b.exited
   await waiter.call({ op: 'release', impl: 'ours', file })
   return acq.m - t
+}
+
+/**
+ * For scale: what Node alone costs a waiter, with no lock. A bare holder
+ * releases; a Node process's fs.watch of the file (inotify through libuv, as
+ * our own loop watch) resolves a promise, stamped in its continuation. The
+ * same kernel event, the same thread woken from the same idle; no attempt,
+ * no lock, no delivery.
+ */
+async function bareToNode(waiter, lockPath, idle) {
+  const b = spawnBare(['holdstamp', lockPath])
+  await b.line() // "ready": it holds the flock
+  const got = waiter.call({ op: 'watch', file: lockPath })
+  await sleep(rand(idle[0], idle[1]))
+  b.p.stdin.write('go\n')
+  const { t } = JSON.parse(await b.line())
+  const seen = await got
+  await b.exited
+  return seen.m - t
 }
 
 // ---------------------------------------------------------------- (d) SIGKILL
