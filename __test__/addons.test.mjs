@@ -77,7 +77,7 @@ describe('the file-lock addon', () => {
     const rareNames = [
       'createCounts', 'peekHolder', 'inspectLockFile', 'inspectLockPayload', 'removeStrayTemp',
       'markerOpen', 'markerUpdate', 'markerClose', 'markerOrphans',
-      'holderOf', 'listHeld', 'registryCounts', 'loopWaitCounts', 'contextCounts', 'releaseKey', 'releaseThread',
+      'holderOf', 'listHeld', 'registryCounts', 'loopWaitCounts', 'contextCounts', 'releaseKey',
       'threadId', 'normalize', 'existingKey', 'selfIdentity', 'processStartTime', 'setStartTimeOverride',
       'clearPathCache', 'panicForTest',
     ]
@@ -117,6 +117,34 @@ describe('the file-lock addon', () => {
       { SESSION_WRITE_LOCK_NATIVE_PATH: shim },
     )
     expect(out).toEqual({ held: 1, inspected: true, counts: 'object', identity: true, after: 0 })
+  })
+
+  // The exit listener of every process that locked releases its thread's
+  // holds: that call is an export made at load, so exiting does not make the
+  // whole rare object (about 0.26 M instructions) on the way out.
+  it('a process that locks, releases and exits never makes the rare functions', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-rare-exit-'))
+    const shim = path.join(dir, 'counting-addon.js')
+    fs.writeFileSync(
+      shim,
+      `const a = require(${JSON.stringify(mainAddon)});` +
+        'module.exports = { ...a, rareFunctions() { process.stderr.write("rareFunctions()\\n"); return a.rareFunctions() } }',
+    )
+    const session = path.join(dir, 's.jsonl')
+    const script =
+      `const pkg = require(${JSON.stringify(root)});` +
+      `pkg.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(session)} }).then((l) => l.release()).then(() => console.log('released'))`
+    const r = spawnSync(process.execPath, ['-e', script], { env: childEnv({ SESSION_WRITE_LOCK_NATIVE_PATH: shim }), encoding: 'utf8', timeout: 60_000 })
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout.trim()).toBe('released')
+    expect(r.stderr).not.toContain('rareFunctions()')
+    // The shim is what the package loaded (the same child, asking for a rare function, says so).
+    const asked = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(root)}).listHeldLocks()`], {
+      env: childEnv({ SESSION_WRITE_LOCK_NATIVE_PATH: shim }),
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(asked.stderr).toContain('rareFunctions()')
   })
 
   it('is under 1 MB, stripped (its size on disk)', () => {

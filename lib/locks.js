@@ -257,7 +257,7 @@ function release(target) {
 }
 
 function releaseAllSync() {
-  const dropped = rare().releaseThread(context.ctx)
+  const dropped = native.releaseThread(context.ctx)
   for (const d of dropped) releaseDropped(d, 'released')
   return dropped.length
 }

@@ -13,7 +13,7 @@ const native = require('../loader').load()
 let rareFunctions = null
 /**
  * The addon's rarely used functions (lock-file inspection, session markers,
- * release by path, releaseAll, listHeldLocks, identity, test seams): one
+ * release by path, listHeldLocks, identity, test seams): one
  * object the addon makes on this copy's first call (`rareFunctions()`, ABI 4:
  * napi-rs creates a JS function for every export when the addon loads, so a
  * require() created them all for nothing), or the addon itself where an older

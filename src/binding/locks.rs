@@ -381,8 +381,10 @@ pub fn release_key(env: Env, ctx: f64, key: String) -> Result<Option<NativeDropp
 }
 
 /// Drop every hold of the calling thread. Waiters of this context that get
-/// a lock are delivered before this returns.
-#[napi(no_export, catch_unwind)]
+/// a lock are delivered before this returns. An export made at load, not a
+/// rare function: the `exit` listener of every process that locked calls it,
+/// and it alone would make the whole rare object then.
+#[napi(catch_unwind)]
 pub fn release_thread(env: Env, ctx: f64) -> Result<Vec<NativeDropped>> {
     let ctx = ctx as u64;
     let d = context::delivering(&env, ctx, |r| r.release_thread(ctx, thread()))?;
@@ -578,5 +580,4 @@ pub(super) const RARE: &[(&str, napi::Callback)] = &[
     ("loopWaitCounts", loop_wait_counts_c_callback),
     ("contextCounts", context_counts_c_callback),
     ("releaseKey", release_key_c_callback),
-    ("releaseThread", release_thread_c_callback),
 ];

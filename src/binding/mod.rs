@@ -33,7 +33,7 @@ pub(crate) mod values;
 pub use values::NativeError;
 
 /// The addon's rarely used functions (lock-file inspection, session markers,
-/// release by path, `releaseAll`, `listHeldLocks`, identity and the test
+/// release by path, `listHeldLocks`, identity and the test
 /// seams), as one object made on each call. napi-rs creates a JS function for
 /// every export when the addon loads (about 11 k instructions each, in every
 /// process that requires the package, docs/design.md); these are created only
@@ -43,7 +43,7 @@ pub use values::NativeError;
 #[cfg(feature = "file-lock")]
 #[napi_derive::napi(
     catch_unwind,
-    ts_return_type = "{ createCounts(): CreateCounts; peekHolder(lockPath: string): PeekedHolder | null; inspectLockFile(lockPath: string, nowMs: number, staleMs: number, remove: boolean, nonOpenclawPid?: number | undefined | null): LockFileReport; inspectLockPayload(json: string, nowMs: number, staleMs: number): PayloadVerdict; removeStrayTemp(path: string, nowMs: number, graceMs: number): StrayTempReport; markerOpen(path: string, json: string): MarkerResult; markerUpdate(id: number, json: string): NativeError | null; markerClose(id: number): boolean; markerOrphans(dir: string, remove: boolean): OrphanScan; holderOf(key: string): NativeHolder | null; listHeld(): Array<NativeHolder>; registryCounts(): RegistryCounts; loopWaitCounts(): LoopWaitCounts; contextCounts(): ContextCounts; releaseKey(ctx: number, key: string): NativeDropped | null; releaseThread(ctx: number): Array<NativeDropped>; threadId(): number; normalize(resolved: string): NormalizedPath; existingKey(resolved: string): string; selfIdentity(): NativeIdentity; processStartTime(pid: number): number | null; setStartTimeOverride(pid: number, value: number | undefined | null, clear: boolean): void; clearPathCache(): void; panicForTest(): void }"
+    ts_return_type = "{ createCounts(): CreateCounts; peekHolder(lockPath: string): PeekedHolder | null; inspectLockFile(lockPath: string, nowMs: number, staleMs: number, remove: boolean, nonOpenclawPid?: number | undefined | null): LockFileReport; inspectLockPayload(json: string, nowMs: number, staleMs: number): PayloadVerdict; removeStrayTemp(path: string, nowMs: number, graceMs: number): StrayTempReport; markerOpen(path: string, json: string): MarkerResult; markerUpdate(id: number, json: string): NativeError | null; markerClose(id: number): boolean; markerOrphans(dir: string, remove: boolean): OrphanScan; holderOf(key: string): NativeHolder | null; listHeld(): Array<NativeHolder>; registryCounts(): RegistryCounts; loopWaitCounts(): LoopWaitCounts; contextCounts(): ContextCounts; releaseKey(ctx: number, key: string): NativeDropped | null; threadId(): number; normalize(resolved: string): NormalizedPath; existingKey(resolved: string): string; selfIdentity(): NativeIdentity; processStartTime(pid: number): number | null; setStartTimeOverride(pid: number, value: number | undefined | null, clear: boolean): void; clearPathCache(): void; panicForTest(): void }"
 )]
 pub fn rare_functions(env: &napi::Env) -> napi::Result<napi::bindgen_prelude::Object<'_>> {
     use napi::bindgen_prelude::JsObjectValue;
