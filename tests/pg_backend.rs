@@ -207,6 +207,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Cluster {
+    /// Stop the server and remove its directory.
+    fn stop(&self) {
         let data = self.dir.join("data");
         let _ = Command::new("runuser")
             .args(["-u", self.user.as_deref().unwrap_or("root"), "--"])
@@ -317,9 +324,24 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 // One cluster for the whole file: tests run in parallel threads on it, each
 // in its own schema.
+static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+
+/// The cluster every test of this binary shares, stopped when the binary
+/// exits: a `static` is never dropped, so without the exit handler every
+/// run left a PostgreSQL server (and its background processes) running.
 fn cluster() -> &'static Cluster {
-    static C: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
-    C.get_or_init(Cluster::start)
+    CLUSTER.get_or_init(|| {
+        let c = Cluster::start();
+        extern "C" fn stop_at_exit() {
+            if let Some(c) = CLUSTER.get() {
+                c.stop();
+            }
+        }
+        // SAFETY: registers a function without arguments to run at the
+        // process's normal exit (the test harness ends with `exit`).
+        unsafe { libc::atexit(stop_at_exit) };
+        c
+    })
 }
 
 #[test]
