@@ -58,6 +58,23 @@ function inChild(pkgDir, body, env = {}) {
 
 const linux = process.platform === 'linux'
 
+/**
+ * A temporary directory holding `<name>.js`, an addon stand-in for
+ * SESSION_WRITE_LOCK_NATIVE_PATH: `a` is the real addon, `body` sets
+ * module.exports from it. Returns { dir, shim }.
+ */
+function shimAddon(name, body) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `swl-${name}-`))
+  const shim = path.join(dir, `${name}.js`)
+  fs.writeFileSync(shim, `const a = require(${JSON.stringify(mainAddon)});${body}`)
+  return { dir, shim }
+}
+
+/** `node -e script` with the package's addon replaced by `shim`. */
+function runWithShim(shim, script) {
+  return spawnSync(process.execPath, ['-e', script], { env: childEnv({ SESSION_WRITE_LOCK_NATIVE_PATH: shim }), encoding: 'utf8', timeout: 60_000 })
+}
+
 describe('the file-lock addon', () => {
   it('exports nothing of the PostgreSQL backend', () => {
     const names = Object.keys(require(mainAddon))
@@ -94,12 +111,9 @@ describe('the file-lock addon', () => {
   // named by SESSION_WRITE_LOCK_NATIVE_PATH, an older platform package): the
   // package's JS calls them there.
   it('the package works with an addon that has no rareFunctions (every function exported)', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-old-addon-'))
-    const shim = path.join(dir, 'old-addon.js')
-    fs.writeFileSync(
-      shim,
-      `const a = require(${JSON.stringify(mainAddon)});` +
-        'const all = { ...a, ...(typeof a.rareFunctions === "function" ? a.rareFunctions() : {}) };' +
+    const { dir, shim } = shimAddon(
+      'old-addon',
+      'const all = { ...a, ...(typeof a.rareFunctions === "function" ? a.rareFunctions() : {}) };' +
         'delete all.rareFunctions; module.exports = all',
     )
     const session = path.join(dir, 's.jsonl')
@@ -123,27 +137,20 @@ describe('the file-lock addon', () => {
   // holds: that call is an export made at load, so exiting does not make the
   // whole rare object (about 0.26 M instructions) on the way out.
   it('a process that locks, releases and exits never makes the rare functions', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swl-rare-exit-'))
-    const shim = path.join(dir, 'counting-addon.js')
-    fs.writeFileSync(
-      shim,
-      `const a = require(${JSON.stringify(mainAddon)});` +
-        'module.exports = { ...a, rareFunctions() { process.stderr.write("rareFunctions()\\n"); return a.rareFunctions() } }',
+    const { dir, shim } = shimAddon(
+      'counting-addon',
+      'module.exports = { ...a, rareFunctions() { process.stderr.write("rareFunctions()\\n"); return a.rareFunctions() } }',
     )
     const session = path.join(dir, 's.jsonl')
     const script =
       `const pkg = require(${JSON.stringify(root)});` +
       `pkg.acquireSessionWriteLock({ sessionFile: ${JSON.stringify(session)} }).then((l) => l.release()).then(() => console.log('released'))`
-    const r = spawnSync(process.execPath, ['-e', script], { env: childEnv({ SESSION_WRITE_LOCK_NATIVE_PATH: shim }), encoding: 'utf8', timeout: 60_000 })
+    const r = runWithShim(shim, script)
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout.trim()).toBe('released')
     expect(r.stderr).not.toContain('rareFunctions()')
     // The shim is what the package loaded (the same child, asking for a rare function, says so).
-    const asked = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(root)}).listHeldLocks()`], {
-      env: childEnv({ SESSION_WRITE_LOCK_NATIVE_PATH: shim }),
-      encoding: 'utf8',
-      timeout: 60_000,
-    })
+    const asked = runWithShim(shim, `require(${JSON.stringify(root)}).listHeldLocks()`)
     expect(asked.stderr).toContain('rareFunctions()')
   })
 
