@@ -152,6 +152,44 @@ describe('waiting on the JS thread\'s own loop', () => {
     expect(swl.__testing.registryCounts()).toEqual({ keys: 0, holders: 0, waiters: 0 })
   })
 
+  it.skipIf(!linux)('a waiter builds its next lock file while it waits: at the release that file (locked, its payload written) only gets its name; a wait that times out leaves none of it behind', { retry: 2 }, async () => {
+    // The hand-off then rewrites the payload (fresh createdAt and token) and
+    // links: no open, lock or fstat between the release and the grant.
+    const sessionFile = path.join(tmpDir(), 's.jsonl')
+    const h = spawnHolder([sessionFile])
+    await h.waitLine('acquired')
+    const dir = fs.realpathSync(path.dirname(sessionFile))
+    // An unnamed file shows in /proc as `<dir>/#<inode> (deleted)`.
+    const unnamed = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return /^#\d+ \(deleted\)$/.test(path.relative(dir, fs.readlinkSync(`/proc/self/fd/${fd}`)))
+      } catch {
+        return false
+      }
+    }).map((fd) => fs.fstatSync(Number(fd)).ino)
+    await timesOut(sessionFile, 200, h)
+    expect(unnamed()).toEqual([])
+    expect(fs.readdirSync(dir).sort()).toEqual(['s.jsonl.lock'])
+    const p = swl.acquireSessionWriteLock({ sessionFile, timeoutMs: 30_000 })
+    await sleep(100)
+    const built = unnamed()
+    expect(built).toHaveLength(1)
+    h.send('release')
+    const lease = await p
+    expect(fs.statSync(lease.lockPath).ino).toBe(built[0])
+    const payload = JSON.parse(fs.readFileSync(lease.lockPath, 'utf8'))
+    expect(payload).toMatchObject({ pid: process.pid, fencingToken: lease.fencingToken, lock: 'os' })
+    // Its createdAt is the grant's, not the wait's start.
+    expect(Date.now() - Date.parse(payload.createdAt)).toBeLessThan(90)
+    // The descriptor /proc still shows by its unnamed path is now the
+    // lease's own; releasing closes it.
+    await new Promise((r) => setImmediate(r))
+    expect(unnamed()).toEqual(built)
+    await lease.release()
+    expect(fs.existsSync(lease.lockPath)).toBe(false)
+    expect(unnamed()).toEqual([])
+  })
+
   it.skipIf(!linux)('the descriptor of the file its holder unlinked is closed once the waiter\'s continuation has run, not before', { retry: 2 }, async () => {
     // Closing it frees a watched inode, and the kernel wakes a worker for
     // that, which can preempt the JS thread between the grant and the

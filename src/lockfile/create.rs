@@ -91,7 +91,8 @@ pub(super) enum Publish {
 /// How creates went, for tests and diagnostics (`__testing`): linked from
 /// `O_TMPFILE`, linked from a temporary name, plain exclusive creates, and
 /// fast-path attempts that fell back.
-static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
+static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 5] = [
+    std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
@@ -101,6 +102,7 @@ const COUNT_TMPFILE: usize = 0;
 const COUNT_TEMP_LINK: usize = 1;
 const COUNT_EXCL: usize = 2;
 const COUNT_FALLBACK: usize = 3;
+const COUNT_PREPARED: usize = 4;
 
 /// How this process's lock-file creates went so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub struct CreateCounts {
     pub exclusive: u64,
     /// Fast-path attempts that fell back to the portable path.
     pub fallbacks: u64,
+    /// Of `tmpfile`: the files built while waiting ([`Prepared`]).
+    pub prepared: u64,
 }
 
 /// The counts so far (tests, diagnostics).
@@ -123,6 +127,7 @@ pub fn create_counts() -> CreateCounts {
         temp_link: get(COUNT_TEMP_LINK),
         exclusive: get(COUNT_EXCL),
         fallbacks: get(COUNT_FALLBACK),
+        prepared: get(COUNT_PREPARED),
     }
 }
 
@@ -139,40 +144,79 @@ fn portable_only() -> bool {
     })
 }
 
+/// Our next lock file, built while we wait (Linux): unnamed, locked by us,
+/// holding a complete payload of ours. Made by the create that found the
+/// name taken (instead of closing that file), kept with the waiter's
+/// descriptor ([`super::WaitFile`]), and linked by the attempt after the
+/// holder's release, which then only rewrites the payload (fresh
+/// `createdAt` and token, same length) and names the file: two system
+/// calls on the hand-off where a create from scratch makes five.
+///
+/// Nobody can open it by a path; the OS lock on it is ours from the start,
+/// so the file is locked before it has a name, as every create's is.
+/// Dropping it (a wait that times out or aborts, an acquire that took
+/// another route) frees it without leaving anything in the directory.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    file: File,
+    id: sys::FileId,
+    /// The payload it holds now.
+    written: Vec<u8>,
+}
+
+impl Prepared {
+    pub(super) fn into_file(self) -> File {
+        self.file
+    }
+
+    #[cfg(test)]
+    pub(super) fn id(&self) -> sys::FileId {
+        self.id
+    }
+}
+
 /// Build the lock file unnamed, lock it, write the payload, then link it into
 /// place (see the module docs). Any failure to create or link other than
 /// `EEXIST` sends this attempt (only this one) to the portable path, which
 /// reports errors with the `open` syscall as Node would.
-pub(super) fn publish(path: &str, render: &mut dyn FnMut(&mut String)) -> Result<Publish, OsError> {
+///
+/// `prepared`: a file built by an earlier create of this wait that found
+/// the name taken. It is used instead of a new one when our payload has kept
+/// its length (it is rewritten in one `pwrite`; the file has no name, so no
+/// reader sees the rewrite), and it is where the file goes when the name is
+/// taken again (`Exists`). On other failures it is dropped with the attempt.
+pub(super) fn publish(
+    path: &str,
+    render: &mut dyn FnMut(&mut String),
+    prepared: &mut Option<Prepared>,
+) -> Result<Publish, OsError> {
     if !sys::UNNAMED_FILES || portable_only() {
-        return Ok(Publish::Unsupported);
-    }
-    let dir = match Path::new(path).parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => return Ok(Publish::Unsupported),
-    };
-    let Some(file) = sys::create_unnamed(dir) else {
-        // No unnamed file in this directory (EOPNOTSUPP, EISDIR, EINVAL) or
-        // any other refusal: the portable path decides, and reports real
-        // errors.
-        count(COUNT_FALLBACK);
-        return Ok(Publish::Unsupported);
-    };
-    if !try_lock_exclusive(&file, path)? {
-        // Nobody else can see an unnamed inode; be safe anyway.
-        count(COUNT_FALLBACK);
         return Ok(Publish::Unsupported);
     }
     let mut buf = String::with_capacity(320);
     render(&mut buf);
-    sys::write_at(&file, buf.as_bytes(), 0).map_err(|e| OsError::from_io(&e, "write", path))?;
-    // Identity first: once linked, the file is visible, and a failure after
-    // that would leave a complete but unlocked file at the path.
-    let meta = file
-        .metadata()
-        .map_err(|e| OsError::from_io(&e, "fstat", path))?;
+    let (file, id, reused) = match prepared.take() {
+        Some(p) if p.written.len() == buf.len() => {
+            if p.written != buf.as_bytes() {
+                sys::write_at(&p.file, buf.as_bytes(), 0)
+                    .map_err(|e| OsError::from_io(&e, "write", path))?;
+            }
+            (p.file, p.id, true)
+        }
+        // Our payload changed length (another head's `maxHoldMs`): build
+        // afresh; the old file goes with the attempt.
+        _ => match build_unnamed(path, buf.as_bytes())? {
+            Some((file, id)) => (file, id, false),
+            None => return Ok(Publish::Unsupported),
+        },
+    };
     if let Err(e) = sys::link_unnamed(&file, path) {
         if sys::errno_of(&e) == Some(errno::EEXIST) {
+            *prepared = Some(Prepared {
+                file,
+                id,
+                written: buf.into_bytes(),
+            });
             return Ok(Publish::Exists);
         }
         // No /proc, or linking an unnamed file refused here (ENOENT, EPERM,
@@ -181,8 +225,39 @@ pub(super) fn publish(path: &str, render: &mut dyn FnMut(&mut String)) -> Result
         return Ok(Publish::Unsupported);
     }
     count(COUNT_TMPFILE);
-    let id = sys::file_id(&file, &meta);
+    if reused {
+        count(COUNT_PREPARED);
+    }
     Ok(Publish::Done(LockFile::new(file, id, buf.into_bytes())))
+}
+
+/// An unnamed file in `path`'s directory, locked, holding `payload`, and
+/// its identity. `None`: no unnamed file here (the portable path decides,
+/// and reports real errors).
+fn build_unnamed(path: &str, payload: &[u8]) -> Result<Option<(File, sys::FileId)>, OsError> {
+    let dir = match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => return Ok(None),
+    };
+    let Some(file) = sys::create_unnamed(dir) else {
+        // No unnamed file in this directory (EOPNOTSUPP, EISDIR, EINVAL) or
+        // any other refusal.
+        count(COUNT_FALLBACK);
+        return Ok(None);
+    };
+    if !try_lock_exclusive(&file, path)? {
+        // Nobody else can see an unnamed inode; be safe anyway.
+        count(COUNT_FALLBACK);
+        return Ok(None);
+    }
+    sys::write_at(&file, payload, 0).map_err(|e| OsError::from_io(&e, "write", path))?;
+    // Identity first: once linked, the file is visible, and a failure after
+    // that would leave a complete but unlocked file at the path.
+    let meta = file
+        .metadata()
+        .map_err(|e| OsError::from_io(&e, "fstat", path))?;
+    let id = sys::file_id(&file, &meta);
+    Ok(Some((file, id)))
 }
 
 pub(super) enum Linked {

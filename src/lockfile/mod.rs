@@ -88,7 +88,7 @@ mod tests;
 
 pub use crate::sys::FileId;
 pub use create::{create_counts, CreateCounts};
-use create::{open_for_lock, open_lock_path, publish, publish_linked, Linked, Publish};
+use create::{open_for_lock, open_lock_path, publish, publish_linked, Linked, Prepared, Publish};
 pub use probe::{peek, read_bounded, Probe};
 
 /// How a payload-bearing file found in place (not created by us) should be
@@ -160,6 +160,9 @@ pub struct WaitFile {
     pub legacy: bool,
     /// Open for writing (a dead holder's file can be taken over in place).
     writable: bool,
+    /// Our own next file, built by the attempt that found this one (Linux):
+    /// the attempt after the release links it (see [`Prepared`]).
+    prepared: Option<Prepared>,
 }
 
 impl WaitFile {
@@ -243,23 +246,44 @@ pub fn attempt(
     judge: &mut dyn FnMut(&ParsedPayload, i64) -> Judgement,
     render: &mut dyn FnMut(&mut String),
 ) -> Result<Attempt, OsError> {
+    // The file built while waiting, if any: linked when the name is free,
+    // handed on to the next wait when it is not, and let go of (closed,
+    // leaving nothing behind; after the grant's continuation where closes
+    // are deferred) when this attempt ends another way.
+    let mut prepared = wait.as_mut().and_then(|w| w.prepared.take());
+    let result = attempt_rounds(path, wait, judge, render, &mut prepared);
+    if let Some(p) = prepared {
+        retire(p.into_file());
+    }
+    result
+}
+
+fn attempt_rounds(
+    path: &str,
+    mut wait: Option<WaitFile>,
+    judge: &mut dyn FnMut(&ParsedPayload, i64) -> Judgement,
+    render: &mut dyn FnMut(&mut String),
+    prepared: &mut Option<Prepared>,
+) -> Result<Attempt, OsError> {
     // Each round either succeeds, reports busy, or observed a change made by
     // another party (unlink, replace, reclaim); bound the rounds anyway.
     for _round in 0..64 {
         let (file, created, meta, writable) = match wait.take() {
             Some(w) => {
-                // Reuse only while the path still names the same inode.
-                if !path_names(path, w.id) {
-                    retire(w.file);
-                    continue;
-                }
                 let meta = w
                     .file
                     .metadata()
                     .map_err(|e| OsError::from_io(&e, "fstat", path))?;
+                // Reuse only while the path still names the same inode. A
+                // file with no name left (the release case) cannot be named
+                // by it: no need to ask the path.
+                if sys::unlinked(&meta) || !path_names(path, w.id) {
+                    retire(w.file);
+                    continue;
+                }
                 (w.file, false, meta, w.writable)
             }
-            None => match publish(path, render)? {
+            None => match publish(path, render, prepared)? {
                 Publish::Done(lf) => return Ok(Attempt::Acquired(lf)),
                 Publish::Exists => match open_for_lock(path)? {
                     Some(opened) => opened_existing(opened),
@@ -306,6 +330,7 @@ pub fn attempt(
                 id,
                 legacy: false,
                 writable,
+                prepared: prepared.take(),
             }));
         }
         if !path_names(path, id) {
@@ -385,6 +410,7 @@ pub fn attempt(
                     id,
                     legacy: true,
                     writable,
+                    prepared: prepared.take(),
                 }));
             }
         }
@@ -397,6 +423,7 @@ pub fn attempt(
         file,
         legacy: true,
         writable,
+        prepared: prepared.take(),
     }))
 }
 

@@ -55,6 +55,46 @@ fn excludes_second_descriptor_and_releases() {
 }
 
 #[test]
+fn a_waiter_links_the_file_it_built_while_waiting() {
+    if !sys::UNNAMED_FILES {
+        return;
+    }
+    let d = tmpdir("prepared");
+    let p = d.join("a.jsonl.lock");
+    let Attempt::Acquired(a) = go(&p, None).unwrap() else {
+        panic!("first must acquire")
+    };
+    let Attempt::Busy(w) = go(&p, None).unwrap() else {
+        panic!("second must be busy")
+    };
+    // The create that found the name taken kept its file (unnamed, locked,
+    // written) for the wait, and leaves nothing in the directory.
+    let built = w
+        .prepared
+        .as_ref()
+        .expect("a file built while waiting")
+        .id();
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+    // A retry while the holder still holds keeps it for the next one.
+    let Attempt::Busy(w) = go(&p, Some(w)).unwrap() else {
+        panic!("still busy")
+    };
+    assert_eq!(w.prepared.as_ref().map(|p| p.id()), Some(built));
+    a.release(s(&p));
+    let Attempt::Acquired(b) = go(&p, Some(w)).unwrap() else {
+        panic!("must acquire after release")
+    };
+    assert_eq!(b.id, built);
+    assert_eq!(sys::path_id(&p), Some(built));
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b"{\"pid\": 1, \"lock\": \"os\"}"
+    );
+    b.release(s(&p));
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+}
+
+#[test]
 fn abandoned_os_file_is_reclaimed() {
     let d = tmpdir("abandon");
     let p = d.join("a.jsonl.lock");

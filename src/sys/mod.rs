@@ -19,7 +19,7 @@
 //! | `publish_temp(&File, tmp, target)` | name a complete file built under `tmp` as `target`, failing with `EEXIST` instead of replacing (Unix: `link` then unlink `tmp`; Windows: a rename that never replaces) |
 //! | `start_time(pid)` | a native start time (Windows: creation time, ms since the epoch); `None` where `proc_stat` is the source |
 //! | `create_new(path)`, `open_existing(path)` | exclusive create (read-write, mode 0644) / read-only open; never follow a final symlink, never block on a FIFO or device |
-//! | `open_existing_for_lock(path) -> (File, writable)`, `single_link(&Metadata)` | open to lock and wait on: read-write where permitted (Unix), else read-only; the file has no other name (Windows: never writable, never single: no in-place takeover) |
+//! | `open_existing_for_lock(path) -> (File, writable)`, `single_link(&Metadata)`, `unlinked(&Metadata)` | open to lock and wait on: read-write where permitted (Unix), else read-only; the file has no other name (Windows: never writable, never single: no in-place takeover); the file has no name left (Windows: never reported) |
 //! | `try_lock_exclusive(&File) -> io::Result<bool>`, `unlock(&File)` | the OS lock of an open file description, without blocking; `false` = held elsewhere |
 //! | `write_at`, `read_at`, `set_mtime` | positional I/O; set the modification time (best effort) |
 //! | `UNNAMED_FILES`, `create_unnamed(dir)`, `link_unnamed(&File, target)` | build a file no one can see, then name it, failing with `EEXIST` instead of replacing |

@@ -178,6 +178,12 @@ pub fn single_link(m: &Metadata) -> bool {
     m.nlink() == 1
 }
 
+/// Whether the file has no name left (its holder unlinked it): then no
+/// path can name it, and a waiter need not ask the path.
+pub fn unlinked(m: &Metadata) -> bool {
+    m.nlink() == 0
+}
+
 fn flock(file: &File, op: i32) -> io::Result<bool> {
     loop {
         // SAFETY: the descriptor is owned by `file` and open for the call.

@@ -425,6 +425,12 @@ pub fn single_link(_m: &Metadata) -> bool {
     false
 }
 
+/// Unknown from std's metadata here: always `false`, so a waiter asks the
+/// path (Windows keeps no descriptor while waiting anyway).
+pub fn unlinked(_m: &Metadata) -> bool {
+    false
+}
+
 /// Open an existing `path` to read, lock and (when judged stale) delete it;
 /// never following a reparse point, refusing what is not a regular file.
 /// A delete-pending file is `ENOENT`.
