@@ -227,6 +227,27 @@ describe('waiting machinery that cannot start rejects instead of hanging', () =>
     expect(parseLine(await c.waitLine('second', 30_000))).toEqual({ ok: true })
   }, 60_000)
 
+  it('with one descriptor left and the waiting machinery running, a contended acquire still waits and gets the lock (the file built ahead for the wait gives way)', async () => {
+    // A waiter keeps the unnamed file its first create built (Linux); at the
+    // descriptor limit that file is closed so the lock file can be opened,
+    // as a create from scratch (which closed its file first) could.
+    const dir = tmpDir('swl-excl-')
+    const [s1, s2] = [path.join(dir, 'a.jsonl'), path.join(dir, 'b.jsonl')]
+    const [h1, h2] = [await holdElsewhere(s1), await holdElsewhere(s2)]
+    const c = spawnTracked([fixture('excl-lastfd.js'), s1, s2], { command: 'prlimit', nodeArgs: ['--nofile=256', process.execPath] })
+    await c.waitLine('waiting1')
+    await pause(100)
+    h1.send('release')
+    expect(parseLine(await c.waitLine('first ', 30_000))).toEqual({ ok: true })
+    await c.waitLine('waiting2')
+    await pause(200)
+    h2.send('release')
+    const second = parseLine(await c.waitLine('second ', 30_000))
+    expect(second).toMatchObject({ ok: true })
+    expect(second.fdsAfter).toBe(second.fdsBefore)
+    expect((await c.exited).code).toBe(0)
+  }, 60_000)
+
   it('a kernel without inotify degrades to polling, said once on stderr', async () => {
     const sessionFile = path.join(tmpDir('swl-excl-'), 's.jsonl')
     const h = await holdElsewhere(sessionFile)

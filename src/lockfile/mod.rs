@@ -69,6 +69,11 @@
 //!    and exclusion").
 //! 8. `unlink` while still holding the lock, 9. `close` (drops the lock).
 //!
+//! A waiter's hand-off on Linux makes three: `fstat` of the descriptor it
+//! kept (a link count of 0: the holder released, no need to ask the path),
+//! `pwrite` of a fresh payload into the unnamed file its first attempt built
+//! and kept while waiting (`create::Prepared`), and `linkat`.
+//!
 //! What it does not guarantee: exclusion against code that ignores `flock`
 //! (the old module is handled by the payload rules of `legacy`), nor on network
 //! file systems whose `flock` is emulated or local-only (NFS, SMB).
@@ -285,7 +290,7 @@ fn attempt_rounds(
             }
             None => match publish(path, render, prepared)? {
                 Publish::Done(lf) => return Ok(Attempt::Acquired(lf)),
-                Publish::Exists => match open_for_lock(path)? {
+                Publish::Exists => match open_beside(path, prepared)? {
                     Some(opened) => opened_existing(opened),
                     // Released between our link and our open: go again.
                     None => continue,
@@ -425,6 +430,24 @@ fn attempt_rounds(
         writable,
         prepared: prepared.take(),
     }))
+}
+
+/// [`open_for_lock`] while we keep a file built for the wait: at the
+/// descriptor limit (`EMFILE`, `ENFILE`) that file is closed and the open
+/// tried again, so that building ahead never makes an acquire fail where a
+/// create from scratch (which closed its file first) would not.
+fn open_beside(
+    path: &str,
+    prepared: &mut Option<Prepared>,
+) -> Result<Option<(File, std::fs::Metadata, bool)>, OsError> {
+    match open_for_lock(path) {
+        Err(e) if prepared.is_some() && matches!(e.code, "EMFILE" | "ENFILE") => {
+            // Closed now, not retired: the descriptor is what is missing.
+            drop(prepared.take());
+            open_for_lock(path)
+        }
+        r => r,
+    }
 }
 
 /// A file found in place, opened (not created) by us.
