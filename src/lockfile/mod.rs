@@ -273,6 +273,8 @@ fn attempt_rounds(
     // Each round either succeeds, reports busy, or observed a change made by
     // another party (unlink, replace, reclaim); bound the rounds anyway.
     for _round in 0..64 {
+        // The descriptor kept from a busy attempt, not asked about yet.
+        let mut reused = false;
         let (file, created, meta, writable) = match wait.take() {
             Some(w) => {
                 let meta = w
@@ -281,11 +283,14 @@ fn attempt_rounds(
                     .map_err(|e| OsError::from_io(&e, "fstat", path))?;
                 // Reuse only while the path still names the same inode. A
                 // file with no name left (the release case) cannot be named
-                // by it: no need to ask the path.
-                if sys::unlinked(&meta) || !path_names(path, w.id) {
+                // by it; otherwise the path is asked after the lock attempt
+                // (below), which asks it anyway when the lock is obtained: one
+                // call fewer from a killed holder's close to the grant.
+                if sys::unlinked(&meta) {
                     retire(w.file);
                     continue;
                 }
+                reused = true;
                 (w.file, false, meta, w.writable)
             }
             None => match publish(path, render, prepared)? {
@@ -330,6 +335,12 @@ fn attempt_rounds(
             }
         }
         if !locked {
+            if reused && !path_names(path, id) {
+                // Replaced while we waited (its holder still holds it under
+                // another name): wait on what the path names now.
+                retire(file);
+                continue;
+            }
             return Ok(Attempt::Busy(WaitFile {
                 file,
                 id,
@@ -339,7 +350,9 @@ fn attempt_rounds(
             }));
         }
         if !path_names(path, id) {
-            // Unlinked or replaced between our open and our lock.
+            // Unlinked or replaced between our open and our lock (or while
+            // we waited on it): let go of it, and of its lock.
+            retire(file);
             continue;
         }
         if created {

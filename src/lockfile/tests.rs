@@ -95,6 +95,46 @@ fn a_waiter_links_the_file_it_built_while_waiting() {
 }
 
 #[test]
+fn a_wait_follows_a_replacement_of_a_file_that_keeps_another_name() {
+    // The kept descriptor's file still has a name (a hard link elsewhere)
+    // but the path names another file now, held by someone else: the
+    // retry waits on that one, and gets it when it is released.
+    let d = tmpdir("replaced");
+    let p = d.join("a.jsonl.lock");
+    let Attempt::Acquired(a) = go(&p, None).unwrap() else {
+        panic!("first must acquire")
+    };
+    let Attempt::Busy(w) = go(&p, None).unwrap() else {
+        panic!("second must be busy")
+    };
+    let first = w.id;
+    std::fs::hard_link(&p, d.join("other-name")).unwrap();
+    let x = d.join("x");
+    std::fs::write(&x, b"{\"pid\": 2, \"lock\": \"os\"}").unwrap();
+    let xf = File::open(&x).unwrap();
+    assert!(sys::try_lock_exclusive(&xf).unwrap());
+    std::fs::rename(&x, &p).unwrap();
+    let Attempt::Busy(w) = go(&p, Some(w)).unwrap() else {
+        panic!("the replacement is held")
+    };
+    assert_ne!(w.id, first);
+    assert_eq!(sys::path_id(&p), Some(w.id));
+    // The first holder lets go (its file is no longer at the path, so it
+    // leaves the path alone); the replacement's holder lets go too.
+    a.release(s(&p));
+    assert!(p.exists());
+    drop(xf);
+    let Attempt::Acquired(b) = go(&p, Some(w)).unwrap() else {
+        panic!("must acquire once the replacement is free")
+    };
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b"{\"pid\": 1, \"lock\": \"os\"}"
+    );
+    b.release(s(&p));
+}
+
+#[test]
 fn abandoned_os_file_is_reclaimed() {
     let d = tmpdir("abandon");
     let p = d.join("a.jsonl.lock");
