@@ -26,6 +26,9 @@ const ENV = Object.freeze({
   staleMs: 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS',
   maxHoldMs: 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS',
 })
+const ENV_TIMEOUT = ENV.acquireTimeoutMs
+const ENV_STALE = ENV.staleMs
+const ENV_MAX_HOLD = ENV.maxHoldMs
 
 /**
  * A millisecond count written in the environment: decimal digits only, after
@@ -99,17 +102,33 @@ function resolveSessionWriteLockOptions(config, params) {
 // Per-call parameters of acquireSessionWriteLock / cleanStaleLockFiles: an
 // explicit valid value wins, then the environment, then the default.
 
+// These run on every acquire: they read process.env directly (what readEnvMs
+// does without an `env`), without readEnvMs's options object, and a parameter
+// left out (the usual case) skips positiveMs.
+
 function resolveTimeoutParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.acquireTimeoutMs, { allowInfinity: true }) ?? DEFAULT_ACQUIRE_TIMEOUT_MS
+  return (
+    (v === undefined ? undefined : positiveMs(v, true)) ??
+    parseEnvMs(process.env[ENV_TIMEOUT], true) ??
+    DEFAULT_ACQUIRE_TIMEOUT_MS
+  )
 }
 
 function resolveStaleParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.staleMs) ?? DEFAULT_SESSION_WRITE_LOCK_STALE_MS
+  return (
+    (v === undefined ? undefined : positiveMs(v, true)) ??
+    parseEnvMs(process.env[ENV_STALE], false) ??
+    DEFAULT_SESSION_WRITE_LOCK_STALE_MS
+  )
 }
 
 /** `Infinity` disables the watchdog for that lock. */
 function resolveMaxHoldParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.maxHoldMs) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+  return (
+    (v === undefined ? undefined : positiveMs(v, true)) ??
+    parseEnvMs(process.env[ENV_MAX_HOLD], false) ??
+    DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+  )
 }
 
 /**
