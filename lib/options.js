@@ -26,9 +26,6 @@ const ENV = Object.freeze({
   staleMs: 'OPENCLAW_SESSION_WRITE_LOCK_STALE_MS',
   maxHoldMs: 'OPENCLAW_SESSION_WRITE_LOCK_MAX_HOLD_MS',
 })
-const ENV_TIMEOUT = ENV.acquireTimeoutMs
-const ENV_STALE = ENV.staleMs
-const ENV_MAX_HOLD = ENV.maxHoldMs
 
 /**
  * A millisecond count written in the environment: decimal digits only, after
@@ -102,33 +99,21 @@ function resolveSessionWriteLockOptions(config, params) {
 // Per-call parameters of acquireSessionWriteLock / cleanStaleLockFiles: an
 // explicit valid value wins, then the environment, then the default.
 
-// These run on every acquire: they read process.env directly (what readEnvMs
-// does without an `env`), without readEnvMs's options object, and a parameter
-// left out (the usual case) skips positiveMs.
+// These run on every acquire: process.env straight into parseEnvMs (what
+// readEnvMs does without an `env`), without readEnvMs's options object, and a
+// parameter left out skips positiveMs.
 
 function resolveTimeoutParam(v) {
-  return (
-    (v === undefined ? undefined : positiveMs(v, true)) ??
-    parseEnvMs(process.env[ENV_TIMEOUT], true) ??
-    DEFAULT_ACQUIRE_TIMEOUT_MS
-  )
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.acquireTimeoutMs], true) ?? DEFAULT_ACQUIRE_TIMEOUT_MS
 }
 
 function resolveStaleParam(v) {
-  return (
-    (v === undefined ? undefined : positiveMs(v, true)) ??
-    parseEnvMs(process.env[ENV_STALE], false) ??
-    DEFAULT_SESSION_WRITE_LOCK_STALE_MS
-  )
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.staleMs]) ?? DEFAULT_SESSION_WRITE_LOCK_STALE_MS
 }
 
 /** `Infinity` disables the watchdog for that lock. */
 function resolveMaxHoldParam(v) {
-  return (
-    (v === undefined ? undefined : positiveMs(v, true)) ??
-    parseEnvMs(process.env[ENV_MAX_HOLD], false) ??
-    DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
-  )
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.maxHoldMs]) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
 }
 
 /**
