@@ -143,8 +143,15 @@ function abortLease(id, lockPath, why) {
 function newLease(id, lockPath, token, acquiredAtMs, maxHoldMs) {
   const lease = new SessionWriteLockLease(id, lockPath, token)
   leaked.register(lease, { id, lockPath, stack: debugStacks ? new Error('acquired here').stack : undefined }, lease)
-  if (maxHoldMs !== Infinity) scheduleWatchdog(acquiredAtMs + maxHoldMs)
-  ensureRefresh()
+  if (maxHoldMs !== Infinity) {
+    // A running watchdog is due at most 60 s after it was set (its timer is
+    // relative), so it is already due within 60 s of now: only a deadline
+    // before it changes anything, which is what scheduleWatchdog would decide
+    // too, here without reading the clock (Date.now) on every grant.
+    const deadline = acquiredAtMs + maxHoldMs
+    if (watchdogTimer === null || deadline < watchdogAt) scheduleWatchdog(deadline)
+  }
+  if (refreshTimer === null) ensureRefresh()
   return lease
 }
 

@@ -99,17 +99,21 @@ function resolveSessionWriteLockOptions(config, params) {
 // Per-call parameters of acquireSessionWriteLock / cleanStaleLockFiles: an
 // explicit valid value wins, then the environment, then the default.
 
+// These run on every acquire: process.env straight into parseEnvMs (what
+// readEnvMs does without an `env`), without readEnvMs's options object, and a
+// parameter left out skips positiveMs.
+
 function resolveTimeoutParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.acquireTimeoutMs, { allowInfinity: true }) ?? DEFAULT_ACQUIRE_TIMEOUT_MS
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.acquireTimeoutMs], true) ?? DEFAULT_ACQUIRE_TIMEOUT_MS
 }
 
 function resolveStaleParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.staleMs) ?? DEFAULT_SESSION_WRITE_LOCK_STALE_MS
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.staleMs]) ?? DEFAULT_SESSION_WRITE_LOCK_STALE_MS
 }
 
 /** `Infinity` disables the watchdog for that lock. */
 function resolveMaxHoldParam(v) {
-  return positiveMs(v, true) ?? readEnvMs(ENV.maxHoldMs) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
+  return (v === undefined ? v : positiveMs(v, true)) ?? parseEnvMs(process.env[ENV.maxHoldMs]) ?? DEFAULT_SESSION_WRITE_LOCK_MAX_HOLD_MS
 }
 
 /**
