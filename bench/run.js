@@ -454,7 +454,7 @@ async function scenarioC() {
   // Warm: one long-lived pair for every implementation, hand-offs 5-15 ms apart.
   const pair = [await startChild(), await startChild()]
   const state = {}
-  const warm = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, OURS_TO_BARE, BARE_TO_OURS, BARE_TO_NODE].map((k) => [k, []]))
+  const warm = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, OURS_TO_BARE, BARE_TO_OURS, BARE_TO_NODE, OURS_TO_NODE].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const file = path.join(dir, `${impl}.jsonl`)
     await pair[0].call({ op: 'acquire', impl, file })
@@ -472,17 +472,20 @@ async function scenarioC() {
   //   ours holder -> bare waiter: our release path (JS release -> unlink + unlock) = floor (2)
   //   bare holder -> ours waiter: our waiting path (kernel wake -> waiting thread -> promise)
   //   bare holder -> bare Node waiter: what Node alone costs a waiter (fs.watch -> promise, no lock)
+  //   ours holder -> bare Node waiter: ours' hand-off with a waiter that takes no lock, the
+  //     least any Node waiter can take after our holder's release
   if (haveBare) {
     const n = Math.max(10, Math.round(CFG.c.ours / 4))
     for (let i = 0; i < n; i++) {
       warm[FLOOR2_REL].push(await oursToBare(pair[0], path.join(dir, `otb${i}.jsonl`), [5, 15]))
       warm[BARE_TO_OURS].push(await bareToOurs(pair[1], path.join(dir, `bto${i}.jsonl`), [5, 15]))
       warm[BARE_TO_NODE].push(await bareToNode(pair[1], path.join(dir, `btn${i}.lock`), [5, 15]))
+      warm[OURS_TO_NODE].push(await oursToNode(pair[0], pair[1], path.join(dir, `otn${i}.jsonl`), [5, 15]))
     }
   }
   await Promise.all(pair.map((c) => c.close()))
   // Cold: a fresh pair per implementation, no warm-up, every hand-off after >= 50 ms idle.
-  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, BARE_TO_OURS, BARE_TO_NODE].map((k) => [k, []]))
+  const cold = Object.fromEntries([...IMPL_NAMES, FLOOR2_REL, BARE_TO_OURS, BARE_TO_NODE, OURS_TO_NODE].map((k) => [k, []]))
   for (const impl of IMPL_NAMES) {
     const cp = [await startChild(), await startChild()]
     await Promise.all(cp.map((c) => c.call({ op: 'load', impl })))
@@ -490,6 +493,15 @@ async function scenarioC() {
     await cp[0].call({ op: 'acquire', impl, file: st.file })
     for (let i = 0; i < CFG.c.cold[impl]; i++) cold[impl].push(await handoff(cp, st, impl, [CFG.idleMs, CFG.idleMs + 20]))
     await cp[st.holder].call({ op: 'release', impl, file: st.file })
+    await Promise.all(cp.map((c) => c.close()))
+  }
+  {
+    // As ours' cold row: one fresh pair, every hand-off after >= 50 ms idle.
+    const cp = [await startChild(), await startChild()]
+    await Promise.all(cp.map((c) => c.call({ op: 'load', impl: 'ours' })))
+    for (let i = 0; i < CFG.c.cold.ours; i++) {
+      cold[OURS_TO_NODE].push(await oursToNode(cp[0], cp[1], path.join(dir, `cotn${i}.jsonl`), [CFG.idleMs, CFG.idleMs + 20]))
+    }
     await Promise.all(cp.map((c) => c.close()))
   }
   if (haveBare) {
@@ -522,6 +534,7 @@ async function scenarioC() {
 const OURS_TO_BARE = 'ours -> bare'
 const BARE_TO_OURS = 'bare holder -> ours waiter'
 const BARE_TO_NODE = 'bare holder -> bare Node waiter'
+const OURS_TO_NODE = 'ours holder -> bare Node waiter'
 let clockDiffMax = 0
 
 function spawnBare(args, env) {
@@ -588,6 +601,22 @@ async function bareToNode(waiter, lockPath, idle) {
   const seen = await got
   await b.exited
   return seen.m - t
+}
+
+/**
+ * Ours' hand-off with the waiter replaced by one that takes no lock: our
+ * holder releases (stamped before `release()`, as in ours' row); a Node
+ * process's fs.watch of the lock file resolves a promise, stamped in its
+ * continuation. No Node waiter, whatever it does, resolves sooner after the
+ * same release: the share of (c) that is the holder, the kernel and Node.
+ */
+async function oursToNode(holder, waiter, file, idle) {
+  await holder.call({ op: 'acquire', impl: 'ours', file })
+  const got = waiter.call({ op: 'watch', file: `${file}.lock` })
+  await sleep(rand(idle[0], idle[1]))
+  const rel = await holder.call({ op: 'release', impl: 'ours', file })
+  const seen = await got
+  return (seen.t - rel.t) * 1000
 }
 
 // ---------------------------------------------------------------- (d) SIGKILL
