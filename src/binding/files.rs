@@ -13,8 +13,6 @@ pub struct CreateCounts {
     pub temp_link: f64,
     pub exclusive: f64,
     pub fallbacks: f64,
-    /// Of `tmpfile`: files built while waiting, linked at the release.
-    pub prepared: f64,
 }
 
 /// How this process's lock-file creates went (tests, diagnostics).
@@ -26,7 +24,6 @@ pub fn create_counts() -> CreateCounts {
         temp_link: c.temp_link as f64,
         exclusive: c.exclusive as f64,
         fallbacks: c.fallbacks as f64,
-        prepared: c.prepared as f64,
     }
 }
 

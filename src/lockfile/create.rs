@@ -91,8 +91,7 @@ pub(super) enum Publish {
 /// How creates went, for tests and diagnostics (`__testing`): linked from
 /// `O_TMPFILE`, linked from a temporary name, plain exclusive creates, and
 /// fast-path attempts that fell back.
-static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 5] = [
-    std::sync::atomic::AtomicU64::new(0),
+static CREATE_COUNTS: [std::sync::atomic::AtomicU64; 4] = [
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
@@ -102,7 +101,6 @@ const COUNT_TMPFILE: usize = 0;
 const COUNT_TEMP_LINK: usize = 1;
 const COUNT_EXCL: usize = 2;
 const COUNT_FALLBACK: usize = 3;
-const COUNT_PREPARED: usize = 4;
 
 /// How this process's lock-file creates went so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,8 +113,6 @@ pub struct CreateCounts {
     pub exclusive: u64,
     /// Fast-path attempts that fell back to the portable path.
     pub fallbacks: u64,
-    /// Of `tmpfile`: the files built while waiting ([`Prepared`]).
-    pub prepared: u64,
 }
 
 /// The counts so far (tests, diagnostics).
@@ -127,7 +123,6 @@ pub fn create_counts() -> CreateCounts {
         temp_link: get(COUNT_TEMP_LINK),
         exclusive: get(COUNT_EXCL),
         fallbacks: get(COUNT_FALLBACK),
-        prepared: get(COUNT_PREPARED),
     }
 }
 
@@ -195,18 +190,18 @@ pub(super) fn publish(
     }
     let mut buf = String::with_capacity(320);
     render(&mut buf);
-    let (file, id, reused) = match prepared.take() {
+    let (file, id) = match prepared.take() {
         Some(p) if p.written.len() == buf.len() => {
             if p.written != buf.as_bytes() {
                 sys::write_at(&p.file, buf.as_bytes(), 0)
                     .map_err(|e| OsError::from_io(&e, "write", path))?;
             }
-            (p.file, p.id, true)
+            (p.file, p.id)
         }
         // Our payload changed length (another head's `maxHoldMs`): build
         // afresh; the old file goes with the attempt.
         _ => match build_unnamed(path, buf.as_bytes())? {
-            Some((file, id)) => (file, id, false),
+            Some(built) => built,
             None => return Ok(Publish::Unsupported),
         },
     };
@@ -225,9 +220,6 @@ pub(super) fn publish(
         return Ok(Publish::Unsupported);
     }
     count(COUNT_TMPFILE);
-    if reused {
-        count(COUNT_PREPARED);
-    }
     Ok(Publish::Done(LockFile::new(file, id, buf.into_bytes())))
 }
 
