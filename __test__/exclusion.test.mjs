@@ -227,10 +227,12 @@ describe('waiting machinery that cannot start rejects instead of hanging', () =>
     expect(parseLine(await c.waitLine('second', 30_000))).toEqual({ ok: true })
   }, 60_000)
 
-  it('with one descriptor left and the waiting machinery running, a contended acquire still waits and gets the lock (the file built ahead for the wait gives way)', async () => {
+  it('with one descriptor left and the waiting machinery running, a contended acquire still waits and gets the lock (what is kept open for later gives way)', async () => {
     // A waiter keeps the unnamed file its first create built (Linux); at the
     // descriptor limit that file is closed so the lock file can be opened,
-    // as a create from scratch (which closed its file first) could.
+    // as a create from scratch (which closed its file first) could. At the
+    // release the grant's own create needs a descriptor while the one it let
+    // go of waits to be closed after the continuation: closed at once there.
     const dir = tmpDir('swl-excl-')
     const [s1, s2] = [path.join(dir, 'a.jsonl'), path.join(dir, 'b.jsonl')]
     const [h1, h2] = [await holdElsewhere(s1), await holdElsewhere(s2)]

@@ -228,6 +228,23 @@ pub fn defer_closes<T>(f: impl FnOnce() -> T) -> (T, Vec<File>) {
     (out, retired)
 }
 
+/// Close now the descriptors this thread's attempts let go of and kept for
+/// [`defer_closes`]'s caller; true if there were any.
+fn close_retired_now() -> bool {
+    RETIRED.with(|r| match r.borrow_mut().as_mut() {
+        Some(kept) if !kept.is_empty() => {
+            kept.clear();
+            true
+        }
+        _ => false,
+    })
+}
+
+/// The process or the system is out of descriptors.
+fn at_descriptor_limit(e: &OsError) -> bool {
+    matches!(e.code, "EMFILE" | "ENFILE")
+}
+
 /// Let go of `file`: kept for [`defer_closes`]'s caller, or closed now.
 fn retire(file: File) {
     let not_kept = RETIRED.with(|r| match r.borrow_mut().as_mut() {
@@ -256,7 +273,13 @@ pub fn attempt(
     // leaving nothing behind; after the grant's continuation where closes
     // are deferred) when this attempt ends another way.
     let mut prepared = wait.as_mut().and_then(|w| w.prepared.take());
-    let result = attempt_rounds(path, wait, judge, render, &mut prepared);
+    let mut result = attempt_rounds(path, wait, judge, render, &mut prepared);
+    if matches!(&result, Err(e) if at_descriptor_limit(e)) && close_retired_now() {
+        // What is missing is a descriptor this attempt let go of and kept
+        // open for its caller (see [`defer_closes`]): closed now, the
+        // attempt goes again, from the path.
+        result = attempt_rounds(path, None, judge, render, &mut prepared);
+    }
     if let Some(p) = prepared {
         retire(p.into_file());
     }
@@ -454,7 +477,7 @@ fn open_beside(
     prepared: &mut Option<Prepared>,
 ) -> Result<Option<(File, std::fs::Metadata, bool)>, OsError> {
     match open_for_lock(path) {
-        Err(e) if prepared.is_some() && matches!(e.code, "EMFILE" | "ENFILE") => {
+        Err(e) if prepared.is_some() && at_descriptor_limit(&e) => {
             // Closed now, not retired: the descriptor is what is missing.
             drop(prepared.take());
             open_for_lock(path)
