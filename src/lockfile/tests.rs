@@ -33,16 +33,23 @@ fn go(path: &Path, wait: Option<WaitFile>) -> Result<Attempt, OsError> {
     )
 }
 
+/// A first attempt at `path` that acquires, then a second that finds it
+/// busy: the holder and the waiter's kept descriptor.
+fn held_and_waiting(path: &Path) -> (LockFile, WaitFile) {
+    let Attempt::Acquired(a) = go(path, None).unwrap() else {
+        panic!("first must acquire")
+    };
+    let Attempt::Busy(w) = go(path, None).unwrap() else {
+        panic!("second must be busy")
+    };
+    (a, w)
+}
+
 #[test]
 fn excludes_second_descriptor_and_releases() {
     let d = tmpdir("excl");
     let p = d.join("a.jsonl.lock");
-    let Attempt::Acquired(a) = go(&p, None).unwrap() else {
-        panic!("first must acquire")
-    };
-    let Attempt::Busy(w) = go(&p, None).unwrap() else {
-        panic!("second must be busy")
-    };
+    let (a, w) = held_and_waiting(&p);
     assert!(!w.legacy);
     a.release(s(&p));
     assert!(!p.exists());
@@ -61,12 +68,7 @@ fn a_waiter_links_the_file_it_built_while_waiting() {
     }
     let d = tmpdir("prepared");
     let p = d.join("a.jsonl.lock");
-    let Attempt::Acquired(a) = go(&p, None).unwrap() else {
-        panic!("first must acquire")
-    };
-    let Attempt::Busy(w) = go(&p, None).unwrap() else {
-        panic!("second must be busy")
-    };
+    let (a, w) = held_and_waiting(&p);
     // The create that found the name taken kept its file (unnamed, locked,
     // written) for the wait, and leaves nothing in the directory.
     let built = w
@@ -101,12 +103,7 @@ fn a_wait_follows_a_replacement_of_a_file_that_keeps_another_name() {
     // retry waits on that one, and gets it when it is released.
     let d = tmpdir("replaced");
     let p = d.join("a.jsonl.lock");
-    let Attempt::Acquired(a) = go(&p, None).unwrap() else {
-        panic!("first must acquire")
-    };
-    let Attempt::Busy(w) = go(&p, None).unwrap() else {
-        panic!("second must be busy")
-    };
+    let (a, w) = held_and_waiting(&p);
     let first = w.id;
     std::fs::hard_link(&p, d.join("other-name")).unwrap();
     let x = d.join("x");
