@@ -155,8 +155,9 @@ fn portable_only() -> bool {
 pub(crate) struct Prepared {
     file: File,
     id: sys::FileId,
-    /// The payload it holds now.
-    written: Vec<u8>,
+    /// The length of the payload it holds (ours differs from it only in
+    /// digits while our settings stay).
+    len: usize,
 }
 
 impl Prepared {
@@ -191,11 +192,9 @@ pub(super) fn publish(
     let mut buf = String::with_capacity(320);
     render(&mut buf);
     let (file, id) = match prepared.take() {
-        Some(p) if p.written.len() == buf.len() => {
-            if p.written != buf.as_bytes() {
-                sys::write_at(&p.file, buf.as_bytes(), 0)
-                    .map_err(|e| OsError::from_io(&e, "write", path))?;
-            }
+        Some(p) if p.len == buf.len() => {
+            sys::write_at(&p.file, buf.as_bytes(), 0)
+                .map_err(|e| OsError::from_io(&e, "write", path))?;
             (p.file, p.id)
         }
         // Our payload changed length (another head's `maxHoldMs`): build
@@ -210,7 +209,7 @@ pub(super) fn publish(
             *prepared = Some(Prepared {
                 file,
                 id,
-                written: buf.into_bytes(),
+                len: buf.len(),
             });
             return Ok(Publish::Exists);
         }
